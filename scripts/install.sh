@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install what stacube needs on Debian/Ubuntu: PostgreSQL + PostGIS (apt, when missing) and a
+# virtual environment with the pinned Python dependencies (constraints.txt). Idempotent: a
+# second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+EXTRAS=${STACUBE_EXTRAS:-all}
+
+need_apt=()
+pg_ok=false
+for bindir in /usr/lib/postgresql/*/bin; do
+  v=$(basename "$(dirname "$bindir")")
+  if [ -x "$bindir/initdb" ] && [ -f "/usr/share/postgresql/$v/extension/postgis.control" ]; then pg_ok=true; fi
+done
+$pg_ok || need_apt+=(postgresql-15 postgresql-15-postgis-3)
+"$PYTHON" -c "import ensurepip, venv" 2>/dev/null || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "stacube needs: ${need_apt[*]} (run as root, or: sudo apt-get install -y ${need_apt[*]})" >&2
+    exit 1
+  fi
+  echo "installing system packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends "${need_apt[@]}" >/dev/null 2>&1 \
+    || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${need_apt[@]}" >/dev/null; }
+  # the packaged cluster is not used: stacube runs its own in .stacube/pg
+  if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
+    service postgresql stop >/dev/null 2>&1 || true
+  fi
+fi
+
+stamp="$VENV/.stacube-installed"
+want=$(cat pyproject.toml constraints.txt | sha1sum | cut -c1-16)-$EXTRAS
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/stacube" ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24" 2>&1 | grep -v "is ignored" || true
+echo "installing Python dependencies into $VENV (pinned by constraints.txt)"
+"$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[$EXTRAS]" 2>&1 | grep -v "is ignored\|WARNING: Location" || true
+"$VENV/bin/python" -c "import stacube, stacube_services" 
+echo "$want" > "$stamp"

@@ -1,0 +1,90 @@
+"""One application for ``stacube up``: the STAC API at ``/stac``, the raster API at ``/raster``.
+
+The STAC API is the application itself (stac-fastapi builds its links from its router prefix,
+``/stac``); the raster API is mounted at ``/raster``. Mounted applications do not run their own
+lifespans, so this one opens and closes the database pools of both.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+
+from stacube import __version__
+from stacube.settings import Settings
+from stacube_services.raster import create_raster_app
+from stacube_services.stac import create_stac_api, stac_lifespan
+
+
+class MountedApp:
+    """Runs a mounted application as if it were served at its mount path.
+
+    Starlette builds ``request.base_url`` of a mounted app without the mount path; titiler
+    builds its links (tilejson, WMTS, viewer) from it. Setting ``app_root_path`` to the mount
+    path, and letting the mounted app's own router answer ``url_for``, makes those links right.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            scope = dict(scope)
+            scope["app_root_path"] = scope.get("root_path", "")
+            scope.pop("router", None)
+        await self.app(scope, receive, send)
+
+
+def local_output_dir(settings: Settings) -> Path | None:
+    """The local directory of job outputs, or None when outputs go to object storage."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(settings.output_root)
+    if parsed.scheme not in ("", "file"):
+        return None
+    return Path(parsed.path if parsed.scheme else settings.output_root)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The combined application (a factory: no global state)."""
+    settings = settings or Settings()
+    raster_app = create_raster_app(settings)
+    open_stac = stac_lifespan(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(open_stac(app))
+            await stack.enter_async_context(raster_app.router.lifespan_context(raster_app))
+            yield
+
+    app = create_stac_api(settings, prefix_path="/stac", lifespan=lifespan).app
+    app.state.stacube_settings = settings
+
+    @app.get("/", include_in_schema=False)
+    def landing(request: Request) -> dict:
+        base = str(request.base_url).rstrip("/")
+        return {
+            "title": "stacube",
+            "version": __version__,
+            "links": [
+                {"rel": "stac", "href": f"{base}/stac/", "title": "STAC API"},
+                {"rel": "service-doc", "href": f"{base}/stac/api.html", "title": "STAC API docs"},
+                {"rel": "raster", "href": f"{base}/raster/", "title": "Raster API (titiler-pgstac)"},
+                {"rel": "service-doc", "href": f"{base}/raster/api.html", "title": "Raster API docs"},
+                {"rel": "indices", "href": f"{base}/raster/indices", "title": "Spectral index presets"},
+                {"rel": "data", "href": f"{base}/files/", "title": "Job outputs (COG, Zarr, reports)"},
+            ],
+        }
+
+    app.mount("/raster", MountedApp(raster_app))
+    files = local_output_dir(settings)
+    if files is not None:
+        # job outputs (COGs, Zarr, reports) for download, read-only
+        files.mkdir(parents=True, exist_ok=True)
+        app.mount("/files", StaticFiles(directory=files), name="files")
+    return app

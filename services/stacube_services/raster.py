@@ -1,0 +1,317 @@
+"""The raster API: titiler-pgstac mosaics (registered searches, collections) and item tiles,
+plus stacube's named spectral indices and request limits.
+
+Everything titiler-pgstac offers is here (``/searches``, ``/collections/{id}``,
+``/collections/{id}/items/{item}``: XYZ tiles in any tile matrix set, PNG/WebP/JPEG/GeoTIFF,
+``expression``, ``assets``, ``colormap_name``, ``rescale``, statistics, point values, WMTS,
+TileJSON, map viewers). stacube adds:
+
+* ``index=NDVI`` (NDVI, NDWI, NDBI, EVI, NBR or any spyndex index of reflectance bands) on
+  any tile, point, statistics or part request: resolved to the collection's assets through
+  common names, with the spyndex formula as the expression, ``unscale=true`` (physical
+  reflectance) and a default colormap and rescale range;
+* ``GET /indices``: the presets with their formulas;
+* limits: tiles larger than ``STACUBE_MAX_TILE_SIZE`` px and part/statistics requests larger
+  than 4096 px answer 400 with a reason.
+"""
+
+from __future__ import annotations
+
+import time
+from threading import Lock
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from stacube.catalog.bands import COMMON_NAMES
+from stacube.errors import InvalidInput, NotFound
+from stacube.settings import Settings
+from stacube_services.errors import add_error_handlers, error_response
+
+MAX_PART_SIZE = 4096
+
+
+class CollectionCache:
+    """Collection documents and registered searches, read through the app's pool (TTL cache)."""
+
+    def __init__(self, app: FastAPI, ttl: float = 30.0):
+        self.app = app
+        self.ttl = ttl
+        self._data: dict[tuple, tuple[float, object]] = {}
+        self._lock = Lock()
+
+    def _get(self, key: tuple, sql: str, args: tuple):
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(key)
+            if hit and now - hit[0] < self.ttl:
+                return hit[1]
+        with self.app.state.dbpool.connection() as conn:
+            row = conn.execute(sql, args).fetchone()
+        value = row[0] if row else None
+        with self._lock:
+            self._data[key] = (now, value)
+        return value
+
+    def collection(self, collection_id: str) -> dict:
+        doc = self._get(("c", collection_id), "SELECT content FROM pgstac.collections WHERE id=%s", (collection_id,))
+        if doc is None:
+            raise NotFound(f"unknown collection {collection_id!r}")
+        return doc
+
+    def search_collections(self, search_id: str) -> list[str]:
+        search = self._get(("s", search_id), "SELECT search FROM pgstac.searches WHERE hash=%s", (search_id,))
+        if search is None:
+            raise NotFound(f"unknown search {search_id!r}")
+        collections = search.get("collections") or []
+        if not collections:
+            raise InvalidInput("index= needs a search restricted to collections (\"collections\": [...])")
+        return collections
+
+
+def index_params(index_name: str, collections: list[dict], query: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Rewrite ``index=NAME`` into titiler parameters for these collections.
+
+    Raises:
+        InvalidInput: unknown index, a missing band, or collections whose bands use different
+            asset keys (one ``assets`` list must serve every item of a mosaic).
+    """
+    from stacube.cube.indices import RENDER, get_index
+    from stacube.jobs.plan import _asset_map
+
+    index = get_index(index_name)
+    commons = list(index.bands.values())
+    keys = None
+    for coll in collections:
+        mapped = [_asset_map(coll, [c])[c] for c in commons]
+        if keys is not None and mapped != keys:
+            raise InvalidInput(
+                f"index {index.name}: collections map {', '.join(commons)} to different assets; "
+                "request each collection separately"
+            )
+        keys = mapped
+    given = {k for k, _ in query}
+    out = [(k, v) for k, v in query if k not in ("index", "assets", "expression", "asset_as_band")]
+    out += [("assets", k) for k in dict.fromkeys(keys)]
+    order = list(dict.fromkeys(commons))
+    out.append(("expression", index.expression(order)))
+    out.append(("unscale", "true"))
+    cmap, (lo, hi) = RENDER.get(index.name, ("viridis", (-1.0, 1.0)))
+    if "colormap_name" not in given and "colormap" not in given:
+        out.append(("colormap_name", cmap))
+    if "rescale" not in given:
+        out.append(("rescale", f"{lo},{hi}"))
+    return out
+
+
+def _tile_index_error(path: str) -> str | None:
+    """A reason when ``.../tiles/{tms}/{z}/{x}/{y}`` names no tile of the tile matrix set."""
+    import morecantile
+
+    parts = path.split("/")
+    if "tiles" not in parts:
+        return None
+    rest = parts[parts.index("tiles") + 1:]
+    if len(rest) != 4:
+        return None
+    tms_id, z, x, y = rest
+    y = y.split("@", 1)[0].split(".", 1)[0]
+    try:
+        z, x, y = int(z), int(x), int(y)
+    except ValueError:
+        return None
+    try:
+        tms = morecantile.tms.get(tms_id)
+    except Exception:
+        return None
+    if not tms.minzoom <= z <= tms.maxzoom:
+        return f"zoom {z} is outside {tms_id} ({tms.minzoom}..{tms.maxzoom})"
+    matrix = tms.matrix(z)
+    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+        return f"tile {z}/{x}/{y} is outside {tms_id} (x < {matrix.matrixWidth}, y < {matrix.matrixHeight})"
+    return None
+
+
+def _limit_error(path: str, query: dict[str, str], max_tile: int) -> str | None:
+    def number(name):
+        try:
+            return float(query[name]) if name in query else None
+        except ValueError:
+            return None
+
+    if "/tiles/" in path:
+        size = number("tilesize") or 256
+        scale = 1
+        tail = path.rsplit("/", 1)[-1]
+        if "@" in tail:
+            try:
+                scale = int(tail.split("@", 1)[1].split("x", 1)[0])
+            except ValueError:
+                scale = 1
+        if size * scale > max_tile:
+            return f"tile size {int(size * scale)} px exceeds the limit of {max_tile} px"
+    for name in ("max_size", "width", "height"):
+        value = number(name)
+        if value is not None and value > MAX_PART_SIZE:
+            return f"{name}={int(value)} exceeds the limit of {MAX_PART_SIZE} px"
+    return _tile_index_error(path)
+
+
+class RasterRequestMiddleware:
+    """Resolves ``index=`` and enforces size limits before titiler sees the request."""
+
+    def __init__(self, app: ASGIApp, *, parent: FastAPI, max_tile: int):
+        self.app = app
+        self.parent = parent
+        self.max_tile = max_tile
+        self.cache = CollectionCache(parent)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        path = scope["path"][len(scope.get("root_path", "")):] if scope["path"].startswith(scope.get("root_path", "")) else scope["path"]
+        problem = _limit_error(path, dict(query), self.max_tile)
+        if problem:
+            await error_response(400, "InvalidParameter", problem)(scope, receive, send)
+            return
+        names = [v for k, v in query if k == "index"]
+        if names:
+            try:
+                collections = self._collections_for(path)
+                query = index_params(names[0], collections, query)
+            except (InvalidInput, NotFound) as exc:
+                await error_response(exc.status_code, type(exc).__name__, exc.message)(scope, receive, send)
+                return
+            scope = dict(scope)
+            scope["query_string"] = urlencode(query).encode("latin-1")
+        await self.app(scope, receive, send)
+
+    def _collections_for(self, path: str) -> list[dict]:
+        import anyio  # noqa: F401  (the cache runs synchronously; calls are short)
+
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2 and parts[0] == "collections":
+            return [self.cache.collection(parts[1])]
+        if len(parts) >= 2 and parts[0] == "searches":
+            return [self.cache.collection(c) for c in self.cache.search_collections(parts[1])]
+        raise InvalidInput("index= works on /collections/{id}/..., /collections/{id}/items/{item}/... and /searches/{id}/...")
+
+
+def create_raster_app(settings: Settings) -> FastAPI:
+    """The titiler-pgstac application, assembled from its factories with stacube's settings."""
+    from contextlib import asynccontextmanager
+
+    import jinja2
+    from fastapi import status
+    from pydantic import ValidationError
+    from starlette.templating import Jinja2Templates
+    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+    from titiler.core.factory import AlgorithmFactory, ColorMapFactory, MultiBaseTilerFactory, TMSFactory
+    from titiler.core.utils import update_openapi
+    from titiler.extensions import stacRenderExtension, wmtsExtension
+    from titiler.mosaic.errors import MOSAIC_STATUS_CODES
+    from titiler.mosaic.extensions.wmts import wmtsExtension as wmtsExtensionMosaic
+    from titiler.pgstac.db import close_db_connection, connect_to_db
+    from titiler.pgstac.dependencies import CollectionIdParams, ItemIdParams, SearchIdParams
+    from titiler.pgstac.errors import PGSTAC_STATUS_CODES
+    from titiler.pgstac.extensions import searchInfoExtension
+    from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, add_search_register_route
+    from titiler.pgstac.reader import PgSTACReader
+    from titiler.pgstac.settings import PostgresSettings
+
+    from stacube.cube.indices import PRESETS, RENDER, get_index
+
+    templates = Jinja2Templates(env=jinja2.Environment(
+        autoescape=jinja2.select_autoescape(["html", "xml"]),
+        loader=jinja2.ChoiceLoader([jinja2.PackageLoader("titiler.pgstac", "templates"),
+                                    jinja2.PackageLoader("titiler.core", "templates")]),
+    ))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await connect_to_db(app, settings=PostgresSettings(
+            database_url=settings.dsn(), db_min_conn_size=1, db_max_conn_size=settings.db_pool_size))
+        yield
+        await close_db_connection(app)
+
+    app = FastAPI(title="stacube raster API", openapi_url="/api", docs_url="/api.html",
+                  description="Dynamic tiles of the stacube catalog (titiler-pgstac), with named spectral indices.",
+                  lifespan=lifespan)
+    update_openapi(app)
+    add_error_handlers(app)
+    add_exception_handlers(app, {**DEFAULT_STATUS_CODES, **MOSAIC_STATUS_CODES, **PGSTAC_STATUS_CODES,
+                                 ValidationError: status.HTTP_422_UNPROCESSABLE_CONTENT})
+
+    def mosaic(path_dependency, prefix: str) -> MosaicTilerFactory:
+        return MosaicTilerFactory(
+            path_dependency=path_dependency, router_prefix=prefix, add_statistics=True,
+            add_viewer=True, add_part=True, add_ogc_maps=False,
+            extensions=[searchInfoExtension(), wmtsExtensionMosaic()], templates=templates,
+        )
+
+    searches = mosaic(SearchIdParams, "/searches/{search_id}")
+    app.include_router(searches.router, tags=["STAC Search"], prefix="/searches/{search_id}")
+    add_search_list_route(app, prefix="/searches", tags=["STAC Search"])
+    add_search_register_route(
+        app, prefix="/searches", tags=["STAC Search"],
+        tile_dependencies=[searches.layer_dependency, searches.dataset_dependency,
+                           searches.pixel_selection_dependency, searches.process_dependency,
+                           searches.render_dependency, searches.assets_accessor_dependency,
+                           searches.reader_dependency, searches.backend_dependency],
+    )
+    collections = mosaic(CollectionIdParams, "/collections/{collection_id}")
+    app.include_router(collections.router, tags=["STAC Collection"], prefix="/collections/{collection_id}")
+    items = MultiBaseTilerFactory(
+        reader=PgSTACReader, path_dependency=ItemIdParams,
+        router_prefix="/collections/{collection_id}/items/{item_id}", add_viewer=True,
+        extensions=[wmtsExtension(), stacRenderExtension()], templates=templates,
+    )
+    app.include_router(items.router, tags=["STAC Item"], prefix="/collections/{collection_id}/items/{item_id}")
+    app.include_router(TMSFactory(templates=templates).router, tags=["Tiling Schemes"])
+    app.include_router(AlgorithmFactory(templates=templates).router, tags=["Algorithms"])
+    app.include_router(ColorMapFactory(templates=templates).router, tags=["ColorMaps"])
+
+    @app.get("/indices", tags=["Spectral indices"], summary="Named spectral index presets")
+    def list_indices() -> list[dict]:
+        """The index presets usable as ``index=NAME``: formula (spyndex), bands, default rendering."""
+        out = []
+        for name in PRESETS:
+            idx = get_index(name)
+            cmap, rescale = RENDER[name]
+            out.append({"name": idx.name, "long_name": idx.long_name, "formula": idx.formula,
+                        "bands": idx.bands, "constants": idx.constants, "reference": idx.reference,
+                        "colormap_name": cmap, "rescale": list(rescale)})
+        return out
+
+    @app.get("/", tags=["Landing"], summary="Raster API landing page")
+    def landing(request: Request) -> dict:
+        base = str(request.base_url).rstrip("/")
+        return {
+            "title": "stacube raster API",
+            "links": [
+                {"rel": "service-desc", "href": f"{base}/api", "type": "application/vnd.oai.openapi+json;version=3.0"},
+                {"rel": "service-doc", "href": f"{base}/api.html", "type": "text/html"},
+                {"rel": "data", "href": f"{base}/searches", "title": "Registered searches (mosaics)"},
+                {"rel": "data", "href": f"{base}/collections/{{collection_id}}/WebMercatorQuad/tilejson.json",
+                 "title": "Collection mosaic TileJSON (template)", "templated": True},
+                {"rel": "data", "href": f"{base}/collections/{{collection_id}}/items/{{item_id}}/WebMercatorQuad/tilejson.json",
+                 "title": "Item TileJSON (template)", "templated": True},
+                {"rel": "data", "href": f"{base}/indices", "title": "Spectral index presets (index=NAME)"},
+                {"rel": "data", "href": f"{base}/tileMatrixSets", "title": "Tile matrix sets"},
+            ],
+        }
+
+    @app.get("/healthz", tags=["Health Check"])
+    def healthz() -> dict:
+        try:
+            with app.state.dbpool.connection(1) as conn:
+                conn.execute("SELECT 1")
+            return {"database_online": True}
+        except Exception:
+            return {"database_online": False}
+
+    app.add_middleware(RasterRequestMiddleware, parent=app, max_tile=settings.max_tile_size)
+    return app

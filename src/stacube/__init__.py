@@ -1,0 +1,21 @@
+"""stacube: a STAC-catalog-backed Earth-observation data cube.
+
+Scenes are STAC Items in pgSTAC; the STAC API and the raster API serve them; compositing jobs
+load cubes with odc-stac, mask clouds, composite, write COG and Zarr, and register the results
+as STAC Items again.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["Datacube", "__version__"]
+
+
+def __getattr__(name: str):
+    # The facade pulls in odc-stac and xarray: import it only when asked for.
+    if name == "Datacube":
+        from stacube.datacube import Datacube
+
+        return Datacube
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""The catalog: products (STAC Collections), datasets (STAC Items), quality rules, pgSTAC access."""

@@ -1,0 +1,1 @@
+"""The ``stacube`` command line."""

@@ -1,0 +1,29 @@
+"""Helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+from stacube.errors import InvalidInput
+from stacube.settings import Settings
+
+# Wide tables when the output is a file or a pipe; the terminal's width otherwise.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def settings_from(**overrides) -> Settings:
+    """Settings from the environment with the command's non-None options applied."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def split_list(value: str | None, what: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; empty items are an error."""
+    if value is None:
+        return []
+    parts = [p.strip() for p in value.split(",")]
+    if any(not p for p in parts):
+        raise InvalidInput(f"{what}: empty entry in {value!r}")
+    return parts

@@ -1,0 +1,102 @@
+"""``stacube composite``: assemble a cube from the catalog and composite it."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from stacube.cli.common import console, err_console, settings_from, split_list
+
+STAGES = {"scenes": "scene statistics", "tiles": "compositing tiles", "cogs": "writing COGs"}
+
+
+def composite(
+    collection: list[str] = typer.Option(..., "--collection", "-c",
+                                         help="Collection id; repeat for cross-collection (bands match by common name)."),
+    bbox: str = typer.Option(..., help="MINX,MINY,MAXX,MAXY of the area."),
+    bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
+    datetime_value: str = typer.Option(..., "--datetime", help="START/END (ISO 8601)."),
+    method: str = typer.Option(..., help="most-recent | least-recent | best-pixel | median | mean."),
+    bands: str | None = typer.Option(None, help="Comma-separated common names or asset keys (default red,green,blue)."),
+    index: list[str] = typer.Option(None, "--index", help="Index preset (NDVI, NDWI, NDBI, EVI, NBR); repeatable."),
+    max_cloud: float | None = typer.Option(None, help="Drop scenes whose non-clear share of valid pixels exceeds this percent."),
+    mask_asset: str | None = typer.Option(None, help="Override the product's quality asset."),
+    clear: str | None = typer.Option(None, help="With --mask-asset: comma-separated clear values."),
+    period: str | None = typer.Option(None, help="One composite per period: P16D, P1M, P1Y..."),
+    crs: str | None = typer.Option(None, help="Output CRS (default: the first collection's)."),
+    resolution: float | None = typer.Option(None, help="Output pixel size in CRS units."),
+    output: str | None = typer.Option(None, help="Output root URI (default .stacube/data; s3://bucket/prefix works)."),
+    output_collection: str | None = typer.Option(None, help="Collection the results are registered in."),
+    tile_size: int = typer.Option(2048, help="Tile edge in output pixels (bounds memory)."),
+    workers: int | None = typer.Option(None, help="Tile worker processes (1: in-process; default: cores)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the job report as JSON on stdout."),
+) -> None:
+    """Composite scenes of one or more collections over an area and time range.
+
+    Writes one COG per band/index/count and per period, a Zarr cube and a JSON report, then
+    registers the results as STAC Items (searchable and tileable at once).
+    """
+    from stacube.errors import InvalidInput
+    from stacube.jobs.runner import run_composite
+    from stacube.jobs.spec import build_spec
+
+    clear_values = None
+    if clear is not None:
+        try:
+            clear_values = [int(v) for v in split_list(clear, "--clear")]
+        except ValueError as exc:
+            raise InvalidInput(f"--clear {clear!r}: expected comma-separated integers") from exc
+    spec = build_spec(
+        collections=collection, bbox=bbox, bbox_crs=bbox_crs, datetime=datetime_value, method=method,
+        bands=split_list(bands, "--bands"), indices=index or [], max_cloud=max_cloud,
+        mask_asset=mask_asset, clear=clear_values, period=period, crs=crs, resolution=resolution,
+        output=output, output_collection=output_collection, tile_size=tile_size,
+    )
+    settings = settings_from()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=as_json) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        report = run_composite(spec, settings, progress=progress, workers=workers)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    used = [s for s in report["scenes"] if s["used"]]
+    dropped = [s for s in report["scenes"] if not s["used"]]
+    thr = report["throughput"]
+    console.print(
+        f"job {report['job_id']}: {len(used)} scenes used, {len(dropped)} dropped, "
+        f"{len(report['steps'])} period(s), grid {report['grid']['shape'][1]}x{report['grid']['shape'][0]} "
+        f"px in {report['grid']['crs']}"
+    )
+    for s in dropped:
+        console.print(f"  dropped {s['item_id']}: {s['reason']}")
+    console.print(f"outputs: {report['outputs']['report'].rsplit('/', 1)[0]}")
+    console.print(f"registered in {report['collection']}: {', '.join(report['items'])}")
+    console.print(
+        f"done in {report['elapsed_seconds']:.2f} s: {thr['pixels']:,} px x {thr['scenes']} scenes, "
+        f"{thr['pixels_x_scenes_per_second']:,.0f} pixels x scenes / s"
+    )
+
+
+def indices() -> None:
+    """List the spectral index presets and their formulas (from spyndex)."""
+    from rich.table import Table
+
+    from stacube.cube.indices import PRESETS, get_index
+
+    table = Table(title="index presets")
+    for col in ("name", "formula", "bands", "long name", "reference"):
+        table.add_column(col, overflow="fold")
+    for name in PRESETS:
+        idx = get_index(name)
+        table.add_row(idx.name, idx.formula, ", ".join(f"{s}={c}" for s, c in idx.bands.items()),
+                      idx.long_name, idx.reference)
+    console.print(table)

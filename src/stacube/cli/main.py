@@ -1,0 +1,74 @@
+"""Entry point of the ``stacube`` command: sub-commands and error reporting.
+
+Errors: anything stacube reports on purpose (:class:`stacube.errors.StacubeError`), usage
+errors and interrupts print one line on stderr and exit non-zero, without a traceback.
+``STACUBE_DEBUG=1`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from stacube.cli import catalog, composite, db, serve
+from stacube.errors import StacubeError
+
+app = typer.Typer(
+    name="stacube",
+    help="A STAC-catalog-backed Earth-observation data cube: catalog, APIs, composites.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(catalog.product_app, name="product")
+app.add_typer(catalog.dataset_app, name="dataset")
+app.command("composite")(composite.composite)
+app.command("up")(serve.up)
+app.command("indices")(composite.indices)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the stacube version."""
+    from stacube import __version__
+
+    typer.echo(__version__)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Run the CLI, turning errors into one line on stderr and a non-zero exit."""
+    debug = os.environ.get("STACUBE_DEBUG", "") not in ("", "0")
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="stacube", standalone_mode=False)
+    except StacubeError as exc:
+        if debug:
+            raise
+        _fail(exc.message, exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except click.exceptions.ClickException as exc:
+        if debug:
+            raise
+        _fail(exc.format_message(), exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if debug:
+            raise
+        _fail(f"unexpected {type(exc).__name__}: {exc} (set STACUBE_DEBUG=1 for a traceback)", 70)
+
+
+if __name__ == "__main__":
+    run()

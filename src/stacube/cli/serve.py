@@ -1,0 +1,32 @@
+"""``stacube up``: serve the STAC API and the raster API on one base URL."""
+
+from __future__ import annotations
+
+import typer
+
+from stacube.cli.common import console, settings_from
+
+
+def up(
+    host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default 8000)."),
+    workers: int = typer.Option(1, help="Server worker processes."),
+) -> None:
+    """Serve the STAC API (/stac) and the raster API (/raster) in the foreground."""
+    import uvicorn
+
+    from stacube.db.connection import connect, require_pgstac
+    from stacube.storage.stores import configure_gdal
+
+    settings = settings_from(host=host, port=port)
+    with connect(settings) as conn:  # fail early, with one line, when the catalog is down
+        require_pgstac(conn)
+    configure_gdal(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    console.print(f"stacube serving {base}  (STAC {base}/stac, raster {base}/raster; Ctrl-C stops)")
+    import os
+
+    os.environ.setdefault("STACUBE_HOST", settings.host)
+    os.environ.setdefault("STACUBE_PORT", str(settings.port))
+    uvicorn.run("stacube_services.app:create_app", factory=True, host=settings.host,
+                port=settings.port, workers=workers, log_level="warning", proxy_headers=True)

@@ -1,0 +1,1 @@
+"""The cube: loading with odc-stac, masking, compositing and spectral indices."""

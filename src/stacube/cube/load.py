@@ -1,0 +1,181 @@
+"""Loading stacks of scenes with odc-stac, onto one GeoBox, as physical values plus masks.
+
+Each source (a collection with its items, band mapping and quality rule) is loaded with
+``odc.stac.load`` onto the same GeoBox, one time slice per item (``groupby`` by position, so
+overlapping scenes of the same day stay separate and every slice maps to one item). Bands
+become float32 physical values (``DN * scale + offset`` from each item's ``raster:bands``, NaN
+for nodata); the quality band becomes the boolean ``observed`` and ``clear`` stacks. Sources are
+concatenated along time in ``(datetime, id)`` order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stacube.catalog.quality import QualityRule
+from stacube.errors import StorageError
+
+
+@dataclass
+class Source:
+    """One collection's part of a cube.
+
+    Attributes:
+        collection: the STAC Collection document.
+        items: STAC Item documents to load.
+        assets: ``{output band name: asset key}`` (common names resolved per collection).
+        rule: how to decode the quality asset (None: every valid pixel is clear).
+    """
+
+    collection: dict
+    items: list[dict]
+    assets: dict[str, str]
+    rule: QualityRule | None
+
+    @property
+    def id(self) -> str:
+        return self.collection["id"]
+
+
+@dataclass
+class Stack:
+    """Loaded observations, ``(time, y, x)``, sorted by time.
+
+    Attributes:
+        bands: ``{name: float32 stack}`` physical values, NaN where missing.
+        observed: bool stack: not fill in the mask and not nodata in the reference band.
+        clear: bool stack: observed and clear by the quality rule.
+        times: ``datetime64[ns]`` per slice.
+        item_ids / collections: the item behind each slice.
+    """
+
+    bands: dict[str, np.ndarray]
+    observed: np.ndarray
+    clear: np.ndarray
+    times: np.ndarray
+    item_ids: list[str]
+    collections: list[str]
+    shape: tuple[int, int] = field(default=(0, 0))
+
+    def select(self, index: np.ndarray) -> Stack:
+        """The slices at ``index`` (ints or a boolean mask)."""
+        index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
+        return Stack(
+            {k: v[index] for k, v in self.bands.items()}, self.observed[index], self.clear[index],
+            self.times[index], [self.item_ids[i] for i in index],
+            [self.collections[i] for i in index], self.shape,
+        )
+
+
+def _raster_band(item: dict, collection: dict, asset_key: str) -> dict:
+    asset = item.get("assets", {}).get(asset_key) or {}
+    bands = asset.get("raster:bands") or asset.get("bands") or []
+    template = ((collection.get("item_assets") or {}).get(asset_key) or {}).get("raster:bands") or [{}]
+    merged = dict(template[0]) if template else {}
+    if bands:
+        merged.update({k: v for k, v in bands[0].items() if v is not None})
+    return merged
+
+
+def _nodata_value(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return float(value)
+    return value
+
+
+def item_order_key(item: dict) -> tuple[str, str]:
+    props = item.get("properties", {})
+    return (props.get("datetime") or props.get("start_datetime") or "", item["id"])
+
+
+def _odc_load(items: list[dict], assets: list[str], geobox, pool):
+    import odc.stac
+    import pystac
+    import rasterio
+
+    stac_items = [pystac.Item.from_dict(dict(i), preserve_dict=False) for i in items]
+    try:
+        return odc.stac.load(
+            stac_items, bands=assets, geobox=geobox,
+            groupby=lambda item, parsed, idx: idx, pool=pool, fail_on_error=True,
+            resampling="nearest",
+        )
+    except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError, OSError) as exc:
+        raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
+
+
+def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool = True,
+               pool: int | None = None) -> Stack:
+    """Load sources onto ``geobox``.
+
+    Args:
+        sources: collections, their items, band mappings and quality rules.
+        geobox: an ``odc.geo.geobox.GeoBox`` (CRS, resolution, extent) of the output.
+        bands: output band names to load (the first is the reference band for observations).
+        quality: also load and decode the quality asset.
+        pool: threads odc-stac reads with.
+
+    Returns:
+        A :class:`Stack`; empty (zero slices) when no item is given.
+
+    Raises:
+        StorageError: an asset cannot be read.
+    """
+    ny, nx = geobox.shape.y, geobox.shape.x
+    parts = []
+    for src in sources:
+        items = sorted(src.items, key=item_order_key)
+        if not items:
+            continue
+        keys = [src.assets[b] for b in bands]
+        mask_key = src.rule.asset if (quality and src.rule) else None
+        to_load = list(dict.fromkeys(keys + ([mask_key] if mask_key else [])))
+        ds = _odc_load(items, to_load, geobox, pool)
+        n = len(items)
+        out_bands = {}
+        for name, key in zip(bands, keys):
+            raw = ds[key].values
+            values = np.empty(raw.shape, dtype=np.float32)
+            for i, item in enumerate(items):
+                meta = _raster_band(item, src.collection, key)
+                nodata = _nodata_value(meta.get("nodata", ds[key].attrs.get("nodata")))
+                scale = float(meta.get("scale", 1.0) or 1.0)
+                offset = float(meta.get("offset", 0.0) or 0.0)
+                sl = raw[i]
+                np.multiply(sl, np.float32(scale), out=values[i], casting="unsafe")
+                if offset:
+                    values[i] += np.float32(offset)
+                if nodata is not None:
+                    missing = np.isnan(sl) if (isinstance(nodata, float) and np.isnan(nodata)) else sl == nodata
+                    values[i][missing] = np.nan
+            out_bands[name] = values
+        ref = out_bands[bands[0]]
+        valid = np.isfinite(ref)
+        if mask_key:
+            observed, clear = src.rule.decode(ds[mask_key].values)
+            observed &= valid
+            clear &= observed
+        else:
+            observed, clear = valid, valid.copy()
+        times = np.array([np.datetime64(item_order_key(i)[0].replace("Z", "")[:26], "ns") for i in items])
+        parts.append((out_bands, observed, clear, times, [i["id"] for i in items], [src.id] * n))
+    if not parts:
+        empty = np.zeros((0, ny, nx), dtype=np.float32)
+        return Stack({b: empty for b in bands}, empty.astype(bool), empty.astype(bool),
+                     np.array([], dtype="datetime64[ns]"), [], [], (ny, nx))
+    times = np.concatenate([p[3] for p in parts])
+    ids = [i for p in parts for i in p[4]]
+    order = np.lexsort((np.array(ids, dtype=object).astype(str), times))
+    stack = Stack(
+        {b: np.concatenate([p[0][b] for p in parts])[order] for b in bands},
+        np.concatenate([p[1] for p in parts])[order],
+        np.concatenate([p[2] for p in parts])[order],
+        times[order], [ids[i] for i in order],
+        [c for p in parts for c in p[5]], (ny, nx),
+    )
+    stack.collections = [stack.collections[i] for i in order] if len(parts) > 1 else stack.collections
+    return stack

@@ -1,0 +1,40 @@
+"""Install or upgrade the pgSTAC schema with pypgstac's migrations."""
+
+from __future__ import annotations
+
+from pypgstac.db import PgstacDB
+from pypgstac.migrate import Migrate
+
+from stacube.db.connection import connect, pgstac_version, redact
+from stacube.errors import DatabaseUnavailable
+from stacube.settings import Settings
+
+
+def migrate(settings: Settings) -> tuple[str | None, str]:
+    """Bring the database to the pgSTAC version pypgstac ships.
+
+    Idempotent: a database already at that version is left alone. PostGIS is created by the
+    migration (it needs a role allowed to ``CREATE EXTENSION``).
+
+    Returns:
+        ``(version before, version after)``; ``before`` is None on a fresh database.
+    """
+    with connect(settings) as conn:
+        before = pgstac_version(conn)
+    db = PgstacDB(dsn=settings.dsn())
+    try:
+        after = Migrate(db).run_migration()
+    except Exception as exc:  # pypgstac raises bare Exceptions
+        raise DatabaseUnavailable(
+            f"pgSTAC migration failed on {redact(settings.dsn())}: {str(exc).splitlines()[0]}"
+        ) from exc
+    finally:
+        db.close()
+    with connect(settings, autocommit=True) as conn:
+        # Keep collection extents in step with their items as they are loaded.
+        conn.execute(
+            "INSERT INTO pgstac.pgstac_settings (name, value) VALUES "
+            "('update_collection_extent', 'true') "
+            "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
+        )
+    return before, after

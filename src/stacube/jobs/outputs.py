@@ -1,0 +1,119 @@
+"""Writing job outputs: a Zarr cube (time, y, x per variable) and one COG per variable and step.
+
+The Zarr store (format 2, consolidated metadata) carries CF georeferencing: a ``spatial_ref``
+grid-mapping variable with ``crs_wkt`` and ``GeoTransform`` (as written by odc-geo / rioxarray),
+``x``/``y`` pixel-centre coordinates and a ``time`` coordinate (the start of each period), so
+``xarray.open_zarr`` + ``rioxarray`` or ``odc.geo`` recover the GeoBox. Chunks are
+``(1, 512, 512)``: one period, one tile-aligned block, so tiles write disjoint chunks in
+parallel and a map read touches few chunks.
+
+COGs are written with rio-cogeo (``cog_translate``, DEFLATE, 512 px blocks, internal overviews;
+``average`` overviews for reflectance and indices, ``nearest`` for provenance and counts) from a
+tiled GeoTIFF filled tile by tile, so memory stays bounded by one tile.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from stacube.jobs.tiles import variable_dtype, variable_fill
+
+CHUNK = 512
+
+
+def chunk_edge(tile_edge: int) -> int:
+    """Zarr chunk edge: 512 when tiles are multiples of it, else the tile edge."""
+    return CHUNK if tile_edge % CHUNK == 0 else tile_edge
+
+
+def create_cube(path: Path, geobox, variables: list[str], times: list, tile_edge: int,
+                attrs: dict | None = None) -> None:
+    """Create an empty Zarr cube with its coordinates and metadata (no data chunks)."""
+    import dask.array as da
+    import xarray as xr
+    from odc.geo.xr import xr_coords
+
+    edge = chunk_edge(tile_edge)
+    ny, nx = geobox.shape.y, geobox.shape.x
+    chunks = (1, min(edge, ny), min(edge, nx))
+    coords = dict(xr_coords(geobox, crs_coord_name="spatial_ref"))
+    coords["time"] = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t in times])
+    data_vars = {}
+    encoding = {}
+    for name in variables:
+        dtype = variable_dtype(name)
+        fill = variable_fill(name)
+        arr = da.full((len(times), ny, nx), fill, dtype=dtype, chunks=chunks)
+        data_vars[name] = xr.DataArray(arr, dims=("time", "y", "x"), attrs={"grid_mapping": "spatial_ref"})
+        # counts have no nodata: 0 is a count, not a missing value
+        encoding[name] = {"chunks": chunks, "_FillValue": None if name.endswith("_count") else fill}
+    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs or {})
+    encoding["time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian",
+                        "dtype": "int64"}
+    ds.to_zarr(path, mode="w", compute=False, zarr_format=2, consolidated=True, encoding=encoding)
+
+
+def write_region(path: Path, tile_geobox, parent_geobox, arrays: dict[str, np.ndarray]) -> None:
+    """Write one tile's ``(time, y, x)`` arrays into the cube."""
+    import zarr
+
+    y0, x0 = _offset(tile_geobox, parent_geobox)
+    group = zarr.open_group(str(path), mode="r+", zarr_format=2)
+    for name, value in arrays.items():
+        t, ny, nx = value.shape
+        group[name][:, y0:y0 + ny, x0:x0 + nx] = value
+
+
+def _offset(tile_geobox, parent_geobox) -> tuple[int, int]:
+    inv = ~parent_geobox.affine
+    x, y = inv * (tile_geobox.affine.c, tile_geobox.affine.f)
+    return int(round(y)), int(round(x))
+
+
+def finish_cube(path: Path) -> None:
+    """Consolidate the cube's metadata once every region is written."""
+    import zarr
+
+    zarr.consolidate_metadata(str(path), zarr_format=2)
+
+
+def write_cog(cube: Path, name: str, step: int, geobox, tiles, dst: Path) -> None:
+    """One COG of variable ``name`` at time step ``step``, assembled tile by tile."""
+    import rasterio
+    import zarr
+    from rasterio.windows import Window
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    dtype = variable_dtype(name)
+    fill = variable_fill(name)
+    array = zarr.open_group(str(cube), mode="r", zarr_format=2)[name]
+    ny, nx = geobox.shape.y, geobox.shape.x
+    tmp = dst.with_suffix(".tmp.tif")
+    profile = {
+        "driver": "GTiff", "width": nx, "height": ny, "count": 1, "dtype": dtype,
+        "crs": geobox.crs.to_wkt(), "transform": geobox.affine, "nodata": fill,
+        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+    }
+    with rasterio.open(tmp, "w", **profile) as out:
+        for iy in range(tiles.shape.y):
+            for ix in range(tiles.shape.x):
+                tile = tiles[iy, ix]
+                y0, x0 = _offset(tile, geobox)
+                h, w = tile.shape.y, tile.shape.x
+                out.write(array[step, y0:y0 + h, x0:x0 + w], 1, window=Window(x0, y0, w, h))
+        out.set_band_description(1, name)
+    cog_profile = dict(cog_profiles.get("deflate"))
+    cog_profile.update(blockxsize=512, blockysize=512, predictor=3 if dtype == "float32" else 2)
+    resampling = "average" if dtype == "float32" else "nearest"
+    cog_translate(str(tmp), str(dst), cog_profile, nodata=fill, overview_resampling=resampling,
+                  quiet=True, in_memory=False, use_cog_driver=False, add_mask=False)
+    tmp.unlink()
+
+
+def write_json(path: Path, doc: dict) -> None:
+    path.write_text(json.dumps(doc, indent=2, default=str))

@@ -1,0 +1,250 @@
+"""Planning a compositing job: collections, items, bands, output GeoBox, tiles and periods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from stacube.catalog.bands import resolve_bands
+from stacube.catalog.quality import QualityRule, clear_values_rule, rule_of
+from stacube.catalog.store import Catalog
+from stacube.cube.indices import required_bands
+from stacube.cube.load import Source, item_order_key
+from stacube.errors import InvalidInput, NoData
+from stacube.jobs.spec import PERIOD_PATTERN, CompositeSpec, format_interval
+
+#: Accepted stand-ins when a collection lacks a common name (STAC eo: nir08 is a narrow nir).
+COMMON_NAME_FALLBACKS = {
+    "nir": ["nir08"], "nir08": ["nir"], "lwir": ["lwir11"], "lwir11": ["lwir"],
+    "rededge": ["rededge071"], "green": ["green05"],
+}
+DEFAULT_BANDS = ["red", "green", "blue"]
+MAX_OUTPUT_PIXELS = 4_000_000_000
+
+
+@dataclass(frozen=True)
+class Period:
+    """One output time step: ``[start, end]`` (UTC); ``label`` is used in ids and paths."""
+
+    start: datetime
+    end: datetime
+    label: str
+
+    def contains(self, when: datetime) -> bool:
+        return self.start <= when <= self.end
+
+
+@dataclass
+class Plan:
+    """Everything a job needs to run, resolved from a :class:`CompositeSpec` and the catalog."""
+
+    spec: CompositeSpec
+    job_id: str
+    sources: list[Source]
+    bands: list[str]
+    indices: list[str]
+    load_bands: list[str]
+    geobox: object
+    tile_shape: tuple[int, int]
+    periods: list[Period]
+    output_root: str
+    output_collection: str
+    items: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def tiles(self):
+        from odc.geo.geobox import GeoboxTiles
+
+        return GeoboxTiles(self.geobox, self.tile_shape)
+
+    def tile_indices(self) -> list[tuple[int, int]]:
+        ny, nx = self.tiles.shape.y, self.tiles.shape.x
+        return [(iy, ix) for iy in range(ny) for ix in range(nx)]
+
+    @property
+    def variables(self) -> list[str]:
+        """Output variables: bands, indices, provenance (selection methods), counts."""
+        from stacube.jobs.spec import SELECTION_METHODS
+
+        extra = ["provenance"] if self.spec.method in SELECTION_METHODS else []
+        return [*self.bands, *self.indices, *extra, "clear_count", "valid_count"]
+
+
+def _asset_map(collection: dict, names: list[str]) -> dict[str, str]:
+    out = {}
+    for name in names:
+        candidates = [name, *COMMON_NAME_FALLBACKS.get(name, [])]
+        last_error = None
+        for cand in candidates:
+            try:
+                out[name] = resolve_bands(collection, [cand])[cand]
+                break
+            except InvalidInput as exc:
+                last_error = last_error or exc
+        else:
+            raise last_error  # type: ignore[misc]
+    return out
+
+
+def _rule(spec: CompositeSpec, collection: dict) -> QualityRule | None:
+    if spec.mask_asset:
+        meta = ((collection.get("item_assets") or {}).get(spec.mask_asset) or {})
+        if collection.get("item_assets") and not meta:
+            raise InvalidInput(f"collection {collection['id']!r} has no asset {spec.mask_asset!r} (--mask-asset)")
+        nodata = ((meta.get("raster:bands") or [{}])[0]).get("nodata")
+        return clear_values_rule(spec.mask_asset, list(spec.clear or []),
+                                 int(nodata) if isinstance(nodata, (int, float)) else None)
+    return rule_of(collection)
+
+
+def make_periods(spec: CompositeSpec, first: datetime, last: datetime) -> list[Period]:
+    """Periods covering the job's time range (clamped to the items' range where open)."""
+    start, end = spec.time_range
+    start = start or first
+    end = end or last
+    if spec.period is None:
+        return [Period(start, end, start.strftime("%Y%m%d") + "_" + end.strftime("%Y%m%d"))]
+    m = PERIOD_PATTERN.match(spec.period)
+    n, unit = int(m.group(1)), m.group(2)
+    periods = []
+    cursor = start
+    while cursor <= end:
+        if unit in "DW":
+            nxt = cursor + timedelta(days=n * (7 if unit == "W" else 1))
+        else:
+            months = n * (12 if unit == "Y" else 1)
+            total = cursor.month - 1 + months
+            nxt = cursor.replace(year=cursor.year + total // 12, month=total % 12 + 1, day=1) \
+                if cursor.day == 1 else _add_months(cursor, months)
+        stop = min(end, nxt - timedelta(microseconds=1))
+        periods.append(Period(cursor, stop, cursor.strftime("%Y%m%d")))
+        cursor = nxt
+    return periods
+
+
+def _add_months(when: datetime, months: int) -> datetime:
+    total = when.month - 1 + months
+    year, month = when.year + total // 12, total % 12 + 1
+    import calendar
+
+    day = min(when.day, calendar.monthrange(year, month)[1])
+    return when.replace(year=year, month=month, day=day)
+
+
+def _item_datetime(item: dict) -> datetime:
+    text = item_order_key(item)[0]
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _native_grid(source: Source, band: str) -> tuple[str | None, tuple[float, float] | None, tuple[float, float] | None]:
+    """CRS, (xres, yres) and origin (x0, y0) of the first item's asset for ``band``."""
+    item = sorted(source.items, key=item_order_key)[0]
+    asset = item["assets"].get(source.assets[band], {})
+    props = item.get("properties", {})
+    code = asset.get("proj:code") or props.get("proj:code")
+    epsg = asset.get("proj:epsg") or props.get("proj:epsg")
+    crs = code or (f"EPSG:{epsg}" if epsg else None)
+    transform = asset.get("proj:transform") or props.get("proj:transform")
+    if transform and len(transform) >= 6:
+        return crs, (float(transform[0]), float(transform[4])), (float(transform[2]), float(transform[5]))
+    return crs, None, None
+
+
+def make_geobox(spec: CompositeSpec, sources: list[Source], ref_band: str):
+    """The output GeoBox: CRS and resolution from the spec, else the first collection's storage
+    settings, else its first item's native grid (whose pixel edges the output then follows).
+
+    Raises:
+        InvalidInput: no CRS can be found, or the output would be absurdly large.
+    """
+    from odc.geo import resxy_, xy_
+    from odc.geo.geobox import GeoBox
+    from odc.geo.geom import BoundingBox
+
+    first = sources[0]
+    storage = first.collection.get("stacube:storage") or {}
+    native_crs, native_res, origin = _native_grid(first, ref_band)
+    crs = spec.crs or storage.get("crs") or native_crs
+    if crs is None:
+        raise InvalidInput(f"collection {first.id!r} declares no CRS: pass --crs")
+    bbox = BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs(crs)
+    anchor = "default"
+    if spec.resolution:
+        res = resxy_(spec.resolution, -spec.resolution)
+    elif storage.get("resolution") and (spec.crs is None or spec.crs == storage.get("crs")):
+        rx, ry = storage["resolution"]
+        res = resxy_(abs(rx), -abs(ry))
+    elif native_res and native_crs and _same_crs(crs, native_crs):
+        res = resxy_(abs(native_res[0]), -abs(native_res[1]))
+        anchor = xy_((origin[0] / res.x) % 1, (origin[1] / res.y) % 1)
+    elif native_res and native_crs:
+        native_box = BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs(native_crs)
+        scale = bbox.span_x / max(native_box.span_x, 1e-12)
+        res = resxy_(abs(native_res[0]) * scale, -abs(native_res[1]) * scale)
+    else:
+        raise InvalidInput(f"cannot tell the resolution of {first.id!r}: pass --resolution")
+    geobox = GeoBox.from_bbox(bbox, crs, resolution=res, anchor=anchor)
+    pixels = geobox.shape.x * geobox.shape.y
+    if pixels > MAX_OUTPUT_PIXELS:
+        raise InvalidInput(
+            f"the output would be {geobox.shape.x} x {geobox.shape.y} pixels; "
+            "choose a smaller bbox or a coarser --resolution"
+        )
+    return geobox
+
+
+def _same_crs(a: str, b: str) -> bool:
+    from pyproj import CRS
+
+    return CRS.from_user_input(a) == CRS.from_user_input(b)
+
+
+def make_plan(spec: CompositeSpec, catalog: Catalog, output_root: str) -> Plan:
+    """Resolve a spec against the catalog.
+
+    Raises:
+        NotFound: unknown collection.
+        InvalidInput: a band or mask asset a collection lacks; no CRS/resolution.
+        NoData: no item in the bbox and time range.
+    """
+    from odc.geo.geom import BoundingBox
+
+    collections = [catalog.get_collection(c) for c in spec.collections]
+    bands = list(spec.bands)
+    if not bands and not spec.indices:
+        bands = list(DEFAULT_BANDS)
+    load_bands = list(dict.fromkeys([*bands, *required_bands(spec.indices)]))
+    search_bbox = list(BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs("EPSG:4326"))
+    start, end = spec.time_range
+    sources: list[Source] = []
+    for coll in collections:
+        assets = _asset_map(coll, load_bands)
+        rule = _rule(spec, coll)
+        items = list(catalog.search({
+            "collections": [coll["id"]],
+            "bbox": search_bbox,
+            "datetime": format_interval(start, end),
+        }))
+        sources.append(Source(coll, items, assets, rule))
+    all_items = [i for s in sources for i in s.items]
+    if not all_items:
+        raise NoData(
+            f"no scene of {', '.join(spec.collections)} intersects bbox "
+            f"{[round(v, 6) for v in spec.bbox]} ({spec.bbox_crs}) in {spec.datetime}"
+        )
+    sources = [s for s in sources if s.items] or sources
+    geobox = make_geobox(spec, sources, load_bands[0])
+    times = sorted(_item_datetime(i) for i in all_items)
+    periods = make_periods(spec, times[0], times[-1])
+    job_id = spec.job_id()
+    output_collection = spec.output_collection or f"{spec.collections[0]}-{spec.method}"
+    tile = min(spec.tile_size, max(geobox.shape.x, geobox.shape.y))
+    return Plan(
+        spec=spec, job_id=job_id, sources=sources, bands=bands, indices=list(spec.indices),
+        load_bands=load_bands, geobox=geobox, tile_shape=(tile, tile), periods=periods,
+        output_root=output_root, output_collection=output_collection,
+        items={i["id"]: i for i in all_items},
+    )
+
+

@@ -1,0 +1,163 @@
+"""Registering job outputs as STAC Items of a derived collection.
+
+Each output time step becomes one Item (``<job id>_<period>``) with a COG asset per variable,
+the Zarr cube and the report as assets, ``processing:*`` fields (processing extension) and a
+``derived_from`` link to every input item. The derived collection carries ``item_assets`` with
+``eo:bands`` common names, so composites are themselves composable, searchable and tileable.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from stacube import __version__
+from stacube.catalog.bands import asset_common_name
+from stacube.catalog.products import EXTENSIONS, STAC_VERSION
+from stacube.jobs.plan import Plan
+from stacube.jobs.tiles import variable_dtype, variable_fill
+
+COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+ZARR_TYPE = "application/vnd+zarr"
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _band_fields(plan: Plan, var: str) -> dict:
+    dtype = variable_dtype(var)
+    fill = variable_fill(var)
+    raster = {"data_type": dtype, "nodata": "nan" if dtype == "float32" else fill}
+    fields: dict = {"raster:bands": [raster]}
+    if var in plan.bands:
+        src = plan.sources[0]
+        asset = (src.collection.get("item_assets") or {}).get(src.assets[var], {})
+        common = asset_common_name(asset) or (var if var in _common_names() else None)
+        band = {"name": var}
+        if common:
+            band["common_name"] = common
+        fields["eo:bands"] = [band]
+        raster["unit"] = "1"
+    elif var in plan.indices:
+        fields["description"] = f"{var} spectral index (formula from spyndex)"
+    elif var == "provenance":
+        fields["description"] = "day of year of the chosen observation (-1: none)"
+    else:
+        fields["description"] = var.replace("_", " ") + " of observations in the period"
+    return fields
+
+
+def _common_names():
+    from stacube.catalog.bands import COMMON_NAMES
+
+    return COMMON_NAMES
+
+
+def _roles(plan: Plan, var: str) -> list[str]:
+    if var in plan.bands or var in plan.indices:
+        return ["data"]
+    return ["metadata"]
+
+
+def derived_collection(plan: Plan) -> dict:
+    """The collection composites are registered in."""
+    spec = plan.spec
+    item_assets = {
+        var: {"title": var, "type": COG_TYPE, "roles": _roles(plan, var), **_band_fields(plan, var)}
+        for var in plan.variables
+    }
+    item_assets["zarr"] = {"title": "Zarr cube of the job", "type": ZARR_TYPE, "roles": ["data", "zarr"]}
+    item_assets["report"] = {"title": "Job report", "type": "application/json", "roles": ["metadata"]}
+    platforms = sorted({p for s in plan.sources for p in (s.collection.get("summaries") or {}).get("platform", [])})
+    return {
+        "type": "Collection",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [EXTENSIONS[k] for k in ("item_assets", "eo", "raster", "proj", "processing")],
+        "id": plan.output_collection,
+        "title": f"{spec.method} composites of {', '.join(spec.collections)}",
+        "description": (
+            f"Cloud-masked {spec.method} composites of {', '.join(spec.collections)} made by stacube: "
+            "one item per job and period, one COG per band, index and count, plus a Zarr cube."
+        ),
+        "license": "other",
+        "extent": {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]},
+                   "temporal": {"interval": [[None, None]]}},
+        "summaries": {"platform": platforms} if platforms else {},
+        "item_assets": item_assets,
+        "stacube:storage": {"crs": plan.geobox.crs.epsg and f"EPSG:{plan.geobox.crs.epsg}" or plan.geobox.crs.to_wkt(),
+                            "resolution": [abs(plan.geobox.resolution.x), abs(plan.geobox.resolution.y)]},
+        "links": [{"rel": "derived_from", "href": f"../{c}", "type": "application/json"}
+                  for c in spec.collections],
+    }
+
+
+def derived_items(plan: Plan, report: dict, hrefs: dict, stac_base: str) -> list[dict]:
+    """One STAC Item per output step.
+
+    Args:
+        plan: the job plan.
+        report: the job report (scenes used per step).
+        hrefs: ``{"cogs": {label: {var: href}}, "zarr": href, "report": href}``.
+        stac_base: base URL of the STAC API, for ``derived_from`` links to the input items.
+    """
+    geobox = plan.geobox
+    footprint = geobox.extent.to_crs("EPSG:4326")
+    geometry = footprint.json
+    bbox = list(footprint.boundingbox)
+    epsg = geobox.crs.epsg
+    proj = {"proj:code": f"EPSG:{epsg}"} if epsg else {"proj:wkt2": geobox.crs.to_wkt()}
+    proj.update({
+        "proj:shape": [geobox.shape.y, geobox.shape.x],
+        "proj:transform": list(geobox.affine)[:6],
+        "proj:bbox": list(geobox.extent.boundingbox),
+    })
+    now = _iso(datetime.now(timezone.utc))
+    items = []
+    for step in report["steps"]:
+        label = step["label"]
+        assets = {}
+        for var in plan.variables:
+            assets[var] = {
+                "href": hrefs["cogs"][label][var], "type": COG_TYPE, "title": var,
+                "roles": _roles(plan, var), **proj, **_band_fields(plan, var),
+            }
+        assets["zarr"] = {"href": hrefs["zarr"], "type": ZARR_TYPE, "title": "Zarr cube of the job",
+                          "roles": ["data", "zarr"], "stacube:time_index": step["index"]}
+        assets["report"] = {"href": hrefs["report"], "type": "application/json",
+                            "title": "Job report", "roles": ["metadata"]}
+        used = step["items"]
+        links = [
+            {"rel": "derived_from", "type": "application/geo+json", "title": item_id,
+             "href": f"{stac_base}/collections/{plan.items[item_id]['collection']}/items/{item_id}"}
+            for item_id in used
+        ]
+        items.append({
+            "type": "Feature",
+            "stac_version": STAC_VERSION,
+            "stac_extensions": [EXTENSIONS[k] for k in ("eo", "raster", "proj", "processing")],
+            "id": f"{plan.job_id}_{label}",
+            "collection": plan.output_collection,
+            "geometry": geometry,
+            "bbox": bbox,
+            "properties": {
+                "datetime": None,
+                "start_datetime": step["start"],
+                "end_datetime": step["end"],
+                "created": now,
+                "processing:level": "L3",
+                "processing:facility": "stacube",
+                "processing:software": {"stacube": __version__},
+                "processing:datetime": now,
+                "processing:lineage": (
+                    f"stacube composite --method {plan.spec.method} over "
+                    f"{len(used)} scenes of {', '.join(plan.spec.collections)}"
+                ),
+                "stacube:job": plan.job_id,
+                "stacube:method": plan.spec.method,
+                "stacube:scenes": len(used),
+                "stacube:parameters": plan.spec.model_dump(mode="json", exclude_none=True),
+            },
+            "links": links,
+            "assets": assets,
+        })
+    return items

@@ -1,0 +1,111 @@
+"""One settings object, read from the environment.
+
+Variables use the ``STACUBE_`` prefix (``STACUBE_DATA_DIR``, ``STACUBE_DATABASE_URL``...), plus
+the standard libpq ``PG*`` variables and the AWS SDK's ``AWS_*`` variables. The catalog database
+is chosen in this order:
+
+1. ``STACUBE_DATABASE_URL`` (any PostgreSQL with pgSTAC, e.g. RDS);
+2. ``STACUBE_DATABASE_SECRET_ARN``: an AWS Secrets Manager secret in the RDS JSON format
+   (``host``, ``port``, ``username``, ``password``, ``dbname``), read once per process;
+3. ``PGHOST`` (with ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``);
+4. the embedded cluster that ``stacube db start`` runs in ``<data_dir>/pg``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """stacube configuration; see the module docstring for the database resolution order."""
+
+    model_config = SettingsConfigDict(env_prefix="STACUBE_", extra="ignore")
+
+    data_dir: Path = Field(Path(".stacube"), description="Local state: database cluster, outputs.")
+    database_url: str | None = Field(None, description="PostgreSQL DSN of a pgSTAC database.")
+    database_secret_arn: str | None = Field(None, description="Secrets Manager secret (RDS JSON).")
+    db_port: int = Field(5439, description="Port of the embedded PostgreSQL cluster.")
+    db_name: str = Field("stacube", description="Database name of the embedded cluster.")
+    db_pool_size: int = Field(4, description="Connections per API process (1 on Lambda).")
+    db_service_user: str = Field(
+        "postgres", description="System user that runs the embedded cluster when invoked as root."
+    )
+    output: str | None = Field(
+        None, description="Default root URI of job outputs (default <data_dir>/data)."
+    )
+    s3_endpoint: str | None = Field(
+        None, description="S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); unset on AWS."
+    )
+    tmp_prefix: str = Field("tmp/", description="Prefix of in-progress outputs in a bucket.")
+    host: str = Field("127.0.0.1", description="Address `stacube up` listens on.")
+    port: int = Field(8000, description="Port `stacube up` listens on.")
+    root_path: str = Field("", description="Path prefix the HTTP apps are mounted under.")
+    public_url: str | None = Field(None, description="Base URL clients use (default from host).")
+    api_key: str | None = Field(
+        None, description="Key required (X-API-Key header) by STAC transactions; unset = disabled."
+    )
+    max_tile_size: int = Field(1024, description="Largest tile edge in pixels the raster API renders.")
+    workers: int = Field(0, description="Worker processes of local jobs (0 = number of cores).")
+
+    @property
+    def pg_dir(self) -> Path:
+        """Data directory of the embedded PostgreSQL cluster."""
+        return (self.data_dir / "pg").absolute()
+
+    @property
+    def output_root(self) -> str:
+        """Root URI of job outputs."""
+        if self.output:
+            return self.output.rstrip("/")
+        return (self.data_dir / "data").absolute().as_uri()
+
+    @property
+    def uses_embedded_db(self) -> bool:
+        """True when no external database is configured."""
+        return not (self.database_url or self.database_secret_arn or os.environ.get("PGHOST"))
+
+    def dsn(self) -> str:
+        """The PostgreSQL connection string, resolved in the documented order."""
+        if self.database_url:
+            return self.database_url
+        if self.database_secret_arn:
+            return _dsn_from_secret(self.database_secret_arn)
+        if os.environ.get("PGHOST"):
+            env = os.environ
+            user = quote(env.get("PGUSER", "postgres"))
+            password = env.get("PGPASSWORD")
+            auth = f"{user}:{quote(password)}" if password else user
+            return (
+                f"postgresql://{auth}@{env['PGHOST']}:{env.get('PGPORT', '5432')}"
+                f"/{env.get('PGDATABASE', self.db_name)}"
+            )
+        return f"postgresql://postgres@127.0.0.1:{self.db_port}/{self.db_name}"
+
+
+@functools.lru_cache(maxsize=4)
+def _dsn_from_secret(arn: str) -> str:
+    """Read an RDS-format secret once per process and build a DSN from it."""
+    import boto3
+
+    value = boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    return dsn_from_secret_json(json.loads(value))
+
+
+def dsn_from_secret_json(secret: dict) -> str:
+    """DSN from an RDS secret document: ``host``, ``port``, ``username``, ``password``, ``dbname``."""
+    return (
+        f"postgresql://{quote(secret['username'])}:{quote(secret['password'])}"
+        f"@{secret['host']}:{secret.get('port', 5432)}/{secret.get('dbname', 'postgres')}"
+    )
+
+
+def get_settings(**overrides) -> Settings:
+    """A fresh settings object from the environment, with explicit overrides applied."""
+    return Settings(**overrides)
