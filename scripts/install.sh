@@ -33,13 +33,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 stamp="$VENV/.stacube-installed"
-want=$(cat pyproject.toml constraints.txt | sha1sum | cut -c1-16)-$EXTRAS
+want=$(cat pyproject.toml constraints.txt infra/package-lock.json | sha1sum | cut -c1-16)-$EXTRAS
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/stacube" ]; then
   exit 0
 fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24" 2>&1 | grep -v "is ignored" || true
-echo "installing Python dependencies into $VENV (pinned by constraints.txt)"
-"$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[$EXTRAS]" 2>&1 | grep -v "is ignored\|WARNING: Location" || true
-"$VENV/bin/python" -c "import stacube, stacube_services" 
+log="$VENV/install.log"
+"$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24" > "$log" 2>&1 || { cat "$log"; exit 1; }
+echo "installing Python dependencies into $VENV (pinned by constraints.txt; log in $log)"
+"$VENV/bin/python" -m pip install -c constraints.txt -e ".[$EXTRAS]" >> "$log" 2>&1 \
+  || { tail -40 "$log"; echo "pip install failed (full log: $log)" >&2; exit 1; }
+"$VENV/bin/python" -c "import stacube, stacube_services"
+# the AWS CDK command line (infra/), pinned by infra/package-lock.json
+if command -v npm >/dev/null; then
+  npm ci --prefix infra --no-audit --no-fund --loglevel=error >/dev/null
+else
+  echo "npm not found: \`cdk synth\` from the command line will be unavailable (the CDK app still synthesises in Python)"
+fi
 echo "$want" > "$stamp"

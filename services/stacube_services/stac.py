@@ -12,12 +12,11 @@ import hmac
 import logging
 from urllib.parse import unquote, urlparse
 
-from fastapi import Depends, HTTPException, Request
 from stac_fastapi.api.app import StacApi
 
 from stacube import __version__
 from stacube.settings import Settings
-from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
+from stacube_services.errors import JsonBodyMiddleware, add_error_handlers, error_response
 
 # stac-fastapi warns when a module-level default settings object is built; ours sets every field.
 logging.getLogger("stac_fastapi.types.config").setLevel(logging.ERROR)
@@ -38,15 +37,29 @@ def postgres_settings(settings: Settings, pool_size: int | None = None):
     )
 
 
-def api_key_guard(settings: Settings):
-    """A dependency rejecting requests without the configured ``X-API-Key``."""
+class ApiKeyMiddleware:
+    """Transactions (POST/PUT/PATCH/DELETE under ``/collections``) need ``X-API-Key``.
 
-    def check(request: Request) -> None:
-        given = request.headers.get("x-api-key", "")
-        if not settings.api_key or not hmac.compare_digest(given, settings.api_key):
-            raise HTTPException(status_code=401, detail="transactions need a valid X-API-Key header")
+    Searches (``POST /search``) stay open. Answers 401 JSON without the right key.
+    """
 
-    return check
+    WRITE = {"POST", "PUT", "PATCH", "DELETE"}
+
+    def __init__(self, app, *, api_key: str, prefix_path: str = ""):
+        self.app = app
+        self.key = api_key.encode()
+        self.protected = f"{prefix_path}/collections"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] in self.WRITE:
+            path = scope["path"]
+            if path == self.protected or path.startswith(self.protected + "/"):
+                given = dict(scope.get("headers") or []).get(b"x-api-key", b"")
+                if not hmac.compare_digest(given, self.key):
+                    await error_response(401, "Unauthorized",
+                                         "transactions need a valid X-API-Key header")(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def stac_lifespan(settings: Settings):
@@ -73,8 +86,6 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
         prefix_path: path the API lives under in its application (``/stac`` in ``stacube up``).
         lifespan: replaces the default lifespan (which opens the database pools).
     """
-    from fastapi.routing import APIRoute
-    from stac_fastapi.api.routes import Scope
     from stac_fastapi.pgstac.app import instantiate_api
     from stac_fastapi.pgstac.config import Settings as StacSettings
     from stac_fastapi.pgstac.models.extensions import Extensions
@@ -94,11 +105,5 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
     api.app.add_middleware(JsonBodyMiddleware)
     add_error_handlers(api.app)
     if settings.api_key:
-        scopes = [
-            Scope(path=route.path, method=method)
-            for route in api.app.router.routes if isinstance(route, APIRoute)
-            for method in route.methods
-            if method in ("POST", "PUT", "PATCH", "DELETE") and route.path != f"{prefix_path}/search"
-        ]
-        api.add_route_dependencies(scopes=scopes, dependencies=[Depends(api_key_guard(settings))])
+        api.app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, prefix_path=prefix_path)
     return api

@@ -277,6 +277,10 @@ def attach_quality(collection: dict, rule: QualityRule) -> dict:
     asset["roles"] = sorted(set(roles) | {"data-mask", "cloud"})
     for key, value in rule.classification_fields().items():
         asset.setdefault(key, value)
+    fill = rule.fill_values()
+    for cls in asset.get("classification:classes") or []:
+        if cls.get("value") in fill:
+            cls["nodata"] = True
     ext = EXTENSIONS["classification"]
     if ext not in collection.setdefault("stac_extensions", []):
         collection["stac_extensions"].append(ext)

@@ -146,11 +146,16 @@ class QualityRule(BaseModel):
         return [int(i) - offset for i in np.flatnonzero(lut & 2)]
 
     # -- STAC --------------------------------------------------------------------------------
+    def fill_values(self) -> set[int]:
+        """Whole mask values that mean no observation (categorical rules and the nodata)."""
+        values = {v for c in self.fill if c.length is None for v in c.values}
+        if self.nodata is not None:
+            values.add(self.nodata)
+        return values
+
     def classification_fields(self) -> dict:
         """Classification-extension fields describing the mask asset, for ``item_assets``."""
-        fill_values = {v for c in self.fill if c.length is None for v in c.values}
-        if self.nodata is not None:
-            fill_values.add(self.nodata)
+        fill_values = self.fill_values()
         clear_values = {v for c in self.clear if c.length is None for v in c.values}
         if self.kind == "bitfield":
             return {

@@ -157,6 +157,9 @@ class Catalog:
             InvalidInput: pgSTAC rejected the query (bad CQL2, bad datetime...).
         """
         body = {k: v for k, v in query.items() if v is not None}
+        if isinstance(body.get("filter"), str) or body.get("filter-lang") == "cql2-text":
+            body["filter"] = cql2_json(body["filter"])
+            body["filter-lang"] = "cql2-json"
         body["limit"] = page_size if max_items is None else min(page_size, max_items)
         yielded = 0
         with self.connection() as conn:
@@ -175,6 +178,22 @@ class Catalog:
                 if not token:
                     return
                 body["token"] = f"next:{token}"
+
+
+def cql2_json(text) -> dict:
+    """A CQL2-text filter as CQL2-JSON (pgSTAC evaluates CQL2-JSON).
+
+    Raises:
+        InvalidInput: the filter does not parse.
+    """
+    import cql2
+
+    if isinstance(text, dict):
+        return text
+    try:
+        return cql2.Expr(str(text)).to_json()
+    except Exception as exc:  # cql2 raises its own ValueError subclasses
+        raise InvalidInput(f"invalid CQL2 filter {text!r}: {str(exc).splitlines()[0]}") from exc
 
 
 def _pg_message(exc: psycopg.Error) -> str:

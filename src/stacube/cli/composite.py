@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -55,16 +56,26 @@ def composite(
         output=output, output_collection=output_collection, tile_size=tile_size,
     )
     settings = settings_from()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=as_json) as bar:
-        tasks: dict[str, int] = {}
+    # odc-stac logs each failed read; the error that ends the job says it once
+    logging.getLogger("odc").setLevel(logging.CRITICAL)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=err_console, transient=as_json)
+    tasks: dict[str, int] = {}
 
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+    def progress(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done, total=total)
 
+    try:
         report = run_composite(spec, settings, progress=progress, workers=workers)
+    except BaseException:
+        bar.live.transient = True  # a failed job leaves only its one-line error
+        raise
+    finally:
+        bar.stop()
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return

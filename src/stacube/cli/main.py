@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
+
+try:  # typer ships its own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer
+    from click import exceptions as click_exceptions
 
 from stacube.cli import catalog, composite, db, serve
 from stacube.errors import StacubeError
@@ -49,22 +53,26 @@ def run(argv: list[str] | None = None) -> None:
     debug = os.environ.get("STACUBE_DEBUG", "") not in ("", "0")
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="stacube", standalone_mode=False)
+        code = command.main(args=argv, prog_name="stacube", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except StacubeError as exc:
         if debug:
             raise
         _fail(exc.message, exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         _fail("interrupted", 130)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
-    except click.exceptions.ClickException as exc:
+    except click_exceptions.ClickException as exc:
         if debug:
             raise
         _fail(exc.format_message(), exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # a bug: still one line, the traceback on request
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # any click flavour
+            _fail(exc.format_message(), exc.exit_code)
         if debug:
             raise
         _fail(f"unexpected {type(exc).__name__}: {exc} (set STACUBE_DEBUG=1 for a traceback)", 70)

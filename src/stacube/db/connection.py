@@ -32,7 +32,7 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connecti
             if settings.uses_embedded_db
             else "check STACUBE_DATABASE_URL / PG* settings"
         )
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(
             f"cannot connect to the catalog database {redact(dsn)} ({reason}); {hint}"
         ) from exc

@@ -69,7 +69,7 @@ def write_region(path: Path, tile_geobox, parent_geobox, arrays: dict[str, np.nd
 
 def _offset(tile_geobox, parent_geobox) -> tuple[int, int]:
     inv = ~parent_geobox.affine
-    x, y = inv * (tile_geobox.affine.c, tile_geobox.affine.f)
+    x, y = inv @ (tile_geobox.affine.c, tile_geobox.affine.f)
     return int(round(y)), int(round(x))
 
 

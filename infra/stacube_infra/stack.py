@@ -1,0 +1,331 @@
+"""The stacube stack: network, database, storage, queues, functions, API, alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App, CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from stacube_infra.alarms import Alarms
+from stacube_infra.api import JOBS_PATH, RASTER_PATH, STAC_PATH, HttpApi
+from stacube_infra.bootstrap import DbBootstrap
+from stacube_infra.config import REPO_ROOT, StageConfig, bundling_enabled
+from stacube_infra.consumers import WORKER_DOCKERFILE, QueueConsumer, worker_cmd
+from stacube_infra.database import Database
+from stacube_infra.functions import FunctionFactory, FunctionSpec, gdal_environment
+from stacube_infra.nag import add_checks
+from stacube_infra.network import Network
+from stacube_infra.storage import INGEST_PREFIX, TMP_PREFIX, Storage
+
+RASTER_DOCKERFILE = "lambdas/raster_api/Dockerfile"
+#: Context key CDK reads to decide which stacks bundle their assets.
+BUNDLING_STACKS_KEY = "aws:cdk:bundling-stacks"
+
+
+class StacubeStack(Stack):
+    """Everything one stage of stacube needs, in one stack.
+
+    One stack keeps the wiring (queue URLs, bucket names, secret ARNs) inside a
+    single template, so there are no cross-stack exports to block updates, and
+    ``cdk destroy`` removes a stage in one step. Function code and images are
+    built from ``repo_root`` (the repository by default).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        repo_root: Path = REPO_ROOT,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"stacube data cube: STAC catalog, APIs and compositing ({config.stage})",
+            tags=config.tags,
+            **kwargs,
+        )
+        self.config = config
+        self.alarms = Alarms(self, "Alarms", config=config)
+        self.network = Network(self, "Network", config=config)
+        self.storage = Storage(self, "Storage", config=config)
+        self.database = Database(self, "Database", config=config, network=self.network)
+        self.factory = FunctionFactory(
+            config=config,
+            network=self.network,
+            environment=self._shared_environment(),
+            repo_root=repo_root,
+        )
+        self.bootstrap = DbBootstrap(
+            self, "DbBootstrap", factory=self.factory, database=self.database, network=self.network
+        )
+        self._create_consumers()
+        self._create_apis()
+        self._grant()
+        self._watch()
+        self._order_after_bootstrap()
+        self._outputs()
+
+    # -- construction -------------------------------------------------------------
+
+    def _shared_environment(self) -> dict[str, str]:
+        """Variables every function gets (the contract with the stacube library)."""
+        buckets = self.storage
+        return {
+            "STACUBE_STAGE": self.config.stage,
+            "STACUBE_DATABASE_SECRET_ARN": self.database.app_secret.secret_arn,
+            "STACUBE_DB_POOL_SIZE": "1",
+            "STACUBE_DATA_BUCKET": buckets.data_bucket.bucket_name,
+            "STACUBE_OUTPUT_BUCKET": buckets.outputs_bucket.bucket_name,
+            "STACUBE_OUTPUT": buckets.output_url,
+            "STACUBE_TMP_PREFIX": TMP_PREFIX,
+            "STACUBE_INGEST_PREFIX": INGEST_PREFIX,
+        }
+
+    def _consumer(
+        self,
+        construct_id: str,
+        spec: FunctionSpec,
+        *,
+        queue_name: str,
+        module: str,
+        batch_size: int,
+        max_concurrency: int | None = None,
+    ) -> QueueConsumer:
+        """A worker-image function fed by its own queue (see :class:`QueueConsumer`)."""
+        return QueueConsumer(
+            self,
+            construct_id,
+            config=self.config,
+            factory=self.factory,
+            alarms=self.alarms,
+            spec=spec,
+            queue_name=queue_name,
+            module=module,
+            batch_size=batch_size,
+            max_concurrency=max_concurrency,
+        )
+
+    def _create_consumers(self) -> None:
+        """finalize <- worker <- planner (tile fan-out), and ingest fed by S3 events."""
+        gdal = gdal_environment(self.config)
+        self.finalize = self._consumer(
+            "Finalize",
+            FunctionSpec(
+                name="finalize",
+                memory_mb=3072,
+                timeout_s=900,
+                environment=gdal,
+                ephemeral_mb=4096,
+                description="Commits a job's outputs and registers them as STAC Items",
+            ),
+            queue_name="finalize",
+            module="finalize",
+            batch_size=1,
+        )
+        self.worker = self._consumer(
+            "Worker",
+            FunctionSpec(
+                name="worker",
+                memory_mb=10240,
+                timeout_s=900,
+                environment={**gdal, "STACUBE_FINALIZE_QUEUE_URL": self.finalize.queue.queue_url},
+                ephemeral_mb=10240,
+                description="Composites one tile and writes it under tmp/",
+            ),
+            queue_name="tile",
+            module="worker",
+            batch_size=1,
+            max_concurrency=self.config.worker_concurrency,
+        )
+        self.planner = self._consumer(
+            "Planner",
+            FunctionSpec(
+                name="planner",
+                memory_mb=3072,
+                timeout_s=900,
+                environment={"STACUBE_TILE_QUEUE_URL": self.worker.queue.queue_url},
+                description="Splits a job into tiles and queues them",
+            ),
+            queue_name="plan",
+            module="planner",
+            batch_size=1,
+        )
+        self.ingest = self._consumer(
+            "Ingest",
+            FunctionSpec(
+                name="ingest",
+                memory_mb=1536,
+                timeout_s=300,
+                environment=gdal,
+                description="Registers STAC Items / COGs dropped under ingest/",
+            ),
+            queue_name="ingest",
+            module="ingest",
+            batch_size=10,
+        )
+        self.storage.notify_ingest(self.ingest.queue)
+
+    def _create_apis(self) -> None:
+        """STAC (zip), raster (own image) and jobs (worker image) behind one HTTP API."""
+        self.stac_api = self.factory.zip_function(
+            self,
+            "StacApi",
+            FunctionSpec(
+                name="stac-api",
+                memory_mb=1024,
+                timeout_s=30,
+                environment={"STACUBE_ROOT_PATH": STAC_PATH},
+                description="STAC API (stac-fastapi-pgstac) under /stac",
+            ),
+            "stac_api",
+        )
+        self.raster_api = self.factory.image_function(
+            self,
+            "RasterApi",
+            FunctionSpec(
+                name="raster-api",
+                memory_mb=2048,
+                timeout_s=30,
+                environment={**gdal_environment(self.config), "STACUBE_ROOT_PATH": RASTER_PATH},
+                description="Raster tile API (titiler-pgstac) under /raster",
+            ),
+            RASTER_DOCKERFILE,
+        )
+        self.jobs_api = self.factory.image_function(
+            self,
+            "JobsApi",
+            FunctionSpec(
+                name="jobs-api",
+                memory_mb=1024,
+                timeout_s=30,
+                environment={
+                    "STACUBE_ROOT_PATH": JOBS_PATH,
+                    "STACUBE_PLAN_QUEUE_URL": self.planner.queue.queue_url,
+                },
+                description="Jobs API under /jobs: submit compositing jobs, read their state",
+            ),
+            WORKER_DOCKERFILE,
+            worker_cmd("jobs_api"),
+        )
+        self.http_api = HttpApi(
+            self,
+            "HttpApi",
+            config=self.config,
+            stac=self.stac_api,
+            raster=self.raster_api,
+            jobs=self.jobs_api,
+        )
+
+    @property
+    def service_functions(self) -> dict[str, lambda_.Function]:
+        """The functions that serve requests or consume queues, by short name."""
+        return {
+            "stac-api": self.stac_api,
+            "raster-api": self.raster_api,
+            "jobs-api": self.jobs_api,
+            "ingest": self.ingest.function,
+            "planner": self.planner.function,
+            "worker": self.worker.function,
+            "finalize": self.finalize.function,
+        }
+
+    def _grant(self) -> None:
+        """Least privilege: each function gets exactly the access its job needs.
+
+        Queue consumption is granted by the event sources; everything else is here.
+        """
+        data = self.storage.data_bucket
+        outputs = self.storage.outputs_bucket
+        functions = self.service_functions
+        for function in functions.values():
+            self.database.app_secret.grant_read(function)
+
+        data.grant_read(functions["ingest"])
+        data.grant_read(functions["raster-api"])
+        outputs.grant_read(functions["raster-api"])
+        data.grant_read(functions["worker"])
+        outputs.grant_read_write(functions["worker"])
+        outputs.grant_read_write(functions["finalize"])
+
+        self.planner.queue.grant_send_messages(functions["jobs-api"])
+        self.worker.queue.grant_send_messages(functions["planner"])
+        self.finalize.queue.grant_send_messages(functions["worker"])
+
+        if self.config.read_buckets:
+            for name in ("ingest", "raster-api", "worker"):
+                self._grant_external_read(functions[name])
+
+    def _grant_external_read(self, function: lambda_.Function) -> None:
+        """Read access to the buckets listed in context ``read_buckets``."""
+        buckets = self.config.read_buckets
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[f"arn:{self.partition}:s3:::{name}/*" for name in buckets],
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket", "s3:GetBucketLocation"],
+                resources=[f"arn:{self.partition}:s3:::{name}" for name in buckets],
+            )
+        )
+
+    def _watch(self) -> None:
+        """Error alarms on the compositing functions and the failed-jobs metric."""
+        self.alarms.function_errors(self.worker, "worker", self.worker.function)
+        self.alarms.function_errors(self.finalize, "finalize", self.finalize.function)
+        self.alarms.jobs_failed(self.alarms)
+
+    def _order_after_bootstrap(self) -> None:
+        """Create or update the services only after the schema is in place."""
+        for function in self.service_functions.values():
+            function.node.add_dependency(self.bootstrap.resource)
+
+    def _outputs(self) -> None:
+        """URLs, bucket names, database endpoint and the app secret ARN."""
+        url = self.http_api.url
+        outputs = {
+            "ApiUrl": (url, "Base URL of the HTTP API"),
+            "StacUrl": (f"{url}{STAC_PATH}", "STAC API root"),
+            "RasterUrl": (f"{url}{RASTER_PATH}", "Raster tile API root"),
+            "JobsUrl": (f"{url}{JOBS_PATH}", "Jobs API (POST to submit, GET /jobs/{id})"),
+            "DataBucketName": (self.storage.data_bucket.bucket_name, "Input scenes; ingest/"),
+            "OutputsBucketName": (self.storage.outputs_bucket.bucket_name, "Job outputs"),
+            "DatabaseEndpoint": (self.database.endpoint, "PostgreSQL host (private)"),
+            "AppSecretArn": (self.database.app_secret.secret_arn, "stacube_app credentials"),
+            "AlarmTopicArn": (self.alarms.topic.topic_arn, "SNS topic of the alarms"),
+        }
+        for output_id, (value, description) in outputs.items():
+            CfnOutput(self, output_id, value=value, description=description)
+
+
+def stack_name(config: StageConfig) -> str:
+    """CloudFormation name of the stage's stack, e.g. ``stacube-dev``."""
+    return config.prefix
+
+
+def build_app(context: Mapping[str, Any] | None = None, **app_kwargs: Any) -> App:
+    """Create the CDK app and the stack of the stage named in context ``stage``.
+
+    Context ``bundling=false`` skips asset bundling (no pip, no image checks), as
+    ``aws:cdk:bundling-stacks=[]`` does; the CLI refuses ``aws:`` keys in ``-c``.
+    Context ``nag=false`` turns off the AwsSolutions checks.
+    """
+    app = App(context=dict(context) if context else None, **app_kwargs)
+    if not bundling_enabled(app.node):
+        app.node.set_context(BUNDLING_STACKS_KEY, [])
+    config = StageConfig.from_node(app.node)
+    stack = StacubeStack(app, stack_name(config), config=config)
+    if config.nag:
+        buckets = [stack.storage.data_bucket, stack.storage.outputs_bucket]
+        add_checks(app, stack, config, buckets)
+    return app

@@ -1,0 +1,119 @@
+"""Test session: a real PostgreSQL + PostGIS + pgSTAC cluster started for the session.
+
+The cluster lives in a temporary data directory on a free port; ``STACUBE_*`` variables point
+every Settings object (and every ``stacube`` subprocess) at it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stacube_testing import PRODUCTS, ROOT, SAMPLES, free_port, run_cli
+
+
+@pytest.fixture(scope="session")
+def stacube_env(tmp_path_factory):
+    """Environment of the test session (data directory, database port)."""
+    data_dir = tmp_path_factory.mktemp("stacube")
+    os.chmod(data_dir, 0o755)
+    for parent in data_dir.parents:  # the embedded cluster's service user must reach it
+        if parent == Path("/tmp") or parent == Path("/"):
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o005)
+    env = {
+        "STACUBE_DATA_DIR": str(data_dir),
+        "STACUBE_DB_PORT": str(free_port()),
+        "STACUBE_DB_NAME": "stacube_test",
+    }
+    for key in ("STACUBE_DATABASE_URL", "STACUBE_DATABASE_SECRET_ARN", "PGHOST", "STACUBE_API_KEY",
+                "STACUBE_OUTPUT"):
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def database(stacube_env):
+    """The embedded catalog, started and migrated once per session; stopped at the end."""
+    from stacube.db import migrate
+    from stacube.db.embedded import EmbeddedCluster
+    from stacube.settings import Settings
+
+    settings = Settings()
+    cluster = EmbeddedCluster(settings)
+    cluster.start()
+    migrate(settings)
+    yield settings
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database):
+    from stacube.settings import Settings
+
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def catalog(settings):
+    from stacube.catalog.store import Catalog
+
+    return Catalog(settings)
+
+
+@pytest.fixture(scope="session")
+def samples(catalog):
+    """The sample products and stacks, registered once."""
+    from stacube.catalog.register import add_datasets, add_product
+
+    for path in sorted(PRODUCTS.iterdir()):
+        add_product(catalog, path)
+    add_datasets(catalog, sorted(SAMPLES.iterdir()))
+    return catalog
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir():
+    path = ROOT / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """An S3-compatible server on loopback (moto in server mode); yields its endpoint URL."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -1,0 +1,196 @@
+"""Functions of the default stage: sizes, packaging, triggers and environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from infra_helpers import STAGE, logical_id, resources_of
+from stacube_infra.stack import StacubeStack
+
+# name -> (memory MB, timeout s)
+SIZES = {
+    "stac-api": (1024, 30),
+    "raster-api": (2048, 30),
+    "jobs-api": (1024, 30),
+    "ingest": (1536, 300),
+    "planner": (3072, 900),
+    "worker": (10240, 900),
+    "finalize": (3072, 900),
+    "db-bootstrap": (512, 300),
+}
+# Allowed ranges per function: name -> (min MB, max MB, timeout s)
+LIMITS = {
+    "stac-api": (1024, 2048, 30),
+    "raster-api": (1024, 2048, 30),
+    "jobs-api": (1024, 2048, 30),
+    "ingest": (1024, 2048, 300),
+    "planner": (2048, 4096, 900),
+    "worker": (4096, 10240, 900),
+    "finalize": (2048, 4096, 900),
+    "db-bootstrap": (512, 512, 300),
+}
+# consumer -> (queue name, batch size)
+TRIGGERS = {
+    "ingest": ("ingest", 10),
+    "planner": ("plan", 1),
+    "worker": ("tile", 1),
+    "finalize": ("finalize", 1),
+}
+GDAL = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    "GDAL_HTTP_VERSION": "2",
+    "VSI_CACHE": "TRUE",
+    "VSI_CACHE_SIZE": "536870912",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.json",
+    "GDAL_CACHEMAX": "512",
+}
+
+
+def env(functions: dict[str, Any], name: str) -> dict[str, Any]:
+    """Environment variables of one function."""
+    return functions[name]["Environment"]["Variables"]
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_memory_and_timeout(functions: dict[str, Any], name: str) -> None:
+    memory, timeout = SIZES[name]
+    low, high, limit = LIMITS[name]
+    assert functions[name]["MemorySize"] == memory
+    assert functions[name]["Timeout"] == timeout
+    assert low <= memory <= high and timeout == limit
+
+
+def test_packaging_runtime_and_architecture(functions: dict[str, Any]) -> None:
+    for name in ("stac-api", "db-bootstrap"):
+        props = functions[name]
+        assert props["Runtime"] == "python3.11"
+        assert props["Handler"] == f"lambdas.{name.replace('-', '_')}.handler.handler"
+        assert "S3Key" in props["Code"]
+    for name in ("raster-api", "jobs-api", "ingest", "planner", "worker", "finalize"):
+        assert functions[name]["PackageType"] == "Image"
+        assert "ImageUri" in functions[name]["Code"]
+    assert "ImageConfig" not in functions["raster-api"]  # the raster image's own CMD
+    for name in ("jobs-api", "ingest", "planner", "worker", "finalize"):
+        module = name.replace("-", "_")
+        assert functions[name]["ImageConfig"]["Command"] == [f"lambdas.{module}.handler.handler"]
+    assert {tuple(p["Architectures"]) for p in functions.values()} == {("arm64",)}
+
+
+def test_worker_image_shared(functions: dict[str, Any]) -> None:
+    worker_uris = {
+        str(functions[name]["Code"]["ImageUri"])
+        for name in ("jobs-api", "ingest", "planner", "worker", "finalize")
+    }
+    assert len(worker_uris) == 1
+
+
+def test_functions_in_isolated_subnets(functions: dict[str, Any], stack: StacubeStack) -> None:
+    lambda_sg = {"Fn::GetAtt": [logical_id(stack.network.lambda_security_group), "GroupId"]}
+    app_subnets = [
+        {"Ref": logical_id(subnet)}
+        for subnet in stack.network.vpc.select_subnets(subnet_group_name="app").subnets
+    ]
+    assert len(app_subnets) == 2
+    for name, props in functions.items():
+        assert props["VpcConfig"]["SecurityGroupIds"] == [lambda_sg], name
+        assert props["VpcConfig"]["SubnetIds"] == app_subnets, name
+
+
+def test_event_sources(template_json: dict, stack: StacubeStack) -> None:
+    mappings = {
+        m["Properties"]["FunctionName"]["Ref"]: m["Properties"]
+        for m in resources_of(template_json, "AWS::Lambda::EventSourceMapping").values()
+    }
+    consumers = {
+        "ingest": stack.ingest,
+        "planner": stack.planner,
+        "worker": stack.worker,
+        "finalize": stack.finalize,
+    }
+    assert set(mappings) == {logical_id(c.function) for c in consumers.values()}
+    for name, consumer in consumers.items():
+        queue_name, batch_size = TRIGGERS[name]
+        mapping = mappings[logical_id(consumer.function)]
+        assert mapping["EventSourceArn"] == {"Fn::GetAtt": [logical_id(consumer.queue), "Arn"]}
+        assert mapping["BatchSize"] == batch_size
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        queue = template_json["Resources"][logical_id(consumer.queue)]["Properties"]
+        assert queue["QueueName"] == f"stacube-{STAGE}-{queue_name}"
+    worker_mapping = mappings[logical_id(stack.worker.function)]
+    assert worker_mapping["ScalingConfig"] == {"MaximumConcurrency": 100}
+
+
+def test_visibility_timeout_at_least_six_times_consumer_timeout(
+    template_json: dict, stack: StacubeStack
+) -> None:
+    for consumer in (stack.ingest, stack.planner, stack.worker, stack.finalize):
+        queue = template_json["Resources"][logical_id(consumer.queue)]["Properties"]
+        function = template_json["Resources"][logical_id(consumer.function)]["Properties"]
+        assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+
+
+def test_shared_environment(functions: dict[str, Any], stack: StacubeStack) -> None:
+    app_secret = {"Ref": logical_id(stack.database.app_secret)}
+    outputs = {"Ref": logical_id(stack.storage.outputs_bucket)}
+    data = {"Ref": logical_id(stack.storage.data_bucket)}
+    for name in functions:
+        variables = env(functions, name)
+        assert variables["STACUBE_DATABASE_SECRET_ARN"] == app_secret, name
+        assert variables["STACUBE_DB_POOL_SIZE"] == "1"
+        assert variables["STACUBE_DATA_BUCKET"] == data
+        assert variables["STACUBE_OUTPUT_BUCKET"] == outputs
+        assert variables["STACUBE_OUTPUT"] == {"Fn::Join": ["", ["s3://", outputs, "/outputs"]]}
+        assert variables["STACUBE_TMP_PREFIX"] == "tmp/"
+        assert variables["STACUBE_INGEST_PREFIX"] == "ingest/"
+        assert variables["STACUBE_STAGE"] == STAGE
+
+
+def test_queue_urls_only_where_sent(functions: dict[str, Any], stack: StacubeStack) -> None:
+    expected = {
+        "jobs-api": ("STACUBE_PLAN_QUEUE_URL", stack.planner.queue),
+        "planner": ("STACUBE_TILE_QUEUE_URL", stack.worker.queue),
+        "worker": ("STACUBE_FINALIZE_QUEUE_URL", stack.finalize.queue),
+    }
+    for name in functions:
+        queue_vars = {k: v for k, v in env(functions, name).items() if k.endswith("_QUEUE_URL")}
+        if name in expected:
+            key, queue = expected[name]
+            assert queue_vars == {key: {"Ref": logical_id(queue)}}, name
+        else:
+            assert queue_vars == {}, name
+
+
+def test_root_paths(functions: dict[str, Any]) -> None:
+    roots = {name: env(functions, name).get("STACUBE_ROOT_PATH") for name in functions}
+    assert roots == {
+        "stac-api": "/stac",
+        "raster-api": "/raster",
+        "jobs-api": "/jobs",
+        "ingest": None,
+        "planner": None,
+        "worker": None,
+        "finalize": None,
+        "db-bootstrap": None,
+    }
+
+
+def test_gdal_settings(functions: dict[str, Any]) -> None:
+    for name in ("raster-api", "worker"):
+        variables = env(functions, name)
+        assert {k: variables.get(k) for k in GDAL} == GDAL, name
+        assert "AWS_REQUEST_PAYER" not in variables
+    for name in ("stac-api", "jobs-api", "planner", "db-bootstrap"):
+        assert not set(GDAL) & set(env(functions, name)), name
+
+
+def test_log_groups(template_json: dict) -> None:
+    names = {
+        g["Properties"].get("LogGroupName")
+        for g in resources_of(template_json, "AWS::Logs::LogGroup").values()
+    }
+    for name in SIZES:
+        assert f"/aws/lambda/stacube-{STAGE}-{name}" in names
+    assert f"/aws/http-api/stacube-{STAGE}" in names

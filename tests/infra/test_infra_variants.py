@@ -1,0 +1,134 @@
+"""Context keys: NAT, teardown, IAM on /jobs, alarm e-mail, requester pays, external buckets."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Match, Template
+from infra_helpers import functions_by_name, logical_id, resources_of
+from stacube_infra.config import ConfigError, StageConfig
+from stacube_infra.stack import StacubeStack
+
+
+def test_nat_gateway_and_egress_subnets(variant_template: Template) -> None:
+    variant_template.resource_count_is("AWS::EC2::NatGateway", 1)
+    variant_template.resource_count_is("AWS::EC2::InternetGateway", 1)
+    # With a NAT the interface endpoints are left out; the S3 gateway stays.
+    endpoints = resources_of(variant_template.to_json(), "AWS::EC2::VPCEndpoint")
+    assert [e["Properties"].get("VpcEndpointType", "Gateway") for e in endpoints.values()] == [
+        "Gateway"
+    ]
+
+
+def test_destroy_deletes_data(variant_template: Template, variant_stack: StacubeStack) -> None:
+    resources = variant_template.to_json()["Resources"]
+    for bucket in (variant_stack.storage.data_bucket, variant_stack.storage.outputs_bucket):
+        assert resources[logical_id(bucket)]["DeletionPolicy"] == "Delete"
+    variant_template.resource_count_is("Custom::S3AutoDeleteObjects", 2)
+    instance = resources[logical_id(variant_stack.database.instance)]
+    assert instance["DeletionPolicy"] == "Delete"
+    assert instance["Properties"]["DeletionProtection"] is False
+
+
+def test_jobs_routes_require_iam(variant_template: Template) -> None:
+    routes = resources_of(variant_template.to_json(), "AWS::ApiGatewayV2::Route").values()
+    auth = {r["Properties"]["RouteKey"]: r["Properties"].get("AuthorizationType") for r in routes}
+    assert auth["ANY /jobs"] == "AWS_IAM" and auth["ANY /jobs/{proxy+}"] == "AWS_IAM"
+    assert auth["ANY /stac"] in (None, "NONE") and auth["ANY /raster/{proxy+}"] in (None, "NONE")
+
+
+def test_alarm_email_subscription(variant_template: Template) -> None:
+    variant_template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.org"}
+    )
+
+
+def test_requester_pays_architecture_and_concurrency(variant_template: Template) -> None:
+    template_json = variant_template.to_json()
+    functions = functions_by_name(template_json)
+    for name in ("raster-api", "worker"):
+        assert functions[name]["Environment"]["Variables"]["AWS_REQUEST_PAYER"] == "requester"
+    assert {tuple(p["Architectures"]) for p in functions.values()} == {("x86_64",)}
+    mappings = resources_of(template_json, "AWS::Lambda::EventSourceMapping").values()
+    assert [
+        m["Properties"]["ScalingConfig"] for m in mappings if "ScalingConfig" in m["Properties"]
+    ] == [{"MaximumConcurrency": 40}]
+
+
+def test_versioned_buckets(variant_template: Template) -> None:
+    variant_template.all_resources_properties(
+        "AWS::S3::Bucket", {"VersioningConfiguration": {"Status": "Enabled"}}
+    )
+
+
+def test_external_buckets_read_only(
+    variant_template: Template, variant_stack: StacubeStack
+) -> None:
+    template_json = variant_template.to_json()
+    readers = {"ingest", "raster-api", "worker"}
+    for name, function in variant_stack.service_functions.items():
+        role = template_json["Resources"][logical_id(function)]["Properties"]["Role"]["Fn::GetAtt"][
+            0
+        ]
+        statements = [
+            s
+            for p in resources_of(template_json, "AWS::IAM::Policy").values()
+            if {"Ref": role} in p["Properties"]["Roles"]
+            for s in p["Properties"]["PolicyDocument"]["Statement"]
+        ]
+        external = [s for s in statements if "usgs-landsat" in str(s["Resource"])]
+        if name in readers:
+            actions = {
+                a
+                for s in external
+                for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+            }
+            assert actions == {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}, name
+            assert "sentinel-cogs" in str([s["Resource"] for s in external])
+        else:
+            assert external == [], name
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("stage", "Prod_1"),
+        ("nat", "maybe"),
+        ("worker_concurrency", "1"),
+        ("worker_concurrency", "lots"),
+        ("architecture", "sparc"),
+        ("jobs_auth", "basic"),
+    ],
+)
+def test_bad_context_is_rejected(key: str, value: str) -> None:
+    app = App(context={key: value})
+    with pytest.raises(ConfigError):
+        StageConfig.from_node(app.node)
+
+
+def test_context_parsing() -> None:
+    app = App(
+        context={
+            "stage": "prod",
+            "nat": "TRUE",
+            "destroy": False,
+            "worker_concurrency": "250",
+            "read_buckets": '["a", "b"]',
+            "db_instance_class": "db.t4g.small",
+        }
+    )
+    config = StageConfig.from_node(app.node)
+    assert (config.stage, config.nat, config.destroy) == ("prod", True, False)
+    assert config.worker_concurrency == 250
+    assert config.read_buckets == ("a", "b")
+    assert config.db_instance_class == "t4g.small"
+    assert config.alarm_email is None and config.jobs_auth == "none"
+
+
+def test_default_template_has_no_optional_extras(template: Template) -> None:
+    template.resource_count_is("AWS::SNS::Subscription", 0)
+    template.resource_count_is("Custom::S3AutoDeleteObjects", 0)
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        Match.not_(Match.object_like({"VersioningConfiguration": Match.any_value()})),
+    )

@@ -1,0 +1,172 @@
+"""The HTTP services through a client: STAC API, raster API, indices, errors, transactions."""
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from stacube.settings import Settings
+
+S2 = "sentinel-2-l1c-eolearn-sample"
+L8 = "landsat-8-c1-l1tp-gdalcubes-sample"
+S2_TILE = "14/8854/5837"   # covers the Slovenia stack
+L8_TILE = "8/75/95"        # covers the New York scenes
+
+
+@pytest.fixture(scope="module")
+def client(samples):
+    from stacube_services.app import create_app
+
+    with TestClient(create_app(Settings()), raise_server_exceptions=False) as c:
+        yield c
+
+
+def png_pixels(content: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(content)).convert("RGBA"))
+
+
+def test_landing_pages(client):
+    assert {l["rel"] for l in client.get("/").json()["links"]} >= {"stac", "raster"}
+    stac = client.get("/stac/").json()
+    assert stac["id"] == "stacube" and stac["type"] == "Catalog"
+    conforms = " ".join(stac["conformsTo"])
+    for name in ("item-search", "filter", "sort", "fields", "query", "collection-search", "features"):
+        assert name in conforms, name
+    assert client.get("/raster/").status_code == 200
+
+
+def test_stac_search_with_filter_sort_fields(client):
+    body = {"collections": [L8], "filter": {"op": "<", "args": [{"property": "eo:cloud_cover"}, 10]},
+            "filter-lang": "cql2-json", "sortby": [{"field": "properties.eo:cloud_cover", "direction": "asc"}],
+            "fields": {"include": ["properties.eo:cloud_cover"], "exclude": ["assets"]}, "limit": 50}
+    r = client.post("/stac/search", json=body)
+    assert r.status_code == 200
+    feats = r.json()["features"]
+    covers = [f["properties"]["eo:cloud_cover"] for f in feats]
+    assert covers == sorted(covers) and all(c < 10 for c in covers) and len(covers) >= 5
+    assert "assets" not in feats[0]
+    assert r.json()["links"][0]["href"].endswith("/stac/")
+
+
+def test_stac_get_search_query_and_paging(client):
+    r = client.get(f"/stac/search?collections={L8}&limit=5&query=%7B%22eo%3Acloud_cover%22%3A%7B%22lt%22%3A15%7D%7D")
+    assert r.status_code == 200
+    body = r.json()
+    assert len(body["features"]) == 5
+    nxt = next(l["href"] for l in body["links"] if l["rel"] == "next")
+    page2 = client.get(nxt.replace("http://testserver", ""))
+    assert page2.status_code == 200 and page2.json()["features"][0]["id"] != body["features"][0]["id"]
+
+
+def test_collections_and_collection_search(client):
+    r = client.get("/stac/collections?q=Sentinel")
+    ids = {c["id"] for c in r.json()["collections"]}
+    assert S2 in ids and L8 not in ids
+    item = client.get(f"/stac/collections/{S2}/items/S2_L1C_20150711T100008").json()
+    assert item["assets"]["B04"]["eo:bands"][0]["common_name"] == "red"
+
+
+@pytest.mark.parametrize("url", [
+    "/stac/search?bbox=1,2,3",
+    "/stac/search?datetime=not-a-date",
+    "/stac/search?filter=foo%20bar&filter-lang=cql2-text",
+    "/stac/search?filter=%7B%22op%22%3A%22%3D%22%7D&filter-lang=cql2-json",
+    "/stac/search?limit=-1",
+    "/stac/search?token=next:garbage",
+    "/stac/collections/nope",
+    f"/stac/collections/{S2}/items/nope",
+    "/raster/collections/nope/tiles/WebMercatorQuad/8/75/95.png",
+    f"/raster/collections/{L8}/tiles/WebMercatorQuad/30/1/1.png?assets=B4",
+    f"/raster/collections/{L8}/tiles/WebMercatorQuad/8/900/95.png?assets=B4",
+    f"/raster/collections/{L8}/tiles/WebMercatorQuad/{L8_TILE}.png?assets=B4&tilesize=4096",
+    f"/raster/collections/{L8}/tiles/WebMercatorQuad/{L8_TILE}@4x.png?assets=B4&tilesize=512",
+    f"/raster/collections/{L8}/tiles/WebMercatorQuad/{L8_TILE}.png?index=NOPE",
+    f"/raster/collections/{L8}/tiles/WebMercatorQuad/{L8_TILE}.png?assets=NOPE",
+    f"/raster/collections/{L8}/bbox/-75,40,-73,42/100x100.png?assets=B4&max_size=99999",
+    f"/raster/collections/{L8}/items/nope/tiles/WebMercatorQuad/{L8_TILE}.png?assets=B4",
+    "/raster/searches/nope/tiles/WebMercatorQuad/8/75/95.png?assets=B4",
+])
+def test_bad_requests_answer_4xx_json_with_a_reason(client, url):
+    r = client.get(url)
+    assert 400 <= r.status_code < 500, (url, r.status_code, r.text[:200])
+    body = r.json()
+    assert body.get("detail") or body.get("description")
+
+
+@pytest.mark.parametrize("body", [
+    {"filter": {"op": "nope", "args": []}},
+    {"bbox": "x"},
+    {"datetime": "2020-01-01/2019-01-01"},
+    {"intersects": {"type": "Polygon", "coordinates": "x"}},
+])
+def test_bad_search_bodies_answer_400(client, body):
+    r = client.post("/stac/search", json=body)
+    assert r.status_code == 400, r.text
+
+
+def test_unparsable_json_body_answers_400(client):
+    r = client.post("/stac/search", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["code"] == "InvalidJSON"
+
+
+def test_ndvi_tile_of_a_source_collection(client):
+    r = client.get(f"/raster/collections/{S2}/tiles/WebMercatorQuad/{S2_TILE}.png?index=NDVI")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    px = png_pixels(r.content)
+    painted = px[..., 3] > 0
+    assert painted.sum() > 1000
+    assert (px[painted][:, 1] > px[painted][:, 0]).mean() > 0.8  # vegetation renders green on rdylgn
+
+
+def test_index_values_match_the_formula(client):
+    point = client.get(f"/raster/collections/{S2}/items/S2_L1C_20150711T100008/point/14.558,45.87?index=NDVI").json()
+    raw = client.get(f"/raster/collections/{S2}/items/S2_L1C_20150711T100008/point/14.558,45.87?assets=B08&assets=B04").json()
+    nir, red = [v[0] if isinstance(v, list) else v for v in raw["values"]][:2] if "values" in raw else (None, None)
+    got = point["values"][0] if "values" in point else None
+    assert got is not None and nir is not None
+    assert got == pytest.approx((nir - red) / (nir + red), abs=1e-4)
+
+
+def test_rgb_mosaic_tile_and_tilejson(client):
+    r = client.get(f"/raster/collections/{L8}/tiles/WebMercatorQuad/{L8_TILE}.webp?assets=B4&assets=B3&assets=B2&rescale=0,0.3&unscale=true")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
+    tj = client.get(f"/raster/collections/{L8}/WebMercatorQuad/tilejson.json?assets=B4").json()
+    assert tj["tiles"][0].startswith("http://testserver/raster/collections/")
+
+
+def test_registered_search_mosaic_with_index(client):
+    r = client.post("/raster/searches/register", json={"collections": [L8], "filter-lang": "cql2-json",
+                                                         "filter": {"op": "<", "args": [{"property": "eo:cloud_cover"}, 10]}})
+    assert r.status_code == 200
+    sid = r.json()["id"]
+    tile = client.get(f"/raster/searches/{sid}/tiles/WebMercatorQuad/{L8_TILE}.png?index=NDVI")
+    assert tile.status_code == 200 and png_pixels(tile.content)[..., 3].any()
+
+
+def test_statistics_and_indices_listing(client):
+    stats = client.get(f"/raster/collections/{L8}/items/LC08_L1TP_014031_20180106_20180119_01_T1/statistics?assets=B4")
+    assert stats.status_code == 200
+    names = [i["name"] for i in client.get("/raster/indices").json()]
+    assert names == ["NDVI", "NDWI", "NDBI", "EVI", "NBR"]
+
+
+def test_transactions_need_the_api_key(samples):
+    from stacube_services.app import create_app
+
+    settings = Settings(api_key="s3cret")
+    doc = {"type": "Collection", "id": "tx-test", "description": "t", "license": "other",
+           "stac_version": "1.1.0", "links": [],
+           "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}}}
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        assert c.post("/stac/collections", json=doc).status_code == 401
+        assert c.post("/stac/collections", json=doc, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/stac/collections", json=doc, headers={"X-API-Key": "s3cret"}).status_code in (200, 201)
+        assert c.post("/stac/search", json={"collections": ["tx-test"]}).status_code == 200  # reads stay open
+        assert c.delete("/stac/collections/tx-test", headers={"X-API-Key": "s3cret"}).status_code in (200, 204)
+
+
+def test_transactions_are_off_without_a_key(client):
+    r = client.post("/stac/collections", json={"id": "x"})
+    assert r.status_code == 405

@@ -1,0 +1,111 @@
+"""Compositing kernels on small hand-computed stacks."""
+
+import numpy as np
+import pytest
+
+from stacube.cube.composite import (
+    choose, composite, day_of_year, reduce_stack, selection_order,
+)
+
+# 4 slices of a 1x3 image. Pixel 0: clear at t0,t2; pixel 1: clear only at t1; pixel 2: never
+# clear, observed (cloudy) at t1 and t3.
+T = np.array(["2020-01-10", "2020-02-01", "2020-03-15", "2020-04-20"], dtype="datetime64[ns]")
+DATA = np.array([[[10, 20, 30]], [[11, 21, 31]], [[12, 22, 32]], [[13, 23, 33]]], dtype=np.uint16)
+CLEAR = np.array([[[1, 0, 0]], [[0, 1, 0]], [[1, 0, 0]], [[0, 0, 0]]], dtype=bool)
+OBS = np.array([[[1, 0, 0]], [[1, 1, 1]], [[1, 1, 0]], [[1, 0, 1]]], dtype=bool)
+
+
+def run(method, **kw):
+    return composite({"b": DATA}, OBS, CLEAR, method=method, times=T, nodata={"b": 0}, **kw)
+
+
+def test_most_recent_takes_the_latest_clear_observation():
+    out = run("most-recent")
+    assert out["b"][0].tolist() == [12, 21, 0]  # pixel 2 has no clear obs -> nodata
+    assert out["provenance"][0].tolist() == [75, 32, -1]  # 2020-03-15 is day 75 (leap year)
+
+
+def test_least_recent_takes_the_earliest_clear_observation():
+    out = run("least-recent")
+    assert out["b"][0].tolist() == [10, 21, 0]
+    assert out["provenance"][0].tolist() == [10, 32, -1]
+
+
+def test_best_pixel_follows_rank_then_falls_back_to_observations():
+    # rank by clear ratio: t1 (0.9) > t3 (0.5) > t0 (0.2) > t2 (0.1)
+    ratio = np.array([0.2, 0.9, 0.1, 0.5])
+    out = run("best-pixel", clear_ratio=ratio)
+    # pixel 0: first clear in rank order t1? no (not clear), t3? no, t0 yes -> 10
+    # pixel 1: t1 clear -> 21; pixel 2: no clear; first observed in rank order: t1 -> 31
+    assert out["b"][0].tolist() == [10, 21, 31]
+    assert out["provenance"][0].tolist() == [10, 32, 32]
+
+
+def test_best_pixel_ties_break_on_the_more_recent_date():
+    order = selection_order("best-pixel", T, np.array([0.5, 0.5, 0.1, 0.5]))
+    assert order.tolist() == [3, 1, 0, 2]
+
+
+def test_median_and_mean_use_clear_observations_only():
+    med = run("median")["b"][0]
+    mean = run("mean")["b"][0]
+    assert med[0] == pytest.approx(11.0)  # median of 10 and 12
+    assert med[1] == pytest.approx(21.0)
+    assert np.isnan(med[2])
+    assert mean[0] == pytest.approx(11.0) and mean[1] == pytest.approx(21.0) and np.isnan(mean[2])
+    assert "provenance" not in run("median")
+
+
+def test_counts_are_per_pixel():
+    out = run("median")
+    assert out["clear_count"][0].tolist() == [2, 1, 0]
+    assert out["valid_count"][0].tolist() == [4, 2, 2]
+    assert out["clear_count"].dtype == np.uint16 and out["valid_count"].dtype == np.uint16
+
+
+def test_median_odd_and_even_counts_match_numpy():
+    rng = np.random.default_rng(1)
+    stack = rng.integers(1, 1000, size=(9, 40, 50)).astype(np.uint16)
+    clear = rng.random((9, 40, 50)) < 0.6
+    got = reduce_stack({"v": stack}, clear, method="median", threads=2, block_rows=7)["v"]
+    expected = np.ma.median(np.ma.masked_array(stack, ~clear), axis=0).filled(np.nan)
+    assert np.allclose(got, expected, equal_nan=True)
+    got_mean = reduce_stack({"v": stack}, clear, method="mean", threads=1)["v"]
+    assert np.allclose(got_mean, np.ma.masked_array(stack, ~clear).mean(axis=0).filled(np.nan), equal_nan=True)
+
+
+def test_median_ignores_nodata_and_nan_values():
+    stack = np.array([[[0.1]], [[np.nan]], [[0.3]], [[0.5]]], dtype=np.float32)
+    clear = np.ones((4, 1, 1), dtype=bool)
+    assert reduce_stack({"v": stack}, clear, method="median")["v"][0, 0] == pytest.approx(0.3)
+    ints = np.array([[[0]], [[5]], [[7]]], dtype=np.uint16)
+    assert reduce_stack({"v": ints}, np.ones((3, 1, 1), bool), method="median",
+                        nodata={"v": 0})["v"][0, 0] == pytest.approx(6.0)
+
+
+def test_median_of_values_at_the_dtype_maximum():
+    stack = np.array([[[65535]], [[65535]], [[1]]], dtype=np.uint16)
+    clear = np.array([[[1]], [[1]], [[0]]], dtype=bool)
+    assert reduce_stack({"v": stack}, clear, method="median")["v"][0, 0] == 65535.0
+
+
+def test_selection_keeps_dtype_and_float_uses_nan():
+    out = composite({"f": DATA.astype(np.float32)}, OBS, CLEAR, method="most-recent", times=T)
+    assert out["f"].dtype == np.float32 and np.isnan(out["f"][0, 2])
+    assert run("most-recent")["b"].dtype == np.uint16
+
+
+def test_choose_without_fallback_leaves_cloudy_pixels_empty():
+    chosen = choose(OBS, CLEAR, np.array([1, 3, 0, 2]), fallback=False)
+    assert chosen[0].tolist() == [0, 1, -1]
+
+
+def test_day_of_year():
+    assert day_of_year(np.array(["2021-01-01", "2021-12-31", "2020-12-31"], dtype="datetime64[ns]")).tolist() == [1, 365, 366]
+
+
+def test_unknown_method_and_shape_mismatch():
+    with pytest.raises(ValueError):
+        run("medoid")
+    with pytest.raises(ValueError):
+        composite({"b": DATA[:2]}, OBS, CLEAR, method="median", times=T)
