@@ -33,7 +33,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 stamp="$VENV/.stacube-installed"
-want=$(cat pyproject.toml constraints.txt infra/package-lock.json | sha1sum | cut -c1-16)-$EXTRAS
+want=$(cat pyproject.toml constraints.txt infra/package-lock.json services/console/package-lock.json 2>/dev/null | sha1sum | cut -c1-16)-$EXTRAS
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/stacube" ]; then
   exit 0
 fi
@@ -50,4 +50,6 @@ if command -v npm >/dev/null; then
 else
   echo "npm not found: \`cdk synth\` from the command line will be unavailable (the CDK app still synthesises in Python)"
 fi
+# the web console (front end built from the npm registry) and the browser its tests use
+if [ -x scripts/build-console.sh ]; then scripts/build-console.sh; fi
 echo "$want" > "$stamp"

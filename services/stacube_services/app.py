@@ -65,7 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_stac_api(settings, prefix_path="/stac", lifespan=lifespan).app
     app.state.stacube_settings = settings
 
-    @app.get("/", include_in_schema=False)
     def landing(request: Request) -> dict:
         base = str(request.base_url).rstrip("/")
         return {
@@ -82,6 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
 
     app.mount("/raster", MountedApp(raster_app))
+    try:
+        from stacube_services.console import mount_console
+    except ImportError:  # no console in this deployment: "/" lists the APIs
+        app.get("/", include_in_schema=False)(landing)
+    else:
+        mount_console(app, settings)
+    app.get("/api", include_in_schema=False)(landing)
     files = local_output_dir(settings)
     if files is not None:
         # job outputs (COGs, Zarr, reports) for download, read-only

@@ -12,14 +12,14 @@ import hmac
 import logging
 from urllib.parse import unquote, urlparse
 
-from stac_fastapi.api.app import StacApi
+# stac-fastapi warns when its module-level default settings are built; ours set every field.
+logging.getLogger("stac_fastapi.types.config").setLevel(logging.ERROR)
+
+from stac_fastapi.api.app import StacApi  # noqa: E402
 
 from stacube import __version__
 from stacube.settings import Settings
 from stacube_services.errors import JsonBodyMiddleware, add_error_handlers, error_response
-
-# stac-fastapi warns when a module-level default settings object is built; ours sets every field.
-logging.getLogger("stac_fastapi.types.config").setLevel(logging.ERROR)
 
 
 def postgres_settings(settings: Settings, pool_size: int | None = None):
