@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from stacube import __version__
 from stacube.settings import Settings
+from stacube_services.jobs import create_jobs_app
 from stacube_services.raster import create_raster_app
 from stacube_services.stac import create_stac_api, stac_lifespan
 
@@ -76,11 +77,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 {"rel": "raster", "href": f"{base}/raster/", "title": "Raster API (titiler-pgstac)"},
                 {"rel": "service-doc", "href": f"{base}/raster/api.html", "title": "Raster API docs"},
                 {"rel": "indices", "href": f"{base}/raster/indices", "title": "Spectral index presets"},
+                {"rel": "jobs", "href": f"{base}/jobs", "title": "Jobs API (compositing)"},
                 {"rel": "data", "href": f"{base}/files/", "title": "Job outputs (COG, Zarr, reports)"},
             ],
         }
 
     app.mount("/raster", MountedApp(raster_app))
+    app.mount("/jobs", MountedApp(create_jobs_app(settings, mount="/jobs")))
     try:
         from stacube_services.console import mount_console
     except ImportError:  # no console in this deployment: "/" lists the APIs

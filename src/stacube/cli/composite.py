@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from stacube.cli.common import console, err_console, settings_from, split_list
 
-STAGES = {"scenes": "scene statistics", "tiles": "compositing tiles", "cogs": "writing COGs"}
+STAGES = {"scenes": "scene statistics", "composite": "compositing tiles", "cogs": "writing COGs"}
 
 
 def composite(
@@ -32,6 +32,7 @@ def composite(
     output_collection: str | None = typer.Option(None, help="Collection the results are registered in."),
     tile_size: int = typer.Option(2048, help="Tile edge in output pixels (bounds memory)."),
     workers: int | None = typer.Option(None, help="Tile worker processes (1: in-process; default: cores)."),
+    dask: str | None = typer.Option(None, "--dask", help="Run tiles on a Dask cluster (scheduler address)."),
     as_json: bool = typer.Option(False, "--json", help="Print the job report as JSON on stdout."),
 ) -> None:
     """Composite scenes of one or more collections over an area and time range.
@@ -40,7 +41,6 @@ def composite(
     registers the results as STAC Items (searchable and tileable at once).
     """
     from stacube.errors import InvalidInput
-    from stacube.jobs.runner import run_composite
     from stacube.jobs.spec import build_spec
 
     clear_values = None
@@ -55,11 +55,27 @@ def composite(
         mask_asset=mask_asset, clear=clear_values, period=period, crs=crs, resolution=resolution,
         output=output, output_collection=output_collection, tile_size=tile_size,
     )
+    from stacube.jobs.runner import submit
+
     settings = settings_from()
+    job, _ = submit(spec, settings)
+    if not as_json:
+        err_console.print(f"job {job['id']} (if interrupted: stacube jobs resume {job['id']})")
+    report = run_with_progress(settings, job["id"], workers=workers, dask=dask, transient=as_json)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    print_summary(report)
+
+
+def run_with_progress(settings, job_id: str, *, workers=None, dask=None, transient=False) -> dict:
+    """Run or resume a job with progress bars on stderr; returns its report."""
+    from stacube.jobs.runner import run_job
+
     # odc-stac logs each failed read; the error that ends the job says it once
     logging.getLogger("odc").setLevel(logging.CRITICAL)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=err_console, transient=as_json)
+                   TimeElapsedColumn(), console=err_console, transient=transient)
     tasks: dict[str, int] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -70,22 +86,23 @@ def composite(
         bar.update(tasks[stage], completed=done, total=total)
 
     try:
-        report = run_composite(spec, settings, progress=progress, workers=workers)
+        return run_job(settings, job_id, progress=progress, workers=workers, dask=dask)
     except BaseException:
         bar.live.transient = True  # a failed job leaves only its one-line error
         raise
     finally:
         bar.stop()
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
-        return
+
+
+def print_summary(report: dict) -> None:
+    """The human summary of a finished job."""
     used = [s for s in report["scenes"] if s["used"]]
     dropped = [s for s in report["scenes"] if not s["used"]]
     thr = report["throughput"]
     console.print(
         f"job {report['job_id']}: {len(used)} scenes used, {len(dropped)} dropped, "
         f"{len(report['steps'])} period(s), grid {report['grid']['shape'][1]}x{report['grid']['shape'][0]} "
-        f"px in {report['grid']['crs']}"
+        f"px in {report['grid']['crs']}, {report['grid']['tiles']} tile(s)"
     )
     for s in dropped:
         console.print(f"  dropped {s['item_id']}: {s['reason']}")

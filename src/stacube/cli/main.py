@@ -17,7 +17,7 @@ try:  # typer ships its own copy of click
 except ImportError:  # pragma: no cover - older typer
     from click import exceptions as click_exceptions
 
-from stacube.cli import catalog, composite, db, serve
+from stacube.cli import catalog, composite, db, jobs, serve
 from stacube.errors import StacubeError
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(catalog.product_app, name="product")
 app.add_typer(catalog.dataset_app, name="dataset")
+app.add_typer(jobs.app, name="jobs")
 app.command("composite")(composite.composite)
 app.command("up")(serve.up)
 app.command("indices")(composite.indices)

@@ -14,7 +14,8 @@ def migrate(settings: Settings) -> tuple[str | None, str]:
     """Bring the database to the pgSTAC version pypgstac ships.
 
     Idempotent: a database already at that version is left alone. PostGIS is created by the
-    migration (it needs a role allowed to ``CREATE EXTENSION``).
+    migration (it needs a role allowed to ``CREATE EXTENSION``). Also creates stacube's own
+    schema (job and tile state).
 
     Returns:
         ``(version before, version after)``; ``before`` is None on a fresh database.
@@ -31,6 +32,9 @@ def migrate(settings: Settings) -> tuple[str | None, str]:
     finally:
         db.close()
     with connect(settings, autocommit=True) as conn:
+        from stacube.jobs.state import ensure_schema
+
+        ensure_schema(conn)  # job and tile state
         # Keep collection extents in step with their items as they are loaded.
         conn.execute(
             "INSERT INTO pgstac.pgstac_settings (name, value) VALUES "

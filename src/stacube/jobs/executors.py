@@ -1,7 +1,8 @@
-"""Interchangeable executors for the tiles of a job: in-process, or a local process pool.
+"""Interchangeable executors for the tiles of a job: in-process, a local process pool, Dask.
 
-Every executor maps a picklable function over tile arguments and yields results as tiles
-finish (order not guaranteed), so the job code does not care where a tile runs.
+Every executor maps a picklable function over argument tuples and yields ``(args, outcome)`` as
+tiles finish (order not guaranteed), where ``outcome`` is the return value or the exception the
+call raised, so the job code decides what to retry, wherever the tile ran.
 """
 
 from __future__ import annotations
@@ -19,37 +20,97 @@ class SerialExecutor:
 
     def map_unordered(self, fn: Callable, args: Iterable[tuple]) -> Iterator[tuple[tuple, Any]]:
         for a in args:
-            yield a, fn(*a)
+            try:
+                yield a, fn(*a)
+            except Exception as exc:  # handed to the caller, which decides
+                yield a, exc
 
     def close(self) -> None:
         pass
 
 
 class ProcessExecutor:
-    """Runs tiles in a pool of worker processes (``workers`` defaults to the number of cores)."""
+    """Runs tiles in a pool of worker processes (``workers`` defaults to the number of cores).
+
+    A worker that dies (killed, out of memory) breaks the pool: its tiles come back as
+    ``BrokenProcessPool`` errors and the pool is rebuilt for the next round.
+    """
 
     def __init__(self, workers: int | None = None):
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = None
+
+    def _executor(self) -> ProcessPoolExecutor:
         import multiprocessing
 
-        self.workers = workers or os.cpu_count() or 1
-        self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                         mp_context=multiprocessing.get_context("spawn"))
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers,
+                                             mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
 
     def map_unordered(self, fn: Callable, args: Iterable[tuple]) -> Iterator[tuple[tuple, Any]]:
-        futures = {self._pool.submit(fn, *a): a for a in args}
+        from concurrent.futures.process import BrokenProcessPool
+
+        pool = self._executor()
+        futures = {pool.submit(fn, *a): a for a in args}
+        broken = False
         try:
             for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+                try:
+                    yield futures[fut], fut.result()
+                except BrokenProcessPool as exc:
+                    broken = True
+                    yield futures[fut], exc
+                except Exception as exc:
+                    yield futures[fut], exc
         finally:
             for fut in futures:
                 fut.cancel()
+            if broken:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (for monitoring and tests)."""
+        if self._pool is None:
+            return []
+        return [p.pid for p in getattr(self._pool, "_processes", {}).values()]
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
-def make_executor(workers: int | None) -> SerialExecutor | ProcessExecutor:
-    """``workers`` <= 1: in-process; otherwise a process pool of that size (0/None: all cores)."""
+class DaskExecutor:
+    """Runs tiles on a Dask distributed cluster (``--dask tcp://scheduler:8786``)."""
+
+    def __init__(self, address: str):
+        from distributed import Client
+
+        self.client = Client(address)
+        self.workers = len(self.client.scheduler_info().get("workers", {})) or 1
+
+    def map_unordered(self, fn: Callable, args: Iterable[tuple]) -> Iterator[tuple[tuple, Any]]:
+        from distributed import as_completed as dask_completed
+
+        futures = {self.client.submit(fn, *a, pure=False): a for a in args}
+        for fut in dask_completed(list(futures)):
+            try:
+                yield futures[fut], fut.result()
+            except Exception as exc:
+                yield futures[fut], exc
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_executor(workers: int | None = None, dask: str | None = None):
+    """``dask``: a Dask scheduler address; else ``workers`` <= 1: in-process; otherwise a
+    process pool of that size (0/None: one per core)."""
+    if dask:
+        return DaskExecutor(dask)
     if workers is not None and workers <= 1:
         return SerialExecutor()
     n = workers or os.cpu_count() or 1

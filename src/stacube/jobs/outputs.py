@@ -29,9 +29,13 @@ def chunk_edge(tile_edge: int) -> int:
     return CHUNK if tile_edge % CHUNK == 0 else tile_edge
 
 
-def create_cube(path: Path, geobox, variables: list[str], times: list, tile_edge: int,
+def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int,
                 attrs: dict | None = None) -> None:
-    """Create an empty Zarr cube with its coordinates and metadata (no data chunks)."""
+    """Create an empty Zarr cube with its coordinates and metadata (no data chunks).
+
+    Args:
+        store: a local path or a zarr store (see :meth:`stacube.storage.Staging.zarr_store`).
+    """
     import dask.array as da
     import xarray as xr
     from odc.geo.xr import xr_coords
@@ -53,15 +57,16 @@ def create_cube(path: Path, geobox, variables: list[str], times: list, tile_edge
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs or {})
     encoding["time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian",
                         "dtype": "int64"}
-    ds.to_zarr(path, mode="w", compute=False, zarr_format=2, consolidated=True, encoding=encoding)
+    ds.to_zarr(store, mode="w", compute=False, zarr_format=2, consolidated=True, encoding=encoding)
 
 
-def write_region(path: Path, tile_geobox, parent_geobox, arrays: dict[str, np.ndarray]) -> None:
-    """Write one tile's ``(time, y, x)`` arrays into the cube."""
+def write_region(store, tile_geobox, parent_geobox, arrays: dict[str, np.ndarray]) -> None:
+    """Write one tile's ``(time, y, x)`` arrays into the cube (idempotent: a retried tile
+    overwrites its own chunks)."""
     import zarr
 
     y0, x0 = _offset(tile_geobox, parent_geobox)
-    group = zarr.open_group(str(path), mode="r+", zarr_format=2)
+    group = zarr.open_group(store=store, mode="r+", zarr_format=2)
     for name, value in arrays.items():
         t, ny, nx = value.shape
         group[name][:, y0:y0 + ny, x0:x0 + nx] = value
@@ -73,14 +78,14 @@ def _offset(tile_geobox, parent_geobox) -> tuple[int, int]:
     return int(round(y)), int(round(x))
 
 
-def finish_cube(path: Path) -> None:
+def finish_cube(store) -> None:
     """Consolidate the cube's metadata once every region is written."""
     import zarr
 
-    zarr.consolidate_metadata(str(path), zarr_format=2)
+    zarr.consolidate_metadata(store, zarr_format=2)
 
 
-def write_cog(cube: Path, name: str, step: int, geobox, tiles, dst: Path) -> None:
+def write_cog(cube, name: str, step: int, geobox, tiles, dst: Path) -> None:
     """One COG of variable ``name`` at time step ``step``, assembled tile by tile."""
     import rasterio
     import zarr
@@ -90,7 +95,7 @@ def write_cog(cube: Path, name: str, step: int, geobox, tiles, dst: Path) -> Non
 
     dtype = variable_dtype(name)
     fill = variable_fill(name)
-    array = zarr.open_group(str(cube), mode="r", zarr_format=2)[name]
+    array = zarr.open_group(store=cube, mode="r", zarr_format=2)[name]
     ny, nx = geobox.shape.y, geobox.shape.x
     tmp = dst.with_suffix(".tmp.tif")
     profile = {

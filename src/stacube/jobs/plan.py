@@ -248,3 +248,48 @@ def make_plan(spec: CompositeSpec, catalog: Catalog, output_root: str) -> Plan:
     )
 
 
+
+
+def plan_to_doc(plan: Plan) -> dict:
+    """A JSON document of the plan (stored with the job, read back by every worker)."""
+    gb = plan.geobox
+    return {
+        "spec": plan.spec.model_dump(mode="json"),
+        "job_id": plan.job_id,
+        "sources": [
+            {"collection": s.collection, "items": s.items, "assets": s.assets,
+             "rule": s.rule.to_stac() if s.rule else None}
+            for s in plan.sources
+        ],
+        "bands": plan.bands, "indices": plan.indices, "load_bands": plan.load_bands,
+        "geobox": {"crs": gb.crs.to_wkt(), "affine": list(gb.affine)[:6], "shape": [gb.shape.y, gb.shape.x]},
+        "tile_shape": list(plan.tile_shape),
+        "periods": [{"start": p.start.isoformat(), "end": p.end.isoformat(), "label": p.label}
+                    for p in plan.periods],
+        "output_root": plan.output_root,
+        "output_collection": plan.output_collection,
+    }
+
+
+def plan_from_doc(doc: dict) -> Plan:
+    """The inverse of :func:`plan_to_doc`."""
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    from stacube.catalog.quality import parse_rule
+
+    sources = [
+        Source(s["collection"], s["items"], s["assets"], parse_rule(s["rule"]) if s["rule"] else None)
+        for s in doc["sources"]
+    ]
+    g = doc["geobox"]
+    geobox = GeoBox(tuple(g["shape"]), Affine(*g["affine"]), g["crs"])
+    return Plan(
+        spec=CompositeSpec.model_validate(doc["spec"]), job_id=doc["job_id"], sources=sources,
+        bands=doc["bands"], indices=doc["indices"], load_bands=doc["load_bands"], geobox=geobox,
+        tile_shape=tuple(doc["tile_shape"]),
+        periods=[Period(datetime.fromisoformat(p["start"]), datetime.fromisoformat(p["end"]), p["label"])
+                 for p in doc["periods"]],
+        output_root=doc["output_root"], output_collection=doc["output_collection"],
+        items={i["id"]: i for s in sources for i in s.items},
+    )

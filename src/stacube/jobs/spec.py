@@ -148,7 +148,7 @@ class CompositeSpec(BaseModel):
     resolution: float | None = Field(None, gt=0)
     output: str | None = Field(None, description="Root URI of the outputs.")
     output_collection: str | None = Field(None, description="Collection of the results.")
-    tile_size: int = Field(2048, ge=64, le=16384, description="Tile edge in output pixels.")
+    tile_size: int = Field(2048, ge=16, le=16384, description="Tile edge in output pixels.")
 
     @field_validator("bbox", mode="before")
     @classmethod

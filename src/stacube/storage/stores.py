@@ -1,4 +1,12 @@
-"""Local and S3 output stores with staged, all-or-nothing commits."""
+"""Local and S3 output stores with staged, all-or-nothing commits.
+
+A job writes into a *staging* area named after the job id, so a resumed job finds the work of the
+interrupted run: ``<root>/tmp/<job id>/`` locally, ``s3://<bucket>/<tmp prefix><job id>/`` on S3
+(the bucket's lifecycle rule expires abandoned staging objects). :meth:`Staging.commit` then makes
+the outputs visible under ``<root>/<job id>/`` at once: a directory rename locally; on S3 a copy of
+each staged object to its final key (readers only learn of the outputs from the catalog, which is
+written after the commit).
+"""
 
 from __future__ import annotations
 
@@ -13,54 +21,71 @@ from stacube.errors import InvalidInput, StorageError
 from stacube.settings import Settings
 
 
+class Staging:
+    """The staging area of one job."""
+
+    uri: str
+
+    def zarr_store(self, name: str, *, read_only: bool = False):
+        """A store ``zarr`` / ``xarray.to_zarr`` can write the cube ``name`` to."""
+        raise NotImplementedError
+
+    def workdir(self) -> Path:
+        """A local directory for files produced at the end (COGs, report)."""
+        raise NotImplementedError
+
+    def publish(self) -> None:
+        """Move the work directory's files into the staging area (no-op when it *is* local)."""
+
+    def commit(self) -> None:
+        """Make the staged outputs the job's outputs, replacing earlier ones."""
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        """Delete the staging area."""
+        raise NotImplementedError
+
+
 class OutputStore:
-    """Where a job's outputs live: ``<root>/<name>/...``."""
+    """Where a job's outputs live: ``<root>/<job id>/...``."""
 
     root: str
 
-    def stage(self, name: str) -> Path:
-        """A fresh local directory to produce ``<name>`` in."""
+    def staging(self, name: str) -> Staging:
         raise NotImplementedError
-
-    def commit(self, staging: Path, name: str) -> None:
-        """Make ``staging``'s content visible as ``<root>/<name>``, replacing what was there."""
-        raise NotImplementedError
-
-    def discard(self, staging: Path) -> None:
-        """Remove a staging directory after a failure."""
-        shutil.rmtree(staging, ignore_errors=True)
 
     def href(self, name: str, relpath: str) -> str:
         """The address readers use for a committed file."""
         raise NotImplementedError
 
-    def exists(self, name: str, relpath: str) -> bool:
-        raise NotImplementedError
 
+class LocalStaging(Staging):
+    def __init__(self, store: LocalStore, name: str):
+        self.store = store
+        self.name = name
+        self.path = store.path / "tmp" / name
+        self.uri = str(self.path)
 
-class LocalStore(OutputStore):
-    """Outputs in a local directory; staging happens in ``<root>/tmp`` (same filesystem)."""
+    def zarr_store(self, name: str, *, read_only: bool = False):
+        if not read_only:
+            self.path.mkdir(parents=True, exist_ok=True)
+        return str(self.path / name)
 
-    def __init__(self, root: Path):
-        self.path = root.resolve()
-        self.root = self.path.as_uri()
-
-    def stage(self, name: str) -> Path:
-        tmp = self.path / "tmp"
+    def workdir(self) -> Path:
         try:
-            tmp.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot create output directory {tmp}: {exc.strerror}") from exc
-        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp))
+            raise StorageError(f"cannot create {self.path}: {exc.strerror}") from exc
+        return self.path
 
-    def commit(self, staging: Path, name: str) -> None:
-        final = self.path / name
+    def commit(self) -> None:
+        final = self.store.path / self.name
         old = None
         try:
             if final.exists():
-                old = self.path / "tmp" / f"{name}-replaced-{uuid.uuid4().hex[:8]}"
+                old = self.store.path / "tmp" / f"{self.name}-replaced-{uuid.uuid4().hex[:8]}"
                 final.rename(old)
-            staging.rename(final)
+            self.path.rename(final)
         except OSError as exc:
             if old is not None and not final.exists():
                 old.rename(final)
@@ -68,74 +93,131 @@ class LocalStore(OutputStore):
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class LocalStore(OutputStore):
+    """Outputs in a local directory; staging in ``<root>/tmp`` (same filesystem: renames)."""
+
+    def __init__(self, root: Path):
+        self.path = root.resolve()
+        self.root = self.path.as_uri()
+
+    def staging(self, name: str) -> LocalStaging:
+        return LocalStaging(self, name)
+
     def href(self, name: str, relpath: str) -> str:
         return str(self.path / name / relpath)
 
-    def exists(self, name: str, relpath: str) -> bool:
-        return (self.path / name / relpath).exists()
+
+class S3Staging(Staging):
+    def __init__(self, store: S3Store, name: str):
+        self.store = store
+        self.name = name
+        self.prefix = "/".join(p for p in (store.tmp_prefix, name) if p)
+        self.uri = f"s3://{store.bucket}/{self.prefix}"
+        self._workdir: Path | None = None
+
+    def zarr_store(self, name: str, *, read_only: bool = False):
+        from obstore.store import S3Store as ObS3Store
+        from zarr.storage import ObjectStore
+
+        settings = self.store.settings
+        kwargs: dict = {}
+        if settings.s3_endpoint:
+            kwargs["endpoint"] = settings.s3_endpoint
+            kwargs["client_options"] = {"allow_http": settings.s3_endpoint.startswith("http://")}
+            kwargs["virtual_hosted_style_request"] = False
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            kwargs["region"] = region
+        store = ObS3Store(self.store.bucket, prefix=f"{self.prefix}/{name}", **kwargs)
+        return ObjectStore(store, read_only=read_only)
+
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"stacube-{self.name}-"))
+        return self._workdir
+
+    def publish(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if self._workdir is None:
+            return
+        try:
+            for f in sorted(p for p in self._workdir.rglob("*") if p.is_file()):
+                rel = f.relative_to(self._workdir).as_posix()
+                self.store.client.upload_file(str(f), self.store.bucket, f"{self.prefix}/{rel}")
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot write to {self.uri}: {exc}") from exc
+        finally:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def commit(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        final_prefix = self.store.key(self.name)
+        client, bucket = self.store.client, self.store.bucket
+        try:
+            staged = self.store.list(self.prefix)
+            stale = set(self.store.list(final_prefix))
+            for key in staged:
+                rel = key[len(self.prefix) + 1:]
+                final = f"{final_prefix}/{rel}"
+                client.copy_object(Bucket=bucket, Key=final, CopySource={"Bucket": bucket, "Key": key})
+                stale.discard(final)
+            for key in stale:
+                client.delete_object(Bucket=bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot commit outputs to {self.store.root}/{self.name}: {exc}") from exc
+        self.discard()
+
+    def discard(self) -> None:
+        for key in self.store.list(self.prefix):
+            self.store.client.delete_object(Bucket=self.store.bucket, Key=key)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
 
 class S3Store(OutputStore):
-    """Outputs in ``s3://bucket/prefix``; staged locally, uploaded under the temporary prefix,
-    then copied to the final keys (objects appear only after everything was produced)."""
+    """Outputs in ``s3://bucket/prefix``, staged under the bucket's temporary prefix."""
 
     def __init__(self, bucket: str, prefix: str, settings: Settings):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.tmp_prefix = settings.tmp_prefix.strip("/")
         self.root = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self._client = s3_client(settings)
+        self.settings = settings
+        self._client = None
 
-    def _key(self, *parts: str) -> str:
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = s3_client(self.settings)
+        return self._client
+
+    def key(self, *parts: str) -> str:
         return "/".join(p.strip("/") for p in (self.prefix, *parts) if p and p.strip("/"))
 
-    def stage(self, name: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"stacube-{name}-"))
-
-    def commit(self, staging: Path, name: str) -> None:
+    def list(self, prefix: str) -> list[str]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        nonce = uuid.uuid4().hex[:8]
-        tmp_root = "/".join(p for p in (self.tmp_prefix, f"{name}-{nonce}") if p)
-        files = [p for p in staging.rglob("*") if p.is_file()]
-        try:
-            for f in files:
-                rel = f.relative_to(staging).as_posix()
-                self._client.upload_file(str(f), self.bucket, f"{tmp_root}/{rel}")
-            stale = set(self._list(self._key(name)))
-            for f in files:
-                rel = f.relative_to(staging).as_posix()
-                final = self._key(name, rel)
-                self._client.copy_object(Bucket=self.bucket, Key=final,
-                                         CopySource={"Bucket": self.bucket, "Key": f"{tmp_root}/{rel}"})
-                stale.discard(final)
-            for key in stale:
-                self._client.delete_object(Bucket=self.bucket, Key=key)
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"cannot write outputs to {self.root}/{name}: {exc}") from exc
-        finally:
-            for key in self._list(tmp_root):
-                self._client.delete_object(Bucket=self.bucket, Key=key)
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def _list(self, prefix: str) -> list[str]:
         keys: list[str] = []
-        paginator = self._client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix.rstrip("/") + "/"):
-            keys.extend(o["Key"] for o in page.get("Contents", []))
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=prefix.rstrip("/") + "/"):
+                keys.extend(o["Key"] for o in page.get("Contents", []))
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot list s3://{self.bucket}/{prefix}: {exc}") from exc
         return keys
 
+    def staging(self, name: str) -> S3Staging:
+        return S3Staging(self, name)
+
     def href(self, name: str, relpath: str) -> str:
-        return f"s3://{self.bucket}/{self._key(name, relpath)}"
-
-    def exists(self, name: str, relpath: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self._client.head_object(Bucket=self.bucket, Key=self._key(name, relpath))
-            return True
-        except ClientError:
-            return False
+        return f"s3://{self.bucket}/{self.key(name, relpath)}"
 
 
 def s3_client(settings: Settings):

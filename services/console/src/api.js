@@ -1,0 +1,194 @@
+// Clients of the public APIs the console talks to: STAC (/stac), raster (/raster), jobs (/jobs).
+//
+// Base URLs come from console/config.json (served by the Python app from its settings); they
+// default to the same origin, relative to the page, so the console works under a path prefix
+// and against a deployed stack alike.
+
+export const config = {
+  stac: '', raster: '', jobs: '', files: '', basemap: null, version: '',
+};
+
+function absolute(url) {
+  return new URL(url, document.baseURI).href.replace(/\/+$/, '');
+}
+
+export async function loadConfig() {
+  let doc = {};
+  try {
+    const r = await fetch(new URL('console/config.json', document.baseURI));
+    if (r.ok) doc = await r.json();
+  } catch {
+    // no config endpoint (e.g. static hosting): same-origin defaults
+  }
+  Object.assign(config, {
+    stac: absolute(doc.stac_url || 'stac'),
+    raster: absolute(doc.raster_url || 'raster'),
+    jobs: absolute(doc.jobs_url || 'jobs'),
+    files: absolute(doc.files_url || 'files'),
+    basemap: doc.basemap || null,
+    version: doc.version || '',
+  });
+  return config;
+}
+
+export class ApiError extends Error {
+  constructor(message, status, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+/** fetch + JSON, turning 4xx/5xx answers into ApiError with the API's reason. */
+export async function fetchJSON(url, { method = 'GET', body, signal } = {}) {
+  const opts = { method, signal, headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    opts.body = JSON.stringify(body);
+    opts.headers['Content-Type'] = 'application/json';
+  }
+  let r;
+  try {
+    r = await fetch(url, opts);
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    throw new ApiError(`cannot reach ${url}: ${err.message}`, 0, null);
+  }
+  const text = await r.text();
+  let doc = null;
+  try {
+    doc = text ? JSON.parse(text) : null;
+  } catch {
+    doc = null;
+  }
+  if (!r.ok) {
+    let reason = doc && (doc.description || doc.detail || doc.message);
+    if (Array.isArray(reason)) reason = reason.map((d) => `${(d.loc || []).join('.')}: ${d.msg}`).join('; ');
+    throw new ApiError(`${r.status} ${reason || r.statusText || 'error'}`, r.status, doc);
+  }
+  return doc;
+}
+
+// ---------------------------------------------------------------------------------- STAC
+
+const enc = encodeURIComponent;
+
+export const stac = {
+  async collections() {
+    const out = [];
+    let url = `${config.stac}/collections?limit=1000`;
+    for (let page = 0; url && page < 50; page += 1) {
+      const doc = await fetchJSON(url);
+      out.push(...(doc.collections || []));
+      const next = (doc.links || []).find((l) => l.rel === 'next');
+      url = next && next.href !== url ? next.href : null;
+    }
+    return out.sort((a, b) => a.id.localeCompare(b.id));
+  },
+
+  collection: (id) => fetchJSON(`${config.stac}/collections/${enc(id)}`),
+
+  item: (collection, id) => fetchJSON(`${config.stac}/collections/${enc(collection)}/items/${enc(id)}`),
+
+  search: (body, signal) => fetchJSON(`${config.stac}/search`, { method: 'POST', body, signal }),
+
+  /** Follow a STAC paging link (GET href, or POST with its body; `merge` merges with the last body). */
+  follow(link, lastBody, signal) {
+    if ((link.method || 'GET').toUpperCase() === 'POST') {
+      const body = link.merge ? { ...lastBody, ...link.body } : (link.body || lastBody);
+      return fetchJSON(link.href, { method: 'POST', body, signal });
+    }
+    return fetchJSON(link.href, { signal });
+  },
+
+  /** Number of items of a collection (numberMatched; counted by pages when not reported). */
+  async count(collection) {
+    const body = {
+      collections: [collection], limit: 1, conf: { context: 'on' },
+      fields: { include: ['id'], exclude: ['assets', 'links', 'geometry', 'bbox', 'properties'] },
+    };
+    const doc = await stac.search(body);
+    if (Number.isInteger(doc.numberMatched)) return doc.numberMatched;
+    let count = 0;
+    let page = await stac.search({ ...body, limit: 1000 });
+    for (let i = 0; i < 20; i += 1) {
+      count += page.features.length;
+      const next = (page.links || []).find((l) => l.rel === 'next');
+      if (!next) return count;
+      page = await stac.follow(next, body);
+    }
+    return count;
+  },
+
+  /** Datetimes of every item of a collection (start_datetime where datetime is null), sorted. */
+  async datetimes(collection, maxPages = 20) {
+    const body = {
+      collections: [collection], limit: 1000,
+      fields: { include: ['id', 'properties.datetime', 'properties.start_datetime', 'properties.end_datetime'],
+        exclude: ['assets', 'links', 'geometry', 'bbox'] },
+    };
+    const out = [];
+    let page = await stac.search(body);
+    for (let i = 0; page && i < maxPages; i += 1) {
+      for (const f of page.features) {
+        const p = f.properties || {};
+        const when = p.datetime || p.start_datetime;
+        if (when) out.push(when);
+      }
+      const next = (page.links || []).find((l) => l.rel === 'next');
+      page = next ? await stac.follow(next, body) : null;
+    }
+    return out.sort();
+  },
+};
+
+// -------------------------------------------------------------------------------- raster
+
+let indicesCache = null;
+
+export const raster = {
+  async indices() {
+    if (!indicesCache) {
+      indicesCache = fetchJSON(`${config.raster}/indices`).catch((err) => {
+        indicesCache = null;
+        throw err;
+      });
+    }
+    return indicesCache;
+  },
+
+  /** Register a mosaic search; returns its id. */
+  async register(search) {
+    const doc = await fetchJSON(`${config.raster}/searches/register`, { method: 'POST', body: search });
+    return doc.id;
+  },
+
+  itemTiles: (collection, item, params) => `${config.raster}/collections/${enc(collection)}/items/${enc(item)}`
+    + `/tiles/WebMercatorQuad/{z}/{x}/{y}.png?${params}`,
+
+  searchTiles: (id, params) => `${config.raster}/searches/${enc(id)}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?${params}`,
+
+  itemTileJSON: (collection, item, params) => `${config.raster}/collections/${enc(collection)}/items/${enc(item)}`
+    + `/WebMercatorQuad/tilejson.json?${params}`,
+
+  itemViewer: (collection, item) => `${config.raster}/collections/${enc(collection)}/items/${enc(item)}/WebMercatorQuad/map.html`,
+};
+
+// ---------------------------------------------------------------------------------- jobs
+
+export const jobs = {
+  async list() {
+    const doc = await fetchJSON(config.jobs);
+    return Array.isArray(doc) ? doc : (doc.jobs || []);
+  },
+  get: (id) => fetchJSON(`${config.jobs}/${enc(id)}`),
+  submit: (params) => fetchJSON(config.jobs, { method: 'POST', body: params }),
+  cancel: (id) => fetchJSON(`${config.jobs}/${enc(id)}/cancel`, { method: 'POST' }),
+};
+
+/** A job's report: embedded when completed, else fetched from its download link. */
+export async function jobReport(job) {
+  if (job.report) return job.report;
+  const href = job.downloads && job.downloads.report;
+  if (!href || job.state !== 'completed') return null;
+  return fetchJSON(new URL(href, document.baseURI).href);
+}

@@ -1,0 +1,343 @@
+// The one map of the console (MapLibre GL JS), shared by every view.
+//
+// No tiles from the internet: the style is a plain background with land and borders from
+// Natural Earth (bundled, world-atlas) and a graticule; an XYZ raster basemap is added only
+// when one is configured (STACUBE_CONSOLE_BASEMAP_URL). Views add their layers through
+// MapView, which removes them when the view changes.
+import {
+  AttributionControl, Map as MLMap, NavigationControl, Popup, ScaleControl, setWorkerUrl,
+} from 'maplibre-gl';
+import 'maplibre-gl/dist/maplibre-gl.css';
+import workerUrl from 'maplibre-gl/dist/maplibre-gl-worker.mjs?url';
+import { feature, mesh } from 'topojson-client';
+import countriesUrl from 'world-atlas/countries-50m.json?url';
+
+setWorkerUrl(workerUrl);
+
+const COLORS = {
+  water: '#d6e3ea', land: '#f6f4ee', border: '#c3bcb0', graticule: '#c4d3dc',
+  outline: '#1f5f8b', fill: '#2b7bb9', hover: '#d9480f', box: '#7b2cbf',
+};
+
+function graticule(step) {
+  const lines = [];
+  for (let lon = -180; lon <= 180; lon += step) lines.push([[lon, -85], [lon, 85]]);
+  for (let lat = -80; lat <= 80; lat += step) {
+    const line = [];
+    for (let lon = -180; lon <= 180; lon += 5) line.push([lon, lat]);
+    lines.push(line);
+  }
+  return { type: 'Feature', properties: {}, geometry: { type: 'MultiLineString', coordinates: lines } };
+}
+
+export function bboxPolygon([minx, miny, maxx, maxy]) {
+  return { type: 'Polygon', coordinates: [[[minx, miny], [maxx, miny], [maxx, maxy], [minx, maxy], [minx, miny]]] };
+}
+
+const isGlobal = (b) => b[2] - b[0] >= 359 && b[3] - b[1] >= 179;
+
+export class MapView {
+  constructor(container, config) {
+    const style = {
+      version: 8,
+      sources: { graticule: { type: 'geojson', data: graticule(10) } },
+      layers: [{ id: 'background', type: 'background', paint: { 'background-color': COLORS.water } }],
+    };
+    if (config.basemap && config.basemap.tiles) {
+      style.sources.basemap = {
+        type: 'raster', tiles: config.basemap.tiles, tileSize: 256,
+        attribution: config.basemap.attribution || '', maxzoom: config.basemap.maxzoom || 19,
+      };
+      style.layers.push({ id: 'basemap', type: 'raster', source: 'basemap' });
+    }
+    style.layers.push({ id: 'graticule', type: 'line', source: 'graticule', paint: { 'line-color': COLORS.graticule, 'line-width': 0.6 } });
+    // raster layers of the views go below this marker, vector layers above it
+    style.layers.push({ id: 'anchor', type: 'background', layout: { visibility: 'none' }, paint: {} });
+    this.hasBasemap = !!style.sources.basemap;
+    this.map = new MLMap({
+      container, style, center: [10, 25], zoom: 1.2, attributionControl: false, dragRotate: false,
+      pitchWithRotate: false, maxPitch: 0, renderWorldCopies: true,
+      canvasContextAttributes: { preserveDrawingBuffer: true },
+    });
+    this.map.touchZoomRotate.disableRotation();
+    this.map.keyboard.disableRotation();
+    this.map.addControl(new NavigationControl({ showCompass: false }), 'top-right');
+    this.map.addControl(new ScaleControl(), 'bottom-left');
+    this.map.addControl(new AttributionControl({
+      compact: true, customAttribution: 'Land and borders: Natural Earth',
+    }), 'bottom-right');
+    this.owned = []; // [kind, id] added by the current view
+    this.handlers = []; // [type, layer, fn]
+    this.tileStats = {};
+    this.statusEl = document.getElementById('map-status');
+    this.ready = new Promise((resolve) => this.map.once('load', resolve)).then(() => this.addLand());
+    this.map.on('data', (e) => this.countTile(e, 'loaded'));
+    this.map.on('error', (e) => {
+      if (e.sourceId && this.tileStats[e.sourceId]) this.countTile(e, 'failed');
+    });
+  }
+
+  async addLand() {
+    try {
+      const topo = await (await fetch(countriesUrl)).json();
+      this.map.addSource('land', { type: 'geojson', data: feature(topo, topo.objects.land) });
+      this.map.addSource('borders', { type: 'geojson', data: mesh(topo, topo.objects.countries, (a, b) => a !== b) });
+      const before = this.hasBasemap ? 'anchor' : 'graticule';
+      if (!this.hasBasemap) {
+        this.map.addLayer({ id: 'land', type: 'fill', source: 'land', paint: { 'fill-color': COLORS.land } }, before);
+      }
+      this.map.addLayer({ id: 'borders', type: 'line', source: 'borders', paint: { 'line-color': COLORS.border, 'line-width': 0.7 } }, 'anchor');
+    } catch (err) {
+      console.warn('land outlines unavailable', err);
+    }
+  }
+
+  // ------------------------------------------------------------------ view layers
+
+  /** Remove every layer, source and handler the current view added. */
+  clear() {
+    this.cancelDraw();
+    if (this.popup) this.popup.remove();
+    for (const [type, layer, fn] of this.handlers) this.map.off(type, layer, fn);
+    this.handlers = [];
+    for (const [kind, id] of [...this.owned].reverse()) {
+      if (kind === 'layer' && this.map.getLayer(id)) this.map.removeLayer(id);
+      if (kind === 'source' && this.map.getSource(id)) this.map.removeSource(id);
+    }
+    this.owned = [];
+    this.tileStats = {};
+    this.status('');
+  }
+
+  on(type, layer, fn) {
+    this.map.on(type, layer, fn);
+    this.handlers.push([type, layer, fn]);
+  }
+
+  addLayer(spec, before) {
+    this.map.addLayer(spec, before);
+    this.owned.push(['layer', spec.id]);
+  }
+
+  addSource(id, spec) {
+    this.map.addSource(id, spec);
+    this.owned.push(['source', id]);
+  }
+
+  remove(id) {
+    for (const suffix of ['', '-fill', '-line']) {
+      if (this.map.getLayer(id + suffix)) this.map.removeLayer(id + suffix);
+    }
+    if (this.map.getSource(id)) this.map.removeSource(id);
+    const ids = [id, `${id}-fill`, `${id}-line`];
+    this.owned = this.owned.filter(([, x]) => !ids.includes(x));
+    delete this.tileStats[id];
+  }
+
+  /** Polygons with a fill and an outline; features are keyed by properties.id (hover state). */
+  addGeoJSON(id, data, { color = COLORS.fill, line = COLORS.outline, opacity = 0.12, width = 1.5, dash } = {}) {
+    this.addSource(id, { type: 'geojson', data, promoteId: 'id' });
+    this.addLayer({
+      id: `${id}-fill`, type: 'fill', source: id,
+      paint: {
+        'fill-color': ['case', ['boolean', ['feature-state', 'hover'], false], COLORS.hover, color],
+        'fill-opacity': ['case', ['boolean', ['feature-state', 'hover'], false], Math.min(0.5, opacity * 3), opacity],
+      },
+    });
+    this.addLayer({
+      id: `${id}-line`, type: 'line', source: id,
+      paint: {
+        'line-color': ['case', ['boolean', ['feature-state', 'hover'], false], COLORS.hover, line],
+        'line-width': ['case', ['boolean', ['feature-state', 'hover'], false], width + 1.5, width],
+        ...(dash ? { 'line-dasharray': dash } : {}),
+      },
+    });
+  }
+
+  setData(id, data) {
+    const src = this.map.getSource(id);
+    if (src) src.setData(data);
+  }
+
+  highlight(source, featureId, on) {
+    if (this.map.getSource(source) && featureId != null) {
+      this.map.setFeatureState({ source, id: featureId }, { hover: on });
+    }
+  }
+
+  /** Hover and click on the features of a GeoJSON layer (keyed by properties.id). */
+  interactive(id, { onClick, onHover } = {}) {
+    let hovered = null;
+    const layer = `${id}-fill`;
+    const setHover = (fid) => {
+      if (hovered === fid) return;
+      if (hovered != null) this.highlight(id, hovered, false);
+      hovered = fid;
+      if (hovered != null) this.highlight(id, hovered, true);
+      if (onHover) onHover(hovered);
+    };
+    this.on('mousemove', layer, (e) => {
+      if (this.drawing) return;
+      this.map.getCanvas().style.cursor = 'pointer';
+      setHover(e.features[0].properties.id);
+    });
+    this.on('mouseleave', layer, () => {
+      this.map.getCanvas().style.cursor = '';
+      setHover(null);
+    });
+    if (onClick) {
+      this.on('click', layer, (e) => {
+        if (this.drawing) return;
+        const ids = [...new Set(e.features.map((f) => f.properties.id))];
+        onClick(ids, e);
+      });
+    }
+  }
+
+  showPopup(lngLat, node) {
+    if (this.popup) this.popup.remove();
+    this.popup = new Popup({ closeButton: true, maxWidth: '320px' }).setLngLat(lngLat).setDOMContent(node).addTo(this.map);
+  }
+
+  /** An XYZ tile layer below the vector layers; tile loads are counted for the status line. */
+  addTiles(id, url, { bounds, opacity = 1, label = 'Layer' } = {}) {
+    const spec = { type: 'raster', tiles: [url], tileSize: 256, maxzoom: 22 };
+    if (bounds && !isGlobal(bounds)) spec.bounds = bounds.map((v, i) => (i % 2 ? Math.max(-85, Math.min(85, v)) : v));
+    this.addSource(id, spec);
+    this.addLayer({ id, type: 'raster', source: id, paint: { 'raster-opacity': opacity, 'raster-resampling': 'nearest' } }, 'anchor');
+    this.tileStats[id] = { loaded: 0, failed: 0, label };
+    this.showStats();
+  }
+
+  setTiles(id, url) {
+    const src = this.map.getSource(id);
+    if (!src) return;
+    src.setTiles([url]);
+    if (this.tileStats[id]) Object.assign(this.tileStats[id], { loaded: 0, failed: 0 });
+    this.showStats();
+  }
+
+  setOpacity(id, value) {
+    if (this.map.getLayer(id)) this.map.setPaintProperty(id, 'raster-opacity', Number(value));
+  }
+
+  countTile(e, what) {
+    const stats = this.tileStats[e.sourceId];
+    if (!stats || !e.tile) return;
+    if (what === 'loaded' && e.dataType !== 'source') return;
+    stats[what] += 1;
+    this.showStats();
+  }
+
+  showStats() {
+    const parts = Object.entries(this.tileStats).map(([id, s]) => `${s.label}: ${s.loaded} tiles loaded${s.failed ? `, ${s.failed} failed` : ''}`);
+    this.status(parts.join(' · '));
+    if (this.statusEl) {
+      const total = Object.values(this.tileStats).reduce((n, s) => n + s.loaded, 0);
+      this.statusEl.dataset.tilesLoaded = String(total);
+    }
+  }
+
+  status(text) {
+    if (this.statusEl) this.statusEl.textContent = text;
+  }
+
+  // ------------------------------------------------------------------ viewport
+
+  fit(bbox, { maxZoom = 14, padding = 40, animate = false } = {}) {
+    if (!bbox || bbox.some((v) => !Number.isFinite(v))) return;
+    const [minx, miny, maxx, maxy] = bbox;
+    const pad = (minx === maxx || miny === maxy) ? 0.01 : 0;
+    this.map.fitBounds([[minx - pad, Math.max(-85, miny - pad)], [maxx + pad, Math.min(85, maxy + pad)]],
+      { maxZoom, padding, animate });
+  }
+
+  /** Fit several bboxes, ignoring whole-world ones while others exist. */
+  fitAll(bboxes, opts) {
+    const usable = bboxes.filter((b) => b && !isGlobal(b));
+    const list = usable.length ? usable : bboxes.filter(Boolean);
+    if (!list.length) return;
+    this.fit([
+      Math.min(...list.map((b) => b[0])), Math.min(...list.map((b) => b[1])),
+      Math.max(...list.map((b) => b[2])), Math.max(...list.map((b) => b[3])),
+    ], opts);
+  }
+
+  viewBbox() {
+    const b = this.map.getBounds();
+    const r = (v) => Math.round(v * 1e5) / 1e5;
+    return [r(Math.max(-180, b.getWest())), r(Math.max(-90, b.getSouth())), r(Math.min(180, b.getEast())), r(Math.min(90, b.getNorth()))];
+  }
+
+  // ------------------------------------------------------------------ drawing a box
+
+  /** The area box of a form (dashed outline), shown or updated. */
+  showBox(bbox) {
+    const data = { type: 'FeatureCollection', features: bbox ? [{ type: 'Feature', properties: { id: 'box' }, geometry: bboxPolygon(bbox) }] : [] };
+    if (this.map.getSource('area-box')) this.setData('area-box', data);
+    else this.addGeoJSON('area-box', data, { color: COLORS.box, line: COLORS.box, opacity: 0.06, width: 2, dash: [3, 2] });
+  }
+
+  /** Let the user drag a box on the map; resolves to [w, s, e, n] or null (Escape). */
+  drawBox() {
+    this.cancelDraw();
+    const map = this.map;
+    const el = map.getCanvasContainer();
+    map.dragPan.disable();
+    map.boxZoom.disable();
+    el.classList.add('drawing');
+    this.drawing = true;
+    this.status('Drag on the map to draw the area (Escape cancels).');
+    return new Promise((resolve) => {
+      let start = null;
+      const point = (e) => {
+        const r = el.getBoundingClientRect();
+        return [e.clientX - r.left, e.clientY - r.top];
+      };
+      const toBbox = (a, b) => {
+        const p = map.unproject(a);
+        const q = map.unproject(b);
+        const r = (v) => Math.round(v * 1e5) / 1e5;
+        return [r(Math.max(-180, Math.min(p.lng, q.lng))), r(Math.max(-90, Math.min(p.lat, q.lat))),
+          r(Math.min(180, Math.max(p.lng, q.lng))), r(Math.min(90, Math.max(p.lat, q.lat)))];
+      };
+      const down = (e) => {
+        if (e.button !== 0) return;
+        e.preventDefault();
+        start = point(e);
+      };
+      const move = (e) => {
+        if (start) this.showBox(toBbox(start, point(e)));
+      };
+      const up = (e) => {
+        if (!start) return;
+        const end = point(e);
+        const big = Math.abs(end[0] - start[0]) > 3 && Math.abs(end[1] - start[1]) > 3;
+        finish(big ? toBbox(start, end) : null);
+      };
+      const key = (e) => {
+        if (e.key === 'Escape') finish(null);
+      };
+      const finish = (bbox) => {
+        el.removeEventListener('mousedown', down);
+        window.removeEventListener('mousemove', move);
+        window.removeEventListener('mouseup', up);
+        window.removeEventListener('keydown', key);
+        el.classList.remove('drawing');
+        map.dragPan.enable();
+        map.boxZoom.enable();
+        this.drawing = false;
+        this.cancelDraw = () => {};
+        this.status(bbox ? 'Area drawn.' : '');
+        resolve(bbox);
+      };
+      this.cancelDraw = () => finish(null);
+      el.addEventListener('mousedown', down);
+      window.addEventListener('mousemove', move);
+      window.addEventListener('mouseup', up);
+      window.addEventListener('keydown', key);
+    });
+  }
+
+  cancelDraw() {}
+}

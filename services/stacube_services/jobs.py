@@ -1,0 +1,197 @@
+"""The jobs API: submit compositing jobs over HTTP and follow them.
+
+``POST /jobs`` takes the parameters of ``stacube composite`` (``collections``, ``bbox``,
+``bbox_crs``, ``datetime``, ``method``, ``bands``, ``indices``, ``max_cloud``, ``mask_asset``,
+``clear``, ``period``, ``crs``, ``resolution``, ``output_collection``, ``tile_size``), validates them
+(400 with a reason), records the job and hands it to a launcher: a local worker process under
+``stacube up``, a queue message on AWS. ``GET /jobs``, ``GET /jobs/{id}`` (state, progress,
+report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+
+from stacube.errors import InvalidInput, NotFound, StacubeError
+from stacube.settings import Settings
+from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
+
+HTTP_FORBIDDEN_PARAMETERS = ("output",)
+
+
+class Launcher(Protocol):
+    """Starts the work of a submitted job somewhere."""
+
+    def launch(self, job_id: str) -> None: ...
+
+
+class LocalLauncher:
+    """Runs each job in its own ``stacube jobs resume`` process (detached from the server).
+
+    Logs go to ``<data_dir>/jobs/<job id>.log``.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def launch(self, job_id: str) -> None:
+        logs = (self.settings.data_dir / "jobs").absolute()
+        logs.mkdir(parents=True, exist_ok=True)
+        log = open(logs / f"{job_id}.log", "ab")
+        self.processes[job_id] = subprocess.Popen(
+            [sys.executable, "-m", "stacube.cli.main", "jobs", "resume", job_id, "--json"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ}, cwd=os.getcwd(),
+        )
+        for done in [j for j, p in self.processes.items() if p.poll() is not None]:
+            self.processes.pop(done, None)
+
+
+def default_launcher(settings: Settings) -> Launcher:
+    """The queue launcher when a plan queue is configured (AWS), else local processes."""
+    if os.environ.get("STACUBE_PLAN_QUEUE_URL"):
+        from stacube.jobs.queue import QueueLauncher  # the AWS fan-out
+
+        return QueueLauncher(settings)
+    return LocalLauncher(settings)
+
+
+def download_url(href: str, site: str, settings: Settings) -> str:
+    """An HTTP address for an output: ``/files/...`` for local outputs, a presigned URL on S3."""
+    from stacube_services.app import local_output_dir
+
+    if href.startswith("s3://"):
+        try:
+            from stacube.storage.stores import s3_client
+
+            bucket, key = href[5:].split("/", 1)
+            return s3_client(settings).generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600)
+        except Exception:  # no credentials: the URI is still useful to S3 clients
+            return href
+    root = local_output_dir(settings)
+    if root is not None:
+        try:
+            rel = Path(href).resolve().relative_to(root.resolve())
+            return f"{site}/files/{rel.as_posix()}"
+        except ValueError:
+            pass
+    return href
+
+
+def job_document(job: dict, request: Request, settings: Settings, mount: str) -> dict:
+    """The public view of a job."""
+    base = str(request.base_url).rstrip("/")
+    site = base[: -len(mount)] if mount and base.endswith(mount) else base
+    report = job.get("report")
+    doc: dict[str, Any] = {
+        "id": job["id"],
+        "kind": job["kind"],
+        "state": job["state"],
+        "parameters": job["parameters"],
+        "created": job["created"], "started": job["started"], "finished": job["finished"],
+        "progress": {"stage": job["stage"], "tiles_done": job["tiles_done"],
+                     "tiles_failed": job["tiles_failed"], "tiles_total": job["tiles_total"]},
+        "error": job["error"],
+        "collection": (report or {}).get("collection") or job.get("collection"),
+        "items": (report or {}).get("items", []),
+        "links": [
+            {"rel": "self", "href": f"{base}/{job['id']}", "type": "application/json"},
+            {"rel": "cancel", "href": f"{base}/{job['id']}/cancel", "method": "POST"},
+        ],
+    }
+    if "report" in job:
+        doc["report"] = report
+    if report:
+        out = report["outputs"]
+        doc["downloads"] = {
+            "report": download_url(out["report"], site, settings),
+            "zarr": download_url(out["zarr"], site, settings),
+            "cogs": {label: {var: download_url(h, site, settings) for var, h in cogs.items()}
+                     for label, cogs in out["cogs"].items()},
+        }
+        doc["links"].append({"rel": "report", "href": f"{base}/{job['id']}/report", "type": "application/json"})
+        for item in report["items"]:
+            doc["links"].append({"rel": "item", "type": "application/geo+json",
+                                 "href": f"{site}/stac/collections/{report['collection']}/items/{item}"})
+    return doc
+
+
+def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mount: str = "/jobs") -> FastAPI:
+    """The jobs API (a factory: the launcher is swappable, e.g. a queue on AWS)."""
+    from stacube.catalog.store import Catalog
+    from stacube.jobs.spec import build_spec
+    from stacube.jobs.state import JobStore
+
+    launcher = launcher or default_launcher(settings)
+    store = JobStore(settings)
+    app = FastAPI(title="stacube jobs API", openapi_url="/api", docs_url="/api.html",
+                  description="Submit compositing jobs and follow them.")
+    add_error_handlers(app)
+    app.add_middleware(JsonBodyMiddleware)
+    app.state.launcher = launcher
+
+    @app.post("", status_code=202, summary="Submit a compositing job")
+    @app.post("/", status_code=202, include_in_schema=False)
+    def submit(request: Request, parameters: dict = Body(..., examples=[{
+        "collections": ["sentinel-2-l1c-eolearn-sample"], "bbox": [14.5514, 45.8659, 14.5642, 45.875],
+        "datetime": "2015-07-01/2015-09-30", "method": "median", "indices": ["NDVI"]}])):
+        """Validate the parameters, record the job and start it. Submitting the parameters of a
+        job that is still running returns that job."""
+        for name in HTTP_FORBIDDEN_PARAMETERS:
+            if name in parameters:
+                raise InvalidInput(f"{name!r} cannot be set over HTTP (outputs go to the configured store)")
+        spec = build_spec(**parameters)
+        known = Catalog(settings).collection_ids()
+        for c in spec.collections:
+            if c not in known:
+                raise InvalidInput(f"unknown collection {c!r}")
+        job, created = store.submit(spec.job_id(), spec.model_dump(mode="json", exclude={"output"}))
+        if created:
+            launcher.launch(job["id"])
+        status = 202 if created else 200
+        return JSONResponse(job_document_json(job, request), status_code=status)
+
+    def job_document_json(job: dict, request: Request) -> dict:
+        import json
+
+        return json.loads(json.dumps(job_document(job, request, settings, mount), default=str))
+
+    @app.get("", summary="List jobs")
+    @app.get("/", include_in_schema=False)
+    def list_jobs(request: Request, state: str | None = Query(None), limit: int = Query(50, ge=1, le=500),
+                  offset: int = Query(0, ge=0)) -> dict:
+        return {"jobs": [job_document_json(j, request) for j in store.list(state=state, limit=limit, offset=offset)]}
+
+    @app.get("/{job_id}", summary="A job: state, progress, report, downloads")
+    def get_job(request: Request, job_id: str) -> dict:
+        job = store.get(job_id)
+        job.pop("plan", None)
+        return job_document_json(job, request)
+
+    @app.get("/{job_id}/report", summary="The report of a completed job")
+    def get_report(job_id: str) -> dict:
+        job = store.get(job_id)
+        if not job["report"]:
+            raise NotFound(f"job {job_id} has no report yet (state {job['state']})")
+        return job["report"]
+
+    @app.post("/{job_id}/cancel", status_code=202, summary="Cancel a job")
+    def cancel(request: Request, job_id: str) -> dict:
+        return job_document_json(store.cancel(job_id), request)
+
+    @app.exception_handler(StacubeError)
+    async def _err(request, exc: StacubeError):
+        from stacube_services.errors import error_response
+
+        return error_response(exc.status_code, type(exc).__name__, exc.message)
+
+    return app

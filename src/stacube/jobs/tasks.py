@@ -1,0 +1,302 @@
+"""The steps of a compositing job, each runnable in any process that reaches the catalog.
+
+``start`` plans the job and creates the ``scenes`` tiles; :func:`execute_tile` runs one tile of
+either stage and records it (the same function serves the local executors, Dask and the Lambda
+worker); ``prepare_composite`` turns the scene statistics into the scene selection and the staging
+cube; ``finalize`` writes COGs and the report, commits the outputs and registers the items.
+Tiles are idempotent: a retried or resumed tile rewrites its own region and nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from stacube import __version__
+from stacube.catalog.store import Catalog
+from stacube.errors import Conflict, NoData, StacubeError
+from stacube.jobs import outputs
+from stacube.jobs.plan import Plan, _item_datetime, make_plan, plan_from_doc, plan_to_doc
+from stacube.jobs.register import derived_collection, derived_items
+from stacube.jobs.spec import CompositeSpec
+from stacube.jobs.state import JobStore, tile_index, tile_key
+from stacube.jobs.tiles import compute_tile, tile_stats
+from stacube.settings import Settings
+from stacube.storage.stores import configure_gdal, open_store
+
+STAGES = ("scenes", "composite", "finalize")
+_PLANS: dict[tuple[str, int], Plan] = {}
+
+
+class JobCancelled(Conflict):
+    """The job was cancelled while a step was running."""
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def load_plan(settings: Settings, job_id: str, job: dict | None = None) -> Plan:
+    """The job's plan, read from the catalog once per process and run."""
+    job = job or JobStore(settings).get(job_id)
+    key = (job_id, job["run"])
+    if key not in _PLANS:
+        if not job.get("plan"):
+            raise StacubeError(f"job {job_id} has not been planned yet")
+        _PLANS.clear()
+        _PLANS[key] = plan_from_doc(job["plan"])
+    return _PLANS[key]
+
+
+def output_root(spec: CompositeSpec, settings: Settings) -> str:
+    return (spec.output or settings.output_root).rstrip("/")
+
+
+def start(settings: Settings, job_id: str) -> Plan:
+    """Plan a queued job (or return the plan of a running one) and create its scene tiles.
+
+    Raises:
+        NotFound / InvalidInput / NoData: the job fails with that reason (and it is re-raised).
+    """
+    store = JobStore(settings)
+    job = store.get(job_id)
+    if job["state"] == "running" and job.get("plan"):
+        return load_plan(settings, job_id, job)
+    spec = CompositeSpec.model_validate(job["parameters"])
+    try:
+        plan = make_plan(spec, Catalog(settings), output_root(spec, settings))
+    except StacubeError as exc:
+        store.update(job_id, state="failed", error=exc.message)
+        raise
+    store.update(job_id, plan=plan_to_doc(plan), state="running", stage="scenes")
+    store.add_tiles(job_id, "scenes", [tile_key(t) for t in plan.tile_indices()])
+    return load_plan(settings, job_id)
+
+
+def execute_tile(settings: Settings, job_id: str, stage: str, tile: str) -> bool:
+    """Run one tile of a stage and record it.
+
+    Returns:
+        True when this tile was the stage's last one not done.
+
+    Raises:
+        JobCancelled: the job is no longer running.
+        StacubeError / OSError...: the tile failed (recorded with its reason).
+    """
+    configure_gdal(settings)
+    store = JobStore(settings)
+    job = store.get(job_id)
+    if job["state"] != "running":
+        raise JobCancelled(f"job {job_id} is {job['state']}")
+    plan = load_plan(settings, job_id, job)
+    index = tile_index(tile)
+    try:
+        if stage == "scenes":
+            stats = tile_stats(plan, index)
+            result = {"valid": stats.valid, "clear": stats.clear}
+        elif stage == "composite":
+            sel = job["selection"]
+            arrays = compute_tile(plan, index, sel["used"], sel["period_index"], len(sel["steps"]))
+            staging = open_store(plan.output_root, settings).staging(job_id)
+            outputs.write_region(staging.zarr_store("cube.zarr"), plan.tiles[index], plan.geobox, arrays)
+            result = None
+        else:
+            raise ValueError(f"unknown stage {stage!r}")
+    except Exception as exc:
+        store.finish_tile(job_id, stage, tile, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise
+    return store.finish_tile(job_id, stage, tile, result=result) == 0
+
+
+def scene_table(plan: Plan, valid: dict[str, int], clear: dict[str, int]) -> list[dict]:
+    """Per-scene statistics over the area, the cloud filter's verdict and the best-pixel rank
+    (clear ratio over the area, highest first; ties: the more recent scene first)."""
+    total = int(plan.geobox.shape.x * plan.geobox.shape.y)
+    rows = []
+    for item_id, item in plan.items.items():
+        v, c = valid.get(item_id, 0), clear.get(item_id, 0)
+        clear_pct = 100.0 * c / v if v else 0.0
+        row = {
+            "item_id": item_id, "collection": item["collection"],
+            "datetime": _iso(_item_datetime(item)),
+            "clear_pixels": c, "valid_pixels": v, "total_pixels": total,
+            "clear_percent": round(clear_pct, 3), "used": True, "reason": None, "rank": None,
+        }
+        if v == 0:
+            row.update(used=False, reason="no valid pixel in the area")
+        elif plan.spec.max_cloud is not None and 100.0 - clear_pct > plan.spec.max_cloud:
+            row.update(used=False, reason=f"cloud {100.0 - clear_pct:.1f}% > max-cloud {plan.spec.max_cloud:g}%")
+        rows.append(row)
+    rows.sort(key=lambda r: (r["datetime"], r["item_id"]))
+    ranked = sorted((r for r in rows if r["used"]),
+                    key=lambda r: (-r["clear_pixels"], -_item_datetime(plan.items[r["item_id"]]).timestamp()))
+    for rank, r in enumerate(ranked, start=1):
+        r["rank"] = rank
+    return rows
+
+
+def select_scenes(plan: Plan, valid: dict[str, int], clear: dict[str, int]) -> dict:
+    """The scenes used, their periods and the output steps.
+
+    Raises:
+        NoData: no scene passes the filters.
+    """
+    scenes = scene_table(plan, valid, clear)
+    used_rows = [r for r in scenes if r["used"]]
+    if not used_rows:
+        considered = [r for r in scenes if r["valid_pixels"]]
+        if considered and plan.spec.max_cloud is not None:
+            best = max(considered, key=lambda r: r["clear_percent"])
+            raise NoData(
+                f"no scene passes the cloud filter (max-cloud {plan.spec.max_cloud:g}%): the clearest, "
+                f"{best['item_id']}, is {100 - best['clear_percent']:.1f}% cloudy")
+        raise NoData(f"none of the {len(scenes)} scenes has a valid pixel in the bbox")
+    total = scenes[0]["total_pixels"]
+    steps, period_index = [], {}
+    for period in plan.periods:
+        members = [r for r in used_rows if period.contains(_item_datetime(plan.items[r["item_id"]]))]
+        if not members:
+            continue
+        for r in members:
+            period_index[r["item_id"]] = len(steps)
+        steps.append({"index": len(steps), "label": period.label, "start": _iso(period.start),
+                      "end": _iso(period.end), "items": [r["item_id"] for r in members]})
+    for r in scenes:
+        if r["used"] and r["item_id"] not in period_index:
+            r.update(used=False, reason="outside every period")
+    used = {r["item_id"]: r["clear_pixels"] / total for r in scenes if r["used"]}
+    return {"scenes": scenes, "steps": steps, "used": used, "period_index": period_index}
+
+
+def prepare_composite(settings: Settings, job_id: str) -> dict:
+    """After the scene statistics: choose scenes, create the staging cube and composite tiles.
+
+    Raises:
+        NoData: no scene passes the filters (the job fails).
+    """
+    store = JobStore(settings)
+    plan = load_plan(settings, job_id)
+    valid: dict[str, int] = {}
+    clear: dict[str, int] = {}
+    for result in store.tile_results(job_id, "scenes"):
+        for k, v in result["valid"].items():
+            valid[k] = valid.get(k, 0) + v
+        for k, v in result["clear"].items():
+            clear[k] = clear.get(k, 0) + v
+    try:
+        selection = select_scenes(plan, valid, clear)
+    except NoData as exc:
+        store.update(job_id, state="failed", error=exc.message)
+        raise
+    staging = open_store(plan.output_root, settings).staging(job_id)
+    starts = [datetime.fromisoformat(s["start"].replace("Z", "+00:00")) for s in selection["steps"]]
+    outputs.create_cube(staging.zarr_store("cube.zarr"), plan.geobox, plan.variables, starts, plan.tile_shape[0],
+                        attrs={"title": f"stacube {plan.spec.method} composite", "stacube:job": job_id,
+                               "Conventions": "CF-1.8"})
+    store.update(job_id, selection=selection)
+    store.add_tiles(job_id, "composite", [tile_key(t) for t in plan.tile_indices()])
+    return selection
+
+
+def finalize(settings: Settings, job_id: str, *, on_cog=None) -> dict:
+    """COGs from the staging cube, the report, the commit, and the catalog registration.
+
+    Args:
+        on_cog: ``on_cog(done, total)`` progress callback.
+
+    Returns:
+        The job report.
+    """
+    configure_gdal(settings)
+    store = JobStore(settings)
+    job = store.get(job_id)
+    plan = load_plan(settings, job_id, job)
+    selection = job["selection"]
+    steps = selection["steps"]
+    out = open_store(plan.output_root, settings)
+    staging = out.staging(job_id)
+    cube = staging.zarr_store("cube.zarr")
+    outputs.finish_cube(cube)
+    work = staging.workdir()
+    hrefs: dict = {"cogs": {}, "zarr": out.href(job_id, "cube.zarr"), "report": out.href(job_id, "report.json")}
+    total = len(steps) * len(plan.variables)
+    done = 0
+    for step in steps:
+        folder = work / step["label"]
+        folder.mkdir(parents=True, exist_ok=True)
+        hrefs["cogs"][step["label"]] = {}
+        for var in plan.variables:
+            outputs.write_cog(cube, var, step["index"], plan.geobox, plan.tiles, folder / f"{var}.tif")
+            hrefs["cogs"][step["label"]][var] = out.href(job_id, f"{step['label']}/{var}.tif")
+            done += 1
+            if on_cog:
+                on_cog(done, total)
+    started = job["started"] or job["created"]
+    finished = datetime.now(timezone.utc)
+    elapsed = (finished - started).total_seconds()
+    pixels = int(plan.geobox.shape.x * plan.geobox.shape.y)
+    gb = plan.geobox
+    report = {
+        "job_id": job_id,
+        "status": "completed",
+        "stacube_version": __version__,
+        "parameters": plan.spec.model_dump(mode="json"),
+        "collection": plan.output_collection,
+        "grid": {
+            "crs": f"EPSG:{gb.crs.epsg}" if gb.crs.epsg else gb.crs.to_wkt(),
+            "shape": [gb.shape.y, gb.shape.x],
+            "transform": list(gb.affine)[:6],
+            "bbox": list(gb.extent.boundingbox),
+            "tiles": len(plan.tile_indices()),
+        },
+        "bands": plan.bands, "indices": plan.indices, "variables": plan.variables,
+        "steps": steps,
+        "scenes": selection["scenes"],
+        "outputs": hrefs,
+        "items": [f"{job_id}_{s['label']}" for s in steps],
+        "started": _iso(started),
+        "finished": _iso(finished),
+        "elapsed_seconds": round(elapsed, 3),
+        "throughput": {
+            "pixels": pixels, "scenes": len(selection["used"]),
+            "pixels_x_scenes_per_second": round(pixels * len(selection["used"]) / max(elapsed, 1e-9), 1),
+        },
+    }
+    outputs.write_json(work / "report.json", report)
+    staging.publish()
+    if store.state(job_id) != "running":
+        staging.discard()
+        raise JobCancelled(f"job {job_id} was cancelled")
+    staging.commit()
+    catalog = Catalog(settings)
+    collection = derived_collection(plan)
+    if plan.output_collection in catalog.collection_ids():
+        collection["extent"] = catalog.get_collection(plan.output_collection).get("extent", collection["extent"])
+    catalog.upsert_collection(collection)
+    stac_base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/") + "/stac"
+    catalog.load_items(derived_items(plan, report, hrefs, stac_base), mode="upsert")
+    store.update(job_id, state="completed", stage="finalize", report=report)
+    return report
+
+
+def fail(settings: Settings, job_id: str, message: str, *, discard: bool = True) -> None:
+    """Mark a job failed and drop its staging area (nothing partial stays visible)."""
+    store = JobStore(settings)
+    store.update(job_id, state="failed", error=message)
+    if discard:
+        discard_staging(settings, job_id)
+
+
+def discard_staging(settings: Settings, job_id: str) -> None:
+    job = JobStore(settings).get(job_id)
+    if job.get("plan"):
+        open_store(job["plan"]["output_root"], settings).staging(job_id).discard()
+
+
+def wait_seconds(attempt: int) -> float:
+    """Back-off before retrying a tile (0.5 s, 1 s, 2 s...)."""
+    return min(30.0, 0.5 * 2 ** max(0, attempt - 1))
+
+
+def sleep_before_retry(attempt: int) -> None:
+    time.sleep(wait_seconds(attempt))

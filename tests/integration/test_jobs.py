@@ -1,0 +1,218 @@
+"""Jobs: state in the catalog, the HTTP jobs API, cancellation, and resuming after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+import rasterio
+from fastapi.testclient import TestClient
+
+from stacube.jobs.executors import ProcessExecutor
+from stacube.jobs.runner import run_job, submit
+from stacube.jobs.spec import build_spec
+from stacube.jobs.state import JobStore
+from stacube_testing import STACUBE, ROOT
+
+NY = dict(collections=["landsat-8-c1-l1tp-gdalcubes-sample"], bbox="-76.2,39.3,-71.95,42.8",
+          datetime="2018-01-01/2018-12-31", method="best-pixel", max_cloud=30, bands=["red", "nir"])
+SLOVENIA = {"collections": ["sentinel-2-l1c-eolearn-sample"], "bbox": [14.5514, 45.8659, 14.5642, 45.875],
+            "datetime": "2015-07-01/2015-09-30", "method": "median", "indices": ["NDVI"]}
+
+
+def read(path):
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+@pytest.fixture(scope="module")
+def reference(samples, tmp_path_factory):
+    """The same composite computed in one tile, in-process: what resumed runs must reproduce."""
+    from stacube.jobs.runner import run_composite
+
+    spec = build_spec(**NY, output=str(tmp_path_factory.mktemp("ref")), output_collection="ny-reference")
+    report = run_composite(spec, samples.settings, workers=1)
+    label = report["steps"][0]["label"]
+    return {v: read(p) for v, p in report["outputs"]["cogs"][label].items()}
+
+
+def wait_for(predicate, timeout=120.0, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not reached in time")
+
+
+def same_outputs(report, reference):
+    label = report["steps"][0]["label"]
+    for var, expected in reference.items():
+        got = read(report["outputs"]["cogs"][label][var])
+        assert np.array_equal(got, expected, equal_nan=True), var
+
+
+def test_killed_job_resumes_without_redoing_finished_tiles(samples, reference, tmp_path):
+    spec = build_spec(**NY, output=str(tmp_path), output_collection="ny-resumed", tile_size=16)
+    store = JobStore(samples.settings)
+    job_id = spec.job_id()
+    args = ["composite", "--collection", NY["collections"][0], f"--bbox={NY['bbox']}", "--datetime", NY["datetime"],
+            "--method", NY["method"], "--max-cloud", "30", "--bands", "red,nir", "--output", str(tmp_path),
+            "--output-collection", "ny-resumed", "--tile-size", "16", "--workers", "1"]
+    proc = subprocess.Popen([STACUBE, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ.copy())
+    try:
+        def partly_done():
+            try:
+                job = store.get(job_id, full=False)
+            except Exception:
+                return False
+            return job["stage"] == "composite" and 2 <= job["tiles_done"] < job["tiles_total"] - 2
+        wait_for(partly_done)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed = store.get(job_id, full=False)
+    assert killed["state"] == "running" and 0 < killed["tiles_done"] < killed["tiles_total"]
+    assert "ny-resumed" not in samples.collection_ids()  # nothing registered by the killed run
+    finished_before = {t for t in store.pending_tiles(job_id, "scenes")} == set()
+    assert finished_before
+    done_tiles = set(_tiles(store, job_id, "composite", "done"))
+
+    out = subprocess.run([STACUBE, "jobs", "resume", job_id, "--workers", "1", "--json"], cwd=ROOT,
+                         capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["status"] == "completed"
+    attempts = _attempts(store, job_id, "composite")
+    assert all(attempts[t] == 1 for t in done_tiles)  # tiles finished before the kill were not redone
+    assert all(n == 1 for n in attempts.values())
+    same_outputs(report, reference)
+    assert samples.item_counts()["ny-resumed"] == 1
+
+
+def _tiles(store, job_id, stage, state):
+    import psycopg
+
+    with psycopg.connect(store.settings.dsn()) as conn:
+        return [r[0] for r in conn.execute("SELECT tile FROM stacube.job_tiles WHERE job_id=%s AND stage=%s "
+                                           "AND state=%s", (job_id, stage, state))]
+
+
+def _attempts(store, job_id, stage):
+    import psycopg
+
+    with psycopg.connect(store.settings.dsn()) as conn:
+        return dict(conn.execute("SELECT tile, attempts FROM stacube.job_tiles WHERE job_id=%s AND stage=%s",
+                                 (job_id, stage)).fetchall())
+
+
+def test_a_killed_worker_process_is_replaced_and_its_tiles_retried(samples, reference, tmp_path):
+    spec = build_spec(**NY, output=str(tmp_path), output_collection="ny-worker-killed", tile_size=16)
+    job, _ = submit(spec, samples.settings)
+    store = JobStore(samples.settings)
+    executor = ProcessExecutor(2)
+    killed = []
+
+    def killer():
+        def ready():
+            j = store.get(job["id"], full=False)
+            return j["stage"] == "composite" and j["tiles_done"] >= 2 and executor.pids
+        wait_for(ready)
+        pid = executor.pids[0]
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        report = run_job(samples.settings, job["id"], executor=executor)
+    finally:
+        executor.close()
+    thread.join(timeout=5)
+    assert killed, "no worker was killed"
+    assert report["status"] == "completed"
+    same_outputs(report, reference)
+    assert samples.item_counts()["ny-worker-killed"] == 1  # no duplicate items
+    assert store.get(job["id"], full=False)["tiles_failed"] == 0
+
+
+def test_dask_executor(samples, reference, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        spec = build_spec(**NY, output=str(tmp_path), output_collection="ny-dask", tile_size=64)
+        job, _ = submit(spec, samples.settings)
+        report = run_job(samples.settings, job["id"], dask=cluster.scheduler_address)
+    same_outputs(report, reference)
+
+
+@pytest.fixture(scope="module")
+def client(samples):
+    from stacube.settings import Settings
+    from stacube_services.app import create_app
+
+    with TestClient(create_app(Settings()), raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_jobs_api_submit_follow_and_download(client):
+    r = client.post("/jobs", json=SLOVENIA)
+    assert r.status_code in (200, 202), r.text
+    job_id = r.json()["id"]
+    job = wait_for(lambda: (j := client.get(f"/jobs/{job_id}").json())["state"] not in ("queued", "running") and j,
+                   step=0.5)
+    assert job["state"] == "completed", job["error"]
+    report = client.get(f"/jobs/{job_id}/report").json()
+    assert report["job_id"] == job_id and len(report["scenes"]) == 5
+    ndvi = job["downloads"]["cogs"][report["steps"][0]["label"]]["NDVI"]
+    assert client.get(ndvi.replace("http://testserver", "")).status_code == 200
+    assert client.get(job["downloads"]["zarr"].replace("http://testserver", "") + "/.zmetadata").status_code == 200
+    assert any(j["id"] == job_id for j in client.get("/jobs").json()["jobs"])
+    item = next(l["href"] for l in job["links"] if l["rel"] == "item")
+    assert client.get(item.replace("http://testserver", "")).status_code == 200
+
+
+@pytest.mark.parametrize("body, status, fragment", [
+    ({**SLOVENIA, "method": "medoid"}, 400, "unknown method"),
+    ({**SLOVENIA, "collections": ["nope"]}, 400, "unknown collection"),
+    ({**SLOVENIA, "bbox": [1, 2, 0, 3]}, 400, "min must be less than max"),
+    ({**SLOVENIA, "datetime": "2020-12-01/2020-01-01"}, 400, "END is before START"),
+    ({**SLOVENIA, "output": "/etc"}, 400, "cannot be set over HTTP"),
+    ({**SLOVENIA, "surprise": 1}, 400, "surprise"),
+])
+def test_jobs_api_rejects_bad_parameters(client, body, status, fragment):
+    r = client.post("/jobs", json=body)
+    assert r.status_code == status and fragment in r.json()["description"]
+
+
+def test_jobs_api_unknown_job_and_report(client):
+    assert client.get("/jobs/nope").status_code == 404
+    assert client.post("/jobs/nope/cancel").status_code == 404
+
+
+def test_cancelling_a_running_job(samples, tmp_path):
+    store = JobStore(samples.settings)
+    spec = build_spec(**NY, output=str(tmp_path), output_collection="ny-cancelled", tile_size=16)
+    job, _ = submit(spec, samples.settings)
+
+    def cancel_soon():
+        wait_for(lambda: store.get(job["id"], full=False)["tiles_done"] >= 2)
+        store.cancel(job["id"])
+
+    threading.Thread(target=cancel_soon, daemon=True).start()
+    from stacube.jobs.tasks import JobCancelled
+
+    with pytest.raises(JobCancelled):
+        run_job(samples.settings, job["id"], workers=1)
+    assert store.get(job["id"], full=False)["state"] == "cancelled"
+    assert "ny-cancelled" not in samples.collection_ids()
+    assert not (tmp_path / job["id"]).exists()
+    assert not (tmp_path / "tmp" / job["id"]).exists()
