@@ -127,7 +127,7 @@ def job_document(job: dict, request: Request, settings: Settings, mount: str) ->
 
 def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mount: str = "/jobs") -> FastAPI:
     """The jobs API (a factory: the launcher is swappable, e.g. a queue on AWS)."""
-    from stacube.catalog.store import Catalog
+    from stacube.jobs.runner import submit as submit_job
     from stacube.jobs.spec import build_spec
     from stacube.jobs.state import JobStore
 
@@ -150,11 +150,7 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
             if name in parameters:
                 raise InvalidInput(f"{name!r} cannot be set over HTTP (outputs go to the configured store)")
         spec = build_spec(**parameters)
-        known = Catalog(settings).collection_ids()
-        for c in spec.collections:
-            if c not in known:
-                raise InvalidInput(f"unknown collection {c!r}")
-        job, created = store.submit(spec.job_id(), spec.model_dump(mode="json", exclude={"output"}))
+        job, created = submit_job(spec, settings)
         if created:
             launcher.launch(job["id"])
         status = 202 if created else 200

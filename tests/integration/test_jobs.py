@@ -182,7 +182,7 @@ def test_jobs_api_submit_follow_and_download(client):
 
 @pytest.mark.parametrize("body, status, fragment", [
     ({**SLOVENIA, "method": "medoid"}, 400, "unknown method"),
-    ({**SLOVENIA, "collections": ["nope"]}, 400, "unknown collection"),
+    ({**SLOVENIA, "collections": ["nope"]}, 404, "unknown collection"),
     ({**SLOVENIA, "bbox": [1, 2, 0, 3]}, 400, "min must be less than max"),
     ({**SLOVENIA, "datetime": "2020-12-01/2020-01-01"}, 400, "END is before START"),
     ({**SLOVENIA, "output": "/etc"}, 400, "cannot be set over HTTP"),

@@ -27,7 +27,17 @@ PERMANENT = (InvalidInput, NoData, NotFound, tasks.JobCancelled)
 
 
 def submit(spec: CompositeSpec, settings: Settings, *, owner: str | None = None) -> tuple[dict, bool]:
-    """Record a job (see :meth:`JobStore.submit`); returns ``(job, created)``."""
+    """Record a job (see :meth:`JobStore.submit`); returns ``(job, created)``.
+
+    Raises:
+        NotFound: a collection does not exist (nothing is recorded).
+    """
+    from stacube.catalog.store import Catalog
+
+    known = Catalog(settings).collection_ids()
+    for collection in spec.collections:
+        if collection not in known:
+            raise NotFound(f"unknown collection {collection!r}")
     return JobStore(settings).submit(spec.job_id(), spec.model_dump(mode="json"), owner=owner)
 
 
