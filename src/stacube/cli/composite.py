@@ -59,8 +59,6 @@ def composite(
 
     settings = settings_from()
     job, _ = submit(spec, settings)
-    if not as_json:
-        err_console.print(f"job {job['id']} (if interrupted: stacube jobs resume {job['id']})")
     report = run_with_progress(settings, job["id"], workers=workers, dask=dask, transient=as_json)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
@@ -81,12 +79,15 @@ def run_with_progress(settings, job_id: str, *, workers=None, dask=None, transie
     def progress(stage: str, done: int, total: int) -> None:
         if not tasks:
             bar.start()
+            tasks["job"] = bar.add_task(f"job {job_id} (resume: stacube jobs resume {job_id})", total=None)
         if stage not in tasks:
             tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
         bar.update(tasks[stage], completed=done, total=total)
 
     try:
         return run_job(settings, job_id, progress=progress, workers=workers, dask=dask)
+    except KeyboardInterrupt:
+        raise  # the bars stay, with the job id to resume
     except BaseException:
         bar.live.transient = True  # a failed job leaves only its one-line error
         raise

@@ -1,0 +1,101 @@
+// One item: a tile preview (band combinations, indices, colormap, rescale), metadata, assets.
+import { raster, stac } from '../api.js';
+import { layerControls } from '../layer-controls.js';
+import { bandAssets, renderOptions } from '../render.js';
+import {
+  dl, extLink, field, fmtBbox, fmtDateTime, fmtNumber, h, jsonBlock, note, table,
+} from '../ui.js';
+import { itemHref } from './items.js';
+
+function value(v) {
+  if (v == null) return '–';
+  if (typeof v === 'object') return h('code', { class: 'json-inline' }, JSON.stringify(v));
+  return String(v);
+}
+
+function hrefCell(href) {
+  if (!href) return '–';
+  if (/^https?:/.test(href)) return extLink(href, href.split('/').pop() || href);
+  return h('code', { class: 'path' }, href); // a path or URI of the server's storage
+}
+
+export default async function item(ctx) {
+  const [collectionId, id] = ctx.params;
+  const { root, map } = ctx;
+  ctx.setTitle(id);
+  const [doc, collection, indices] = await Promise.all([
+    stac.item(collectionId, id), stac.collection(collectionId).catch(() => null), raster.indices().catch(() => []),
+  ]);
+  if (ctx.signal.aborted) return;
+  const p = doc.properties || {};
+  root.append(
+    h('p', { class: 'crumbs' }, h('a', { href: `#/items?collections=${encodeURIComponent(collectionId)}` }, 'Items'), ' / ',
+      h('a', { href: `#/collections/${encodeURIComponent(collectionId)}` }, collectionId)),
+    h('h1', {}, id),
+    dl([
+      ['Collection', h('a', { href: `#/collections/${encodeURIComponent(collectionId)}` }, collectionId)],
+      ['Date', p.datetime ? fmtDateTime(p.datetime) : `${fmtDateTime(p.start_datetime)} – ${fmtDateTime(p.end_datetime)}`],
+      ['Platform', p.platform],
+      ['Cloud cover', p['eo:cloud_cover'] != null ? `${fmtNumber(p['eo:cloud_cover'], 1)} %` : null],
+      ['Bounding box', doc.bbox ? fmtBbox(doc.bbox) : null],
+      ['STAC', extLink((doc.links || []).find((l) => l.rel === 'self')?.href || '', 'Item JSON')],
+    ]));
+
+  if (doc.geometry) {
+    map.addGeoJSON('footprint', { type: 'FeatureCollection', features: [{ type: 'Feature', geometry: doc.geometry, properties: { id } }] },
+      { opacity: 0, width: 2 });
+  }
+  if (doc.bbox) map.fit(doc.bbox, { maxZoom: 14 });
+
+  // preview
+  const preview = h('section', { 'aria-labelledby': 'preview-heading', id: 'preview' }, h('h2', { id: 'preview-heading' }, 'Preview'));
+  root.append(preview);
+  const options = renderOptions(bandAssets(collection, doc), indices);
+  if (!options.length) {
+    preview.append(note('No raster asset to preview.'));
+  } else {
+    const urlBox = h('input', { type: 'text', readonly: true, id: 'preview-url', class: 'url' });
+    const tilejson = h('p', { class: 'links' });
+    let added = false;
+    const apply = (params) => {
+      const url = raster.itemTiles(collectionId, id, params);
+      urlBox.value = url;
+      tilejson.replaceChildren(extLink(raster.itemTileJSON(collectionId, id, params), 'TileJSON'), ' · ',
+        extLink(raster.itemViewer(collectionId, id), 'Raster API viewer'));
+      if (added) map.setTiles('preview', url);
+      else {
+        map.addTiles('preview', url, { bounds: doc.bbox, label: 'Preview' });
+        added = true;
+      }
+    };
+    const controls = layerControls({
+      options, label: 'Rendering', idPrefix: 'preview', onChange: apply, onOpacity: (v) => map.setOpacity('preview', v),
+    });
+    preview.append(controls.element, field('Tile URL (XYZ, for web maps)', urlBox), tilejson);
+    apply(controls.params());
+  }
+
+  root.append(h('h2', {}, 'Metadata'), h('div', { class: 'table-wrap' }, table([
+    { label: 'Property', cell: ([k]) => k, header: true },
+    { label: 'Value', cell: ([, v]) => value(v) },
+  ], Object.entries(p), { caption: 'Item properties' })));
+
+  const assets = Object.entries(doc.assets || {});
+  root.append(h('h2', {}, 'Assets'), h('div', { class: 'table-wrap' }, table([
+    { label: 'Key', cell: ([k]) => h('code', {}, k), header: true },
+    { label: 'Title', cell: ([, a]) => a.title || '–' },
+    { label: 'Common name', cell: ([, a]) => ((a['eo:bands'] || [])[0] || {}).common_name || '–' },
+    { label: 'Roles', cell: ([, a]) => (a.roles || []).join(', ') || '–' },
+    { label: 'Type', cell: ([, a]) => (a.type || '–').split(';')[0] },
+    { label: 'Location', cell: ([, a]) => hrefCell(a.href) },
+  ], assets, { caption: 'Item assets' })));
+
+  const derived = (doc.links || []).filter((l) => l.rel === 'derived_from');
+  if (derived.length) {
+    root.append(h('h2', {}, 'Derived from'), h('ul', {}, derived.map((l) => {
+      const m = l.href.match(/collections\/([^/]+)\/items\/([^/?#]+)/);
+      return h('li', {}, m ? h('a', { href: itemHref(decodeURIComponent(m[1]), decodeURIComponent(m[2])) }, l.title || m[2]) : extLink(l.href, l.title || l.href));
+    })));
+  }
+  root.append(h('h2', {}, 'Item JSON'), jsonBlock(doc, 'Show the full item document'));
+}
