@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Datacube", "__version__"]
+__all__ = ["Datacube", "open_cube", "__version__"]
 
 
 def __getattr__(name: str):
@@ -18,4 +18,8 @@ def __getattr__(name: str):
         from stacube.datacube import Datacube
 
         return Datacube
+    if name == "open_cube":
+        from stacube.cubes.fill import open_cube
+
+        return open_cube
     raise AttributeError(name)

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
         None, description="S3-compatible endpoint URL (e.g. http://127.0.0.1:9000); unset on AWS."
     )
     tmp_prefix: str = Field("tmp/", description="Prefix of in-progress outputs in a bucket.")
+    ingest_prefix: str = Field("ingest/", description="Key prefix the S3 ingest function registers.")
     host: str = Field("127.0.0.1", description="Address `stacube up` listens on.")
     port: int = Field(8000, description="Port `stacube up` listens on.")
     root_path: str = Field("", description="Path prefix the HTTP apps are mounted under.")
@@ -53,6 +54,10 @@ class Settings(BaseSettings):
     )
     max_tile_size: int = Field(1024, description="Largest tile edge in pixels the raster API renders.")
     workers: int = Field(0, description="Worker processes of local jobs (0 = number of cores).")
+    stage: str = Field("local", description="Deployment stage name (metric dimension on AWS).")
+    plan_queue_url: str | None = Field(None, description="SQS queue of jobs to plan (AWS).")
+    tile_queue_url: str | None = Field(None, description="SQS queue of job tiles (AWS).")
+    finalize_queue_url: str | None = Field(None, description="SQS queue of jobs to finalize (AWS).")
 
     @property
     def pg_dir(self) -> Path:

@@ -64,7 +64,7 @@ def test_composite_command_prints_a_summary_and_progress(cli, samples, tmp_path)
     (["composite", *NY[:2], "--bbox", "1,2,3", "--datetime", "2018", "--method", "median"], ["expected 4 numbers"]),
     (["composite", *NY[:3], "--datetime", "2018-12-31/2018-01-01", "--method", "median"], ["END is before START"]),
     (["composite", *NY[:3], "--datetime", "", "--method", "median"], ["datetime is empty"]),
-    (["composite", *NY, "--method", "medoid"], ["unknown method 'medoid'"]),
+    (["composite", *NY, "--method", "modal"], ["unknown method 'modal'"]),
     (["composite", *NY, "--method", "median", "--index", "FOO"], ["unknown index 'FOO'"]),
     (["composite", *NY, "--method", "median", "--crs", "EPSG:99999"], ["unknown CRS"]),
     (["composite", *NY, "--method", "median", "--max-cloud", "0.001"], ["no scene passes the cloud filter"]),

@@ -67,7 +67,7 @@ def test_median_odd_and_even_counts_match_numpy():
     rng = np.random.default_rng(1)
     stack = rng.integers(1, 1000, size=(9, 40, 50)).astype(np.uint16)
     clear = rng.random((9, 40, 50)) < 0.6
-    got = reduce_stack({"v": stack}, clear, method="median", threads=2, block_rows=7)["v"]
+    got = reduce_stack({"v": stack}, clear, method="median", threads=2, block_pixels=300)["v"]
     expected = np.ma.median(np.ma.masked_array(stack, ~clear), axis=0).filled(np.nan)
     assert np.allclose(got, expected, equal_nan=True)
     got_mean = reduce_stack({"v": stack}, clear, method="mean", threads=1)["v"]
@@ -106,6 +106,18 @@ def test_day_of_year():
 
 def test_unknown_method_and_shape_mismatch():
     with pytest.raises(ValueError):
-        run("medoid")
+        run("no-such-method")
     with pytest.raises(ValueError):
         composite({"b": DATA[:2]}, OBS, CLEAR, method="median", times=T)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 20, 31, 40])
+def test_sorting_network_sorts(n):
+    from stacube.cube.composite import network_sort
+
+    rng = np.random.default_rng(n)
+    block = rng.integers(0, 50, size=(n, 500)).astype(np.uint16)
+    assert np.array_equal(network_sort(block.copy()), np.sort(block, axis=0))
+    floats = rng.random((n, 100)).astype(np.float32)
+    floats[rng.random((n, 100)) < 0.3] = np.inf
+    assert np.array_equal(network_sort(floats.copy()), np.sort(floats, axis=0))

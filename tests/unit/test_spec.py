@@ -27,7 +27,7 @@ def test_valid_spec_and_stable_job_id():
     ({"datetime": "2020-12-31/2020-01-01"}, "END is before START"),
     ({"datetime": "yesterday"}, "not ISO 8601"),
     ({"datetime": "../.."}, "both ends are open"),
-    ({"method": "medoid"}, "unknown method 'medoid'"),
+    ({"method": "modal"}, "unknown method 'modal'"),
     ({"indices": ["FOO"]}, "unknown index"),
     ({"crs": "EPSG:99999"}, "unknown CRS"),
     ({"period": "P0D"}, "period"),

@@ -50,16 +50,19 @@ def _check_geometry(geom, item_id: str) -> None:
     if depth is None:
         raise InvalidInput(f"item {item_id!r}: unknown geometry type {kind!r}")
 
-    def walk(node, level):
+    def walk(node, level, top=False):
         if level == 0:
             _check_position(node, item_id)
             return
-        if not isinstance(node, list) or not node:
+        # RFC 7946 allows empty members of a Multi* geometry; not an empty geometry overall
+        if not isinstance(node, list) or (not node and (top or not kind.startswith("Multi"))):
             raise InvalidInput(f"item {item_id!r}: {kind} geometry has empty or malformed coordinates")
         for child in node:
             walk(child, level - 1)
 
-    walk(coords, depth)
+    walk(coords, depth, top=True)
+    if kind.startswith("Multi") and not any(coords):
+        raise InvalidInput(f"item {item_id!r}: {kind} geometry is empty")
     if kind in ("Polygon", "MultiPolygon"):
         polygons = [coords] if kind == "Polygon" else coords
         for polygon in polygons:

@@ -16,8 +16,8 @@ A rule holds two lists of :class:`FieldCondition` (a bit range and the values it
   the mask's nodata;
 * ``clear``: an observed pixel is *clear* if **all** clear conditions hold.
 
-Decoding is a lookup table over every possible mask value for 8- and 16-bit masks (one gather per
-pixel) and plain bit arithmetic otherwise. Sources of the presets: USGS Landsat 8 Collection 1
+Decoding uses bit arithmetic in the mask's own dtype when a rule has few conditions, and otherwise,
+for 8- and 16-bit masks, a lookup table over every possible mask value (one gather per pixel). Sources of the presets: USGS Landsat 8 Collection 1
 Level-1 QA band (LSDS-1656), Landsat 8-9 Collection 2 Level-2 Science Product Guide (LSDS-1619,
 table 6-3), ESA Sentinel-2 L2A Product Specification (SCL classes), Fmask (Zhu & Woodcock 2012,
 RSE 118: 0 land, 1 water, 2 shadow, 3 snow, 4 cloud, 255 fill), s2cloudless (Sentinel Hub).
@@ -47,15 +47,23 @@ class FieldCondition(BaseModel):
     name: str | None = None
 
     def field_of(self, values: np.ndarray) -> np.ndarray:
-        """The bit range of each value (integer array in, integer array out)."""
+        """The bit range of each value (integer array in, same integer dtype out)."""
         if self.length is None:
             return values
-        v = values.astype(np.uint64, copy=False) if values.dtype.kind == "i" else values
-        return (v >> np.uint64(self.offset)) & np.uint64((1 << self.length) - 1)
+        if values.dtype.kind == "i":
+            values = values.astype(np.int64, copy=False)
+        dtype = values.dtype.type
+        return (values >> dtype(self.offset)) & dtype((1 << self.length) - 1)
 
     def holds(self, values: np.ndarray) -> np.ndarray:
         """Boolean array: where the condition holds."""
-        return np.isin(self.field_of(values), np.asarray(self.values))
+        field = self.field_of(values)
+        if len(self.values) <= 3:  # a few comparisons beat a set lookup
+            out = field == self.values[0]
+            for v in self.values[1:]:
+                out |= field == v
+            return out
+        return np.isin(field, np.asarray(self.values))
 
 
 class QualityClass(BaseModel):
@@ -119,13 +127,18 @@ class QualityRule(BaseModel):
             ints = np.where(finite, mask, 0).astype(np.int64)
             observed, clear = self._decode_direct(ints)
             return observed & finite, clear & finite
-        if mask.dtype.kind in "ui" and mask.dtype.itemsize <= 2:
+        if mask.dtype.kind in "ui" and mask.dtype.itemsize <= 2 and not self._cheap():
             lut = _lookup_table(self.model_dump_json(), mask.dtype.str)
             offset = -int(np.iinfo(mask.dtype).min)
             index = mask.astype(np.int32) + offset if offset else mask
             codes = lut[index]
             return (codes & 1).astype(bool), (codes & 2).astype(bool)
         return self._decode_direct(mask)
+
+    def _cheap(self) -> bool:
+        """Few enough comparisons that bit arithmetic beats a lookup table gather."""
+        conditions = [*self.fill, *self.clear]
+        return sum(min(len(c.values), 4) for c in conditions) + len(conditions) <= 8
 
     def _decode_direct(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         fill = np.zeros(mask.shape, dtype=bool)

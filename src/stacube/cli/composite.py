@@ -19,7 +19,8 @@ def composite(
     bbox: str = typer.Option(..., help="MINX,MINY,MAXX,MAXY of the area."),
     bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
     datetime_value: str = typer.Option(..., "--datetime", help="START/END (ISO 8601)."),
-    method: str = typer.Option(..., help="most-recent | least-recent | best-pixel | median | mean."),
+    method: str = typer.Option(..., help="most-recent | least-recent | best-pixel | median | mean | geomedian | "
+                                         "max-ndvi | medoid | pNN (percentile, e.g. p25)."),
     bands: str | None = typer.Option(None, help="Comma-separated common names or asset keys (default red,green,blue)."),
     index: list[str] = typer.Option(None, "--index", help="Index preset (NDVI, NDWI, NDBI, EVI, NBR); repeatable."),
     max_cloud: float | None = typer.Option(None, help="Drop scenes whose non-clear share of valid pixels exceeds this percent."),
@@ -31,6 +32,8 @@ def composite(
     output: str | None = typer.Option(None, help="Output root URI (default .stacube/data; s3://bucket/prefix works)."),
     output_collection: str | None = typer.Option(None, help="Collection the results are registered in."),
     tile_size: int = typer.Option(2048, help="Tile edge in output pixels (bounds memory)."),
+    mask_cleanup: str | None = typer.Option(None, help="OPEN,DILATE pixels: remove cloud specks by opening, "
+                                                       "then grow clouds by dilation (e.g. 2,3)."),
     workers: int | None = typer.Option(None, help="Tile worker processes (1: in-process; default: cores)."),
     dask: str | None = typer.Option(None, "--dask", help="Run tiles on a Dask cluster (scheduler address)."),
     as_json: bool = typer.Option(False, "--json", help="Print the job report as JSON on stdout."),
@@ -53,7 +56,7 @@ def composite(
         collections=collection, bbox=bbox, bbox_crs=bbox_crs, datetime=datetime_value, method=method,
         bands=split_list(bands, "--bands"), indices=index or [], max_cloud=max_cloud,
         mask_asset=mask_asset, clear=clear_values, period=period, crs=crs, resolution=resolution,
-        output=output, output_collection=output_collection, tile_size=tile_size,
+        output=output, output_collection=output_collection, tile_size=tile_size, mask_cleanup=mask_cleanup,
     )
     from stacube.jobs.runner import submit
 

@@ -16,8 +16,12 @@ Methods (the Open Data Cube / Brazil Data Cube behaviours):
 Extra outputs: ``provenance`` (day of year of the chosen observation, int16, -1 where none) for
 the selection methods; ``clear_count`` and ``valid_count`` (uint16) for every method.
 
+More methods live in :mod:`stacube.cube.methods` and are dispatched from :func:`composite`:
+percentiles ``pNN``, ``geomedian`` (Roberts et al. 2017, through geomad), ``medoid`` (Flood
+2013) and ``max-ndvi``; all use clear observations only.
+
 Selection keeps the input dtype (integer outputs carry the band's nodata, float outputs NaN);
-median and mean return float32. Work arrays are bounded by ``block_rows`` rows at a time, so
+median and mean return float32. Work arrays are bounded by one block of pixels at a time, so
 peak memory stays close to the input stack.
 """
 
@@ -25,12 +29,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import lru_cache
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 SELECTION = ("most-recent", "least-recent", "best-pixel")
 STATISTICAL = ("median", "mean")
+#: Chosen per pixel by a criterion over several bands, clear observations only (no fallback).
+MULTIBAND_SELECTION = ("max-ndvi", "medoid")
 PROVENANCE_NODATA = -1
 
 
@@ -97,7 +104,7 @@ def _work_dtype(stack: np.ndarray) -> tuple[np.dtype, float | int]:
     """
     dtype = stack.dtype
     if dtype.kind == "f":
-        return np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64), np.nan
+        return np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64), np.inf
     if dtype.kind in "ui" and dtype.itemsize <= 4:
         top = np.iinfo(dtype).max
         if stack.size and stack.max() < top:
@@ -132,21 +139,62 @@ def _valid_columns(cols: np.ndarray, clear_cols: np.ndarray, nodata) -> np.ndarr
     return ok
 
 
+@lru_cache(maxsize=None)
+def sorting_network(n: int) -> tuple[tuple[int, int], ...]:
+    """Comparators ``(i, j)`` (``i < j``) of Batcher's odd-even merge sort for ``n`` inputs.
+
+    Built for the next power of two and pruned to the first ``n`` inputs (the missing inputs
+    act as +infinity, so comparators touching them are no-ops). Source: K. E. Batcher, "Sorting
+    networks and their applications", AFIPS Spring Joint Computer Conference 1968.
+    """
+    size = 1
+    while size < n:
+        size *= 2
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    a, b = i + j, i + j + k
+                    if a // (2 * p) == b // (2 * p) and b < n:
+                        pairs.append((a, b))
+            k //= 2
+        p *= 2
+    return tuple(pairs)
+
+
+def network_sort(block: np.ndarray) -> np.ndarray:
+    """Sort a ``(t, pixels)`` block along its first axis in place with a sorting network.
+
+    Each comparator is one vectorised ``minimum``/``maximum`` over all pixels: no transpose, and
+    SIMD-friendly for small ``t`` (tens of dates), where it beats ``numpy.sort`` per pixel.
+    """
+    low = np.empty_like(block[0])
+    for a, b in sorting_network(block.shape[0]):
+        np.minimum(block[a], block[b], out=low)
+        np.maximum(block[a], block[b], out=block[b])
+        block[a] = low
+    return block
+
+
 def reduce_stack(
     bands: Mapping[str, np.ndarray],
     clear: np.ndarray,
     *,
     method: str,
     nodata: Mapping[str, float | int | None] | None = None,
-    block_rows: int = 32,
+    block_pixels: int = 16384,
     threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Median or mean over the clear observations of each pixel, for several bands at once.
 
-    Values equal to a band's ``nodata`` (and NaN) are not observations. Each row block is
-    transposed to ``(pixels, time)`` once per band; for the median, values that are not clear
-    observations get a sentinel that sorts last, the rows are sorted (numpy's SIMD sort) and the
-    middle of the first ``n`` values is read per pixel.
+    Values equal to a band's ``nodata`` (and NaN) are not observations. The image is processed
+    in blocks of about ``block_pixels`` pixels, kept as ``(time, pixels)``. For the median,
+    values that are not clear observations get a sentinel that sorts last (the dtype's maximum,
+    or +inf), the block is sorted with :func:`network_sort`, and the middle of the first ``n``
+    values is read per pixel (the mean of the two middle values for an even ``n``).
 
     Returns:
         ``{band: float32 (y, x)}``, NaN where a pixel has no clear observation.
@@ -155,37 +203,38 @@ def reduce_stack(
     t, ny, nx = clear.shape
     out = {name: np.empty((ny, nx), dtype=np.float32) for name in bands}
     work = {name: _work_dtype(stack) for name, stack in bands.items()}
+    rows = max(1, block_pixels // max(nx, 1))
 
     def run(r0: int, r1: int) -> None:
-        clear_cols = np.ascontiguousarray(clear[:, r0:r1].reshape(t, -1).T)
+        clear_block = clear[:, r0:r1].reshape(t, -1)
         shared_n = None
         for name, stack in bands.items():
             dtype, sentinel = work[name]
-            cols = np.ascontiguousarray(stack[:, r0:r1].reshape(t, -1).T, dtype=dtype)
-            ok = _valid_columns(cols, clear_cols, nodata.get(name))
-            if ok is clear_cols:
+            block = stack[:, r0:r1].reshape(t, -1).astype(dtype, copy=True)
+            ok = _valid_columns(block, clear_block, nodata.get(name))
+            if ok is clear_block:
                 if shared_n is None:
-                    shared_n = np.count_nonzero(clear_cols, axis=1)
+                    shared_n = np.count_nonzero(clear_block, axis=0)
                 n = shared_n
             else:
-                n = np.count_nonzero(ok, axis=1)
+                n = np.count_nonzero(ok, axis=0)
             if method == "median":
-                np.copyto(cols, sentinel, where=~ok)
-                cols.sort(axis=1)
-                lo = np.maximum((n - 1) // 2, 0)[:, None]
-                hi = np.minimum(n // 2, t - 1)[:, None]
-                a = np.take_along_axis(cols, lo, axis=1)[:, 0].astype(np.float64)
-                b = np.take_along_axis(cols, hi, axis=1)[:, 0].astype(np.float64)
+                np.copyto(block, sentinel, where=~ok)
+                network_sort(block)
+                lo = np.maximum((n - 1) // 2, 0)[None]
+                hi = np.minimum(n // 2, t - 1)[None]
+                a = np.take_along_axis(block, lo, axis=0)[0].astype(np.float64)
+                b = np.take_along_axis(block, hi, axis=0)[0].astype(np.float64)
                 value = (0.5 * (a + b)).astype(np.float32)
             else:
-                np.copyto(cols, 0, where=~ok)
-                total = cols.sum(axis=1, dtype=np.float64)
+                np.copyto(block, 0, where=~ok)
+                total = block.sum(axis=0, dtype=np.float64)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     value = (total / np.maximum(n, 1)).astype(np.float32)
             value[n == 0] = np.nan
             out[name][r0:r1] = value.reshape(r1 - r0, nx)
 
-    _run_blocks(run, ny, block_rows, threads)
+    _run_blocks(run, ny, rows, threads)
     return out
 
 
@@ -216,17 +265,22 @@ def composite(
     clear_ratio: np.ndarray | None = None,
     nodata: Mapping[str, float | int | None] | None = None,
     threads: int | None = None,
+    spectral: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Composite every band of a stack.
 
     Args:
         bands: ``{name: (t, y, x) array}``; any numeric dtype.
         observed, clear: bool ``(t, y, x)``.
-        method: one of :data:`SELECTION` or :data:`STATISTICAL`.
+        method: one of :data:`SELECTION`, :data:`STATISTICAL`, :data:`MULTIBAND_SELECTION`,
+            ``geomedian`` or ``pNN`` (a percentile, ``p0``..``p100``).
         times: ``datetime64`` per slice (ordering and provenance).
         clear_ratio: per-slice clear share of the whole area (best-pixel ranking).
         nodata: per band nodata of integer inputs (the fill of selection outputs).
         threads: threads for median/mean row blocks (default: one per core).
+        spectral: the reflectance bands ``medoid``, ``max-ndvi`` (``red``, ``nir``) and
+            ``geomedian`` work in (default: ``bands``). A geomedian's layers that are not in
+            ``spectral`` are spectral indices, computed from the median's bands.
 
     Returns:
         ``{band: (y, x)}`` plus ``provenance`` (selection methods), ``clear_count`` and
@@ -235,6 +289,8 @@ def composite(
     Raises:
         ValueError: unknown method or shape mismatch.
     """
+    from stacube.cube import methods
+
     nodata = dict(nodata or {})
     shape = observed.shape
     if clear.shape != shape:
@@ -242,22 +298,46 @@ def composite(
     out: dict[str, np.ndarray] = {}
     if method in SELECTION:
         order = selection_order(method, times, clear_ratio)
-        chosen = choose(observed, clear, order, fallback=method == "best-pixel")
+        doy = day_of_year(times)
+        fills = {}
         for name, stack in bands.items():
             if stack.shape != shape:
                 raise ValueError(f"band {name} has shape {stack.shape}, expected {shape}")
-            fill = np.nan if stack.dtype.kind == "f" else nodata.get(name, 0)
-            out[name] = gather(stack, chosen, fill)
-        doy = day_of_year(times)
-        provenance = np.full(shape[1:], PROVENANCE_NODATA, dtype=np.int16)
-        picked = chosen >= 0
-        provenance[picked] = doy[chosen[picked]]
+            fills[name] = np.nan if stack.dtype.kind == "f" else nodata.get(name, 0)
+            out[name] = np.empty(shape[1:], dtype=stack.dtype)
+        provenance = np.empty(shape[1:], dtype=np.int16)
+
+        def run(r0: int, r1: int) -> None:
+            chosen = choose(observed[:, r0:r1], clear[:, r0:r1], order, fallback=method == "best-pixel")
+            for name, stack in bands.items():
+                out[name][r0:r1] = gather(stack[:, r0:r1], chosen, fills[name])
+            picked = chosen >= 0
+            block = np.full(chosen.shape, PROVENANCE_NODATA, dtype=np.int16)
+            block[picked] = doy[chosen[picked]]
+            provenance[r0:r1] = block
+
+        _run_blocks(run, shape[1], max(1, 65536 // max(shape[2], 1)), threads)
         out["provenance"] = provenance
     elif method in STATISTICAL:
         for name, stack in bands.items():
             if stack.shape != shape:
                 raise ValueError(f"band {name} has shape {stack.shape}, expected {shape}")
         out.update(reduce_stack(bands, clear, method=method, nodata=nodata, threads=threads))
+    elif method in MULTIBAND_SELECTION or method == "geomedian" or methods.percentile_of(method) is not None:
+        for name, stack in bands.items():
+            if stack.shape != shape:
+                raise ValueError(f"band {name} has shape {stack.shape}, expected {shape}")
+        source = spectral if spectral is not None else bands
+        if method == "max-ndvi":
+            out.update(methods.select(bands, methods.max_ndvi_choice(source, clear, nodata), times, nodata))
+        elif method == "medoid":
+            chosen = methods.medoid_choice(source, clear, nodata=nodata, threads=threads)
+            out.update(methods.select(bands, chosen, times, nodata))
+        elif method == "geomedian":
+            out.update(methods.geomedian_layers(bands, clear, spectral=spectral, nodata=nodata, threads=threads))
+        else:
+            out.update(methods.percentiles(bands, clear, q=methods.percentile_of(method), nodata=nodata,
+                                           threads=threads))
     else:
         raise ValueError(f"unknown method {method!r}")
     out["clear_count"] = clear.sum(axis=0, dtype=np.uint16)

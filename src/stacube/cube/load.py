@@ -79,6 +79,18 @@ def _raster_band(item: dict, collection: dict, asset_key: str) -> dict:
     return merged
 
 
+def band_scaling(item: dict, collection: dict, asset_key: str, meta: dict | None = None) -> tuple[float, float]:
+    """``(scale, offset)`` with ``physical = DN * scale + offset`` for one item's asset: the
+    ``raster:bands`` values (item over collection ``item_assets``), Sentinel-2 reflectance put
+    on one scale across processing baseline 04.00 (:mod:`stacube.cube.harmonize`)."""
+    from stacube.cube.harmonize import harmonized_scale_offset
+
+    meta = _raster_band(item, collection, asset_key) if meta is None else meta
+    scale = float(meta.get("scale", 1.0) or 1.0)
+    offset = float(meta.get("offset", 0.0) or 0.0)
+    return harmonized_scale_offset(item, asset_key, scale, offset, collection)
+
+
 def _nodata_value(value):
     if value is None:
         return None
@@ -143,8 +155,7 @@ def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool
             for i, item in enumerate(items):
                 meta = _raster_band(item, src.collection, key)
                 nodata = _nodata_value(meta.get("nodata", ds[key].attrs.get("nodata")))
-                scale = float(meta.get("scale", 1.0) or 1.0)
-                offset = float(meta.get("offset", 0.0) or 0.0)
+                scale, offset = band_scaling(item, src.collection, key, meta)
                 sl = raw[i]
                 np.multiply(sl, np.float32(scale), out=values[i], casting="unsafe")
                 if offset:

@@ -214,7 +214,8 @@ def make_plan(spec: CompositeSpec, catalog: Catalog, output_root: str) -> Plan:
     bands = list(spec.bands)
     if not bands and not spec.indices:
         bands = list(DEFAULT_BANDS)
-    load_bands = list(dict.fromkeys([*bands, *required_bands(spec.indices)]))
+    load_bands = list(dict.fromkeys([*bands, *required_bands(spec.indices),
+                                     *(required_bands(["NDVI"]) if spec.method == "max-ndvi" else [])]))
     search_bbox = list(BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs("EPSG:4326"))
     start, end = spec.time_range
     sources: list[Source] = []

@@ -18,9 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from stacube.errors import InvalidInput
 
-Method = Literal["most-recent", "least-recent", "best-pixel", "median", "mean"]
-METHODS: tuple[str, ...] = ("most-recent", "least-recent", "best-pixel", "median", "mean")
-SELECTION_METHODS = ("most-recent", "least-recent", "best-pixel")
+Method = Literal["most-recent", "least-recent", "best-pixel", "median", "mean", "geomedian", "max-ndvi",
+                 "medoid"]
+METHODS: tuple[str, ...] = ("most-recent", "least-recent", "best-pixel", "median", "mean", "geomedian",
+                            "max-ndvi", "medoid")
+SELECTION_METHODS = ("most-recent", "least-recent", "best-pixel", "max-ndvi", "medoid")
+#: Percentile methods: ``p0``..``p100`` (``p25``: the 25th percentile of the clear observations).
+PERCENTILE_PATTERN = re.compile(r"^p(100|\d{1,2})$")
 PERIOD_PATTERN = re.compile(r"^P(\d+)([DWMY])$")
 
 
@@ -137,7 +141,7 @@ class CompositeSpec(BaseModel):
     bbox: tuple[float, float, float, float] = Field(description="MINX,MINY,MAXX,MAXY in bbox_crs.")
     bbox_crs: str = "EPSG:4326"
     datetime: str = Field(description="START/END (ISO 8601; either end may be '..').")
-    method: Method
+    method: str = Field(description="One of METHODS, or pNN (a percentile, e.g. p25).")
     bands: list[str] = Field(default_factory=list, description="Common names or asset keys.")
     indices: list[str] = Field(default_factory=list, description="Index presets (NDVI, EVI...).")
     max_cloud: float | None = Field(None, ge=0, le=100, description="Percent; scene filter.")
@@ -149,6 +153,22 @@ class CompositeSpec(BaseModel):
     output: str | None = Field(None, description="Root URI of the outputs.")
     output_collection: str | None = Field(None, description="Collection of the results.")
     tile_size: int = Field(2048, ge=16, le=16384, description="Tile edge in output pixels.")
+    mask_cleanup: tuple[int, int] | None = Field(
+        None, description="OPEN,DILATE pixels: opening then dilation of the cloud mask (e.g. 2,3).")
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if value in METHODS or PERCENTILE_PATTERN.match(str(value)):
+            return value
+        raise ValueError(f"unknown method {value!r}; choose one of {', '.join(METHODS)} or pNN (a percentile, e.g. p25)")
+
+    @field_validator("mask_cleanup", mode="before")
+    @classmethod
+    def _mask_cleanup(cls, value):
+        from stacube.cube.masking import parse_mask_cleanup
+
+        return parse_mask_cleanup(value)
 
     @field_validator("bbox", mode="before")
     @classmethod
@@ -206,6 +226,8 @@ class CompositeSpec(BaseModel):
     def job_id(self) -> str:
         """A stable id: the same parameters give the same job (re-running is idempotent)."""
         doc = self.model_dump(mode="json", exclude={"output", "tile_size"})
+        if doc.get("mask_cleanup") is None:  # jobs without cleanup keep their ids
+            doc.pop("mask_cleanup", None)
         digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.method}-{digest}"
 

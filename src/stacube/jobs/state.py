@@ -63,8 +63,11 @@ SUMMARY_COLUMNS = ("id, kind, parameters, state, stage, error, owner, tiles_tota
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the job tables if they are missing (idempotent)."""
+    """Create the job tables (and the cube tables) if they are missing (idempotent)."""
+    from stacube.cubes.state import ensure_cube_schema
+
     conn.execute(SCHEMA)
+    ensure_cube_schema(conn)
 
 
 def tile_key(tile: tuple[int, int]) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 from stacube.cube.composite import PROVENANCE_NODATA, composite
 from stacube.cube.indices import get_index
 from stacube.cube.load import Source, load_stack
+from stacube.cube.masking import clean_stack, halo
 from stacube.jobs.plan import Plan
 
 FILL = {"provenance": PROVENANCE_NODATA, "clear_count": 0, "valid_count": 0}
@@ -53,11 +54,19 @@ def _tile_sources(plan: Plan, geobox, only: set[str] | None = None) -> list[Sour
     return out
 
 
+def _load_tile(plan: Plan, geobox, bands: list[str], only: set[str] | None, pool: int | None):
+    """The tile's stack; with ``mask_cleanup``, loaded with a halo, cleaned, then cropped."""
+    cleanup = plan.spec.mask_cleanup
+    margin = halo(cleanup)
+    padded = geobox.pad(margin) if margin else geobox
+    stack = load_stack(_tile_sources(plan, padded, only=only), padded, bands, pool=pool)
+    return clean_stack(stack, cleanup, margin) if cleanup else stack
+
+
 def tile_stats(plan: Plan, tile: tuple[int, int], pool: int | None = None) -> TileStats:
     """Valid and clear pixel counts per item over one tile (quality band + reference band)."""
     geobox = plan.tiles[tile]
-    sources = _tile_sources(plan, geobox)
-    stack = load_stack(sources, geobox, plan.load_bands[:1], pool=pool)
+    stack = _load_tile(plan, geobox, plan.load_bands[:1], None, pool)
     valid = stack.observed.sum(axis=(1, 2))
     clear = stack.clear.sum(axis=(1, 2))
     return TileStats(
@@ -85,8 +94,7 @@ def compute_tile(plan: Plan, tile: tuple[int, int], used: dict[str, float],
     ny, nx = geobox.shape.y, geobox.shape.x
     out = {v: np.full((n_steps, ny, nx), variable_fill(v), dtype=variable_dtype(v))
            for v in plan.variables}
-    sources = _tile_sources(plan, geobox, only=set(used))
-    stack = load_stack(sources, geobox, plan.load_bands, pool=pool)
+    stack = _load_tile(plan, geobox, plan.load_bands, set(used), pool)
     if not stack.item_ids:
         return out
     steps = np.array([period_index[i] for i in stack.item_ids])
@@ -101,6 +109,7 @@ def compute_tile(plan: Plan, tile: tuple[int, int], used: dict[str, float],
         result = composite(
             layers, sub.observed, sub.clear, method=plan.spec.method, times=sub.times,
             clear_ratio=np.array([used[i] for i in sub.item_ids]),
+            spectral={b: sub.bands[b] for b in plan.load_bands},
         )
         for var, value in result.items():
             out[var][step] = value

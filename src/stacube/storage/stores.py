@@ -120,20 +120,8 @@ class S3Staging(Staging):
         self._workdir: Path | None = None
 
     def zarr_store(self, name: str, *, read_only: bool = False):
-        from obstore.store import S3Store as ObS3Store
-        from zarr.storage import ObjectStore
-
-        settings = self.store.settings
-        kwargs: dict = {}
-        if settings.s3_endpoint:
-            kwargs["endpoint"] = settings.s3_endpoint
-            kwargs["client_options"] = {"allow_http": settings.s3_endpoint.startswith("http://")}
-            kwargs["virtual_hosted_style_request"] = False
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if region:
-            kwargs["region"] = region
-        store = ObS3Store(self.store.bucket, prefix=f"{self.prefix}/{name}", **kwargs)
-        return ObjectStore(store, read_only=read_only)
+        return _s3_zarr_store(self.store.bucket, f"{self.prefix}/{name}", self.store.settings,
+                              read_only=read_only)
 
     def workdir(self) -> Path:
         if self._workdir is None:
@@ -218,6 +206,39 @@ class S3Store(OutputStore):
 
     def href(self, name: str, relpath: str) -> str:
         return f"s3://{self.bucket}/{self.key(name, relpath)}"
+
+
+def _s3_zarr_store(bucket: str, prefix: str, settings: Settings, *, read_only: bool = False):
+    """A zarr store (obstore) over ``s3://bucket/prefix``, honouring ``STACUBE_S3_ENDPOINT``."""
+    from obstore.store import S3Store as ObS3Store
+    from zarr.storage import ObjectStore
+
+    kwargs: dict = {}
+    if settings.s3_endpoint:
+        kwargs["endpoint"] = settings.s3_endpoint
+        kwargs["client_options"] = {"allow_http": settings.s3_endpoint.startswith("http://")}
+        kwargs["virtual_hosted_style_request"] = False
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    return ObjectStore(ObS3Store(bucket, prefix=prefix.strip("/"), **kwargs), read_only=read_only)
+
+
+def zarr_store_at(uri: str, settings: Settings, *, read_only: bool = False):
+    """A zarr store for a Zarr hierarchy at ``uri`` written in place (no staging): a local path
+    (``file://`` or plain) or ``s3://bucket/prefix``.
+
+    Raises:
+        InvalidInput: an unsupported scheme.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise InvalidInput(f"{uri!r}: no bucket")
+        return _s3_zarr_store(parsed.netloc, parsed.path, settings, read_only=read_only)
+    if parsed.scheme in ("", "file"):
+        return str(Path(parsed.path if parsed.scheme == "file" else uri).expanduser())
+    raise InvalidInput(f"{uri!r}: unsupported scheme {parsed.scheme!r} (use a path, file:// or s3://)")
 
 
 def s3_client(settings: Settings):

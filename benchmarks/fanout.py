@@ -1,0 +1,63 @@
+"""Fan-out: one compositing job of 64 tiles run with 1 and with 2 local workers.
+
+A generated stack (10 dates x 4 bands + BQA quality, COGs on disk) is registered as a throwaway
+collection; the job (median, 64 tiles of 256x256 px) runs in-process with one worker, then with
+a pool of two worker processes (the same tile function the queue workers use). Each setting runs
+``--repeat`` times (alternating); the ratio of median wall times shows how tiles scale.
+Target: >= 1.7x on 2 cores.
+
+Run: ``.venv/bin/python benchmarks/fanout.py [--size 2048 --tile 256]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from common import benchmark_settings, machine, register_synthetic, synthetic_stack, write_cog_stack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--dates", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+
+    from stacube.catalog.store import Catalog
+    from stacube.jobs.runner import run_composite
+    from stacube.jobs.spec import build_spec
+
+    folder = Path(tempfile.mkdtemp(prefix="stacube-fanout-"))
+    data, quality = synthetic_stack(args.dates, 4, args.size)
+    entries = write_cog_stack(folder / "cogs", data, quality, band_names=("B02", "B03", "B04", "B08"))
+    del data, quality
+    origin, res = (500000.0, 5000000.0), 10.0  # the grid write_cog_stack uses
+    bbox = [origin[0] + 1, origin[1] - args.size * res + 1, origin[0] + args.size * res - 1, origin[1] - 1]
+    with benchmark_settings("fanout") as settings:
+        register_synthetic(Catalog(settings), "fanout-stack", folder / "cogs", entries, crs="EPSG:32633")
+        times: dict[int, list[float]] = {1: [], 2: []}
+        tiles = None
+        for rep in range(args.repeat):
+            for workers in ((1, 2) if rep % 2 == 0 else (2, 1)):
+                spec = build_spec(collections=["fanout-stack"], bbox=bbox, bbox_crs="EPSG:32633", datetime="2020-01-01/2020-12-31",
+                                  method="median", bands=["red", "green", "blue", "nir"], tile_size=args.tile,
+                                  output=str(folder / f"out-{workers}"), output_collection=f"fanout-{workers}-{rep}")
+                t0 = time.perf_counter()
+                report = run_composite(spec, settings, workers=workers)
+                times[workers].append(time.perf_counter() - t0)
+                tiles = report["grid"]["tiles"]
+    one, two = statistics.median(times[1]), statistics.median(times[2])
+    print(f"machine: {machine()}")
+    print(f"job: {tiles} tiles of {args.tile}x{args.tile} px, {args.dates} dates x 4 bands, median")
+    print(f"1 worker  {one:7.2f} s")
+    print(f"2 workers {two:7.2f} s")
+    print(f"speed-up with 2 workers: {one / two:4.2f}x (target >= 1.7x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""A cube resolved against the catalog: grid, GeoBox, time axis, variables, fill units, levels.
+
+The definition is a JSON document stored with the cube (``stacube.cubes``) and read by every
+worker, so filling a tile needs no planning. Time axis:
+
+* masked observations: one step per *solar day* (Open Data Cube's ``group_by="solar_day"``: the
+  UTC acquisition time shifted by ``longitude / 15`` hours at the domain's centre), stamped with
+  the day's earliest acquisition time; scenes of one overpass that meet in the domain become one
+  step;
+* composites: one step per period that holds at least one item, stamped with the period start
+  (as compositing jobs do).
+
+Fill units: a tile of ``tile_size`` px (whole chunks) times one time chunk; unit ``(iy, ix, tb)``
+covers rows ``iy*tile ..``, columns ``ix*tile ..`` and steps ``tb*time_chunk ..`` of level 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+from stacube.catalog.quality import parse_rule, rule_of
+from stacube.catalog.store import Catalog
+from stacube.cube.indices import get_index, required_bands
+from stacube.cube.load import Source, item_order_key
+from stacube.cubes.grids import CubeGrid, parse_grid
+from stacube.cubes.spec import CubeSpec
+from stacube.errors import InvalidInput, NoData
+from stacube.jobs.spec import format_interval, parse_datetime_range
+
+DEFAULT_BANDS = ("red", "green", "blue", "nir")
+MAX_PIXELS = 4_000_000_000
+#: Pixels of a level-0 side below which no further pyramid level is made.
+LEVEL_STOP = 256
+QUALITY = "quality"
+QUALITY_ATTRS = {
+    "long_name": "observation quality of the pixel",
+    "flag_values": [0, 1, 2],
+    "flag_meanings": "no_observation not_clear clear",
+}
+
+
+def solar_day(when: datetime, lon: float) -> str:
+    """ISO date of the solar day of a UTC instant at longitude ``lon`` (degrees east)."""
+    return (when.astimezone(timezone.utc) + timedelta(hours=lon / 15.0)).date().isoformat()
+
+
+def item_datetime(item: dict) -> datetime:
+    text = item_order_key(item)[0]
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def iso(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class CubeDefinition:
+    """Everything needed to fill and read a cube (see the module docstring).
+
+    Attributes:
+        geobox: level-0 ``odc.geo.geobox.GeoBox``; its shape is a multiple of ``tile``.
+        chunks: Zarr chunk shape ``(time, y, x)`` of every variable of every level.
+        steps: per time step ``{"time", "start", "end", "label", "items": [item ids]}``.
+        sources: per collection ``{"collection": doc, "assets": {band: asset key}, "rule": doc}``.
+        levels: number of pyramid levels, level 0 included.
+        uri: root of the cube's stores (``<uri>/<level>.zarr``).
+    """
+
+    name: str
+    spec: dict
+    grid: CubeGrid
+    geobox: object
+    tile: int
+    chunks: tuple[int, int, int]
+    bands: list[str]
+    indices: list[str]
+    load_bands: list[str]
+    steps: list[dict]
+    sources: list[dict]
+    solar_lon: float
+    levels: int
+    uri: str
+    created: str = ""
+    composite: dict | None = field(default=None)
+
+    # -- derived ------------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return "composite" if self.spec.get("method") else "observations"
+
+    @property
+    def cube_spec(self) -> CubeSpec:
+        return CubeSpec.model_validate(self.spec)
+
+    @property
+    def variables(self) -> list[str]:
+        """Stored variables: bands, indices, then ``quality`` (observations) or the compositing
+        outputs (``provenance`` for selection methods, ``clear_count``, ``valid_count``)."""
+        if self.mode == "observations":
+            return [*self.bands, *self.indices, QUALITY]
+        from stacube.jobs.spec import SELECTION_METHODS
+
+        extra = ["provenance"] if self.spec["method"] in SELECTION_METHODS else []
+        return [*self.bands, *self.indices, *extra, "clear_count", "valid_count"]
+
+    def dtype(self, var: str) -> str:
+        if var == QUALITY:
+            return "uint8"
+        from stacube.jobs.tiles import variable_dtype
+
+        return variable_dtype(var)
+
+    def fill_value(self, var: str):
+        if var == QUALITY:
+            return 0
+        from stacube.jobs.tiles import variable_fill
+
+        return variable_fill(var)
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.array([np.datetime64(s["time"].replace("Z", ""), "ns") for s in self.steps])
+
+    @property
+    def tiles_shape(self) -> tuple[int, int]:
+        return self.geobox.shape.y // self.tile, self.geobox.shape.x // self.tile
+
+    @property
+    def n_blocks(self) -> int:
+        return max(1, math.ceil(len(self.steps) / self.chunks[0]))
+
+    def block_steps(self, block: int) -> range:
+        t = self.chunks[0]
+        return range(block * t, min(len(self.steps), (block + 1) * t))
+
+    def unit_geobox(self, iy: int, ix: int):
+        """GeoBox of fill tile ``(iy, ix)`` of level 0."""
+        t = self.tile
+        return self.geobox[iy * t:(iy + 1) * t, ix * t:(ix + 1) * t]
+
+    def level_geobox(self, level: int):
+        """GeoBox of pyramid level ``level`` (pixels ``2**level`` times larger)."""
+        from affine import Affine
+        from odc.geo.geobox import GeoBox
+
+        if level == 0:
+            return self.geobox
+        f = 2 ** level
+        a = self.geobox.affine
+        shape = (math.ceil(self.geobox.shape.y / f), math.ceil(self.geobox.shape.x / f))
+        return GeoBox(shape, Affine(a.a * f, a.b, a.c, a.d, a.e * f, a.f), self.geobox.crs)
+
+    def level_chunks(self, level: int) -> tuple[int, int, int]:
+        gb = self.level_geobox(level)
+        return (self.chunks[0], min(self.chunks[1], gb.shape.y), min(self.chunks[2], gb.shape.x))
+
+    def level_uri(self, level: int) -> str:
+        return f"{self.uri.rstrip('/')}/{level}.zarr"
+
+    def item_ids(self, steps) -> list[str]:
+        return [i for s in steps for i in self.steps[s]["items"]]
+
+    def step_of_item(self) -> dict[str, int]:
+        return {i: n for n, s in enumerate(self.steps) for i in s["items"]}
+
+    def make_sources(self, items: list[dict]) -> list[Source]:
+        """``load_stack`` sources holding ``items`` (by their collection)."""
+        out = []
+        for src in self.sources:
+            mine = [i for i in items if i.get("collection") == src["collection"]["id"]]
+            if mine:
+                rule = parse_rule(src["rule"]) if src["rule"] else None
+                out.append(Source(src["collection"], mine, src["assets"], rule))
+        return out
+
+    @property
+    def bbox_lonlat(self) -> list[float]:
+        return list(self.geobox.extent.to_crs("EPSG:4326").boundingbox)
+
+    # -- (de)serialisation ------------------------------------------------------------------
+    def to_doc(self) -> dict:
+        gb = self.geobox
+        return {
+            "name": self.name, "spec": self.spec, "grid": self.grid.to_doc(),
+            "geobox": {"crs": gb.crs.to_wkt(), "affine": list(gb.affine)[:6], "shape": [gb.shape.y, gb.shape.x]},
+            "tile": self.tile, "chunks": list(self.chunks), "bands": self.bands, "indices": self.indices,
+            "load_bands": self.load_bands, "steps": self.steps, "sources": self.sources,
+            "solar_lon": self.solar_lon, "levels": self.levels, "uri": self.uri, "created": self.created,
+            "composite": self.composite,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> CubeDefinition:
+        from affine import Affine
+        from odc.geo.geobox import GeoBox
+
+        g = doc["geobox"]
+        return cls(
+            name=doc["name"], spec=doc["spec"], grid=CubeGrid.from_doc(doc["grid"]),
+            geobox=GeoBox(tuple(g["shape"]), Affine(*g["affine"]), g["crs"]), tile=doc["tile"],
+            chunks=tuple(doc["chunks"]), bands=doc["bands"], indices=doc["indices"],
+            load_bands=doc["load_bands"], steps=doc["steps"], sources=doc["sources"],
+            solar_lon=doc["solar_lon"], levels=doc["levels"], uri=doc["uri"], created=doc.get("created", ""),
+            composite=doc.get("composite"),
+        )
+
+
+# -- resolution against the catalog ------------------------------------------------------------
+def _native(collection: dict, items: list[dict], asset_key: str) -> tuple[str, float, tuple[float, float]] | None:
+    """``(crs, resolution, anchor)`` of a collection: ``stacube:storage``, else the first item."""
+    storage = collection.get("stacube:storage") or {}
+    crs = storage.get("crs")
+    res = (storage.get("resolution") or [None])[0]
+    anchor = (0.0, 0.0)
+    if items:
+        item = sorted(items, key=item_order_key)[0]
+        asset = item.get("assets", {}).get(asset_key, {})
+        props = item.get("properties", {})
+        code = asset.get("proj:code") or props.get("proj:code")
+        epsg = asset.get("proj:epsg") or props.get("proj:epsg")
+        item_crs = code or (f"EPSG:{epsg}" if epsg else None)
+        transform = asset.get("proj:transform") or props.get("proj:transform")
+        if transform and len(transform) >= 6 and (crs is None or crs == item_crs):
+            crs = crs or item_crs
+            res = res or abs(float(transform[0]))
+            anchor = (float(transform[2]), float(transform[5]))
+    if crs is None or res is None:
+        return None
+    return crs, float(res), anchor
+
+
+def _default_bands(collection: dict) -> list[str]:
+    from stacube.jobs.plan import _asset_map
+
+    out = []
+    for band in DEFAULT_BANDS:
+        try:
+            _asset_map(collection, [band])
+            out.append(band)
+        except InvalidInput:
+            continue
+    if not out:
+        raise InvalidInput(f"collection {collection['id']!r} has none of {', '.join(DEFAULT_BANDS)}: pass --bands")
+    return out
+
+
+def _union_bbox(items: list[dict]) -> tuple[float, float, float, float]:
+    boxes = np.array([i["bbox"][:4] if len(i.get("bbox") or []) == 4 else
+                      [i["bbox"][0], i["bbox"][1], i["bbox"][3], i["bbox"][4]] for i in items if i.get("bbox")])
+    if not len(boxes):
+        raise InvalidInput("the items carry no bbox: pass --bbox")
+    return (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
+
+
+def _observation_steps(items: list[dict], lon: float) -> list[dict]:
+    days: dict[str, list[dict]] = {}
+    for item in sorted(items, key=item_order_key):
+        days.setdefault(solar_day(item_datetime(item), lon), []).append(item)
+    steps = []
+    for day, members in sorted(days.items()):
+        first = item_datetime(members[0])
+        steps.append({"time": iso(first), "start": iso(first), "end": iso(item_datetime(members[-1])),
+                      "label": day.replace("-", ""), "items": [i["id"] for i in members]})
+    return steps
+
+
+def _composite_steps(spec: CubeSpec, items: list[dict]) -> tuple[list[dict], dict]:
+    from stacube.jobs.plan import make_periods
+    from stacube.jobs.spec import build_spec
+
+    cspec = build_spec(collections=spec.collections, bbox=spec.bbox or (-180, -90, 180, 90),
+                       bbox_crs=spec.bbox_crs, datetime=spec.datetime, method=spec.method,
+                       bands=spec.bands, indices=spec.indices, period=spec.period,
+                       max_cloud=spec.max_cloud)
+    times = sorted(item_datetime(i) for i in items)
+    steps = []
+    for period in make_periods(cspec, times[0], times[-1]):
+        members = [i for i in sorted(items, key=item_order_key) if period.contains(item_datetime(i))]
+        if members:
+            steps.append({"time": iso(period.start), "start": iso(period.start), "end": iso(period.end),
+                          "label": period.label, "items": [i["id"] for i in members]})
+    return steps, cspec.model_dump(mode="json")
+
+
+def auto_levels(shape: tuple[int, int]) -> int:
+    """Levels until the larger side is at most :data:`LEVEL_STOP` px (at least 1)."""
+    side = max(shape)
+    levels = 1
+    while side > LEVEL_STOP:
+        side = math.ceil(side / 2)
+        levels += 1
+    return levels
+
+
+def define_cube(spec: CubeSpec, catalog: Catalog, root: str) -> CubeDefinition:
+    """Resolve a spec: collections, bands, items, grid, domain, time axis, levels.
+
+    Args:
+        spec: validated parameters.
+        catalog: the catalog to search.
+        root: root URI of cubes; the cube lives in ``<root>/<name>``.
+
+    Raises:
+        NotFound: unknown collection.
+        InvalidInput: a band a collection lacks, an unusable grid, a domain too large.
+        NoData: no item in the domain and time range.
+    """
+    from odc.geo.geom import BoundingBox
+
+    from stacube.jobs.plan import MAX_OUTPUT_PIXELS, _asset_map
+
+    collections = [catalog.get_collection(c) for c in spec.collections]
+    bands = list(spec.bands) or _default_bands(collections[0])
+    load_bands = list(dict.fromkeys([*bands, *required_bands(spec.indices)]))
+    start, end = parse_datetime_range(spec.datetime)
+    search_bbox = list(BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs("EPSG:4326")) if spec.bbox else None
+    sources, items = [], []
+    for coll in collections:
+        assets = _asset_map(coll, load_bands)
+        rule = rule_of(coll)
+        found = list(catalog.search({"collections": [coll["id"]], "bbox": search_bbox,
+                                     "datetime": format_interval(start, end)}))
+        if spec.max_cloud is not None:
+            found = [i for i in found if (i["properties"].get("eo:cloud_cover") or 0) <= spec.max_cloud]
+        items.extend(found)
+        sources.append({"collection": coll, "assets": assets, "rule": rule.to_stac() if rule else None,
+                        "_items": found})
+    if not items:
+        raise NoData(f"no item of {', '.join(spec.collections)} in "
+                     f"{'bbox ' + str(list(spec.bbox)) if spec.bbox else 'the catalog'} during {spec.datetime}")
+    if spec.bbox:
+        bbox, bbox_crs = spec.bbox, spec.bbox_crs
+    else:
+        bbox, bbox_crs = _union_bbox(items), "EPSG:4326"
+    lonlat = BoundingBox(*bbox, crs=bbox_crs).to_crs("EPSG:4326")
+    centre = ((lonlat.left + lonlat.right) / 2, (lonlat.bottom + lonlat.top) / 2)
+    first = next(s for s in sources if s["_items"])
+    native = _native(first["collection"], first["_items"], first["assets"][load_bands[0]])
+    grid = parse_grid(spec.grid, native=native, centre=centre)
+    geobox = grid.domain(bbox, bbox_crs, spec.tile_size)
+    if geobox.shape.x * geobox.shape.y > min(MAX_PIXELS, MAX_OUTPUT_PIXELS):
+        raise InvalidInput(f"the cube would be {geobox.shape.x} x {geobox.shape.y} px on grid {grid.name}; "
+                           "choose a smaller bbox or a coarser grid")
+    if spec.method:
+        steps, composite = _composite_steps(spec, items)
+    else:
+        steps, composite = _observation_steps(items, centre[0]), None
+    levels = spec.levels or auto_levels((geobox.shape.y, geobox.shape.x))
+    for s in sources:
+        s.pop("_items")
+    return CubeDefinition(
+        name=spec.name, spec=spec.model_dump(mode="json"), grid=grid, geobox=geobox,
+        tile=spec.tile_size, chunks=(min(spec.time_chunk, len(steps)), spec.chunk, spec.chunk),
+        bands=bands, indices=list(spec.indices), load_bands=load_bands, steps=steps, sources=sources,
+        solar_lon=centre[0], levels=levels, uri=f"{root.rstrip('/')}/{spec.name}",
+        created=iso(datetime.now(timezone.utc)), composite=composite,
+    )
+
+
+def check_index_inputs(indices: list[str], available: list[str]) -> None:
+    """Raise InvalidInput when an index needs a band that is not in ``available``."""
+    for name in indices:
+        missing = [c for c in get_index(name).bands.values() if c not in available]
+        if missing:
+            raise InvalidInput(f"index {name} needs {', '.join(missing)}, which this cube does not hold")

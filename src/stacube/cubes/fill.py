@@ -1,0 +1,356 @@
+"""Procedural fill and reads: ``open_cube(name, bbox=..., time=...)``.
+
+As in the DARTS project's procedural datacubes, the store is a cache of the catalog: a request
+finds the fill units (tiles x time chunks) it intersects, computes only those not in the store
+yet (claimed in ``stacube.cube_chunks`` so concurrent requests never compute one twice, run by
+an executor: in-process, a process pool or Dask), updates the pyramid above them, and returns
+the requested region from the store. A second identical request reads only the Zarr store:
+no catalog search for items, no source COG.
+"""
+
+from __future__ import annotations
+
+import math
+import time as _time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+from stacube.cubes.definition import CubeDefinition
+from stacube.cubes.state import CubeStore, Unit, owner_id
+from stacube.errors import InvalidInput, NoData, StacubeError
+from stacube.settings import Settings
+
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class FillReport:
+    """What a request needed and what it computed.
+
+    Attributes:
+        units: fill units the request intersects.
+        computed: units this call computed.
+        reused: units already in the store.
+        waited: units another process was computing (this call waited for them).
+        items: items read by the computed units.
+        levels_written: pyramid blocks recomputed.
+        seconds: wall time of the fill.
+    """
+
+    units: int = 0
+    computed: int = 0
+    reused: int = 0
+    waited: int = 0
+    items: int = 0
+    levels_written: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_time(time) -> tuple[datetime | None, datetime | None]:
+    """``None``, ``"2020-01/2020-03"``, ``"2020-01-05"`` or a ``(start, end)`` pair (strings,
+    datetimes, numpy or pandas datetimes; either may be None) -> UTC ``(start, end)``.
+
+    Raises:
+        InvalidInput: not understood.
+    """
+    from stacube.jobs.spec import parse_datetime_range
+
+    if time is None:
+        return None, None
+    if isinstance(time, (tuple, list)):
+        if len(time) != 2:
+            raise InvalidInput("time must be a string or a (start, end) pair")
+        parts = []
+        for value in time:
+            if value is None:
+                parts.append("..")
+            elif isinstance(value, str):
+                parts.append(value)
+            else:
+                import pandas as pd
+
+                parts.append(pd.Timestamp(value).isoformat())
+        start, _ = parse_datetime_range(f"{parts[0]}/..") if parts[0] != ".." else (None, None)
+        _, end = parse_datetime_range(f"../{parts[1]}") if parts[1] != ".." else (None, None)
+        if start and end and end < start:
+            raise InvalidInput(f"time {list(time)}: end is before start")
+        return start, end
+    if isinstance(time, str):
+        return parse_datetime_range(time)
+    raise InvalidInput("time must be a string or a (start, end) pair")
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def steps_for(definition: CubeDefinition, time) -> range:
+    """The contiguous range of time steps overlapping ``time`` (see :func:`parse_time`).
+
+    Raises:
+        NoData: no step of the cube in that range.
+    """
+    start, end = parse_time(time)
+    if start is None and end is None:
+        return range(len(definition.steps))
+    hits = [n for n, s in enumerate(definition.steps)
+            if (end is None or _instant(s["start"]) <= end) and (start is None or _instant(s["end"]) >= start)]
+    if not hits:
+        first, last = definition.steps[0]["start"], definition.steps[-1]["end"]
+        raise NoData(f"cube {definition.name} has no time step in {time!r} (it spans {first} .. {last})")
+    return range(hits[0], hits[-1] + 1)
+
+
+def bbox_values(bbox) -> tuple[float, float, float, float]:
+    """4 numbers from a bbox string or sequence; a point (min == max) is allowed.
+
+    Raises:
+        InvalidInput: not 4 finite numbers, or min > max.
+    """
+    if isinstance(bbox, str):
+        bbox = bbox.split(",")
+    try:
+        values = tuple(float(v) for v in bbox)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"bbox {bbox!r}: expected 4 numbers") from exc
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise InvalidInput(f"bbox {bbox!r}: expected 4 finite numbers")
+    if values[0] > values[2] or values[1] > values[3]:
+        raise InvalidInput(f"bbox {list(values)}: min must not exceed max (MINX,MINY,MAXX,MAXY)")
+    return values
+
+
+def window_for(definition: CubeDefinition, bbox, bbox_crs: str = "EPSG:4326", level: int = 0) -> tuple[slice, slice]:
+    """Rows and columns of level ``level`` covering ``bbox`` (None: the whole cube); a bbox
+    thinner than a pixel (or a point) gives the pixel under it.
+
+    Raises:
+        InvalidInput: a malformed bbox.
+        NoData: the bbox does not meet the cube.
+    """
+    from odc.geo.geom import BoundingBox
+
+    geobox = definition.level_geobox(level)
+    ny, nx = geobox.shape.y, geobox.shape.x
+    if bbox is None:
+        return slice(0, ny), slice(0, nx)
+    values = bbox_values(bbox)
+    box = BoundingBox(*values, crs=bbox_crs).to_crs(geobox.crs)
+    inv = ~geobox.affine
+    xs, ys = zip(*[inv * (x, y) for x, y in ((box.left, box.top), (box.right, box.bottom),
+                                             (box.left, box.bottom), (box.right, box.top))])
+    fx0, fx1, fy0, fy1 = min(xs), max(xs), min(ys), max(ys)
+    if not all(math.isfinite(v) for v in (fx0, fx1, fy0, fy1)) or fx1 < 0 or fy1 < 0 or fx0 >= nx or fy0 >= ny:
+        bounds = [round(v, 6) for v in definition.bbox_lonlat]
+        raise NoData(f"bbox {list(values)} is outside cube {definition.name} (lon/lat bounds {bounds})")
+    c0, r0 = max(0, math.floor(fx0 + 1e-9)), max(0, math.floor(fy0 + 1e-9))
+    c1 = min(nx, max(math.ceil(fx1 - 1e-9), c0 + 1))
+    r1 = min(ny, max(math.ceil(fy1 - 1e-9), r0 + 1))
+    return slice(r0, r1), slice(c0, c1)
+
+
+def units_for(definition: CubeDefinition, rows: slice, cols: slice, steps: range, level: int = 0) -> list[Unit]:
+    """Fill units under a window of level ``level``, ``(tile_y, tile_x, time_block)``."""
+    f = 2 ** level
+    tile, tchunk = definition.tile, definition.chunks[0]
+    ty0, ty1 = rows.start * f // tile, math.ceil(rows.stop * f / tile)
+    tx0, tx1 = cols.start * f // tile, math.ceil(cols.stop * f / tile)
+    ny, nx = definition.tiles_shape
+    if not len(steps):
+        return []
+    blocks = range(steps.start // tchunk, (steps.stop - 1) // tchunk + 1)
+    return [(iy, ix, tb) for tb in blocks for iy in range(ty0, min(ty1, ny)) for ix in range(tx0, min(tx1, nx))]
+
+
+def _executor(n_units: int, workers: int | None, dask: str | None, settings: Settings):
+    from stacube.jobs.executors import SerialExecutor, make_executor
+
+    if dask:
+        return make_executor(None, dask)
+    if n_units <= 1:
+        return SerialExecutor()
+    n = workers if workers is not None else (settings.workers or None)
+    return make_executor(min(n, n_units) if n else None)
+
+
+def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit], *,
+               workers: int | None = None, dask: str | None = None, executor=None,
+               progress=None, wait_seconds: float = 3600.0) -> FillReport:
+    """Make sure every unit is in the store: compute the missing ones, wait for those another
+    process is computing, then update the pyramid above what this call computed.
+
+    Args:
+        units: fill units (see :func:`units_for`).
+        workers / dask / executor: where units run (default: in-process for one unit, else a
+            process pool of ``settings.workers`` or one per core).
+        progress: ``progress(done, total)`` as units finish.
+        wait_seconds: longest wait for units computed elsewhere.
+
+    Returns:
+        A :class:`FillReport`.
+
+    Raises:
+        StorageError / StacubeError: a unit failed (recorded as failed; a later request retries it).
+    """
+    from stacube.cubes.build import fill_unit
+    from stacube.cubes.pyramid import update_levels
+
+    started = _time.perf_counter()
+    store = CubeStore(settings)
+    report = FillReport(units=len(units))
+    states = store.states(definition.name, units)
+    pending = [u for u in units if states.get(u) != "done"]
+    report.reused = len(units) - len(pending)
+    if not pending:
+        report.seconds = round(_time.perf_counter() - started, 3)
+        return report
+    me = owner_id()
+    doc = definition.to_doc()
+    computed: list[Unit] = []
+    done = report.reused
+    tick = progress or (lambda d, t: None)
+    tick(done, len(units))
+    own = executor is None
+    deadline = _time.monotonic() + wait_seconds
+    waited: set[Unit] = set()
+    try:
+        while pending:
+            claimed = store.claim(definition.name, pending, me)
+            if claimed:
+                if executor is None:
+                    executor = _executor(len(claimed), workers, dask, settings)
+                errors: list[BaseException] = []
+                try:
+                    for (_, _, unit), outcome in executor.map_unordered(
+                            fill_unit, [(settings, doc, u) for u in claimed]):
+                        if isinstance(outcome, BaseException):
+                            errors.append(outcome)
+                            continue
+                        computed.append(tuple(unit))
+                        report.items += outcome["items"]
+                        done += 1
+                        tick(done, len(units))
+                except BaseException:
+                    store.release(definition.name, claimed, me)
+                    raise
+                if errors:
+                    exc = errors[0]
+                    if isinstance(exc, StacubeError):
+                        raise exc
+                    raise StacubeError(f"cube {definition.name}: a tile failed: {type(exc).__name__}: {exc}") from exc
+            others = [u for u in pending if u not in claimed]
+            waited.update(others)
+            if not others:
+                break
+            if _time.monotonic() > deadline:
+                raise StacubeError(f"cube {definition.name}: gave up waiting for {len(others)} tile(s) "
+                                   "being filled by another process")
+            _time.sleep(POLL_SECONDS)
+            states = store.states(definition.name, others)
+            finished = [u for u in others if states.get(u) == "done"]
+            done += len(finished)
+            if finished:
+                tick(done, len(units))
+            pending = [u for u in others if states.get(u) != "done"]
+    finally:
+        if own and executor is not None:
+            executor.close()
+    report.computed = len(computed)
+    report.waited = len(waited)
+    report.levels_written = update_levels(definition, settings, computed)
+    report.seconds = round(_time.perf_counter() - started, 3)
+    return report
+
+
+def load_definition(settings: Settings, name: str) -> CubeDefinition:
+    """The cube's definition.
+
+    Raises:
+        NotFound: no such cube.
+    """
+    return CubeDefinition.from_doc(CubeStore(settings).get(name))
+
+
+def select_variables(definition: CubeDefinition, variables) -> list[str]:
+    """Validate requested variable names (None: all).
+
+    Raises:
+        InvalidInput: an unknown variable.
+    """
+    if variables is None:
+        return list(definition.variables)
+    if isinstance(variables, str):
+        variables = [v.strip() for v in variables.split(",") if v.strip()]
+    unknown = [v for v in variables if v not in definition.variables]
+    if unknown:
+        raise InvalidInput(f"cube {definition.name} has no variable {unknown[0]!r}; it has "
+                           f"{', '.join(definition.variables)}")
+    return list(dict.fromkeys(variables))
+
+
+def fill_region(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", level: int = 0,
+                settings: Settings | None = None, workers: int | None = None, dask: str | None = None,
+                progress=None) -> tuple[CubeDefinition, FillReport, range, tuple[slice, slice]]:
+    """Fill what a request needs; returns the definition, the report, and the request's steps
+    and window (rows, columns of ``level``). See :func:`open_cube`."""
+    settings = settings or Settings()
+    definition = load_definition(settings, name)
+    if not 0 <= level < definition.levels:
+        raise InvalidInput(f"cube {name} has levels 0..{definition.levels - 1}, not {level}")
+    steps = steps_for(definition, time)
+    rows, cols = window_for(definition, bbox, bbox_crs, level)
+    units = units_for(definition, rows, cols, steps, level)
+    report = fill_units(settings, definition, units, workers=workers, dask=dask, progress=progress)
+    return definition, report, steps, (rows, cols)
+
+
+def open_cube(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", variables=None,
+              level: int = 0, fill: bool = True, load: bool = True, settings: Settings | None = None,
+              workers: int | None = None, dask: str | None = None):
+    """A region of a Zarr cube, computing the parts of it that are not in the store yet.
+
+    Args:
+        name: the cube (``stacube cube create``).
+        bbox: ``MINX,MINY,MAXX,MAXY`` (string or 4 numbers) in ``bbox_crs`` (default lon/lat);
+            None: the whole cube.
+        time: ``"2020-01/2020-06"``, a date, or a ``(start, end)`` pair; None: every step.
+        variables: names (bands, indices, ``quality``...); None: all.
+        level: pyramid level (0: full resolution; ``k``: pixels ``2**k`` larger).
+        fill: compute missing units (False: read what is there; missing parts are NaN / 0).
+        load: read the values now (False: a lazily indexed Dataset over the store).
+        workers / dask: where missing units are computed (see :func:`fill_units`).
+
+    Returns:
+        ``xarray.Dataset`` with ``(time, y, x)`` variables in the cube's CRS (``spatial_ref``
+        grid mapping: ``.rio.crs`` / ``.odc.geobox`` work); float32 physical values, NaN where
+        missing; attributes ``stacube:units``, ``stacube:units_computed`` and
+        ``stacube:units_reused`` tell what the fill did.
+
+    Raises:
+        NotFound: unknown cube. InvalidInput: bad bbox, time, level or variable.
+        NoData: the request does not meet the cube. StorageError: a store or source is unreadable.
+    """
+    from stacube.cubes.store import open_level
+
+    settings = settings or Settings()
+    if fill:
+        definition, report, steps, (rows, cols) = fill_region(
+            name, bbox, time, bbox_crs=bbox_crs, level=level, settings=settings, workers=workers, dask=dask)
+    else:
+        definition = load_definition(settings, name)
+        if not 0 <= level < definition.levels:
+            raise InvalidInput(f"cube {name} has levels 0..{definition.levels - 1}, not {level}")
+        steps = steps_for(definition, time)
+        rows, cols = window_for(definition, bbox, bbox_crs, level)
+        report = FillReport()
+    names = select_variables(definition, variables)
+    ds = open_level(definition, settings, level)[names].isel(
+        time=slice(steps.start, steps.stop), y=rows, x=cols)
+    if load:
+        ds = ds.load()
+    ds.attrs = {**ds.attrs, "stacube:units": report.units, "stacube:units_computed": report.computed,
+                "stacube:units_reused": report.reused}
+    return ds

@@ -1,0 +1,203 @@
+"""Cube records and fill bookkeeping, kept in the catalog database (schema ``stacube``).
+
+``stacube.cubes`` holds each cube's definition; ``stacube.cube_chunks`` one row per fill unit
+(a tile of whole chunks times one time chunk, see :mod:`stacube.cubes.definition`) that was
+claimed: ``running`` (owner, heartbeat ``updated``), ``done`` (its chunks are in the store) or
+``failed``. A unit is claimed with one ``INSERT ... ON CONFLICT`` so two processes asking for
+the same region never compute the same unit twice; a ``running`` unit older than
+:data:`STALE_SECONDS` (its process died) may be claimed again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from stacube.db.connection import connect
+from stacube.errors import Conflict, NotFound
+from stacube.settings import Settings
+
+SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS stacube;
+CREATE TABLE IF NOT EXISTS stacube.cubes (
+    name text PRIMARY KEY,
+    definition jsonb NOT NULL,
+    created timestamptz NOT NULL DEFAULT now(),
+    updated timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS stacube.cube_chunks (
+    cube text NOT NULL REFERENCES stacube.cubes (name) ON DELETE CASCADE,
+    tile_y integer NOT NULL,
+    tile_x integer NOT NULL,
+    time_block integer NOT NULL,
+    state text NOT NULL DEFAULT 'running',
+    owner text,
+    items integer,
+    error text,
+    updated timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cube, tile_y, tile_x, time_block)
+);
+"""
+STALE_SECONDS = 900
+Unit = tuple[int, int, int]
+_READY: set[str] = set()
+
+
+def ensure_cube_schema(conn: psycopg.Connection) -> None:
+    """Create the cube tables if they are missing (idempotent)."""
+    conn.execute(SCHEMA)
+
+
+def owner_id() -> str:
+    """This process, as recorded in ``owner``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class CubeStore:
+    """Reads and writes cube records and fill units.
+
+    Args:
+        settings: the catalog database.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @contextmanager
+    def _conn(self):
+        conn = connect(self.settings, autocommit=True)
+        try:
+            conn.row_factory = dict_row
+            dsn = self.settings.dsn()
+            if dsn not in _READY:  # databases migrated before cubes existed
+                ensure_cube_schema(conn)
+                _READY.add(dsn)
+            yield conn
+        finally:
+            conn.close()
+
+    # -- cubes ------------------------------------------------------------------------------
+    def create(self, name: str, definition: dict, *, replace: bool = False) -> None:
+        """Record a cube.
+
+        Raises:
+            Conflict: a cube of that name exists and ``replace`` is False.
+        """
+        with self._conn() as conn, conn.transaction():
+            exists = conn.execute("SELECT 1 FROM stacube.cubes WHERE name = %s FOR UPDATE", (name,)).fetchone()
+            if exists and not replace:
+                raise Conflict(f"cube {name!r} exists; open it, or delete it first (stacube cube delete {name})")
+            if exists:
+                conn.execute("DELETE FROM stacube.cube_chunks WHERE cube = %s", (name,))
+                conn.execute("UPDATE stacube.cubes SET definition = %s, updated = now() WHERE name = %s",
+                             (Jsonb(definition), name))
+            else:
+                conn.execute("INSERT INTO stacube.cubes (name, definition) VALUES (%s, %s)", (name, Jsonb(definition)))
+
+    def get(self, name: str) -> dict:
+        """The cube's definition document.
+
+        Raises:
+            NotFound: no such cube.
+        """
+        with self._conn() as conn:
+            row = conn.execute("SELECT definition FROM stacube.cubes WHERE name = %s", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown cube {name!r}")
+        return row["definition"]
+
+    def list(self) -> list[dict]:
+        """``{name, definition, created, filled, units_done}`` of every cube, by name."""
+        with self._conn() as conn:
+            return conn.execute(
+                "SELECT c.name, c.definition, c.created, "
+                "(SELECT count(*) FROM stacube.cube_chunks u WHERE u.cube = c.name AND u.state = 'done') AS units_done "
+                "FROM stacube.cubes c ORDER BY c.name").fetchall()
+
+    def delete(self, name: str) -> dict:
+        """Forget a cube; returns its definition.
+
+        Raises:
+            NotFound: no such cube.
+        """
+        definition = self.get(name)
+        with self._conn() as conn:
+            conn.execute("DELETE FROM stacube.cubes WHERE name = %s", (name,))
+        return definition
+
+    # -- fill units -------------------------------------------------------------------------
+    def states(self, name: str, units: Iterable[Unit] | None = None) -> dict[Unit, str]:
+        """``{unit: state}`` of the recorded units (all, or those among ``units``)."""
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT tile_y, tile_x, time_block, state, "
+                "extract(epoch FROM now() - updated) AS age FROM stacube.cube_chunks WHERE cube = %s",
+                (name,)).fetchall()
+        wanted = None if units is None else set(units)
+        out = {}
+        for r in rows:
+            unit = (r["tile_y"], r["tile_x"], r["time_block"])
+            if wanted is None or unit in wanted:
+                stale = r["state"] == "running" and r["age"] > STALE_SECONDS
+                out[unit] = "stale" if stale else r["state"]
+        return out
+
+    def claim(self, name: str, units: Iterable[Unit], owner: str) -> list[Unit]:
+        """Claim units for ``owner``: new ones, failed ones and stale running ones.
+
+        Returns:
+            The units claimed (the others are done, or being filled by someone else).
+        """
+        units = list(units)
+        if not units:
+            return []
+        claimed: list[Unit] = []
+        with self._conn() as conn, conn.transaction():
+            for iy, ix, tb in units:
+                row = conn.execute(
+                    "INSERT INTO stacube.cube_chunks AS u (cube, tile_y, tile_x, time_block, state, owner) "
+                    "VALUES (%s, %s, %s, %s, 'running', %s) "
+                    "ON CONFLICT (cube, tile_y, tile_x, time_block) DO UPDATE "
+                    "SET state = 'running', owner = EXCLUDED.owner, error = NULL, updated = now() "
+                    "WHERE u.state = 'failed' OR (u.state = 'running' AND u.updated < now() - make_interval(secs => %s)) "
+                    "RETURNING tile_y, tile_x, time_block",
+                    (name, iy, ix, tb, owner, STALE_SECONDS)).fetchone()
+                if row:
+                    claimed.append((row["tile_y"], row["tile_x"], row["time_block"]))
+        return claimed
+
+    def finish(self, name: str, unit: Unit, *, items: int | None = None, error: str | None = None) -> None:
+        """Record a unit's outcome (``done`` unless ``error``)."""
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE stacube.cube_chunks SET state = %s, items = %s, error = %s, updated = now() "
+                "WHERE cube = %s AND tile_y = %s AND tile_x = %s AND time_block = %s",
+                ("failed" if error else "done", items, error, name, *unit))
+
+    def release(self, name: str, units: Iterable[Unit], owner: str) -> None:
+        """Drop this owner's claims that never ran (an interrupted fill)."""
+        with self._conn() as conn:
+            for unit in units:
+                conn.execute(
+                    "DELETE FROM stacube.cube_chunks WHERE cube = %s AND tile_y = %s AND tile_x = %s "
+                    "AND time_block = %s AND owner = %s AND state = 'running'", (name, *unit, owner))
+
+    @contextmanager
+    def lock(self, name: str):
+        """A session-level advisory lock on the cube (pyramid updates of one cube run one at a time)."""
+        conn = connect(self.settings, autocommit=True)
+        try:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"stacube.cube:{name}",))
+            yield
+        finally:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"stacube.cube:{name}",))
+            finally:
+                conn.close()

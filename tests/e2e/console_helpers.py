@@ -1,0 +1,36 @@
+"""Helpers of the console's browser tests: the browser, HTTP, tile pixels."""
+
+from __future__ import annotations
+
+import io
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+]
+VIEWPORT = {"width": 1400, "height": 900}
+
+
+def http_get(url: str, timeout: float = 30) -> tuple[int, bytes, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+def painted_pixels(png: bytes):
+    """(number of non-transparent pixels, their RGB standard deviation) of a PNG tile."""
+    import numpy as np
+    from PIL import Image
+
+    px = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")).astype(float)
+    painted = px[..., 3] > 0
+    if not painted.any():
+        return 0, 0.0
+    return int(painted.sum()), float(px[painted][:, :3].std())
