@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import ByteSize, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     )
     max_tile_size: int = Field(1024, description="Largest tile edge in pixels the raster API renders.")
     workers: int = Field(0, description="Worker processes of local jobs (0 = number of cores).")
+    tile_memory: ByteSize = Field(
+        "2GiB", description="Memory one job tile may use (sets the default tile size; e.g. 512MiB)."
+    )
     stage: str = Field("local", description="Deployment stage name (metric dimension on AWS).")
     plan_queue_url: str | None = Field(None, description="SQS queue of jobs to plan (AWS).")
     tile_queue_url: str | None = Field(None, description="SQS queue of job tiles (AWS).")

@@ -28,7 +28,7 @@ def png_pixels(content: bytes) -> np.ndarray:
 
 
 def test_landing_pages(client):
-    assert {l["rel"] for l in client.get("/").json()["links"]} >= {"stac", "raster"}
+    assert {l["rel"] for l in client.get("/api").json()["links"]} >= {"stac", "raster", "jobs"}
     stac = client.get("/stac/").json()
     assert stac["id"] == "stacube" and stac["type"] == "Catalog"
     conforms = " ".join(stac["conformsTo"])

@@ -181,7 +181,7 @@ def test_jobs_api_submit_follow_and_download(client):
 
 
 @pytest.mark.parametrize("body, status, fragment", [
-    ({**SLOVENIA, "method": "medoid"}, 400, "unknown method"),
+    ({**SLOVENIA, "method": "no-such-method"}, 400, "unknown method"),
     ({**SLOVENIA, "collections": ["nope"]}, 404, "unknown collection"),
     ({**SLOVENIA, "bbox": [1, 2, 0, 3]}, 400, "min must be less than max"),
     ({**SLOVENIA, "datetime": "2020-12-01/2020-01-01"}, 400, "END is before START"),
@@ -216,3 +216,35 @@ def test_cancelling_a_running_job(samples, tmp_path):
     assert "ny-cancelled" not in samples.collection_ids()
     assert not (tmp_path / job["id"]).exists()
     assert not (tmp_path / "tmp" / job["id"]).exists()
+
+
+@pytest.mark.parametrize("budget", ["2MiB", "4MiB"])
+def test_tile_memory_budget_sets_the_tile_size_and_bounds_its_peak(samples, budget):
+    """The default tile edge follows STACUBE_TILE_MEMORY; a tile's measured peak stays within it."""
+    import tracemalloc
+
+    from stacube.catalog.store import Catalog
+    from stacube.jobs.plan import make_plan
+    from stacube.jobs.tiles import compute_tile
+    from stacube.settings import Settings
+
+    settings = Settings(tile_memory=budget)
+    spec = build_spec(**{**NY, "method": "median", "max_cloud": None})
+    plan = make_plan(spec, Catalog(settings), "/nonexistent")
+    used = {i: 0.5 for i in plan.items}
+    steps = {i: 0 for i in plan.items}
+    compute_tile(plan, (0, 0), used, steps, 1)  # warm imports and caches
+    tracemalloc.start()
+    compute_tile(plan, (0, 0), used, steps, 1)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak <= settings.tile_memory
+    assert plan.tile_shape[0] < 132  # smaller than the whole grid: the budget, not the area, decided
+
+
+def test_default_tile_for_40_dates_and_6_bands_fits_2_gib():
+    from stacube.jobs.plan import tile_bytes_per_pixel, tile_edge
+
+    edge = tile_edge(2 * 1024**3, dates=40, bands=6, variables=9, steps=1)
+    assert edge >= 1024 and edge % 256 == 0
+    assert edge * edge * tile_bytes_per_pixel(40, 6, 9, 1) <= 2 * 1024**3

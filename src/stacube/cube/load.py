@@ -60,8 +60,10 @@ class Stack:
     shape: tuple[int, int] = field(default=(0, 0))
 
     def select(self, index: np.ndarray) -> Stack:
-        """The slices at ``index`` (ints or a boolean mask)."""
+        """The slices at ``index`` (ints or a boolean mask); the stack itself when that is all."""
         index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
+        if len(index) == len(self.item_ids) and np.array_equal(index, np.arange(len(index))):
+            return self
         return Stack(
             {k: v[index] for k, v in self.bands.items()}, self.observed[index], self.clear[index],
             self.times[index], [self.item_ids[i] for i in index],
@@ -172,21 +174,46 @@ def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool
             clear &= observed
         else:
             observed, clear = valid, valid.copy()
-        times = np.array([np.datetime64(item_order_key(i)[0].replace("Z", "")[:26], "ns") for i in items])
+        times = np.array([_datetime64(item_order_key(i)[0]) for i in items], dtype="datetime64[ns]")
+        del ds
         parts.append((out_bands, observed, clear, times, [i["id"] for i in items], [src.id] * n))
     if not parts:
         empty = np.zeros((0, ny, nx), dtype=np.float32)
         return Stack({b: empty for b in bands}, empty.astype(bool), empty.astype(bool),
                      np.array([], dtype="datetime64[ns]"), [], [], (ny, nx))
+    if len(parts) == 1:  # already in (datetime, id) order: no copy
+        out_bands, observed, clear, times, ids, collections = parts[0]
+        return Stack(out_bands, observed, clear, times, ids, collections, (ny, nx))
     times = np.concatenate([p[3] for p in parts])
     ids = [i for p in parts for i in p[4]]
+    collections = [c for p in parts for c in p[5]]
     order = np.lexsort((np.array(ids, dtype=object).astype(str), times))
-    stack = Stack(
-        {b: np.concatenate([p[0][b] for p in parts])[order] for b in bands},
-        np.concatenate([p[1] for p in parts])[order],
-        np.concatenate([p[2] for p in parts])[order],
-        times[order], [ids[i] for i in order],
-        [c for p in parts for c in p[5]], (ny, nx),
+    return Stack(
+        {b: _merge([p[0][b] for p in parts], order) for b in bands},
+        _merge([p[1] for p in parts], order), _merge([p[2] for p in parts], order),
+        times[order], [ids[i] for i in order], [collections[i] for i in order], (ny, nx),
     )
-    stack.collections = [stack.collections[i] for i in order] if len(parts) > 1 else stack.collections
-    return stack
+
+
+def _merge(arrays: list[np.ndarray], order: np.ndarray) -> np.ndarray:
+    """Concatenate along time in ``order`` with one allocation (slice by slice)."""
+    total = sum(a.shape[0] for a in arrays)
+    out = np.empty((total, *arrays[0].shape[1:]), dtype=arrays[0].dtype)
+    position = np.empty(total, dtype=np.intp)
+    position[order] = np.arange(total)
+    k = 0
+    for a in arrays:
+        for i in range(a.shape[0]):
+            out[position[k]] = a[i]
+            k += 1
+    return out
+
+
+def _datetime64(text: str) -> np.datetime64:
+    """An RFC 3339 timestamp (any offset) as a naive UTC ``datetime64[ns]``."""
+    from datetime import datetime, timezone
+
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return np.datetime64(value, "ns")

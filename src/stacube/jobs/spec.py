@@ -152,7 +152,9 @@ class CompositeSpec(BaseModel):
     resolution: float | None = Field(None, gt=0)
     output: str | None = Field(None, description="Root URI of the outputs.")
     output_collection: str | None = Field(None, description="Collection of the results.")
-    tile_size: int = Field(2048, ge=16, le=16384, description="Tile edge in output pixels.")
+    tile_size: int | None = Field(
+        None, ge=16, le=16384,
+        description="Tile edge in output pixels (default: the largest that fits STACUBE_TILE_MEMORY).")
     mask_cleanup: tuple[int, int] | None = Field(
         None, description="OPEN,DILATE pixels: opening then dilation of the cloud mask (e.g. 2,3).")
 
