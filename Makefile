@@ -32,3 +32,6 @@ lock:
 
 clean: stop
 	rm -rf .stacube
+
+serverless-demo: install
+	$(PY) scripts/serverless_demo.py

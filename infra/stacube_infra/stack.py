@@ -223,6 +223,10 @@ class StacubeStack(Stack):
             raster=self.raster_api,
             jobs=self.jobs_api,
         )
+        # result items link their inputs through the public STAC API
+        self.finalize.function.add_environment("STACUBE_PUBLIC_URL", self.http_api.url.rstrip("/"))
+        # the worker finishing the last scenes tile queues the composite tiles
+        self.worker.function.add_environment("STACUBE_TILE_QUEUE_URL", self.worker.queue.queue_url)
 
     @property
     def service_functions(self) -> dict[str, lambda_.Function]:
@@ -258,6 +262,7 @@ class StacubeStack(Stack):
         self.planner.queue.grant_send_messages(functions["jobs-api"])
         self.worker.queue.grant_send_messages(functions["planner"])
         self.finalize.queue.grant_send_messages(functions["worker"])
+        self.worker.queue.grant_send_messages(functions["worker"])
 
         if self.config.read_buckets:
             for name in ("ingest", "raster-api", "worker"):

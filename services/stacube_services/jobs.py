@@ -66,8 +66,6 @@ def default_launcher(settings: Settings) -> Launcher:
 
 def download_url(href: str, site: str, settings: Settings) -> str:
     """An HTTP address for an output: ``/files/...`` for local outputs, a presigned URL on S3."""
-    from stacube_services.app import local_output_dir
-
     if href.startswith("s3://"):
         try:
             from stacube.storage.stores import s3_client
@@ -77,6 +75,8 @@ def download_url(href: str, site: str, settings: Settings) -> str:
                 "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600)
         except Exception:  # no credentials: the URI is still useful to S3 clients
             return href
+    from stacube_services.app import local_output_dir  # the STAC and raster stacks: local only
+
     root = local_output_dir(settings)
     if root is not None:
         try:

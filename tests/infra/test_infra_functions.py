@@ -150,17 +150,15 @@ def test_shared_environment(functions: dict[str, Any], stack: StacubeStack) -> N
 
 def test_queue_urls_only_where_sent(functions: dict[str, Any], stack: StacubeStack) -> None:
     expected = {
-        "jobs-api": ("STACUBE_PLAN_QUEUE_URL", stack.planner.queue),
-        "planner": ("STACUBE_TILE_QUEUE_URL", stack.worker.queue),
-        "worker": ("STACUBE_FINALIZE_QUEUE_URL", stack.finalize.queue),
+        "jobs-api": {"STACUBE_PLAN_QUEUE_URL": stack.planner.queue},
+        "planner": {"STACUBE_TILE_QUEUE_URL": stack.worker.queue},
+        "worker": {"STACUBE_FINALIZE_QUEUE_URL": stack.finalize.queue,
+                   "STACUBE_TILE_QUEUE_URL": stack.worker.queue},
     }
     for name in functions:
         queue_vars = {k: v for k, v in env(functions, name).items() if k.endswith("_QUEUE_URL")}
-        if name in expected:
-            key, queue = expected[name]
-            assert queue_vars == {key: {"Ref": logical_id(queue)}}, name
-        else:
-            assert queue_vars == {}, name
+        wanted = {k: {"Ref": logical_id(q)} for k, q in expected.get(name, {}).items()}
+        assert queue_vars == wanted, name
 
 
 def test_root_paths(functions: dict[str, Any]) -> None:

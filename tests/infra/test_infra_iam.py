@@ -158,7 +158,7 @@ def test_queue_send_only_where_wired(template_json: dict, stack: StacubeStack) -
     expected = {
         "jobs-api": {logical_id(consumers["planner"].queue)},
         "planner": {logical_id(consumers["worker"].queue)},
-        "worker": {logical_id(consumers["finalize"].queue)},
+        "worker": {logical_id(consumers["finalize"].queue), logical_id(consumers["worker"].queue)},
     }
     functions = {**stack.service_functions, "db-bootstrap": stack.bootstrap.function}
     for name, function in functions.items():

@@ -1,0 +1,399 @@
+"""``ingest`` function: registers what lands under ``s3://<data bucket>/<ingest prefix>``.
+
+Events: S3 ``ObjectCreated:*`` notifications, delivered through the ``ingest`` SQS queue (each
+record's ``body`` is the S3 event; batch of up to 10) or directly by S3. ``s3:TestEvent``
+messages (sent when a notification is configured) and keys outside ``STACUBE_INGEST_PREFIX``
+(``ingest/``) are acknowledged and ignored.
+
+Key layout under the prefix (``<collection>`` is the first folder):
+
+* ``<collection>/**/*.json`` / ``*.geojson``: a STAC Item, an ItemCollection, or a STAC
+  Collection; ``*.ndjson`` / ``*.jsonl`` / ``*.geojsonl``: one Item per line;
+  ``*.yaml`` / ``*.yml``: an Open Data Cube product definition (a collection). Items without a
+  ``collection`` get ``<collection>``; relative asset hrefs are resolved against the object's
+  ``s3://`` URL (``../scenes/B04.tif``). Put the COGs such items reference outside the prefix (or
+  they are registered as COG items too).
+* ``<collection>/<item>/<asset>.tif``: a COG item. Each new COG (re)builds item ``<item>`` from
+  every ``.tif`` in its folder (asset key = file stem), described with rio-stac through GDAL's
+  ``/vsis3/``; the datetime is a ``YYYYMMDD`` date in the item or folder name, else the COG's
+  TIFF tags. ``<collection>/<name>.tif`` is a one-asset item ``<name>``.
+
+Collections are upserted first (keeping the extent already computed), then every item of the
+batch is loaded with pypgstac in one transaction (upsert: delivering an object again changes
+nothing). If the catalog rejects the batch, messages are loaded one by one to find the culprit.
+
+Failures: a message whose objects cannot be registered is reported in ``batchItemFailures``;
+SQS delivers it again and, after the third delivery, moves it to the ``ingest`` dead-letter
+queue. A bad object (malformed JSON, invalid item, unreadable COG) is retried at once, so it
+reaches the dead-letter queue within seconds; an item of a collection not registered yet, or an
+unreachable database, is retried after 30 s, then 60 s. The reason is logged as one JSON line
+(``"message": "ingest: message failed"``, with ``message_id``, ``reason`` and the object URL).
+
+Handler: ``lambdas.ingest.handler.handler`` (event: SQS, or S3).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote_plus, urlparse
+
+from stacube.errors import InvalidInput, StacubeError
+from stacube.settings import Settings
+from stacube.storage.stores import configure_gdal
+
+from lambdas.runtime import attempt_of, fail_record, log
+
+settings = Settings()
+configure_gdal(settings)
+
+JSON_SUFFIXES = (".json", ".geojson")
+NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".geojsonl")
+PRODUCT_SUFFIXES = (".yaml", ".yml")
+COG_SUFFIXES = (".tif", ".tiff")
+
+
+class BadObject(InvalidInput):
+    """An object that cannot become a collection or items (retrying does not help)."""
+
+    retry_in = 0
+
+
+class MissingCollection(StacubeError):
+    """Items of a collection that is not registered (yet): retried later."""
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """An object named in an S3 event record."""
+
+    bucket: str
+    key: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass
+class Message:
+    """What one SQS record (or one direct S3 record) asks to register."""
+
+    record: dict
+    objects: list[S3Object] = field(default_factory=list)
+    collections: list[dict] = field(default_factory=list)
+    items: list[dict] = field(default_factory=list)
+    error: BaseException | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record.get("messageId") or self.record.get("responseElements", {}).get(
+            "x-amz-request-id", "")
+
+
+_S3 = None
+
+
+def _s3():
+    global _S3
+    if _S3 is None:
+        from stacube.storage.stores import s3_client
+
+        _S3 = s3_client(settings)
+    return _S3
+
+
+def s3_objects(event: dict) -> list[S3Object]:
+    """Objects created under the ingest prefix, from an S3 event document.
+
+    Raises:
+        BadObject: not an S3 event.
+    """
+    if event.get("Event") == "s3:TestEvent":
+        return []
+    records = event.get("Records")
+    if not isinstance(records, list):
+        raise BadObject(f"not an S3 event notification: {json.dumps(event)[:200]}")
+    prefix = settings.ingest_prefix.lstrip("/")
+    found = []
+    for record in records:
+        if record.get("eventSource") != "aws:s3":
+            raise BadObject(f"not an S3 event record: {json.dumps(record)[:200]}")
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record.get("s3") or {}
+        bucket = (s3.get("bucket") or {}).get("name")
+        key = unquote_plus((s3.get("object") or {}).get("key", ""))
+        if not bucket or not key:
+            raise BadObject(f"S3 event record without bucket or key: {json.dumps(record)[:200]}")
+        if key.startswith(prefix) and not key.endswith("/"):
+            found.append(S3Object(bucket, key))
+    return found
+
+
+def _read(obj: S3Object) -> bytes:
+    from botocore.exceptions import ClientError
+
+    try:
+        return _s3().get_object(Bucket=obj.bucket, Key=obj.key)["Body"].read()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "404"):
+            raise BadObject(f"{obj.url}: the object no longer exists") from exc
+        raise
+
+
+def _relative(obj: S3Object) -> list[str]:
+    """The key's folders below the ingest prefix, and its file name."""
+    rel = obj.key[len(settings.ingest_prefix.lstrip("/")):]
+    return [p for p in rel.split("/") if p]
+
+
+def _resolve_hrefs(doc: dict, obj: S3Object) -> dict:
+    """Relative asset hrefs of an item resolved against the object's URL.
+
+    Raises:
+        BadObject: an asset href is a local path.
+    """
+    assets = doc.get("assets")
+    if not isinstance(assets, dict):
+        return doc
+    folder = posixpath.dirname(obj.key)
+    for key, asset in assets.items():
+        href = asset.get("href") if isinstance(asset, dict) else None
+        if not isinstance(href, str) or not href:
+            continue
+        scheme = urlparse(href).scheme
+        if scheme and len(scheme) > 1 and scheme != "file":
+            continue
+        if scheme == "file" or href.startswith("/"):
+            raise BadObject(f"{obj.url}: item {doc.get('id')!r}: asset {key!r} is a local path "
+                            f"({href}); use a relative or s3:// href")
+        resolved = posixpath.normpath(posixpath.join(folder, href))
+        if resolved.startswith(".."):
+            raise BadObject(f"{obj.url}: item {doc.get('id')!r}: asset {key!r} ({href}) points "
+                            "above the bucket")
+        asset["href"] = f"s3://{obj.bucket}/{resolved}"
+    return doc
+
+
+def _json_documents(obj: S3Object, data: bytes) -> list[dict]:
+    name = obj.key.lower()
+    try:
+        if name.endswith(NDJSON_SUFFIXES):
+            return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadObject(f"{obj.url}: malformed JSON: {exc}") from exc
+    if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        return list(doc.get("features") or [])
+    return [doc]
+
+
+def _cog_item(obj: S3Object, collection: str, template: dict | None) -> dict:
+    """The item of a COG's folder (see the module docstring)."""
+    from stacube.catalog.ingest import _date_in, item_from_cogs
+
+    parts = _relative(obj)
+    folder = posixpath.dirname(obj.key)
+    if len(parts) == 2:
+        item_id = posixpath.splitext(parts[1])[0]
+        keys = [obj.key]
+    else:
+        item_id = parts[-2]
+        listing = _s3().get_paginator("list_objects_v2").paginate(Bucket=obj.bucket,
+                                                                 Prefix=folder + "/")
+        keys = sorted(o["Key"] for page in listing for o in page.get("Contents", [])
+                      if o["Key"].lower().endswith(COG_SUFFIXES)
+                      and posixpath.dirname(o["Key"]) == folder)
+        keys = keys or [obj.key]
+    files = {posixpath.splitext(posixpath.basename(k))[0]: Path(f"/vsis3/{obj.bucket}/{k}")
+             for k in keys}
+    when = _date_in(item_id) or _date_in(folder)
+    try:
+        doc = item_from_cogs(item_id, when, files, collection=collection,
+                             asset_fields={k: {} for k in files}, template=template)
+    except InvalidInput as exc:
+        raise BadObject(f"{obj.url}: {exc.message}") from exc
+    for asset in doc["assets"].values():
+        if asset["href"].startswith("/vsis3/"):
+            asset["href"] = "s3://" + asset["href"][len("/vsis3/"):]
+    return doc
+
+
+def _collection(obj: S3Object, doc: dict) -> dict:
+    from stacube.catalog.products import odc_to_collection, validate_collection
+
+    try:
+        if doc.get("type") == "Collection":
+            return validate_collection(doc, source=obj.url)
+        return odc_to_collection(doc, source=obj.url)
+    except InvalidInput as exc:
+        raise BadObject(exc.message) from exc
+
+
+def read_message(message: Message, collections: dict[str, dict]) -> None:
+    """Fill ``message.collections`` and ``message.items`` from its objects.
+
+    Args:
+        collections: the catalog's collection documents by id (new collections are added).
+
+    Raises:
+        BadObject / MissingCollection / StacubeError: the first problem found.
+    """
+    from stacube.catalog.items import check_item
+
+    for obj in message.objects:
+        parts = _relative(obj)
+        name = obj.key.lower()
+        folder_collection = parts[0] if len(parts) >= 2 else None
+        if name.endswith(PRODUCT_SUFFIXES):
+            import yaml
+
+            try:
+                doc = yaml.safe_load(_read(obj))
+            except yaml.YAMLError as exc:
+                raise BadObject(f"{obj.url}: malformed YAML: {exc}") from exc
+            if not isinstance(doc, dict):
+                raise BadObject(f"{obj.url}: expected a product definition mapping")
+            message.collections.append(_collection(obj, doc))
+            continue
+        if name.endswith(JSON_SUFFIXES + NDJSON_SUFFIXES):
+            docs = _json_documents(obj, _read(obj))
+        elif name.endswith(COG_SUFFIXES):
+            if folder_collection is None:
+                raise BadObject(f"{obj.url}: COGs go under {settings.ingest_prefix}<collection>/")
+            if folder_collection not in collections:
+                raise MissingCollection(f"{obj.url}: collection {folder_collection!r} is not "
+                                        "registered (yet)")
+            docs = [_cog_item(obj, folder_collection, collections[folder_collection])]
+        else:
+            log("info", "ingest: ignored (not JSON, YAML or a COG)", object=obj.url)
+            continue
+        for doc in docs:
+            if isinstance(doc, dict) and doc.get("type") == "Collection":
+                collection = _collection(obj, doc)
+                message.collections.append(collection)
+                collections.setdefault(collection["id"], collection)
+                continue
+            if not isinstance(doc, dict):
+                raise BadObject(f"{obj.url}: expected a STAC Item object")
+            if folder_collection and not doc.get("collection"):
+                doc["collection"] = folder_collection
+            wanted = doc.get("collection")
+            if isinstance(wanted, str) and wanted and wanted not in collections:
+                raise MissingCollection(f"{obj.url}: item {doc.get('id')!r}: collection "
+                                        f"{wanted!r} is not registered (yet)")
+            _resolve_hrefs(doc, obj)
+            try:
+                message.items.append(check_item(doc, collections=set(collections), source=obj.url))
+            except InvalidInput as exc:
+                raise BadObject(exc.message) from exc
+
+
+def _unique(items: list[dict]) -> list[dict]:
+    """Items by (collection, id), the last one winning (pgSTAC upserts a row once per load)."""
+    return list({(i["collection"], i["id"]): i for i in items}.values())
+
+
+def register(messages: list[Message]) -> None:
+    """Register the messages' collections, then their items in one transaction.
+
+    Sets ``message.error`` on the messages that could not be registered.
+    """
+    from stacube.catalog.store import Catalog
+
+    catalog = Catalog(settings)
+    pending = [m for m in messages if m.error is None and m.objects]
+    if not pending:
+        return
+    collections = {c["id"]: c for c in catalog.collections()}
+    for message in pending:
+        try:
+            read_message(message, collections)
+            for collection in message.collections:
+                old = collections.get(collection["id"])
+                if old is not None and old is not collection and old.get("extent"):
+                    collection["extent"] = old["extent"]
+                catalog.upsert_collection(collection)
+                collections[collection["id"]] = collection
+        except Exception as exc:  # noqa: BLE001 - this message fails, the others go on
+            message.error = exc
+    good = [m for m in pending if m.error is None and m.items]
+    if not good:
+        return
+    try:
+        catalog.load_items(_unique([i for m in good for i in m.items]), mode="upsert")
+    except InvalidInput:
+        if len(good) == 1:
+            good[0].error = BadObject(f"the catalog rejected the items of "
+                                      f"{', '.join(o.url for o in good[0].objects)}")
+            return
+        for message in good:  # find the culprit: one transaction per message
+            try:
+                catalog.load_items(_unique(message.items), mode="upsert")
+            except InvalidInput as exc:
+                message.error = BadObject(exc.message)
+            except Exception as exc:  # noqa: BLE001
+                message.error = exc
+    except Exception as exc:  # noqa: BLE001 - e.g. the database is down: all retry
+        for message in good:
+            message.error = exc
+
+
+def _messages(event: dict) -> tuple[list[Message], bool]:
+    """The event's messages, and whether it came through SQS."""
+    records = event.get("Records") or []
+    via_sqs = any(r.get("eventSource") == "aws:sqs" for r in records)
+    if not via_sqs:  # direct S3 notification: one message
+        message = Message(record={"messageId": "s3"})
+        try:
+            message.objects = s3_objects(event)
+        except BadObject as exc:
+            message.error = exc
+        return [message], False
+    messages = []
+    for record in records:
+        message = Message(record=record)
+        try:
+            body = json.loads(record.get("body") or "")
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            message.error = BadObject(f"message body is not an S3 event: {exc}")
+        else:
+            try:
+                message.objects = s3_objects(body)
+            except BadObject as exc:
+                message.error = exc
+        messages.append(message)
+    return messages, True
+
+
+def handler(event: dict, context=None) -> dict:
+    """Register the objects of an SQS batch (or a direct S3 event).
+
+    Returns:
+        ``{"batchItemFailures": [...]}`` for SQS events. A direct S3 event whose objects fail
+        raises, so Lambda's asynchronous retries apply.
+    """
+    messages, via_sqs = _messages(event)
+    register(messages)
+    failures = []
+    for message in messages:
+        urls = [o.url for o in message.objects]
+        if message.error is None:
+            if urls:
+                log("info", "ingest: registered", message_id=message.id, objects=urls,
+                    collections=[c["id"] for c in message.collections],
+                    items=len(message.items), attempt=attempt_of(message.record))
+            continue
+        if not via_sqs:
+            raise message.error
+        log("error", "ingest: could not register", message_id=message.id, objects=urls,
+            reason=str(message.error))
+        failures.append(fail_record(message.record, message.error, "ingest"))
+    return {"batchItemFailures": failures}

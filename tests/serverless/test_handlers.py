@@ -1,0 +1,178 @@
+"""Each handler on its own, with the event shapes AWS sends it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lambdas.local_events import http_event, response_json, sqs_record
+from serverless_support import DATA_BUCKET
+
+
+def call(handler, method, path, **kwargs):
+    return handler(http_event(method, path, **kwargs), None)
+
+
+def sqs_event(body, *, attempt=1, arn="arn:aws:sqs:us-east-1:123456789012:stacube-test-tile"):
+    message = {"MessageId": f"m-{attempt}-{abs(hash(str(body)))}", "ReceiptHandle": "r",
+               "Body": body if isinstance(body, str) else json.dumps(body),
+               "Attributes": {"ApproximateReceiveCount": str(attempt)}}
+    return {"Records": [sqs_record(message, arn)]}
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+def test_stac_api_links_carry_the_base_path_and_the_pool_opens_once(handlers):
+    stac = handlers["stac_api"]
+    landing = call(stac, "GET", "/stac")
+    assert landing["statusCode"] == 200
+    links = {link["rel"]: link["href"] for link in response_json(landing)["links"]}
+    assert links["self"] == "https://abc123.execute-api.us-east-1.amazonaws.com/stac/"
+    assert links["data"].endswith("/stac/collections")
+    pool = stac.app.state.readpool
+    assert pool.get_max_size() == 1
+    missing = call(stac, "GET", "/stac/collections/nope")
+    assert missing["statusCode"] == 404
+    bad = call(stac, "GET", "/stac/search", query={"bbox": "1,2,3"})
+    assert 400 <= bad["statusCode"] < 500
+    assert stac.app.state.readpool is pool  # one pool per container, not per request
+
+
+def test_raster_api_serves_under_its_base_path(handlers):
+    raster = handlers["raster_api"]
+    landing = response_json(call(raster, "GET", "/raster/"))
+    assert all(link["href"].startswith("https://abc123.execute-api.us-east-1.amazonaws.com/raster/")
+               for link in landing["links"])
+    assert raster.app.state.dbpool.max_size == 1
+    outside = call(raster, "GET", "/raster/collections/x/tiles/WebMercatorQuad/1/5/5.png")
+    assert outside["statusCode"] == 400 and "outside" in response_json(outside)["description"]
+    assert call(raster, "GET", "/raster/healthz")["statusCode"] == 200
+
+
+def test_jobs_api_rejects_bad_input(handlers):
+    jobs = handlers["jobs_api"]
+    for body, status in (({"collections": ["sentinel-2-l1c-eolearn-sample"]}, 400),
+                         ({"collections": ["nope"], "bbox": [0, 0, 1, 1], "datetime": "2020",
+                           "method": "median"}, 404)):
+        answer = call(jobs, "POST", "/jobs", body=body)
+        assert answer["statusCode"] == status, answer
+        assert response_json(answer)["description"]
+    assert call(jobs, "POST", "/jobs", body="not json")["statusCode"] == 400
+    assert call(jobs, "GET", "/jobs/nope")["statusCode"] == 404
+
+
+# -- ingest -----------------------------------------------------------------------------------
+def test_ingest_direct_s3_events_test_events_and_foreign_keys(aws, handlers):
+    ingest = handlers["ingest"]
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-01-01T00:00:00Z",
+                  "Bucket": DATA_BUCKET, "RequestId": "x", "HostId": "y"}
+    assert ingest(sqs_event(test_event), None) == {"batchItemFailures": []}
+    outside = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                            "s3": {"bucket": {"name": DATA_BUCKET}, "object": {"key": "elsewhere/a.json"}}}]}
+    assert ingest(sqs_event(outside), None) == {"batchItemFailures": []}
+    assert ingest(sqs_event("not json"), None)["batchItemFailures"]
+    aws.s3.put_object(Bucket=DATA_BUCKET, Key="ingest/unknown-collection/x.json",
+                      Body=json.dumps({"type": "Feature", "id": "x", "geometry": None,
+                                       "properties": {"datetime": "2020-01-01T00:00:00Z"}, "assets": {}}))
+    direct = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                           "s3": {"bucket": {"name": DATA_BUCKET},
+                                  "object": {"key": "ingest/unknown-collection/x.json"}}}]}
+    with pytest.raises(Exception, match="not registered"):  # direct S3 invocation: Lambda retries
+        ingest(direct, None)
+
+
+# -- queue consumers --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def flow_ready(aws, handlers, app_settings):
+    """A job planned through the planner handler (its collection registered by ingest)."""
+    from serverless_support import poller
+    from stacube.catalog.store import Catalog
+    from stacube_testing import PRODUCTS
+
+    catalog = Catalog(app_settings)
+    if "sentinel-2-l1c-eolearn-sample" not in catalog.collection_ids():  # run without test_flow
+        from stacube.catalog.register import add_datasets, add_product
+        from stacube_testing import SAMPLES
+
+        add_product(catalog, PRODUCTS / "sentinel-2-l1c-eolearn-sample.odc.yaml")
+        add_datasets(catalog, [SAMPLES / "s2-l1c-slovenia-eolearn"])
+    spec = {"collections": ["sentinel-2-l1c-eolearn-sample"], "bbox": [14.5514, 45.8659, 14.5642, 45.875],
+            "datetime": "2015-07-01/2015-09-30", "method": "mean", "bands": ["red"], "tile_size": 64,
+            "output_collection": "slovenia-mean-aws"}
+    job_id = response_json(call(handlers["jobs_api"], "POST", "/jobs", body=spec))["id"]
+    poller(aws, "plan").drain(handlers["planner"])
+    tiles = []
+    while True:  # take the tile messages off the queue: the test delivers them itself
+        got = aws.sqs.receive_message(QueueUrl=aws.queues["tile"], MaxNumberOfMessages=10)
+        if not got.get("Messages"):
+            break
+        for m in got["Messages"]:
+            tiles.append(json.loads(m["Body"]))
+            aws.sqs.delete_message(QueueUrl=aws.queues["tile"], ReceiptHandle=m["ReceiptHandle"])
+    return {"job_id": job_id, "tiles": tiles}
+
+
+def test_worker_recovers_a_stage_move_its_previous_attempt_did_not_make(aws, handlers, app_settings,
+                                                                          flow_ready):
+    from stacube.jobs import tasks
+    from stacube.jobs.state import JobStore
+
+    job_id, tiles = flow_ready["job_id"], flow_ready["tiles"]
+    assert len(tiles) == 4 and {t["stage"] for t in tiles} == {"scenes"}
+    store = JobStore(app_settings)
+    worker = handlers["worker"]
+    for message in tiles[:-1]:
+        assert worker(sqs_event(message), None) == {"batchItemFailures": []}
+    # the last tile's first attempt ran the tile, claimed the stage move and died preparing
+    last = tiles[-1]
+    assert tasks.execute_tile(app_settings, job_id, "scenes", last["tile"]) is True
+    assert store.advance_stage(job_id, "scenes", "preparing")
+    duplicate = worker(sqs_event(last, attempt=1), None)  # another copy: someone is preparing
+    assert duplicate == {"batchItemFailures": []}
+    assert store.get(job_id, full=False)["stage"] == "preparing"
+    retried = worker(sqs_event(last, attempt=2), None)  # the same message again: finishes the move
+    assert retried == {"batchItemFailures": []}
+    assert store.get(job_id, full=False)["stage"] == "composite"
+    sent = aws.sqs.receive_message(QueueUrl=aws.queues["tile"], MaxNumberOfMessages=10)["Messages"]
+    assert sorted(json.loads(m["Body"])["stage"] for m in sent) == ["composite"] * 4
+    for m in sent:
+        aws.sqs.delete_message(QueueUrl=aws.queues["tile"], ReceiptHandle=m["ReceiptHandle"])
+    assert all(store.tile_attempts(job_id, "scenes", t["tile"]) == 1 for t in tiles)
+
+
+def test_stale_bad_and_cancelled_messages(aws, handlers, app_settings, flow_ready):
+    from stacube.jobs.state import JobStore
+
+    job_id = flow_ready["job_id"]
+    worker, planner, finalize = handlers["worker"], handlers["planner"], handlers["finalize"]
+    old_run = {"job_id": job_id, "run": 99, "stage": "composite", "tile": "0_0"}
+    assert worker(sqs_event(old_run), None) == {"batchItemFailures": []}  # ignored
+    assert JobStore(app_settings).tile_attempts(job_id, "composite", "0_0") == 0
+    bad = worker(sqs_event({"job_id": job_id, "stage": "nope", "tile": "0_0"}), None)
+    assert len(bad["batchItemFailures"]) == 1  # malformed: fails, goes to the dead-letter queue
+    assert planner(sqs_event("{}"), None)["batchItemFailures"]
+    assert finalize(sqs_event({"job_id": "unknown", "run": 1}), None) == {"batchItemFailures": []}
+    JobStore(app_settings).cancel(job_id)
+    cancelled = {"job_id": job_id, "run": JobStore(app_settings).get(job_id, full=False)["run"],
+                 "stage": "composite", "tile": "0_0"}
+    assert worker(sqs_event(cancelled), None) == {"batchItemFailures": []}
+    assert JobStore(app_settings).tile_attempts(job_id, "composite", "0_0") == 0
+
+
+def test_a_tile_failing_on_its_last_attempt_fails_the_job(aws, handlers, app_settings, capsys):
+    from stacube.jobs.state import JobStore
+
+    store = JobStore(app_settings)
+    job_id = "broken-job"
+    store.submit(job_id, {"collections": ["x"]})
+    store.update(job_id, state="running", stage="scenes", plan={"not": "a plan"})
+    store.add_tiles(job_id, "scenes", ["0_0"])
+    message = {"job_id": job_id, "run": 1, "stage": "scenes", "tile": "0_0"}
+    first = handlers["worker"](sqs_event(message, attempt=1), None)
+    assert first["batchItemFailures"] and store.state(job_id) == "running"  # retried
+    last = handlers["worker"](sqs_event(message, attempt=3), None)
+    assert last["batchItemFailures"] and store.state(job_id) == "failed"
+    metric = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+              if '"JobsFailed"' in line]
+    assert metric and metric[-1]["Stage"] == "test" and metric[-1]["JobsFailed"] == 1
+    assert metric[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "stacube"
