@@ -59,6 +59,7 @@ ENV = {  # what every function gets (no network is used at import)
     "STACUBE_DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:app",
     "STACUBE_DB_POOL_SIZE": "1", "STACUBE_OUTPUT": "s3://outputs/outputs", "STACUBE_STAGE": "bench",
     "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+    "AWS_LAMBDA_FUNCTION_NAME": "stacube-bench",  # what the Lambda runtime sets
 }
 TIMER = ("import sys, time; sys.path.insert(0, {root!r}); t = time.perf_counter(); {stmt}; "
          "print(time.perf_counter() - t)")

@@ -13,11 +13,22 @@ Handler: ``lambdas.raster_api.handler.handler`` (event: API Gateway HTTP API, pa
 
 from __future__ import annotations
 
-from stacube.settings import Settings
-from stacube.storage.stores import configure_gdal
-from stacube_services.raster import create_raster_app
+import os
+import sys
 
-from lambdas.runtime import http_handler
+# This function serves pgSTAC mosaics and COG items only. rio-tiler imports its optional
+# xarray reader when xarray and rioxarray are installed (they are: the library needs them), which
+# pulls in dask and scipy and adds seconds to every cold start; in the function's own process,
+# mark them unavailable so rio-tiler skips that reader. Nothing on its request path uses xarray.
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    for _optional in ("rioxarray", "xarray"):
+        sys.modules.setdefault(_optional, None)  # type: ignore[arg-type]
+
+from stacube.settings import Settings  # noqa: E402
+from stacube.storage.stores import configure_gdal  # noqa: E402
+from stacube_services.raster import create_raster_app  # noqa: E402
+
+from lambdas.runtime import http_handler  # noqa: E402
 
 settings = Settings()
 configure_gdal(settings)

@@ -78,13 +78,13 @@ def index_params(index_name: str, collections: list[dict], query: list[tuple[str
             asset keys (one ``assets`` list must serve every item of a mosaic).
     """
     from stacube.cube.indices import RENDER, get_index
-    from stacube.jobs.plan import _asset_map
+    from stacube.catalog.bands import resolve_band_assets
 
     index = get_index(index_name)
     commons = list(index.bands.values())
     keys = None
     for coll in collections:
-        mapped = [_asset_map(coll, [c])[c] for c in commons]
+        mapped = [resolve_band_assets(coll, [c])[c] for c in commons]
         if keys is not None and mapped != keys:
             raise InvalidInput(
                 f"index {index.name}: collections map {', '.join(commons)} to different assets; "
@@ -270,6 +270,8 @@ def create_raster_app(settings: Settings) -> FastAPI:
         extensions=[wmtsExtension(), stacRenderExtension()], templates=templates,
     )
     app.include_router(items.router, tags=["STAC Item"], prefix="/collections/{collection_id}/items/{item_id}")
+    from stacube_services.masked import add_masked_routes
+    add_masked_routes(app)  # cloud-masked mosaics: /collections/{id}/masked/..., /searches/{id}/masked/...
     app.include_router(TMSFactory(templates=templates).router, tags=["Tiling Schemes"])
     app.include_router(AlgorithmFactory(templates=templates).router, tags=["Algorithms"])
     app.include_router(ColorMapFactory(templates=templates).router, tags=["ColorMaps"])

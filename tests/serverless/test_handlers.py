@@ -176,3 +176,28 @@ def test_a_tile_failing_on_its_last_attempt_fails_the_job(aws, handlers, app_set
               if '"JobsFailed"' in line]
     assert metric and metric[-1]["Stage"] == "test" and metric[-1]["JobsFailed"] == 1
     assert metric[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "stacube"
+
+
+def test_raster_function_process_runs_without_xarray(samples):
+    """In its own Lambda process the raster function keeps xarray out (cold start) and still
+    renders an index tile of a source collection."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "import lambdas.raster_api.handler as h\n"
+        "from lambdas.local_events import http_event, response_body\n"
+        "assert sys.modules.get('xarray', 'absent') is None, 'xarray was imported'\n"
+        "event = http_event('GET', '/raster/collections/sentinel-2-l1c-eolearn-sample/tiles/"
+        "WebMercatorQuad/14/8854/5837.png', query={'index': 'NDVI'})\n"
+        "r = h.handler(event, None)\n"
+        "print(r['statusCode'], len(response_body(r)))\n"
+    )
+    env = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": "stacube-raster", "STACUBE_ROOT_PATH": "/raster"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    status, size = out.stdout.split()[-2:]
+    assert status == "200" and int(size) > 1000

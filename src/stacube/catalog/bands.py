@@ -63,6 +63,34 @@ def resolve_bands(collection: dict, names: list[str]) -> dict[str, str]:
     return out
 
 
+#: Accepted stand-ins when a collection lacks a common name (STAC eo: nir08 is a narrow nir).
+COMMON_NAME_FALLBACKS = {
+    "nir": ["nir08"], "nir08": ["nir"], "lwir": ["lwir11"], "lwir11": ["lwir"],
+    "rededge": ["rededge071"], "green": ["green05"],
+}
+
+
+def resolve_band_assets(collection: dict, names: list[str]) -> dict[str, str]:
+    """Like :func:`resolve_bands`, accepting the stand-ins of :data:`COMMON_NAME_FALLBACKS`
+    (``nir`` served by a ``nir08`` asset...), so collections of different sensors match.
+
+    Raises:
+        InvalidInput: a name matches no asset, even through its stand-ins.
+    """
+    out = {}
+    for name in names:
+        first_error = None
+        for candidate in [name, *COMMON_NAME_FALLBACKS.get(name, [])]:
+            try:
+                out[name] = resolve_bands(collection, [candidate])[candidate]
+                break
+            except InvalidInput as exc:
+                first_error = first_error or exc
+        else:
+            raise first_error  # type: ignore[misc]
+    return out
+
+
 def data_bands(collection: dict) -> list[str]:
     """Asset keys of the data (non-quality) bands, in ``item_assets`` order."""
     from stacube.catalog.quality import QUALITY_KEY

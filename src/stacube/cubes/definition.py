@@ -235,12 +235,12 @@ def _native(collection: dict, items: list[dict], asset_key: str) -> tuple[str, f
 
 
 def _default_bands(collection: dict) -> list[str]:
-    from stacube.jobs.plan import _asset_map
+    from stacube.catalog.bands import resolve_band_assets
 
     out = []
     for band in DEFAULT_BANDS:
         try:
-            _asset_map(collection, [band])
+            resolve_band_assets(collection, [band])
             out.append(band)
         except InvalidInput:
             continue
@@ -312,7 +312,8 @@ def define_cube(spec: CubeSpec, catalog: Catalog, root: str) -> CubeDefinition:
     """
     from odc.geo.geom import BoundingBox
 
-    from stacube.jobs.plan import MAX_OUTPUT_PIXELS, _asset_map
+    from stacube.catalog.bands import resolve_band_assets
+    from stacube.jobs.plan import MAX_OUTPUT_PIXELS
 
     collections = [catalog.get_collection(c) for c in spec.collections]
     bands = list(spec.bands) or _default_bands(collections[0])
@@ -321,7 +322,7 @@ def define_cube(spec: CubeSpec, catalog: Catalog, root: str) -> CubeDefinition:
     search_bbox = list(BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs("EPSG:4326")) if spec.bbox else None
     sources, items = [], []
     for coll in collections:
-        assets = _asset_map(coll, load_bands)
+        assets = resolve_band_assets(coll, load_bands)
         rule = rule_of(coll)
         found = list(catalog.search({"collections": [coll["id"]], "bbox": search_bbox,
                                      "datetime": format_interval(start, end)}))

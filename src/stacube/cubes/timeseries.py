@@ -309,7 +309,7 @@ def from_items(settings: Settings, collections: list[str], *, geom, kind: str, t
     from stacube.cubes.definition import _default_bands, _native
     from stacube.cubes.fill import parse_time, window_for
     from stacube.cubes.grids import parse_grid
-    from stacube.jobs.plan import _asset_map
+    from stacube.catalog.bands import resolve_band_assets
     from stacube.jobs.spec import format_interval
 
     if isinstance(collections, str):
@@ -332,7 +332,7 @@ def from_items(settings: Settings, collections: list[str], *, geom, kind: str, t
     for doc in docs:
         mine = [i for i in items if i["collection"] == doc["id"]]
         if mine:
-            sources.append(Source(doc, mine, _asset_map(doc, load_bands), rule_of(doc)))
+            sources.append(Source(doc, mine, resolve_band_assets(doc, load_bands), rule_of(doc)))
     if like is not None:
         rows, cols = window_for(like, geom.bounds)
         geobox = like.geobox[rows, cols]

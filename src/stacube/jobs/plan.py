@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from stacube.catalog.bands import resolve_bands
+from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.quality import QualityRule, clear_values_rule, rule_of
 from stacube.catalog.store import Catalog
 from stacube.cube.indices import required_bands
@@ -14,11 +14,6 @@ from stacube.cube.load import Source, item_order_key
 from stacube.errors import InvalidInput, NoData
 from stacube.jobs.spec import PERIOD_PATTERN, CompositeSpec, format_interval
 
-#: Accepted stand-ins when a collection lacks a common name (STAC eo: nir08 is a narrow nir).
-COMMON_NAME_FALLBACKS = {
-    "nir": ["nir08"], "nir08": ["nir"], "lwir": ["lwir11"], "lwir11": ["lwir"],
-    "rededge": ["rededge071"], "green": ["green05"],
-}
 DEFAULT_BANDS = ["red", "green", "blue"]
 #: Memory a tile needs whatever its size (item documents, odc-stac and GDAL bookkeeping).
 FIXED_TILE_OVERHEAD = 1 << 20
@@ -71,22 +66,6 @@ class Plan:
 
         extra = ["provenance"] if self.spec.method in SELECTION_METHODS else []
         return [*self.bands, *self.indices, *extra, "clear_count", "valid_count"]
-
-
-def _asset_map(collection: dict, names: list[str]) -> dict[str, str]:
-    out = {}
-    for name in names:
-        candidates = [name, *COMMON_NAME_FALLBACKS.get(name, [])]
-        last_error = None
-        for cand in candidates:
-            try:
-                out[name] = resolve_bands(collection, [cand])[cand]
-                break
-            except InvalidInput as exc:
-                last_error = last_error or exc
-        else:
-            raise last_error  # type: ignore[misc]
-    return out
 
 
 def _rule(spec: CompositeSpec, collection: dict) -> QualityRule | None:
@@ -249,7 +228,7 @@ def make_plan(spec: CompositeSpec, catalog: Catalog, output_root: str) -> Plan:
     start, end = spec.time_range
     sources: list[Source] = []
     for coll in collections:
-        assets = _asset_map(coll, load_bands)
+        assets = resolve_band_assets(coll, load_bands)
         rule = _rule(spec, coll)
         items = list(catalog.search({
             "collections": [coll["id"]],
