@@ -33,8 +33,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 stamp="$VENV/.stacube-installed"
-want=$(cat pyproject.toml constraints.txt infra/package-lock.json services/console/package-lock.json 2>/dev/null | sha1sum | cut -c1-16)-$EXTRAS
+inputs=$(ls pyproject.toml constraints.txt infra/package-lock.json 2>/dev/null || true)
+want=$(cat $inputs | sha1sum | cut -c1-16)-$EXTRAS
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/stacube" ]; then
+  # the console rebuilds itself when its sources changed (a no-op otherwise)
+  if [ -x scripts/build-console.sh ]; then scripts/build-console.sh; fi
   exit 0
 fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"

@@ -17,14 +17,17 @@ from stacube_testing import PRODUCTS, ROOT, SAMPLES, free_port, run_cli
 
 
 @pytest.fixture(scope="session")
-def stacube_env(tmp_path_factory):
-    """Environment of the test session (data directory, database port)."""
-    data_dir = tmp_path_factory.mktemp("stacube")
-    os.chmod(data_dir, 0o755)
-    for parent in data_dir.parents:  # the embedded cluster's service user must reach it
-        if parent == Path("/tmp") or parent == Path("/"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o005)
+def stacube_env():
+    """Environment of the test session (data directory, database port).
+
+    The data directory is a private temporary directory (not pytest's rotating base temp, which
+    other pytest runs on the same machine may clean up under a running cluster).
+    """
+    import shutil
+    import tempfile
+
+    data_dir = Path(tempfile.mkdtemp(prefix="stacube-test-"))
+    os.chmod(data_dir, 0o755)  # the embedded cluster's service user must reach it
     env = {
         "STACUBE_DATA_DIR": str(data_dir),
         "STACUBE_DB_PORT": str(free_port()),
@@ -34,7 +37,8 @@ def stacube_env(tmp_path_factory):
                 "STACUBE_OUTPUT"):
         os.environ.pop(key, None)
     os.environ.update(env)
-    return env
+    yield env
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

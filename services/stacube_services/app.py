@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from stacube import __version__
 from stacube.settings import Settings
+from stacube_services.cubes import create_cubes_app
 from stacube_services.jobs import create_jobs_app
 from stacube_services.raster import create_raster_app
 from stacube_services.stac import create_stac_api, stac_lifespan
@@ -48,6 +49,22 @@ def local_output_dir(settings: Settings) -> Path | None:
     if parsed.scheme not in ("", "file"):
         return None
     return Path(parsed.path if parsed.scheme else settings.output_root)
+
+
+class MountRoots:
+    """Serve a mount's bare path (``/jobs``) as its root (``/jobs/``) instead of redirecting:
+    clients that do not follow redirects for POST, and proxies, get an answer directly."""
+
+    def __init__(self, app, roots: tuple[str, ...]):
+        self.app = app
+        self.roots = set(roots)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in self.roots:
+            scope = dict(scope)
+            scope["path"] = scope["path"] + "/"
+            scope["raw_path"] = scope["path"].encode()
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -84,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/raster", MountedApp(raster_app))
     app.mount("/jobs", MountedApp(create_jobs_app(settings, mount="/jobs")))
+    app.add_middleware(MountRoots, roots=("/jobs", "/raster", "/files"))
+    app.mount("/cubes", MountedApp(create_cubes_app(settings)))
     try:
         from stacube_services.console import mount_console
     except ImportError:  # no console in this deployment: "/" lists the APIs

@@ -33,7 +33,7 @@ class Launcher(Protocol):
 
 
 class LocalLauncher:
-    """Runs each job in its own ``stacube jobs resume`` process (detached from the server).
+    """Runs each job in its own ``stacube jobs run`` process (detached from the server).
 
     Logs go to ``<data_dir>/jobs/<job id>.log``.
     """
@@ -47,7 +47,7 @@ class LocalLauncher:
         logs.mkdir(parents=True, exist_ok=True)
         log = open(logs / f"{job_id}.log", "ab")
         self.processes[job_id] = subprocess.Popen(
-            [sys.executable, "-m", "stacube.cli.main", "jobs", "resume", job_id, "--json"],
+            [sys.executable, "-m", "stacube.cli.main", "jobs", "run", job_id],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ}, cwd=os.getcwd(),
         )

@@ -1,9 +1,10 @@
 """End-to-end fixtures: the console bundle, a real server on the sample catalog, a headless browser.
 
 The server is what ``stacube up`` runs (``stacube_services.app:create_app`` under uvicorn) on a
-free port, over the session's pgSTAC with the sample products and stacks registered. The browser
-is Debian's ``chromium`` driven by Playwright (no browser download); WebGL (MapLibre) runs on
-SwiftShader.
+free port, over the sample products and stacks registered in a database of its own in the
+session's PostgreSQL cluster (so the collections and jobs these tests create stay out of the
+other tests' catalog), with its own output directory. The browser is Debian's ``chromium``
+driven by Playwright (no browser download); WebGL (MapLibre) runs on SwiftShader.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import time
 import pytest
 
 from console_helpers import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, http_get
-from stacube_testing import ROOT, free_port
+from stacube_testing import PRODUCTS, ROOT, SAMPLES, free_port
+
+E2E_DATABASE = "stacube_e2e"
 
 
 @pytest.fixture(scope="session")
@@ -27,16 +30,38 @@ def console_bundle():
     if proc.returncode != 0:
         pytest.fail(f"building the console failed:\n{proc.stderr[-3000:]}")
     index = ROOT / "services" / "stacube_services" / "console_dist" / "index.html"
-    assert index.is_file()
+    if not index.is_file():
+        pytest.fail(f"the console is not built ({index} missing): {proc.stderr.strip()}")
     return index.parent
 
 
 @pytest.fixture(scope="session")
-def server(samples, console_bundle, tmp_path_factory):
+def e2e_catalog(database):
+    """The sample products and stacks in the e2e database (created and migrated here)."""
+    from stacube.catalog.register import add_datasets, add_product
+    from stacube.catalog.store import Catalog
+    from stacube.db import migrate
+    from stacube.db.embedded import EmbeddedCluster
+    from stacube.settings import Settings
+
+    settings = Settings(db_name=E2E_DATABASE)
+    EmbeddedCluster(settings).ensure_database()
+    migrate(settings)
+    catalog = Catalog(settings)
+    for path in sorted(PRODUCTS.iterdir()):
+        add_product(catalog, path)
+    add_datasets(catalog, sorted(SAMPLES.iterdir()))
+    return catalog
+
+
+@pytest.fixture(scope="session")
+def server(e2e_catalog, console_bundle, tmp_path_factory):
     """Base URL of the application `stacube up` serves, on the sample catalog."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("e2e-server") / "server.log"
-    env = {**os.environ, "STACUBE_WORKERS": "1", "STACUBE_HOST": "127.0.0.1", "STACUBE_PORT": str(port)}
+    folder = tmp_path_factory.mktemp("e2e-server")
+    log_path = folder / "server.log"
+    env = {**os.environ, "STACUBE_DB_NAME": E2E_DATABASE, "STACUBE_OUTPUT": (folder / "outputs").as_uri(),
+           "STACUBE_WORKERS": "1", "STACUBE_HOST": "127.0.0.1", "STACUBE_PORT": str(port)}
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "stacube_services.app:create_app",

@@ -100,16 +100,20 @@ export const stac = {
     return fetchJSON(link.href, { signal });
   },
 
-  /** Number of items of a collection (numberMatched; counted by pages when not reported). */
+  /** Number of items of a collection: numberMatched (pgSTAC counts on request), else paged. */
   async count(collection) {
     const body = {
-      collections: [collection], limit: 1, conf: { context: 'on' },
+      collections: [collection], limit: 1000,
       fields: { include: ['id'], exclude: ['assets', 'links', 'geometry', 'bbox', 'properties'] },
     };
-    const doc = await stac.search(body);
-    if (Number.isInteger(doc.numberMatched)) return doc.numberMatched;
+    try {
+      const doc = await stac.search({ ...body, limit: 1, conf: { context: 'on' } });
+      if (Number.isInteger(doc.numberMatched)) return doc.numberMatched;
+    } catch {
+      // an API without pgSTAC's `conf`: count the pages
+    }
     let count = 0;
-    let page = await stac.search({ ...body, limit: 1000 });
+    let page = await stac.search(body);
     for (let i = 0; i < 20; i += 1) {
       count += page.features.length;
       const next = (page.links || []).find((l) => l.rel === 'next');
@@ -175,13 +179,14 @@ export const raster = {
 
 // ---------------------------------------------------------------------------------- jobs
 
+// the collection URL with its slash: the jobs app answers it without a redirect
 export const jobs = {
   async list() {
-    const doc = await fetchJSON(config.jobs);
+    const doc = await fetchJSON(`${config.jobs}/`);
     return Array.isArray(doc) ? doc : (doc.jobs || []);
   },
   get: (id) => fetchJSON(`${config.jobs}/${enc(id)}`),
-  submit: (params) => fetchJSON(config.jobs, { method: 'POST', body: params }),
+  submit: (params) => fetchJSON(`${config.jobs}/`, { method: 'POST', body: params }),
   cancel: (id) => fetchJSON(`${config.jobs}/${enc(id)}/cancel`, { method: 'POST' }),
 };
 

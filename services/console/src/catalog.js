@@ -1,6 +1,6 @@
 // Collections of the STAC API, summarised for the holdings, tables and forms (cached briefly).
 import { stac } from './api.js';
-import { bandAssets } from './render.js';
+import { bandAssets, commonMap, resolve } from './render.js';
 
 let cached = null;
 let cachedAt = 0;
@@ -53,10 +53,17 @@ export function bandLabel(b) {
   return b.common && b.common !== b.key ? `${b.key} (${b.common})` : b.key;
 }
 
-/** Common names (or keys) that every one of these collections has. */
+/**
+ * Bands (common names, else asset keys) of the first collection that every one of these
+ * collections has; common names match with the job planner's fallbacks (nir = nir08...).
+ */
 export function sharedBands(collections) {
-  const sets = collections.map((c) => new Set(summarize(c).bands.map((b) => b.common || b.key)));
-  if (!sets.length) return [];
-  const order = [...sets[0]];
-  return order.filter((name) => sets.every((s) => s.has(name)));
+  if (!collections.length) return [];
+  const maps = collections.map((c) => {
+    const bands = summarize(c).bands;
+    return { ...Object.fromEntries(bands.map((b) => [b.key, b.key])), ...commonMap(bands) };
+  });
+  const canonical = { nir08: 'nir', lwir11: 'lwir', rededge071: 'rededge', green05: 'green' };
+  const names = [...new Set(summarize(collections[0]).bands.map((b) => canonical[b.common] || b.common || b.key))];
+  return names.filter((name) => maps.every((m) => resolve(m, name)));
 }

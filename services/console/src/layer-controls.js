@@ -1,4 +1,5 @@
 // Controls of a tile layer: rendering (band combination, index, band), colormap, rescale, opacity.
+import { config } from './api.js';
 import { COLORMAPS, tileParams } from './render.js';
 import { debounce, field, h, nextId } from './ui.js';
 
@@ -17,18 +18,30 @@ export function layerControls({ options, initial, onChange, onOpacity, opacity =
   render.value = option ? option.id : '';
   const cmap = h('select', { id: `${idPrefix}-colormap`, name: 'colormap' },
     h('option', { value: '' }, 'none (grey)'), COLORMAPS.map((c) => h('option', { value: c }, c)));
-  const rescale = h('input', { type: 'text', id: `${idPrefix}-rescale`, name: 'rescale', inputmode: 'decimal', size: 12, pattern: '\\s*-?[0-9.eE+-]+\\s*,\\s*-?[0-9.eE+-]+\\s*' });
+  const rescale = h('input', { type: 'text', id: `${idPrefix}-rescale`, name: 'rescale', inputmode: 'decimal', size: 12, pattern: ' *-?[0-9.eE\\+\\-]+ *, *-?[0-9.eE\\+\\-]+ *' });
   const opacityInput = h('input', { type: 'range', id: `${idPrefix}-opacity`, name: 'opacity', min: 0, max: 1, step: 0.05, value: String(opacity) });
   const opacityOut = h('output', { for: opacityInput.id }, `${Math.round(opacity * 100)} %`);
   const cmapField = field('Colormap', cmap);
+  const legend = h('figure', { class: 'legend' });
 
+  const showLegend = () => {
+    const [lo, hi] = rescale.value.split(',').map((v) => v.trim());
+    legend.hidden = !option || option.kind === 'rgb' || !cmap.value;
+    if (legend.hidden) return;
+    const src = `${config.raster}/colorMaps/${encodeURIComponent(cmap.value)}?f=png&orientation=horizontal&width=256&height=12`;
+    legend.replaceChildren(
+      h('img', { src, alt: `Colour scale ${cmap.value}, from ${lo} to ${hi}`, width: 256, height: 12 }),
+      h('figcaption', {}, h('span', {}, lo), h('span', {}, hi)));
+  };
   const sync = () => {
     cmap.value = option && option.colormap ? option.colormap : '';
     rescale.value = option ? option.rescale || '' : '';
     cmapField.hidden = !option || option.kind === 'rgb';
+    showLegend();
   };
   const params = () => (option ? tileParams(option, { rescale: rescale.value, colormap: option.kind === 'rgb' ? null : (cmap.value || null) }) : '');
   const emit = () => {
+    showLegend();
     if (option && rescale.checkValidity()) onChange(params(), option);
   };
   render.addEventListener('change', () => {
@@ -46,7 +59,8 @@ export function layerControls({ options, initial, onChange, onOpacity, opacity =
   const element = h('fieldset', { class: 'layer-controls' }, h('legend', {}, label),
     field('Rendering', render),
     cmapField,
-    field('Rescale (min,max)', rescale, 'Values mapped to the colour range; reflectance 0–1.'),
+    legend,
+    field('Rescale (min,max)', rescale, 'The values mapped to the ends of the colour range.'),
     h('div', { class: 'field' }, h('label', { for: opacityInput.id }, 'Layer opacity'), h('div', { class: 'inline' }, opacityInput, opacityOut)));
   return { element, params, option: () => option };
 }

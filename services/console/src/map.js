@@ -30,11 +30,67 @@ function graticule(step) {
   return { type: 'Feature', properties: {}, geometry: { type: 'MultiLineString', coordinates: lines } };
 }
 
+/**
+ * Make rings and lines that cross the antimeridian continuous (longitudes beyond ±180), so a
+ * flat map does not draw them as bands across the world.
+ */
+function unwrap(geojson) {
+  const line = (coords) => {
+    let shift = 0;
+    return coords.map(([x, y], i) => {
+      if (i > 0) {
+        const prev = coords[i - 1][0];
+        if (x - prev > 180) shift -= 360;
+        else if (prev - x > 180) shift += 360;
+      }
+      return [x + shift, y];
+    });
+  };
+  const geometry = (g) => {
+    if (!g) return g;
+    switch (g.type) {
+      case 'LineString': return { ...g, coordinates: line(g.coordinates) };
+      case 'MultiLineString': case 'Polygon': return { ...g, coordinates: g.coordinates.map(line) };
+      case 'MultiPolygon': return { ...g, coordinates: g.coordinates.map((p) => p.map(line)) };
+      default: return g;
+    }
+  };
+  if (geojson.type === 'FeatureCollection') return { ...geojson, features: geojson.features.map((f) => ({ ...f, geometry: geometry(f.geometry) })) };
+  if (geojson.type === 'Feature') return { ...geojson, geometry: geometry(geojson.geometry) };
+  return geometry(geojson);
+}
+
 export function bboxPolygon([minx, miny, maxx, maxy]) {
   return { type: 'Polygon', coordinates: [[[minx, miny], [maxx, miny], [maxx, maxy], [minx, maxy], [minx, miny]]] };
 }
 
-const isGlobal = (b) => b[2] - b[0] >= 359 && b[3] - b[1] >= 179;
+function coordsBbox(geometry) {
+  const xs = [];
+  const ys = [];
+  const walk = (c) => {
+    if (typeof c[0] === 'number') {
+      xs.push(c[0]);
+      ys.push(c[1]);
+    } else c.forEach(walk);
+  };
+  walk(geometry.coordinates);
+  return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
+}
+
+/** Centre points of the features smaller than ~0.5 degree (invisible at low zoom otherwise). */
+function smallMarkers(fc) {
+  const features = [];
+  for (const f of fc.features || []) {
+    if (!f.geometry) continue;
+    const [minx, miny, maxx, maxy] = coordsBbox(f.geometry);
+    if (maxx - minx < 0.5 && maxy - miny < 0.5) {
+      features.push({ type: 'Feature', properties: f.properties, geometry: { type: 'Point', coordinates: [(minx + maxx) / 2, (miny + maxy) / 2] } });
+    }
+  }
+  return { type: 'FeatureCollection', features };
+}
+
+export const isGlobal = (b) => b[2] - b[0] >= 359 && b[3] - b[1] >= 179;
 
 export class MapView {
   constructor(container, config) {
@@ -57,7 +113,6 @@ export class MapView {
     this.map = new MLMap({
       container, style, center: [10, 25], zoom: 1.2, attributionControl: false, dragRotate: false,
       pitchWithRotate: false, maxPitch: 0, renderWorldCopies: true,
-      canvasContextAttributes: { preserveDrawingBuffer: true },
     });
     this.map.touchZoomRotate.disableRotation();
     this.map.keyboard.disableRotation();
@@ -70,7 +125,8 @@ export class MapView {
     this.handlers = []; // [type, layer, fn]
     this.tileStats = {};
     this.statusEl = document.getElementById('map-status');
-    this.ready = new Promise((resolve) => this.map.once('load', resolve)).then(() => this.addLand());
+    this.ready = new Promise((resolve) => this.map.once('load', resolve));
+    this.ready.then(() => this.addLand()); // in the background: views do not wait for it
     this.map.on('data', (e) => this.countTile(e, 'loaded'));
     this.map.on('error', (e) => {
       if (e.sourceId && this.tileStats[e.sourceId]) this.countTile(e, 'failed');
@@ -80,13 +136,13 @@ export class MapView {
   async addLand() {
     try {
       const topo = await (await fetch(countriesUrl)).json();
-      this.map.addSource('land', { type: 'geojson', data: feature(topo, topo.objects.land) });
-      this.map.addSource('borders', { type: 'geojson', data: mesh(topo, topo.objects.countries, (a, b) => a !== b) });
-      const before = this.hasBasemap ? 'anchor' : 'graticule';
+      this.map.addSource('land', { type: 'geojson', data: unwrap(feature(topo, topo.objects.land)) });
+      this.map.addSource('borders', { type: 'geojson', data: unwrap(mesh(topo, topo.objects.countries, (a, b) => a !== b)) });
+      // below the graticule, hence below every layer of the views
       if (!this.hasBasemap) {
-        this.map.addLayer({ id: 'land', type: 'fill', source: 'land', paint: { 'fill-color': COLORS.land } }, before);
+        this.map.addLayer({ id: 'land', type: 'fill', source: 'land', paint: { 'fill-color': COLORS.land } }, 'graticule');
       }
-      this.map.addLayer({ id: 'borders', type: 'line', source: 'borders', paint: { 'line-color': COLORS.border, 'line-width': 0.7 } }, 'anchor');
+      this.map.addLayer({ id: 'borders', type: 'line', source: 'borders', paint: { 'line-color': COLORS.border, 'line-width': 0.7 } }, 'graticule');
     } catch (err) {
       console.warn('land outlines unavailable', err);
     }
@@ -98,7 +154,7 @@ export class MapView {
   clear() {
     this.cancelDraw();
     if (this.popup) this.popup.remove();
-    for (const [type, layer, fn] of this.handlers) this.map.off(type, layer, fn);
+    for (const args of this.handlers) this.map.off(...args);
     this.handlers = [];
     for (const [kind, id] of [...this.owned].reverse()) {
       if (kind === 'layer' && this.map.getLayer(id)) this.map.removeLayer(id);
@@ -110,8 +166,13 @@ export class MapView {
   }
 
   on(type, layer, fn) {
-    this.map.on(type, layer, fn);
-    this.handlers.push([type, layer, fn]);
+    if (typeof layer === 'function') {
+      this.map.on(type, layer);
+      this.handlers.push([type, layer]);
+    } else {
+      this.map.on(type, layer, fn);
+      this.handlers.push([type, layer, fn]);
+    }
   }
 
   addLayer(spec, before) {
@@ -125,18 +186,34 @@ export class MapView {
   }
 
   remove(id) {
-    for (const suffix of ['', '-fill', '-line']) {
+    for (const suffix of ['', '-fill', '-line', '-circle']) {
       if (this.map.getLayer(id + suffix)) this.map.removeLayer(id + suffix);
     }
-    if (this.map.getSource(id)) this.map.removeSource(id);
-    const ids = [id, `${id}-fill`, `${id}-line`];
+    for (const suffix of ['', '-markers']) {
+      if (this.map.getSource(id + suffix)) this.map.removeSource(id + suffix);
+    }
+    const ids = [id, `${id}-fill`, `${id}-line`, `${id}-circle`, `${id}-markers`];
     this.owned = this.owned.filter(([, x]) => !ids.includes(x));
     delete this.tileStats[id];
   }
 
-  /** Polygons with a fill and an outline; features are keyed by properties.id (hover state). */
-  addGeoJSON(id, data, { color = COLORS.fill, line = COLORS.outline, opacity = 0.12, width = 1.5, dash } = {}) {
+  /**
+   * Polygons with a fill and an outline; features are keyed by properties.id (hover state).
+   * `markers`: a dot at the centre of polygons too small to see at low zoom.
+   */
+  addGeoJSON(id, data, { color = COLORS.fill, line = COLORS.outline, opacity = 0.12, width = 1.5, dash, markers = false } = {}) {
     this.addSource(id, { type: 'geojson', data, promoteId: 'id' });
+    if (markers) {
+      this.addSource(`${id}-markers`, { type: 'geojson', data: smallMarkers(data), promoteId: 'id' });
+      this.addLayer({
+        id: `${id}-circle`, type: 'circle', source: `${id}-markers`, maxzoom: 11,
+        paint: {
+          'circle-radius': ['case', ['boolean', ['feature-state', 'hover'], false], 8, 6],
+          'circle-color': ['case', ['boolean', ['feature-state', 'hover'], false], COLORS.hover, color],
+          'circle-stroke-color': '#ffffff', 'circle-stroke-width': 1.5, 'circle-opacity': 0.9,
+        },
+      });
+    }
     this.addLayer({
       id: `${id}-fill`, type: 'fill', source: id,
       paint: {
@@ -157,18 +234,21 @@ export class MapView {
   setData(id, data) {
     const src = this.map.getSource(id);
     if (src) src.setData(data);
+    const markers = this.map.getSource(`${id}-markers`);
+    if (markers) markers.setData(smallMarkers(data));
   }
 
   highlight(source, featureId, on) {
-    if (this.map.getSource(source) && featureId != null) {
-      this.map.setFeatureState({ source, id: featureId }, { hover: on });
+    if (featureId == null) return;
+    for (const s of [source, `${source}-markers`]) {
+      if (this.map.getSource(s)) this.map.setFeatureState({ source: s, id: featureId }, { hover: on });
     }
   }
 
   /** Hover and click on the features of a GeoJSON layer (keyed by properties.id). */
   interactive(id, { onClick, onHover } = {}) {
     let hovered = null;
-    const layer = `${id}-fill`;
+    const layers = [`${id}-fill`, `${id}-circle`].filter((l) => this.map.getLayer(l));
     const setHover = (fid) => {
       if (hovered === fid) return;
       if (hovered != null) this.highlight(id, hovered, false);
@@ -176,20 +256,24 @@ export class MapView {
       if (hovered != null) this.highlight(id, hovered, true);
       if (onHover) onHover(hovered);
     };
-    this.on('mousemove', layer, (e) => {
-      if (this.drawing) return;
-      this.map.getCanvas().style.cursor = 'pointer';
-      setHover(e.features[0].properties.id);
-    });
-    this.on('mouseleave', layer, () => {
-      this.map.getCanvas().style.cursor = '';
-      setHover(null);
-    });
-    if (onClick) {
-      this.on('click', layer, (e) => {
+    for (const layer of layers) {
+      this.on('mousemove', layer, (e) => {
         if (this.drawing) return;
-        const ids = [...new Set(e.features.map((f) => f.properties.id))];
-        onClick(ids, e);
+        this.map.getCanvas().style.cursor = 'pointer';
+        setHover(e.features[0].properties.id);
+      });
+      this.on('mouseleave', layer, () => {
+        this.map.getCanvas().style.cursor = '';
+        setHover(null);
+      });
+    }
+    if (onClick) {
+      // one click handler for both layers (a dot lies over its polygon)
+      this.on('click', (e) => {
+        if (this.drawing) return;
+        const features = this.map.queryRenderedFeatures(e.point, { layers });
+        const ids = [...new Set(features.map((f) => f.properties.id))];
+        if (ids.length) onClick(ids, e);
       });
     }
   }
@@ -205,7 +289,7 @@ export class MapView {
     if (bounds && !isGlobal(bounds)) spec.bounds = bounds.map((v, i) => (i % 2 ? Math.max(-85, Math.min(85, v)) : v));
     this.addSource(id, spec);
     this.addLayer({ id, type: 'raster', source: id, paint: { 'raster-opacity': opacity, 'raster-resampling': 'nearest' } }, 'anchor');
-    this.tileStats[id] = { loaded: 0, failed: 0, label };
+    this.tileStats[id] = { loaded: 0, failed: 0, label, seen: new Set() };
     this.showStats();
   }
 
@@ -213,7 +297,7 @@ export class MapView {
     const src = this.map.getSource(id);
     if (!src) return;
     src.setTiles([url]);
-    if (this.tileStats[id]) Object.assign(this.tileStats[id], { loaded: 0, failed: 0 });
+    if (this.tileStats[id]) Object.assign(this.tileStats[id], { loaded: 0, failed: 0, seen: new Set() });
     this.showStats();
   }
 
@@ -225,6 +309,9 @@ export class MapView {
     const stats = this.tileStats[e.sourceId];
     if (!stats || !e.tile) return;
     if (what === 'loaded' && e.dataType !== 'source') return;
+    const key = `${what}:${e.tile.tileID ? e.tile.tileID.key : Math.random()}`;
+    if (stats.seen.has(key)) return;
+    stats.seen.add(key);
     stats[what] += 1;
     this.showStats();
   }

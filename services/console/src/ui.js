@@ -35,6 +35,11 @@ export function clear(el) {
   return el;
 }
 
+/** Replace the children of `el` (null/false skipped, arrays flattened). */
+export function replace(el, ...children) {
+  return append(clear(el), children);
+}
+
 let uid = 0;
 /** A unique element id (labels need one). */
 export function nextId(prefix = 'f') {

@@ -90,3 +90,15 @@ def resume(
         typer.echo(json.dumps(report, indent=2))
     else:
         print_summary(report)
+
+
+@app.command("run")
+def run(job_id: str, workers: int | None = typer.Option(None, help="Tile worker processes.")) -> None:
+    """Run a queued job to completion (what the jobs API's local launcher starts); a job that
+    was cancelled or failed meanwhile is left alone."""
+    import json as _json
+
+    from stacube.jobs.runner import run_job
+
+    report = run_job(settings_from(), job_id, workers=workers, restart=False)
+    typer.echo(_json.dumps({"job_id": job_id, "status": report["status"]}))

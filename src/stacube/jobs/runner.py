@@ -75,7 +75,7 @@ def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: 
 
 def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None,
             workers: int | None = None, dask: str | None = None, executor=None,
-            max_attempts: int = 3) -> dict:
+            max_attempts: int = 3, restart: bool = True) -> dict:
     """Run (or resume) a job to completion and return its report.
 
     Args:
@@ -86,6 +86,9 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
         dask: a Dask scheduler address to run tiles on instead.
         executor: an executor to use (overrides ``workers``/``dask``).
         max_attempts: tries per tile before the job fails.
+        restart: run a failed or cancelled job again from the start (``stacube jobs resume``);
+            with False such a job is left as it is (:class:`JobCancelled` is raised), which is
+            what a launcher wants when a job was cancelled before its worker started.
 
     Raises:
         NotFound / InvalidInput / NoData: bad parameters or nothing to composite (job failed).
@@ -97,6 +100,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
     if job["state"] == "completed":
         return job["report"]
     if job["state"] in ("failed", "cancelled"):
+        if not restart:
+            raise tasks.JobCancelled(f"job {job_id} is {job['state']}; nothing to run")
         job, _ = store.submit(job_id, job["parameters"], kind=job["kind"], owner=job["owner"])
     tick = progress or (lambda stage, done, total: None)
     plan = tasks.start(settings, job_id)

@@ -5,7 +5,7 @@ import { itemCount, summarize } from '../catalog.js';
 import { layerControls } from '../layer-controls.js';
 import { bandAssets, renderOptions } from '../render.js';
 import {
-  dl, errorBox, extLink, field, fmtBbox, fmtNumber, fmtRange, h, jsonBlock, note, table,
+  dl, errorBox, extLink, field, fmtBbox, fmtNumber, fmtRange, h, jsonBlock, note, replace, table,
 } from '../ui.js';
 
 function lastDay(month) {
@@ -70,7 +70,7 @@ export default async function collection(ctx) {
   const section = h('section', { 'aria-labelledby': 'time-heading' }, h('h2', { id: 'time-heading' }, 'Items by date'));
   root.append(section);
   if (s.bbox) {
-    map.addGeoJSON('extent', { type: 'FeatureCollection', features: [{ type: 'Feature', properties: { id }, geometry: bboxPolygon(s.bbox) }] }, { opacity: 0.02 });
+    map.addGeoJSON('extent', { type: 'FeatureCollection', features: [{ type: 'Feature', properties: { id }, geometry: bboxPolygon(s.bbox) }] }, { opacity: 0.02, markers: true });
     map.fit(s.bbox, { maxZoom: 13 });
   }
   const options = renderOptions(assets, indices);
@@ -98,7 +98,7 @@ export default async function collection(ctx) {
         const text = `${step.label} (${step.count} item${step.count === 1 ? '' : 's'})`;
         label.textContent = text;
         slider.setAttribute('aria-valuetext', text);
-        problem.replaceChildren();
+        replace(problem);
         try {
           if (!registered.has(step.interval)) {
             registered.set(step.interval, raster.register({ collections: [id], datetime: step.interval }));
@@ -113,7 +113,7 @@ export default async function collection(ctx) {
           }
         } catch (err) {
           registered.delete(step.interval);
-          problem.replaceChildren(errorBox(err, 'Cannot show this date'));
+          replace(problem, errorBox(err, 'Cannot show this date'));
         }
       };
       const regroup = () => {

@@ -45,7 +45,7 @@ export default async function collections(ctx) {
   map.addGeoJSON('extents', {
     type: 'FeatureCollection',
     features: list.filter((c) => c.bbox).map((c) => ({ type: 'Feature', properties: { id: c.id }, geometry: bboxPolygon(c.bbox) })),
-  });
+  }, { markers: true });
   map.interactive('extents', {
     onHover: (id) => { for (const [cid, r] of rows) r.tr.classList.toggle('hover', cid === id); },
     onClick: (ids) => { location.hash = `#/collections/${encodeURIComponent(ids[0])}`; },

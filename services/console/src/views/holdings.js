@@ -1,5 +1,5 @@
 // Holdings: every collection's extent on the map, with cards (title, platform, dates, items).
-import { bboxPolygon } from '../map.js';
+import { bboxPolygon, isGlobal } from '../map.js';
 import { itemCount, loadCollections, summarize } from '../catalog.js';
 import { announce, field, fmtNumber, fmtRange, h } from '../ui.js';
 
@@ -56,9 +56,9 @@ export default async function holdings(ctx) {
 
   const features = (list) => ({
     type: 'FeatureCollection',
-    features: list.filter((c) => c.bbox).map((c) => ({ type: 'Feature', properties: { id: c.id, title: c.title }, geometry: bboxPolygon(c.bbox) })),
+    features: list.filter((c) => c.bbox && !isGlobal(c.bbox)).map((c) => ({ type: 'Feature', properties: { id: c.id, title: c.title }, geometry: bboxPolygon(c.bbox) })),
   });
-  map.addGeoJSON('extents', features(collections), { opacity: 0.18, width: 2 });
+  map.addGeoJSON('extents', features(collections), { opacity: 0.18, width: 2, markers: true });
   map.interactive('extents', {
     onHover: (id) => {
       for (const [cid, card] of cardOf) card.classList.toggle('hover', cid === id);

@@ -3,7 +3,7 @@ import { raster, stac } from '../api.js';
 import { layerControls } from '../layer-controls.js';
 import { bandAssets, renderOptions } from '../render.js';
 import {
-  dl, extLink, field, fmtBbox, fmtDateTime, fmtNumber, h, jsonBlock, note, table,
+  dl, extLink, field, fmtBbox, fmtDateTime, fmtNumber, h, jsonBlock, note, replace, table,
 } from '../ui.js';
 import { itemHref } from './items.js';
 
@@ -45,7 +45,7 @@ export default async function item(ctx) {
     map.addGeoJSON('footprint', { type: 'FeatureCollection', features: [{ type: 'Feature', geometry: doc.geometry, properties: { id } }] },
       { opacity: 0, width: 2 });
   }
-  if (doc.bbox) map.fit(doc.bbox, { maxZoom: 14 });
+  if (doc.bbox) map.fit(doc.bbox, { maxZoom: 18 });
 
   // preview
   const preview = h('section', { 'aria-labelledby': 'preview-heading', id: 'preview' }, h('h2', { id: 'preview-heading' }, 'Preview'));
@@ -60,7 +60,7 @@ export default async function item(ctx) {
     const apply = (params) => {
       const url = raster.itemTiles(collectionId, id, params);
       urlBox.value = url;
-      tilejson.replaceChildren(extLink(raster.itemTileJSON(collectionId, id, params), 'TileJSON'), ' · ',
+      replace(tilejson, extLink(raster.itemTileJSON(collectionId, id, params), 'TileJSON'), ' · ',
         extLink(raster.itemViewer(collectionId, id), 'Raster API viewer'));
       if (added) map.setTiles('preview', url);
       else {
@@ -69,7 +69,7 @@ export default async function item(ctx) {
       }
     };
     const controls = layerControls({
-      options, label: 'Rendering', idPrefix: 'preview', onChange: apply, onOpacity: (v) => map.setOpacity('preview', v),
+      options, label: 'Preview layer', idPrefix: 'preview', onChange: apply, onOpacity: (v) => map.setOpacity('preview', v),
     });
     preview.append(controls.element, field('Tile URL (XYZ, for web maps)', urlBox), tilejson);
     apply(controls.params());

@@ -4,7 +4,7 @@ import { stac } from '../api.js';
 import { areaField } from '../area.js';
 import { loadCollections, summarize } from '../catalog.js';
 import {
-  announce, errorBox, field, fmtBbox, fmtDateTime, fmtNumber, h, nextId, parseBbox,
+  announce, errorBox, field, fmtBbox, fmtDateTime, fmtNumber, h, nextId, parseBbox, replace,
 } from '../ui.js';
 
 const itemKey = (f) => `${f.collection}/${f.id}`;
@@ -62,7 +62,7 @@ export default async function items(ctx) {
   const results = h('section', { id: 'items-results', 'aria-labelledby': 'results-heading' });
   root.append(form, results);
 
-  map.addGeoJSON('footprints', { type: 'FeatureCollection', features: [] }, { opacity: 0.15 });
+  map.addGeoJSON('footprints', { type: 'FeatureCollection', features: [] }, { opacity: 0.15, markers: true });
   let rowsByKey = new Map();
   map.interactive('footprints', {
     onHover: (key) => { for (const [k, tr] of rowsByKey) tr.classList.toggle('hover', k === key); },
@@ -117,7 +117,7 @@ export default async function items(ctx) {
       rowsByKey.set(key, tr);
       return tr;
     }));
-    results.replaceChildren(
+    replace(results,
       h('h2', { id: 'results-heading' }, 'Results'),
       h('p', { class: 'count', id: 'items-count', role: 'status' }, summary),
       features.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'items-table' },
@@ -133,12 +133,12 @@ export default async function items(ctx) {
   const run = async (request) => {
     if (controller) controller.abort();
     controller = new AbortController();
-    results.replaceChildren(h('p', { class: 'loading', role: 'status' }, 'Searching…'));
+    replace(results, h('p', { class: 'loading', role: 'status' }, 'Searching…'));
     try {
       const doc = await request(controller.signal);
       if (!ctx.signal.aborted) show(doc);
     } catch (err) {
-      if (err.name !== 'AbortError') results.replaceChildren(errorBox(err, 'Search failed'));
+      if (err.name !== 'AbortError') replace(results, errorBox(err, 'Search failed'));
     }
   };
   const go = (link, delta) => {
@@ -147,16 +147,16 @@ export default async function items(ctx) {
   };
 
   const search = ({ push = true } = {}) => {
-    formError.replaceChildren();
+    replace(formError);
     let bbox;
     try {
       bbox = area.get();
     } catch (err) {
-      formError.replaceChildren(errorBox(err));
+      replace(formError, errorBox(err));
       return;
     }
     if (from.value && to.value && to.value < from.value) {
-      formError.replaceChildren(errorBox('“To” is before “From”.'));
+      replace(formError, errorBox('“To” is before “From”.'));
       return;
     }
     const chosen = picker.get();

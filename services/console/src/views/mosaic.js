@@ -3,9 +3,7 @@ import { config, fetchJSON, jobs, raster } from '../api.js';
 import { areaField } from '../area.js';
 import { loadCollections, sharedBands, summarize } from '../catalog.js';
 import { resolve } from '../render.js';
-import {
-  announce, errorBox, field, h, nextId, note,
-} from '../ui.js';
+import { announce, errorBox, field, h, nextId, note, replace } from '../ui.js';
 import { collectionPicker } from './items.js';
 
 export const METHODS = [
@@ -44,8 +42,8 @@ export default async function mosaic(ctx) {
   const collections = docs.map(summarize);
   const jobsProblem = h('div', {});
   root.append(jobsProblem);
-  fetchJSON(config.jobs).catch((err) => {
-    jobsProblem.replaceChildren(errorBox(`${err.message} — the jobs API (${config.jobs}) is not available: jobs cannot be submitted.`));
+  fetchJSON(`${config.jobs}/`).catch((err) => {
+    replace(jobsProblem, errorBox(`${err.message} — the jobs API (${config.jobs}) is not available: jobs cannot be submitted.`));
   });
 
   const selected = (query.get('collections') || '').split(',').filter((c) => byId[c]);
@@ -93,12 +91,12 @@ export default async function mosaic(ctx) {
     const checkedIdx = [...indicesList.querySelectorAll('input:checked')].map((b) => b.value);
     const bands = sharedBands(chosen);
     const keep = checkedBands.length ? checkedBands : DEFAULT_BANDS;
-    bandsList.replaceChildren(...(bands.length ? checkboxes('band', bands, keep) : [h('li', {}, note(chosen.length ? 'These collections share no band.' : 'Choose a collection first.'))]));
+    replace(bandsList, ...(bands.length ? checkboxes('band', bands, keep) : [h('li', {}, note(chosen.length ? 'These collections share no band.' : 'Choose a collection first.'))]));
     const usable = indices.filter((idx) => chosen.length && chosen.every((c) => {
       const map = Object.fromEntries(summarize(c).bands.filter((b) => b.common).map((b) => [b.common, b.key]));
       return Object.values(idx.bands).every((b) => resolve(map, b));
     }));
-    indicesList.replaceChildren(...(usable.length ? checkboxes('index', usable.map((i) => i.name), checkedIdx,
+    replace(indicesList, ...(usable.length ? checkboxes('index', usable.map((i) => i.name), checkedIdx,
       (n) => `${n} — ${usable.find((i) => i.name === n).long_name}`) : [h('li', {}, note('No index for these bands.'))]));
     const sums = chosen.map(summarize);
     if (sums.length && !from.value && !to.value) {
@@ -112,25 +110,25 @@ export default async function mosaic(ctx) {
   extentButton.addEventListener('click', () => {
     const boxes = chosenDocs().map((c) => summarize(c).bbox).filter(Boolean);
     if (!boxes.length) {
-      formError.replaceChildren(errorBox('Choose a collection first.'));
+      replace(formError, errorBox('Choose a collection first.'));
       return;
     }
     const r = (v) => Math.round(v * 1e5) / 1e5;
     const bbox = [r(Math.max(...boxes.map((b) => b[0]))), r(Math.max(...boxes.map((b) => b[1]))),
       r(Math.min(...boxes.map((b) => b[2]))), r(Math.min(...boxes.map((b) => b[3])))];
     if (bbox[0] >= bbox[2] || bbox[1] >= bbox[3]) {
-      formError.replaceChildren(errorBox('The collections’ extents do not overlap: draw the area.'));
+      replace(formError, errorBox('The collections’ extents do not overlap: draw the area.'));
       return;
     }
-    formError.replaceChildren();
+    replace(formError);
     area.set(bbox);
-    map.fit(bbox, { maxZoom: 14 });
+    map.fit(bbox, { maxZoom: 18 });
   });
   refresh();
 
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    formError.replaceChildren();
+    replace(formError);
     const problems = [];
     const chosen = picker.get();
     if (!chosen.length) problems.push('choose at least one collection');
@@ -153,7 +151,7 @@ export default async function mosaic(ctx) {
     }
     if (outputCollection.value && !outputCollection.checkValidity()) problems.push('output collection: letters, digits, “.”, “_” and “-” only');
     if (problems.length) {
-      formError.replaceChildren(errorBox(`Cannot submit: ${problems.join('; ')}.`));
+      replace(formError, errorBox(`Cannot submit: ${problems.join('; ')}.`));
       announce('The form has errors.');
       return;
     }
@@ -178,7 +176,7 @@ export default async function mosaic(ctx) {
       announce(`Job ${job.id} submitted.`);
       location.hash = `#/tasks/${encodeURIComponent(job.id)}`;
     } catch (err) {
-      formError.replaceChildren(errorBox(err, 'The job was refused'));
+      replace(formError, errorBox(err, 'The job was refused'));
       submit.disabled = false;
       submit.textContent = 'Run mosaic job';
     }

@@ -1,0 +1,241 @@
+// One job: state and progress (refreshed while it runs), parameters, the per-scene table, the
+// result as a tile layer with an opacity slider, and the downloads.
+import { jobReport, jobs, raster } from '../api.js';
+import { bboxPolygon } from '../map.js';
+import { layerControls } from '../layer-controls.js';
+import {
+  announce, dl, errorBox, fmtBbox, fmtDateTime, fmtDuration, fmtNumber, h, isActive, note, replace,
+  stateBadge, usedBadge,
+} from '../ui.js';
+import { itemHref } from './items.js';
+
+const POLL_MS = 1500;
+
+/** Render options of a composite's variables (assets of its items are named after them). */
+export function resultOptions(variables, indices, scenes = 1) {
+  const has = (v) => variables.includes(v);
+  const opts = [];
+  if (['red', 'green', 'blue'].every(has)) opts.push({ id: 'truecolor', label: 'True colour (red, green, blue)', kind: 'rgb', assets: ['red', 'green', 'blue'], rescale: '0,0.3' });
+  if (['nir', 'red', 'green'].every(has)) opts.push({ id: 'falsecolor', label: 'False colour (nir, red, green)', kind: 'rgb', assets: ['nir', 'red', 'green'], rescale: '0,0.3' });
+  const presets = Object.fromEntries(indices.map((i) => [i.name, i]));
+  for (const v of variables) {
+    if (presets[v]) {
+      opts.push({ id: `band:${v}`, label: `${v} (${presets[v].long_name})`, kind: 'band', assets: [v], colormap: presets[v].colormap_name, rescale: presets[v].rescale.join(',') });
+    } else if (v.endsWith('_count')) {
+      opts.push({ id: `band:${v}`, label: `${v.replace('_', ' ')} (observations per pixel)`, kind: 'band', assets: [v], colormap: 'viridis', rescale: `0,${Math.max(1, scenes)}` });
+    } else if (v === 'provenance') {
+      opts.push({ id: 'band:provenance', label: 'provenance (day of year of the chosen scene)', kind: 'band', assets: [v], colormap: 'spectral', rescale: '1,366' });
+    } else if (/^[A-Z0-9]+$/.test(v) && !presets[v]) {
+      opts.push({ id: `band:${v}`, label: `${v}`, kind: 'band', assets: [v], colormap: 'viridis', rescale: '-1,1' });
+    } else {
+      opts.push({ id: `band:${v}`, label: `Single band: ${v}`, kind: 'band', assets: [v], rescale: '0,0.3' });
+    }
+  }
+  return opts;
+}
+
+function link(href, text) {
+  if (!href) return '–';
+  if (/^(https?:|\/)/.test(href)) return h('a', { href: new URL(href, document.baseURI).href, download: '' }, text);
+  return h('code', { class: 'path' }, href);
+}
+
+function num(value, digits = 0) {
+  return h('td', { class: 'num', dataset: { value: value == null ? '' : String(value) } }, fmtNumber(value, digits));
+}
+
+function scenesTable(report) {
+  const scenes = report.scenes || [];
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'scenes-table' },
+    h('caption', {}, `${scenes.length} scenes over the area; ${scenes.filter((s) => s.used).length} used`),
+    h('thead', {}, h('tr', {}, ['Date', 'Item', 'Collection', 'Clean pixels', 'Valid pixels', 'Total pixels', 'Clean %', 'Used', 'Reason / rank']
+      .map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, scenes.map((s) => h('tr', { dataset: { item: s.item_id } },
+      h('td', {}, fmtDateTime(s.datetime)),
+      h('th', { scope: 'row' }, h('a', { href: itemHref(s.collection, s.item_id) }, s.item_id)),
+      h('td', {}, s.collection),
+      num(s.clear_pixels), num(s.valid_pixels), num(s.total_pixels), num(s.clear_percent, 1),
+      h('td', { dataset: { used: String(!!s.used) } }, usedBadge(s.used)),
+      h('td', {}, s.used ? (s.rank != null ? `rank ${s.rank}` : '') : (s.reason || '')))))));
+}
+
+function stepsTable(report, collection, items) {
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'steps-table' },
+    h('caption', {}, 'Periods'),
+    h('thead', {}, h('tr', {}, ['Period', 'From', 'To', 'Scenes', 'Result item'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, (report.steps || []).map((s, i) => h('tr', {},
+      h('th', { scope: 'row' }, s.label), h('td', {}, fmtDateTime(s.start)), h('td', {}, fmtDateTime(s.end)),
+      h('td', { class: 'num' }, String((s.items || []).length)),
+      h('td', {}, items[i] ? h('a', { href: itemHref(collection, items[i]) }, items[i]) : '–'))))));
+}
+
+function downloads(job, report) {
+  const d = job.downloads || {};
+  const cogs = d.cogs || (report && report.outputs && report.outputs.cogs) || {};
+  const rows = Object.entries(cogs).flatMap(([label, vars]) => Object.entries(vars).map(([v, href]) => [label, v, href]));
+  return h('div', { id: 'downloads' },
+    h('ul', { class: 'downloads' },
+      h('li', {}, 'Report (JSON): ', link(d.report, 'report.json')),
+      h('li', {}, 'Zarr cube: ', link(d.zarr, 'cube.zarr'), ' ', h('small', {}, '(a directory: open it with xarray.open_zarr)'))),
+    rows.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'cogs-table' },
+      h('caption', {}, 'Cloud-Optimized GeoTIFFs'),
+      h('thead', {}, h('tr', {}, ['Period', 'Variable', 'COG'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, rows.map(([label, v, href]) => h('tr', {},
+        h('td', {}, label), h('th', { scope: 'row' }, v), h('td', {}, link(href, `${v}.tif`))))))) : null);
+}
+
+export default async function task(ctx) {
+  const [id] = ctx.params;
+  const { root, map } = ctx;
+  ctx.setTitle(`Task ${id}`);
+  const status = h('div', { class: 'task-status', id: 'task-status', role: 'status', 'aria-live': 'polite' });
+  const actions = h('p', { class: 'actions' });
+  const problem = h('div', {});
+  const params = h('section', { 'aria-labelledby': 'params-heading' });
+  const result = h('section', { id: 'task-result' });
+  root.append(h('p', { class: 'crumbs' }, h('a', { href: '#/tasks' }, 'Tasks'), ' / ', h('code', {}, id)),
+    h('h1', {}, 'Task ', h('code', {}, id)), status, actions, problem, params, result);
+
+  let timer = null;
+  let shownParams = false;
+  let shownResult = false;
+  let lastState = null;
+  const indices = await raster.indices().catch(() => []);
+
+  const showResult = async (job) => {
+    shownResult = true;
+    const report = await jobReport(job);
+    if (ctx.signal.aborted) return;
+    if (!report) {
+      replace(result, note('No report.'));
+      return;
+    }
+    const collection = job.collection || report.collection;
+    const items = job.items && job.items.length ? job.items : (report.items || []);
+    const variables = report.variables || Object.keys(Object.values((job.downloads || {}).cogs || {})[0] || {});
+    const steps = report.steps || [];
+    const used = (report.scenes || []).filter((s) => s.used).length;
+    const options = resultOptions(variables, indices, used);
+    const stepSelect = h('select', { id: 'result-step' }, steps.map((s, i) => h('option', { value: String(i) }, `${s.label} (${(s.items || []).length} scenes)`)));
+    const bbox = job.parameters && (job.parameters.bbox_crs || 'EPSG:4326') === 'EPSG:4326' ? job.parameters.bbox : null;
+    let params = '';
+    let added = false;
+    const urlBox = h('input', { type: 'text', readonly: true, id: 'result-url', class: 'url' });
+    const apply = () => {
+      const item = items[Number(stepSelect.value) || 0];
+      if (!item || !collection || !params) return;
+      const url = raster.itemTiles(collection, item, params);
+      urlBox.value = url;
+      if (added) map.setTiles('result', url);
+      else {
+        map.addTiles('result', url, { bounds: bbox, label: 'Result' });
+        added = true;
+      }
+    };
+    const controls = layerControls({
+      options, label: 'Result layer', idPrefix: 'result', onChange: (p) => { params = p; apply(); },
+      onOpacity: (v) => map.setOpacity('result', v),
+    });
+    params = controls.params();
+    stepSelect.addEventListener('change', apply);
+    replace(result,
+      h('h2', {}, 'Result'),
+      items.length ? h('div', {},
+        h('div', { class: 'field' }, h('label', { for: 'result-step' }, 'Period'), stepSelect),
+        controls.element,
+        h('div', { class: 'field' }, h('label', { for: 'result-url' }, 'Tile URL (XYZ)'), urlBox))
+        : note('The result was not registered as items.'),
+      h('h2', {}, 'Downloads'), downloads(job, report),
+      h('h2', {}, 'Scenes'),
+      h('p', {}, 'Clean pixels: clear (cloud-free, valid) pixels of the scene inside the area; clean % = clean / valid.'),
+      scenesTable(report),
+      steps.length ? [h('h2', {}, 'Periods'), stepsTable(report, collection, items)] : null,
+      report.grid ? [h('h2', {}, 'Output grid'), dl([
+        ['CRS', report.grid.crs], ['Shape (rows × columns)', (report.grid.shape || []).join(' × ')],
+        ['Bounds (grid CRS)', report.grid.bbox ? fmtBbox(report.grid.bbox) : null], ['Tiles', report.grid.tiles],
+      ])] : null);
+    apply();
+  };
+
+  const render = (job) => {
+    const prog = job.progress || {};
+    const total = prog.tiles_total || 0;
+    const done = prog.tiles_done || 0;
+    replace(status,
+      h('p', { class: 'state-line' }, stateBadge(job.state),
+        prog.stage && isActive(job.state) ? ` · stage: ${prog.stage}` : ''),
+      isActive(job.state) && total ? h('p', {},
+        h('label', { for: 'task-progress' }, 'Progress '),
+        h('progress', { id: 'task-progress', max: String(total), value: String(done) }),
+        ` ${done} of ${total} tiles${prog.tiles_failed ? `, ${prog.tiles_failed} failed` : ''}`) : null,
+      dl([
+        ['Submitted', fmtDateTime(job.created)],
+        ['Started', job.started ? fmtDateTime(job.started) : null],
+        ['Finished', job.finished ? fmtDateTime(job.finished) : null],
+        ['Duration', job.started ? fmtDuration(job.started, job.finished) : null],
+        ['Output collection', job.collection ? h('a', { href: `#/collections/${encodeURIComponent(job.collection)}` }, job.collection) : null],
+      ]));
+    replace(actions);
+    if (isActive(job.state)) {
+      actions.append(h('button', {
+        type: 'button', class: 'danger', id: 'task-cancel',
+        onclick: async (e) => {
+          e.target.disabled = true;
+          try {
+            await jobs.cancel(id);
+            announce('Cancellation requested.');
+            refresh();
+          } catch (err) {
+            replace(problem, errorBox(err, 'Cannot cancel'));
+            e.target.disabled = false;
+          }
+        },
+      }, h('span', { 'aria-hidden': 'true' }, '⊘ '), 'Cancel job'));
+    }
+    if (job.state === 'failed') replace(problem, errorBox(job.error || 'the job failed', 'Failed'));
+    else if (job.state === 'cancelled') replace(problem, note(job.error || 'The job was cancelled.'));
+    else replace(problem);
+    if (job.state !== lastState && lastState) announce(`Job ${job.state}.`);
+    lastState = job.state;
+    if (!shownParams && job.parameters) {
+      shownParams = true;
+      const p = job.parameters;
+      replace(params, h('h2', { id: 'params-heading' }, 'Parameters'), dl([
+        ['Collections', (p.collections || []).join(', ')],
+        ['Area', p.bbox ? `${fmtBbox(p.bbox)} (${p.bbox_crs || 'EPSG:4326'})` : null],
+        ['Dates', p.datetime],
+        ['Method', p.method],
+        ['Bands', (p.bands || []).join(', ') || '–'],
+        ['Indices', (p.indices || []).join(', ') || '–'],
+        ['Max cloud cover', p.max_cloud != null ? `${p.max_cloud} %` : 'no filter'],
+        ['Period', p.period || 'whole range'],
+        ['Output CRS', p.crs || 'native'],
+        ['Resolution', p.resolution || 'native'],
+      ]));
+      if (p.bbox && (p.bbox_crs || 'EPSG:4326') === 'EPSG:4326') {
+        map.addGeoJSON('job-area', { type: 'FeatureCollection', features: [{ type: 'Feature', properties: { id: 'area' }, geometry: bboxPolygon(p.bbox) }] },
+          { opacity: 0, width: 2, dash: [3, 2] });
+        map.fit(p.bbox, { maxZoom: 18 });
+      }
+    }
+    if (job.state === 'completed' && !shownResult) {
+      showResult(job).catch((err) => replace(result, errorBox(err, 'Cannot show the result')));
+    }
+  };
+
+  async function refresh() {
+    window.clearTimeout(timer);
+    try {
+      const job = await jobs.get(id);
+      if (ctx.signal.aborted) return;
+      render(job);
+      if (isActive(job.state)) timer = window.setTimeout(refresh, POLL_MS);
+    } catch (err) {
+      if (ctx.signal.aborted) return;
+      replace(problem, errorBox(err, 'Cannot read the job'));
+      if (!err.status || err.status >= 500) timer = window.setTimeout(refresh, POLL_MS * 4);
+    }
+  }
+  await refresh();
+  return () => window.clearTimeout(timer);
+}

@@ -1,0 +1,89 @@
+// Tasks: the jobs with their state, duration and links; running ones can be cancelled.
+import { config, jobs } from '../api.js';
+import {
+  announce, errorBox, fmtDateTime, fmtDuration, h, isActive, note, replace, stateBadge,
+} from '../ui.js';
+
+const POLL_MS = 3000;
+
+function progressText(job) {
+  const p = job.progress || {};
+  if (!isActive(job.state) || !p.tiles_total) return p.stage && isActive(job.state) ? p.stage : '';
+  return `${p.stage || ''} ${p.tiles_done || 0}/${p.tiles_total}`.trim();
+}
+
+export default async function tasks(ctx) {
+  ctx.setTitle('Tasks');
+  const { root } = ctx;
+  const list = h('div', { id: 'tasks-list' });
+  const problem = h('div', {});
+  const refreshButton = h('button', { type: 'button', class: 'secondary', id: 'tasks-refresh', onclick: () => refresh() },
+    h('span', { 'aria-hidden': 'true' }, '↻ '), 'Refresh');
+  root.append(h('h1', {}, 'Tasks'),
+    h('p', { class: 'lead' }, 'Compositing jobs, newest first. ', h('a', { href: '#/mosaic' }, 'Start a new mosaic')),
+    h('p', {}, refreshButton), problem, list);
+  let timer = null;
+
+  const cancel = async (id, button) => {
+    button.disabled = true;
+    try {
+      await jobs.cancel(id);
+      announce(`Cancellation of ${id} requested.`);
+      refresh();
+    } catch (err) {
+      replace(problem, errorBox(err, `Cannot cancel ${id}`));
+      button.disabled = false;
+    }
+  };
+
+  const render = (all) => {
+    const rows = [...all].sort((a, b) => String(b.created || '').localeCompare(String(a.created || '')));
+    if (!rows.length) {
+      replace(list, note('No jobs yet.'));
+      return;
+    }
+    replace(list, h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'tasks-table' },
+      h('caption', { class: 'sr-only' }, 'Jobs'),
+      h('thead', {}, h('tr', {}, ['Task', 'State', 'Method', 'Collections', 'Submitted', 'Duration', 'Progress', 'Actions']
+        .map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, rows.map((job) => {
+        const p = job.parameters || {};
+        const actions = [];
+        if (isActive(job.state)) {
+          const b = h('button', { type: 'button', class: 'danger small' }, 'Cancel', h('span', { class: 'sr-only' }, ` ${job.id}`));
+          b.addEventListener('click', () => cancel(job.id, b));
+          actions.push(b);
+        }
+        if (job.state === 'completed') {
+          const report = (job.links || []).find((l) => l.rel === 'report');
+          const href = report ? report.href : `${config.jobs}/${encodeURIComponent(job.id)}/report`;
+          actions.push(h('a', { href }, 'Report', h('span', { class: 'sr-only' }, ` of ${job.id}`)));
+        }
+        return h('tr', { dataset: { job: job.id, state: job.state } },
+          h('th', { scope: 'row' }, h('a', { href: `#/tasks/${encodeURIComponent(job.id)}` }, job.id)),
+          h('td', {}, stateBadge(job.state)),
+          h('td', {}, p.method || '–'),
+          h('td', {}, (p.collections || []).join(', ') || '–'),
+          h('td', {}, fmtDateTime(job.created)),
+          h('td', {}, job.started ? fmtDuration(job.started, job.finished) : '–'),
+          h('td', {}, progressText(job)),
+          h('td', { class: 'actions' }, actions));
+      })))));
+  };
+
+  async function refresh() {
+    window.clearTimeout(timer);
+    try {
+      const all = await jobs.list();
+      if (ctx.signal.aborted) return;
+      replace(problem);
+      render(all);
+      if (all.some((j) => isActive(j.state))) timer = window.setTimeout(refresh, POLL_MS);
+    } catch (err) {
+      if (ctx.signal.aborted) return;
+      replace(problem, errorBox(err, 'Cannot list the jobs'));
+    }
+  }
+  await refresh();
+  return () => window.clearTimeout(timer);
+}
