@@ -285,3 +285,23 @@ def test_unreadable_asset_leaves_no_outputs_and_no_items(samples, tmp_path):
     assert not [p for p in out.iterdir() if p.name != "tmp"] if out.exists() else True
     assert not list((out / "tmp").iterdir()) if (out / "tmp").exists() else True
     assert "broken-sample-median" not in samples.collection_ids()
+
+
+@pytest.mark.parametrize("grid, crs", [("equal-area-3km", "EPSG:6933"), ("webmercator-z7", "EPSG:3857"),
+                                       ("native", "EPSG:32618")])
+def test_jobs_on_named_grids_cover_whole_grid_tiles(samples, tmp_path, grid, crs):
+    from stacube.cubes.grids import EASE2_LOWER_LEFT, WEBMERCATOR_ORIGIN
+
+    spec = build_spec(**NEW_YORK, method="median", bands=["red"], grid=grid, tile_size=64, output=str(tmp_path))
+    report = run_composite(spec, samples.settings, workers=1)
+    g = report["grid"]
+    assert g["crs"] == crs
+    ny, nx = g["shape"]
+    assert ny % 64 == 0 and nx % 64 == 0 and g["tiles"] == (ny // 64) * (nx // 64)
+    res, x0, y0 = g["transform"][0], g["transform"][2], g["transform"][5]
+    anchor = {"EPSG:6933": EASE2_LOWER_LEFT, "EPSG:3857": WEBMERCATOR_ORIGIN}.get(crs)
+    if anchor:  # tile edges fall on the grid's global tiling
+        assert abs(((x0 - anchor[0]) / (res * 64)) - round((x0 - anchor[0]) / (res * 64))) < 1e-6
+        assert abs(((y0 - anchor[1]) / (res * 64)) - round((y0 - anchor[1]) / (res * 64))) < 1e-6
+    red, _, _ = read(report["outputs"]["cogs"][report["steps"][0]["label"]]["red"])
+    assert np.isfinite(red).sum() > 100

@@ -127,6 +127,19 @@ def test_best_clear_order_starts_with_the_least_cloudy_item(client):
     assert len(used) <= 3
 
 
+def test_registered_search_with_a_cql2_filter(client):
+    sid = client.post("/raster/searches/register", json={
+        "collections": [L8], "filter-lang": "cql2-json",
+        "filter": {"op": "<", "args": [{"property": "eo:cloud_cover"}, 10]}}).json()["id"]
+    r = client.get(f"/raster/searches/{sid}/masked/tiles/{L8_TILE}.npy?assets=B4")
+    used = r.headers["x-assets"].split(",")
+    assert r.status_code == 200 and used[0]
+    found = client.post("/stac/search", json={"collections": [L8], "ids": used, "limit": 20}).json()["features"]
+    assert len(found) == len(used) and all(f["properties"]["eo:cloud_cover"] < 10 for f in found)
+    every = client.get(f"/raster/collections/{L8}/masked/tiles/{L8_TILE}.npy?assets=B4").headers["x-assets"]
+    assert every.split(",") != used  # the filter changed which scenes were used
+
+
 def test_mask_cleanup_grows_clouds(client):
     url = f"/raster/collections/{L8}/masked/tiles/{L8_TILE}.npy?assets=B4&max_items=1"
     plain = ~np.ma.getmaskarray(npy(client.get(url)))[0]

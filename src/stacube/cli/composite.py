@@ -29,6 +29,8 @@ def composite(
     period: str | None = typer.Option(None, help="One composite per period: P16D, P1M, P1Y..."),
     crs: str | None = typer.Option(None, help="Output CRS (default: the first collection's)."),
     resolution: float | None = typer.Option(None, help="Output pixel size in CRS units."),
+    grid: str | None = typer.Option(None, help="Named grid (native, webmercator[-z<N>], equal-area-<R>m|km): "
+                                               "outputs cover its whole tiles."),
     output: str | None = typer.Option(None, help="Output root URI (default .stacube/data; s3://bucket/prefix works)."),
     output_collection: str | None = typer.Option(None, help="Collection the results are registered in."),
     tile_size: int = typer.Option(2048, help="Tile edge in output pixels (bounds memory)."),
@@ -55,7 +57,7 @@ def composite(
     spec = build_spec(
         collections=collection, bbox=bbox, bbox_crs=bbox_crs, datetime=datetime_value, method=method,
         bands=split_list(bands, "--bands"), indices=index or [], max_cloud=max_cloud,
-        mask_asset=mask_asset, clear=clear_values, period=period, crs=crs, resolution=resolution,
+        mask_asset=mask_asset, clear=clear_values, period=period, crs=crs, resolution=resolution, grid=grid,
         output=output, output_collection=output_collection, tile_size=tile_size, mask_cleanup=mask_cleanup,
     )
     from stacube.jobs.runner import submit

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -151,21 +152,40 @@ def percentiles(
 
 # -- geometric median -------------------------------------------------------------------------
 def geomedian_input(bands: Mapping[str, np.ndarray], clear: np.ndarray, r0: int, r1: int,
-                    nodata: Mapping[str, float | int | None] | None = None) -> np.ndarray:
-    """Rows ``r0:r1`` as geomad's input: float32 ``(y, x, band, time)``, NaN in every band of an
-    observation that is not clear or has a missing band."""
+                    nodata: Mapping[str, float | int | None] | None = None,
+                    work: dict | None = None) -> np.ndarray:
+    """Rows ``r0:r1`` as geomad's input: C-contiguous float32 ``(y, x, band, time)``, NaN in every
+    band of an observation that is not clear or has a missing band.
+
+    Built band by band in the stack's own ``(time, pixels)`` layout (multiplied by a 1/NaN
+    factor: one pass), then one transposed copy per band into the output. ``work`` (a dict the
+    caller keeps per thread) holds the buffers between calls, so blocks reuse memory that is
+    already mapped instead of page-faulting fresh allocations.
+    """
     nodata = dict(nodata or {})
     names = list(bands)
-    t = clear.shape[0]
-    ok = clear[:, r0:r1].copy()
-    for name in names:
-        ok &= _usable(bands[name][:, r0:r1], ok, nodata.get(name))
-    x = np.empty((r1 - r0, clear.shape[2], len(names), t), dtype=np.float32)
-    for j, name in enumerate(names):
-        layer = bands[name][:, r0:r1]
-        np.copyto(x[:, :, j, :], layer.transpose(1, 2, 0), casting="unsafe")
-        x[:, :, j, :][~ok.transpose(1, 2, 0)] = np.nan
-    return x
+    t, nx = clear.shape[0], clear.shape[2]
+    n = (r1 - r0) * nx
+    blocks = [bands[name][:, r0:r1].reshape(t, n) for name in names]
+    ok = clear[:, r0:r1].reshape(t, n).copy()
+    for name, block in zip(names, blocks):
+        if block.dtype.kind == "f":
+            ok &= np.isfinite(block)
+        value = nodata.get(name)
+        if value is not None and not (isinstance(value, float) and np.isnan(value)):
+            ok &= block != value
+    factor = np.where(ok, np.float32(1.0), np.float32(np.nan))
+    work = {} if work is None else work
+    size = n * len(names) * t
+    if work.get("x") is None or work["x"].size < size:
+        work["x"] = np.empty(size, dtype=np.float32)
+        work["scratch"] = np.empty(t * n, dtype=np.float32)
+    x = work["x"][:size].reshape(n, len(names), t)
+    scratch = work["scratch"][:t * n].reshape(t, n)
+    for j, block in enumerate(blocks):
+        np.multiply(block, factor, out=scratch, casting="unsafe")
+        x[:, j, :] = scratch.T
+    return x.reshape(r1 - r0, nx, len(names), t)
 
 
 def geomedian(
@@ -175,7 +195,7 @@ def geomedian(
     nodata: Mapping[str, float | int | None] | None = None,
     eps: float = GEOMEDIAN_EPS,
     maxiters: int = GEOMEDIAN_MAXITERS,
-    block_pixels: int = 1 << 22,
+    block_pixels: int = 1 << 19,
     threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Geometric median of each pixel's clear observations in band space (Roberts et al. 2017).
@@ -183,8 +203,10 @@ def geomedian(
     The point minimising the sum of Euclidean distances to the clear observations (all bands at
     once, so the result is a spectrally consistent "median" that need not be an observation).
     Computed by ``geomad.nangeomedian_pcm`` on float32 ``(y, x, band, time)`` row blocks of about
-    ``block_pixels`` values, with geomad's OpenMP threads; each block starts on a row, so the
-    result is the one of a single call on the whole image.
+    ``block_pixels`` values (cache-sized), ``threads`` blocks at a time, each block built and
+    reduced by one thread (geomad runs without the GIL). geomad restarts its iteration from the
+    per-band mean at the start of every row, so the result equals a single call on the whole
+    image.
 
     Args:
         bands: ``{name: (t, y, x)}`` arrays (physical values, e.g. reflectance), any dtype.
@@ -192,7 +214,7 @@ def geomedian(
         nodata: per band value that is not an observation.
         eps: convergence tolerance in the bands' units.
         maxiters: iteration cap.
-        threads: OpenMP threads (default: one per core).
+        threads: blocks reduced at once (default: one per core).
 
     Returns:
         ``{band: float32 (y, x)}``; NaN where a pixel has no clear observation. With one band it
@@ -208,13 +230,18 @@ def geomedian(
     names = list(bands)
     out = {name: np.empty((ny, nx), dtype=np.float32) for name in names}
     rows = max(1, block_pixels // max(1, nx * len(names) * t))
-    workers = threads or os.cpu_count() or 1
-    for r0, r1 in _blocks(ny, rows):
-        x = geomedian_input(bands, clear, r0, r1, nodata)
+    local = threading.local()
+
+    def run(r0: int, r1: int) -> None:
+        if not hasattr(local, "work"):
+            local.work = {}
+        x = geomedian_input(bands, clear, r0, r1, nodata, local.work)
         with np.errstate(invalid="ignore", divide="ignore"):
-            result = nangeomedian_pcm(x, eps=eps, maxiters=maxiters, num_threads=workers)
+            result = nangeomedian_pcm(x, eps=eps, maxiters=maxiters, num_threads=1)
         for j, name in enumerate(names):
             out[name][r0:r1] = result[:, :, j]
+
+    _run(run, ny, rows, threads if threads is not None else (os.cpu_count() or 1))
     return out
 
 

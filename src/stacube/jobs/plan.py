@@ -176,6 +176,35 @@ def make_geobox(spec: CompositeSpec, sources: list[Source], ref_band: str):
     return geobox
 
 
+def grid_geobox(spec: CompositeSpec, sources: list[Source], ref_band: str, tile: int):
+    """The output GeoBox on a named grid (``--grid``, see :mod:`stacube.cubes.grids`): the whole
+    ``tile`` x ``tile`` px tiles of the grid that intersect the bbox, so every job on a grid cuts
+    the same tiles and their outputs line up.
+
+    Raises:
+        InvalidInput: unknown grid name; the output would be absurdly large.
+    """
+    from odc.geo.geom import BoundingBox
+
+    from stacube.cubes.grids import parse_grid
+
+    first = sources[0]
+    storage = first.collection.get("stacube:storage") or {}
+    native_crs, native_res, origin = _native_grid(first, ref_band)
+    native = None
+    if storage.get("crs") and storage.get("resolution"):
+        native = (storage["crs"], float(storage["resolution"][0]), origin or (0.0, 0.0))
+    elif native_crs and native_res:
+        native = (native_crs, abs(native_res[0]), origin)
+    box = BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs("EPSG:4326")
+    grid = parse_grid(spec.grid, native=native, centre=((box.left + box.right) / 2, (box.bottom + box.top) / 2))
+    geobox = grid.domain(spec.bbox, spec.bbox_crs, tile)
+    if geobox.shape.x * geobox.shape.y > MAX_OUTPUT_PIXELS:
+        raise InvalidInput(f"the output would be {geobox.shape.x} x {geobox.shape.y} pixels on grid "
+                           f"{grid.name}; choose a smaller bbox or a coarser grid")
+    return geobox
+
+
 def _same_crs(a: str, b: str) -> bool:
     from pyproj import CRS
 
@@ -243,7 +272,6 @@ def make_plan(spec: CompositeSpec, catalog: Catalog, output_root: str) -> Plan:
             f"{[round(v, 6) for v in spec.bbox]} ({spec.bbox_crs}) in {spec.datetime}"
         )
     sources = [s for s in sources if s.items] or sources
-    geobox = make_geobox(spec, sources, load_bands[0])
     times = sorted(_item_datetime(i) for i in all_items)
     periods = make_periods(spec, times[0], times[-1])
     job_id = spec.job_id()
@@ -251,7 +279,11 @@ def make_plan(spec: CompositeSpec, catalog: Catalog, output_root: str) -> Plan:
     n_vars = len(bands) + len(spec.indices) + 3
     tile = spec.tile_size or tile_edge(catalog.settings.tile_memory, dates=len(all_items),
                                        bands=len(load_bands), variables=n_vars, steps=len(periods))
-    tile = min(tile, max(geobox.shape.x, geobox.shape.y))
+    if spec.grid:
+        geobox = grid_geobox(spec, sources, load_bands[0], tile)
+    else:
+        geobox = make_geobox(spec, sources, load_bands[0])
+        tile = min(tile, max(geobox.shape.x, geobox.shape.y))
     return Plan(
         spec=spec, job_id=job_id, sources=sources, bands=bands, indices=list(spec.indices),
         load_bands=load_bands, geobox=geobox, tile_shape=(tile, tile), periods=periods,

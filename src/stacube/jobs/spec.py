@@ -150,6 +150,9 @@ class CompositeSpec(BaseModel):
     period: str | None = Field(None, description="P<n>D, P<n>W, P<n>M or P<n>Y.")
     crs: str | None = None
     resolution: float | None = Field(None, gt=0)
+    grid: str | None = Field(
+        None, description="Named grid: native, webmercator[-z<N>], equal-area-<R>m|km; "
+                          "outputs cover its whole tiles (instead of --crs/--resolution).")
     output: str | None = Field(None, description="Root URI of the outputs.")
     output_collection: str | None = Field(None, description="Collection of the results.")
     tile_size: int | None = Field(
@@ -211,8 +214,23 @@ class CompositeSpec(BaseModel):
     def _unique(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
 
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, value):
+        if value is None:
+            return None
+        from stacube.cubes.grids import EQUAL_AREA, WEBMERCATOR
+
+        text = value.strip().lower()
+        if text != "native" and not WEBMERCATOR.match(text) and not EQUAL_AREA.match(text):
+            raise ValueError(f"unknown grid {value!r}; use native, webmercator, webmercator-z<N>, "
+                             "equal-area-<R>m or equal-area-<R>km")
+        return text
+
     @model_validator(mode="after")
     def _mask(self) -> CompositeSpec:
+        if self.grid and (self.crs or self.resolution):
+            raise ValueError("--grid sets the CRS and resolution: drop --crs/--resolution")
         if (self.mask_asset is None) != (self.clear is None):
             raise ValueError("--mask-asset and --clear go together")
         if self.bbox_crs == "EPSG:4326":

@@ -1,0 +1,424 @@
+"""Cloud-masked mosaic tiles, rendered on the fly (no job): each pixel from the first item, in
+the requested order, whose quality band says *clear* there.
+
+titiler-pgstac's mosaics stop at the first pixel that is not nodata, so a cloud in the most
+recent scene hides everything below it. These routes apply each collection's quality rule
+(``stacube:quality``, :mod:`stacube.catalog.quality`) per pixel instead:
+
+* ``GET /collections/{collection_id}/masked/tiles/{tileMatrixSetId}/{z}/{x}/{y}[@{scale}x].{format}``
+  (with titiler-pgstac's collection filters ``ids``, ``bbox``, ``datetime``, ``query``,
+  ``filter``, ``filter-lang``);
+* ``GET /searches/{search_id}/masked/tiles/{tileMatrixSetId}/{z}/{x}/{y}[@{scale}x].{format}``
+  (a registered search, one or more collections).
+
+Parameters like the plain tiles: ``assets`` (repeatable), ``expression`` (``b1``..``bn`` over
+the assets' bands in order), ``unscale``, ``rescale``, ``color_formula``, ``colormap_name`` /
+``colormap``, ``return_mask``, ``tilesize``; ``index=NDVI`` works too (the raster app's middleware
+turns it into ``assets``/``expression``/``unscale``/rendering before this route). And:
+
+* ``order=most-recent`` (default: ``datetime`` descending) or ``best-clear`` (``eo:cloud_cover``
+  ascending, items without it last; ties: the more recent first);
+* ``max_items`` (default 20, at most 100): items considered, first in that order;
+* ``mask_cleanup=OPEN,DILATE``: opening then dilation of each item's cloud mask
+  (:mod:`stacube.cube.masking`), read with a halo of ``2*OPEN+DILATE`` pixels so tile edges match.
+
+How a tile is made: the items of the mosaic that intersect the tile are found with
+``pgstac.search`` (the mosaic's own query AND ``s_intersects`` with the tile, sorted by
+``order``, ``max_items`` at most); per item, its quality asset is read with rio-tiler onto the
+tile grid (nearest), decoded with its collection's rule, and its bands are read only if it is
+clear somewhere still empty. Pixels are filled in order until every pixel is clear; reading stops
+there. A pixel with no clear observation in the first ``max_items`` items stays **nodata**
+(transparent): a masked mosaic never falls back to a cloudy value. With ``unscale=true`` each
+item's ``raster:bands`` scale/offset is applied (else the COG's own), Sentinel-2 reflectance put
+on one scale across processing baseline 04.00 (:mod:`stacube.cube.harmonize`).
+
+Errors answer 4xx JSON: unknown collection or search 404, a collection without a quality rule
+400, an unknown tile matrix set or a tile outside it 400, no item over the tile 404. The
+``X-Assets`` response header lists the items that gave pixels, in order.
+"""
+
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from threading import Lock
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from cachetools import TTLCache
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.responses import Response
+from titiler.core.dependencies import ColorMapParams, ImageRenderingParams
+from titiler.core.resources.enums import ImageType
+from titiler.core.utils import render_image
+
+from stacube.errors import InvalidInput, NotFound, StorageError
+
+MAX_ITEMS = 100
+READ_THREADS = 4
+
+
+# -- catalog ---------------------------------------------------------------------------------
+def _state_cache(request: Request):
+    """Collection documents and registered searches of this app (TTL cache)."""
+    from stacube_services.raster import CollectionCache
+
+    app = request.app
+    cache = getattr(app.state, "stacube_masked_cache", None)
+    if cache is None:
+        cache = CollectionCache(app)
+        app.state.stacube_masked_cache = cache
+    return cache
+
+
+def registered_search(request: Request, search_id: str) -> dict:
+    """The search document registered under ``search_id`` (pgstac.searches).
+
+    Raises:
+        NotFound: no such search.
+    """
+    cache = _state_cache(request)
+    doc = cache._get(("search-doc", search_id), "SELECT search FROM pgstac.searches WHERE hash=%s", (search_id,))
+    if doc is None:
+        raise NotFound(f"unknown search {search_id!r}")
+    return doc
+
+
+def tile_polygon(tms, z: int, x: int, y: int) -> dict:
+    """The tile's footprint as a GeoJSON polygon in longitude/latitude."""
+    from morecantile import Tile
+
+    w, s, e, n = tms.bounds(Tile(x, y, z))
+    return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+
+
+def search_body(search: dict, polygon: dict, order: str, limit: int) -> dict:
+    """A ``pgstac.search`` body: the mosaic's query, AND intersecting ``polygon``, in ``order``.
+
+    Raises:
+        InvalidInput: a stored CQL2-text filter that does not parse.
+    """
+    body = {k: v for k, v in search.items() if k not in ("sortby", "limit", "fields", "token", "conf")}
+    tile_filter = {"op": "s_intersects", "args": [{"property": "geometry"}, polygon]}
+    own = body.pop("filter", None)
+    lang = body.pop("filter-lang", None) or body.pop("filter_lang", None)
+    if own is not None and (isinstance(own, str) or lang == "cql2-text"):
+        import cql2
+
+        try:
+            own = cql2.Expr(own).to_json()
+        except Exception as exc:  # cql2 raises its own error types
+            raise InvalidInput(f"the mosaic's filter does not parse: {exc}") from exc
+    body["filter"] = {"op": "and", "args": [own, tile_filter]} if own else tile_filter
+    body["filter-lang"] = "cql2-json"
+    if order == "best-clear":
+        body["sortby"] = [{"field": "properties.eo:cloud_cover", "direction": "asc"},
+                          {"field": "properties.datetime", "direction": "desc"}]
+    else:
+        body["sortby"] = [{"field": "properties.datetime", "direction": "desc"}]
+    body["limit"] = limit
+    return body
+
+
+def _items_cache(request: Request) -> tuple[TTLCache, Lock]:
+    state = request.app.state
+    if getattr(state, "stacube_masked_items", None) is None:
+        state.stacube_masked_items = (TTLCache(maxsize=512, ttl=60), Lock())
+    return state.stacube_masked_items
+
+
+def find_items(request: Request, search_id: str, search: dict, polygon: dict, order: str, limit: int) -> list[dict]:
+    """Items of the mosaic intersecting ``polygon``, first ``limit`` in ``order`` (cached 60 s
+    per app, as titiler-pgstac caches its mosaic searches)."""
+    cache, lock = _items_cache(request)
+    key = (search_id, json.dumps(polygon), order, limit)
+    with lock:
+        if key in cache:
+            return cache[key]
+    body = search_body(search, polygon, order, limit)
+    with request.app.state.dbpool.connection() as conn:
+        result = conn.execute("SELECT pgstac.search(%s::text::jsonb)", (json.dumps(body),)).fetchone()[0]
+    items = list((result or {}).get("features") or [])
+    if order == "best-clear":  # items without eo:cloud_cover last (stable: the sort order stays)
+        items.sort(key=lambda i: (i.get("properties", {}).get("eo:cloud_cover") is None,))
+    with lock:
+        cache[key] = items
+    return items
+
+
+# -- pixels ----------------------------------------------------------------------------------
+def _read(href: str, tms, z: int, x: int, y: int, size: int, buffer: int):
+    """``(data (bands, h, w), valid (h, w), scales, offsets)`` of one asset on the tile grid, or
+    None when the asset does not cover the tile."""
+    from rio_tiler.errors import TileOutsideBounds
+    from rio_tiler.io import Reader
+
+    try:
+        with Reader(href, tms=tms) as src:
+            image = src.tile(x, y, z, tilesize=size, buffer=buffer or None)
+            scales, offsets = list(src.dataset.scales), list(src.dataset.offsets)
+    except TileOutsideBounds:
+        return None
+    except Exception as exc:  # rasterio/GDAL errors: the asset cannot be read
+        raise StorageError(f"cannot read {href}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    array = image.array
+    data = np.ma.getdata(array)
+    valid = ~np.ma.getmaskarray(array).any(axis=0)
+    return data, valid, scales, offsets
+
+
+class ItemReader:
+    """Reads one item's quality and band assets for one tile (thread-safe: no shared state)."""
+
+    def __init__(self, rules: dict, collections: dict, assets: list[str], tms, z: int, x: int, y: int,
+                 size: int, unscale: bool, cleanup: tuple[int, int] | None):
+        from stacube.cube.masking import halo
+
+        self.rules, self.collections, self.assets = rules, collections, assets
+        self.tms, self.z, self.x, self.y, self.size = tms, z, x, y, size
+        self.unscale, self.cleanup = unscale, cleanup
+        self.halo = halo(cleanup)
+
+    def footprint(self, item: dict) -> np.ndarray:
+        """Tile pixels whose centre lies in the item's geometry (bool ``(h, w)``); all True when
+        the item has no usable geometry. Only used to skip items that cannot fill a pixel (as
+        pgSTAC's ``skipcovered`` does for plain mosaics)."""
+        from morecantile import Tile
+        from rasterio.features import rasterize
+        from rasterio.transform import from_bounds
+        from rasterio.warp import transform_geom
+
+        shape = (self.size, self.size)
+        geometry = item.get("geometry")
+        if not geometry:
+            return np.ones(shape, dtype=bool)
+        try:
+            geom = transform_geom("EPSG:4326", self.tms.rasterio_crs, geometry)
+            transform = from_bounds(*self.tms.xy_bounds(Tile(self.x, self.y, self.z)), self.size, self.size)
+            inside = rasterize([geom], out_shape=shape, transform=transform, dtype="uint8")
+        except Exception:  # a geometry rasterio cannot project or burn: do not skip the item
+            return np.ones(shape, dtype=bool)
+        return inside.astype(bool)
+
+    def clear(self, item: dict) -> np.ndarray | None:
+        """Where the item is clear on the tile (bool ``(h, w)``), None when it is not there."""
+        from stacube.cube.masking import cleanup_clear
+
+        rule = self.rules[item["collection"]]
+        asset = (item.get("assets") or {}).get(rule.asset)
+        if not asset:
+            return None
+        read = _read(asset["href"], self.tms, self.z, self.x, self.y, self.size, self.halo)
+        if read is None:
+            return None
+        data, valid, _, _ = read
+        observed, clear = rule.decode(data[0])
+        observed &= valid
+        clear &= observed
+        if self.cleanup:
+            clear = cleanup_clear(observed, clear, self.cleanup)
+        if self.halo:
+            h = self.halo
+            clear = clear[h:-h, h:-h]
+        return clear
+
+    def bands(self, item: dict) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(values (bands, h, w), valid (h, w))`` of the requested assets, physical values
+        when ``unscale``; None when an asset is missing or off the tile."""
+        from stacube.cube.harmonize import harmonized_scale_offset
+        from stacube.cube.load import _raster_band
+
+        collection = self.collections[item["collection"]]
+        layers, valid = [], None
+        for key in self.assets:
+            asset = (item.get("assets") or {}).get(key)
+            if not asset:
+                return None
+            read = _read(asset["href"], self.tms, self.z, self.x, self.y, self.size, 0)
+            if read is None:
+                return None
+            data, ok, scales, offsets = read
+            if self.unscale:
+                meta = _raster_band(item, collection, key)
+                scale = float(meta["scale"]) if meta.get("scale") is not None else float(scales[0] or 1.0)
+                offset = float(meta["offset"]) if meta.get("offset") is not None else float(offsets[0] or 0.0)
+                scale, offset = harmonized_scale_offset(item, key, scale, offset, collection)
+                data = data.astype(np.float32) * np.float32(scale) + np.float32(offset)
+            layers.append(data)
+            valid = ok if valid is None else valid & ok
+        return np.concatenate(layers, axis=0), valid
+
+
+def masked_mosaic(items: list[dict], reader: ItemReader, shape: tuple[int, int],
+                  threads: int = READ_THREADS) -> tuple[np.ndarray | None, np.ndarray, list[str]]:
+    """Fill a tile from ``items`` (first first) with clear pixels only.
+
+    Items whose footprint (``geometry``) misses every still-empty pixel are skipped unread.
+    Items go in batches of 1, 2, 4... up to ``threads``: the batch's quality masks are read in
+    parallel, the items that would fill still-empty pixels are worked out from the masks, and
+    only their bands are read (in parallel). Pixels are then filled strictly in item order (an
+    item whose band turns out to be nodata where its mask is clear leaves those pixels to the
+    next items). Reading stops as soon as every pixel is filled.
+
+    Returns:
+        ``(values (bands, h, w) or None, filled (h, w) bool, ids of the items used)``.
+    """
+    free = np.ones(shape, dtype=bool)
+    values: np.ndarray | None = None
+    used: list[str] = []
+    pending = list(items)
+    size = 1
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        while pending and free.any():
+            batch = []
+            while pending and len(batch) < size:
+                item = pending.pop(0)
+                if (reader.footprint(item) & free).any():
+                    batch.append(item)
+            if not batch:
+                break
+            size = min(size * 2, max(1, threads))
+            clears = list(pool.map(reader.clear, batch))
+            expected = free.copy()
+            prefetch = {}
+            for k, (item, clear) in enumerate(zip(batch, clears)):
+                if clear is None:
+                    continue
+                take = clear & expected
+                if take.any():
+                    prefetch[k] = pool.submit(reader.bands, item)
+                    expected &= ~take
+            for k, (item, clear) in enumerate(zip(batch, clears)):
+                if clear is None:
+                    continue
+                take = clear & free
+                if not take.any():
+                    continue
+                got = prefetch[k].result() if k in prefetch else reader.bands(item)
+                if got is None:
+                    continue
+                data, valid = got
+                take &= valid
+                if not take.any():
+                    continue
+                if values is None:
+                    values = np.zeros(data.shape, dtype=data.dtype)
+                values[:, take] = data[:, take]
+                free &= ~take
+                used.append(item["id"])
+    return values, ~free, used
+
+
+# -- routes ----------------------------------------------------------------------------------
+def masked_router(path_dependency) -> APIRouter:
+    """The masked-tiles routes of one mosaic kind (``path_dependency`` gives the search hash:
+    titiler-pgstac's ``CollectionIdParams`` or ``SearchIdParams``)."""
+    router = APIRouter()
+
+    def tile(
+        request: Request,
+        search_id: Annotated[str, Depends(path_dependency)],
+        tileMatrixSetId: Annotated[str, Path(description="Tile matrix set identifier")],
+        z: Annotated[int, Path(description="Zoom level")],
+        x: Annotated[int, Path(description="Column")],
+        y: Annotated[int, Path(description="Row")],
+        format: Annotated[ImageType, Path(description="Output image format")],
+        render: Annotated[ImageRenderingParams, Depends()],
+        colormap: Annotated[Any, Depends(ColorMapParams)],
+        scale: int = 1,
+        assets: Annotated[list[str] | None, Query(description="Asset keys, in band order")] = None,
+        expression: Annotated[str | None, Query(description="Band math over b1..bn")] = None,
+        unscale: Annotated[bool, Query(description="Apply scale/offset (physical values)")] = False,
+        order: Annotated[Literal["most-recent", "best-clear"],
+                         Query(description="most-recent: datetime desc; best-clear: eo:cloud_cover asc")] = "most-recent",
+        max_items: Annotated[int, Query(ge=1, le=MAX_ITEMS, description="Items considered at most")] = 20,
+        mask_cleanup: Annotated[str | None, Query(description="OPEN,DILATE pixels, e.g. 2,3")] = None,
+        tilesize: Annotated[int | None, Query(ge=16, le=4096, description="Tile size in pixels")] = None,
+    ) -> Response:
+        import morecantile
+
+        from stacube.catalog.quality import rule_of
+        from stacube.cube.masking import parse_mask_cleanup
+
+        try:
+            tms = morecantile.tms.get(tileMatrixSetId)
+        except Exception as exc:
+            raise InvalidInput(f"unknown tile matrix set {tileMatrixSetId!r}") from exc
+        if not tms.minzoom <= z <= tms.maxzoom:
+            raise InvalidInput(f"zoom {z} is outside {tileMatrixSetId}")
+        matrix = tms.matrix(z)
+        if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+            raise InvalidInput(f"tile {z}/{x}/{y} is outside {tileMatrixSetId}")
+        if not assets:
+            raise InvalidInput("assets is required (or index=NAME)")
+        if not 1 <= scale <= 4:
+            raise InvalidInput("scale must be 1..4 (@1x..@4x)")
+        cleanup = parse_mask_cleanup(mask_cleanup)
+        size = (tilesize or 256) * scale
+
+        search = registered_search(request, search_id)
+        cache = _state_cache(request)
+        collection_ids = list(search.get("collections") or [])
+        if not collection_ids:
+            raise InvalidInput("a masked mosaic needs a search restricted to collections (\"collections\": [...])")
+        collections = {c: cache.collection(c) for c in collection_ids}
+        rules = {}
+        for cid, doc in collections.items():
+            rule = rule_of(doc)
+            if rule is None:
+                raise InvalidInput(f"collection {cid!r} has no quality rule (stacube:quality): "
+                                   "a masked mosaic needs one")
+            rules[cid] = rule
+            known = set((doc.get("item_assets") or {}))
+            missing = [a for a in assets if known and a not in known]
+            if missing:
+                raise InvalidInput(f"collection {cid!r} has no asset {missing[0]!r}")
+
+        polygon = tile_polygon(tms, z, x, y)
+        items = find_items(request, search_id, search, polygon, order, max_items)
+        items = [i for i in items if i.get("collection") in rules]
+        if not items:
+            raise NotFound(f"no item of the mosaic intersects tile {tileMatrixSetId}/{z}/{x}/{y}")
+        reader = ItemReader(rules, collections, list(assets), tms, z, x, y, size, unscale, cleanup)
+        values, filled, used = masked_mosaic(items, reader, (size, size))
+        if values is None:
+            values = np.zeros((len(assets), size, size), dtype=np.float32 if unscale else np.uint16)
+        return _render(values, filled, used, tms, z, x, y, expression, format, colormap, render)
+
+    suffix = "/masked/tiles/{tileMatrixSetId}/{z}/{x}/{y}"
+    doc = ("Cloud-masked mosaic tile: per pixel the first clear observation (quality rule of the "
+           "collection), most recent or clearest item first; nodata where no item is clear.")
+    # the scaled route first: "{y}.{format}" would also match "5837@2x.png"
+    router.add_api_route(suffix + "@{scale}x.{format}", tile, methods=["GET"],
+                         summary="Cloud-masked mosaic tile (scaled)", description=doc, response_class=Response)
+    router.add_api_route(suffix + ".{format}", tile, methods=["GET"], summary="Cloud-masked mosaic tile",
+                         description=doc, response_class=Response)
+    return router
+
+
+def _render(values, filled, used, tms, z, x, y, expression, fmt, colormap, render) -> Response:
+    from morecantile import Tile
+    from rio_tiler.models import ImageData
+
+    mask = np.broadcast_to(~filled, values.shape)
+    image = ImageData(np.ma.MaskedArray(values, mask=mask.copy()), crs=tms.rasterio_crs,
+                      bounds=tuple(tms.xy_bounds(Tile(x, y, z))), assets=used,
+                      band_names=[f"b{i + 1}" for i in range(values.shape[0])])
+    if expression:
+        try:
+            image = image.apply_expression(expression)
+        except Exception as exc:  # rio-tiler/numexpr reject the expression
+            raise InvalidInput(f"expression {expression!r}: {exc}") from exc
+    content, media_type = render_image(image, output_format=fmt, colormap=colormap, **render.as_dict())
+    return Response(content, media_type=media_type, headers={"X-Assets": ",".join(used)})
+
+
+def add_masked_routes(app) -> None:
+    """Mount the masked-tiles routes on the raster app, under ``/collections/{collection_id}`` and
+    ``/searches/{search_id}`` (the raster middleware's ``index=`` and tile checks apply)."""
+    from titiler.pgstac.dependencies import CollectionIdParams, SearchIdParams
+
+    tags = ["Cloud-masked mosaics"]
+    app.include_router(masked_router(CollectionIdParams),
+                       prefix="/collections/{collection_id}", tags=tags)
+    app.include_router(masked_router(SearchIdParams),
+                       prefix="/searches/{search_id}", tags=tags)
