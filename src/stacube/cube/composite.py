@@ -118,7 +118,8 @@ def _blocks(ny: int, block_rows: int) -> list[tuple[int, int]]:
     return [(r0, min(ny, r0 + block_rows)) for r0 in range(0, ny, block_rows)]
 
 
-def _run_blocks(func, ny: int, block_rows: int, threads: int | None) -> None:
+def run_blocks(func, ny: int, block_rows: int, threads: int | None) -> None:
+    """Run ``func(r0, r1)`` over row blocks, on threads (numpy releases the GIL in its loops)."""
     blocks = _blocks(ny, block_rows)
     workers = threads if threads is not None else min(len(blocks), os.cpu_count() or 1)
     if workers <= 1 or len(blocks) == 1:
@@ -130,7 +131,8 @@ def _run_blocks(func, ny: int, block_rows: int, threads: int | None) -> None:
         list(pool.map(lambda b: func(*b), blocks))
 
 
-def _valid_columns(cols: np.ndarray, clear_cols: np.ndarray, nodata) -> np.ndarray:
+def valid_mask(cols: np.ndarray, clear_cols: np.ndarray, nodata) -> np.ndarray:
+    """``clear_cols`` and finite and not ``nodata`` (``clear_cols`` itself when nothing changes)."""
     ok = clear_cols
     if cols.dtype.kind == "f":
         ok = ok & np.isfinite(cols)
@@ -184,21 +186,33 @@ def reduce_stack(
     clear: np.ndarray,
     *,
     method: str,
+    q: float = 50.0,
     nodata: Mapping[str, float | int | None] | None = None,
     block_pixels: int = 16384,
     threads: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Median or mean over the clear observations of each pixel, for several bands at once.
+    """Median, percentile or mean over the clear observations of each pixel, for several bands.
 
     Values equal to a band's ``nodata`` (and NaN) are not observations. The image is processed
-    in blocks of about ``block_pixels`` pixels, kept as ``(time, pixels)``. For the median,
-    values that are not clear observations get a sentinel that sorts last (the dtype's maximum,
-    or +inf), the block is sorted with :func:`network_sort`, and the middle of the first ``n``
-    values is read per pixel (the mean of the two middle values for an even ``n``).
+    in blocks of about ``block_pixels`` pixels, kept as ``(time, pixels)``. For the median and
+    percentiles, values that are not clear observations get a sentinel that sorts last (the
+    dtype's maximum, or +inf), the block is sorted with :func:`network_sort`, and the order
+    statistics around rank ``(n - 1) * q / 100`` of the first ``n`` values are interpolated
+    linearly, as ``numpy.percentile`` (``linear`` method) does; the median is ``q = 50``.
+
+    Args:
+        method: ``median``, ``percentile`` (with ``q`` in 0..100) or ``mean``.
 
     Returns:
         ``{band: float32 (y, x)}``, NaN where a pixel has no clear observation.
+
+    Raises:
+        ValueError: ``q`` outside 0..100.
     """
+    if method == "median":
+        q = 50.0
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile {q} is outside 0..100")
     nodata = dict(nodata or {})
     t, ny, nx = clear.shape
     out = {name: np.empty((ny, nx), dtype=np.float32) for name in bands}
@@ -211,21 +225,27 @@ def reduce_stack(
         for name, stack in bands.items():
             dtype, sentinel = work[name]
             block = stack[:, r0:r1].reshape(t, -1).astype(dtype, copy=True)
-            ok = _valid_columns(block, clear_block, nodata.get(name))
+            ok = valid_mask(block, clear_block, nodata.get(name))
             if ok is clear_block:
                 if shared_n is None:
                     shared_n = np.count_nonzero(clear_block, axis=0)
                 n = shared_n
             else:
                 n = np.count_nonzero(ok, axis=0)
-            if method == "median":
+            if method in ("median", "percentile"):
                 np.copyto(block, sentinel, where=~ok)
                 network_sort(block)
-                lo = np.maximum((n - 1) // 2, 0)[None]
-                hi = np.minimum(n // 2, t - 1)[None]
-                a = np.take_along_axis(block, lo, axis=0)[0].astype(np.float64)
-                b = np.take_along_axis(block, hi, axis=0)[0].astype(np.float64)
-                value = (0.5 * (a + b)).astype(np.float32)
+                last = np.maximum(n - 1, 0)
+                rank = last * (q / 100.0)
+                lo = np.minimum(np.floor(rank).astype(np.intp), last)
+                hi = np.minimum(lo + 1, last)
+                frac = rank - lo
+                a = np.take_along_axis(block, lo[None], axis=0)[0].astype(np.float64)
+                b = np.take_along_axis(block, hi[None], axis=0)[0].astype(np.float64)
+                with np.errstate(invalid="ignore"):
+                    # numpy's lerp: exact at both ends, monotonic in frac
+                    value = np.where(frac >= 0.5, b - (b - a) * (1.0 - frac), a + (b - a) * frac)
+                value = value.astype(np.float32)
             else:
                 np.copyto(block, 0, where=~ok)
                 total = block.sum(axis=0, dtype=np.float64)
@@ -234,7 +254,7 @@ def reduce_stack(
             value[n == 0] = np.nan
             out[name][r0:r1] = value.reshape(r1 - r0, nx)
 
-    _run_blocks(run, ny, rows, threads)
+    run_blocks(run, ny, rows, threads)
     return out
 
 
@@ -316,7 +336,7 @@ def composite(
             block[picked] = doy[chosen[picked]]
             provenance[r0:r1] = block
 
-        _run_blocks(run, shape[1], max(1, 65536 // max(shape[2], 1)), threads)
+        run_blocks(run, shape[1], max(1, 65536 // max(shape[2], 1)), threads)
         out["provenance"] = provenance
     elif method in STATISTICAL:
         for name, stack in bands.items():

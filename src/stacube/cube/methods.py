@@ -29,9 +29,10 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from stacube.cube.composite import reduce_stack, run_blocks, valid_mask
 
 #: ``p0``..``p100``: the percentile methods.
 PERCENTILE = re.compile(r"^p(100|\d{1,2})$")
@@ -55,32 +56,6 @@ def _check(bands: Mapping[str, np.ndarray], clear: np.ndarray) -> None:
             raise ValueError(f"band {name} has shape {stack.shape}, expected {clear.shape}")
 
 
-def _blocks(ny: int, rows: int) -> list[tuple[int, int]]:
-    rows = max(1, rows)
-    return [(r0, min(ny, r0 + rows)) for r0 in range(0, ny, rows)]
-
-
-def _run(func, ny: int, rows: int, threads: int | None) -> None:
-    blocks = _blocks(ny, rows)
-    workers = threads if threads is not None else min(len(blocks), os.cpu_count() or 1)
-    if workers <= 1 or len(blocks) == 1:
-        for b in blocks:
-            func(*b)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # numpy releases the GIL
-        list(pool.map(lambda b: func(*b), blocks))
-
-
-def _usable(values: np.ndarray, clear: np.ndarray, nodata) -> np.ndarray:
-    """clear, finite and not nodata."""
-    ok = clear.copy()
-    if values.dtype.kind == "f":
-        ok &= np.isfinite(values)
-    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        ok &= values != nodata
-    return ok
-
-
 def _float_dtype(dtype: np.dtype) -> np.dtype:
     """float32 when it holds the values exactly (float32, 8/16-bit ints), else float64."""
     if dtype == np.float32 or (dtype.kind in "ui" and dtype.itemsize <= 2):
@@ -95,15 +70,12 @@ def percentiles(
     *,
     q: float,
     nodata: Mapping[str, float | int | None] | None = None,
-    block_rows: int = 32,
     threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """The ``q``-th percentile of each pixel's clear observations, per band.
 
-    Each row block is transposed to ``(pixels, time)``; values that are not clear observations
-    become +inf (they sort last), the rows are sorted (numpy's SIMD sort), and the two order
-    statistics around rank ``(n - 1) * q / 100`` are interpolated linearly, as
-    ``numpy.percentile(values, q)`` (``linear`` method) over the ``n`` clear values.
+    Computed by :func:`stacube.cube.composite.reduce_stack` (sorting-network order statistics,
+    interpolated linearly as ``numpy.percentile(values, q)`` over the ``n`` clear values).
 
     Args:
         bands: ``{name: (t, y, x)}`` arrays, any numeric dtype.
@@ -117,37 +89,8 @@ def percentiles(
     Raises:
         ValueError: ``q`` outside 0..100 or shape mismatch.
     """
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"percentile {q} is outside 0..100")
     _check(bands, clear)
-    nodata = dict(nodata or {})
-    t, ny, nx = clear.shape
-    out = {name: np.empty((ny, nx), dtype=np.float32) for name in bands}
-
-    def run(r0: int, r1: int) -> None:
-        clear_cols = clear[:, r0:r1].reshape(t, -1).T
-        for name, stack in bands.items():
-            cols = np.array(stack[:, r0:r1].reshape(t, -1).T, dtype=_float_dtype(stack.dtype), order="C")
-            ok = _usable(cols, clear_cols, nodata.get(name))
-            n = np.count_nonzero(ok, axis=1)
-            np.copyto(cols, np.inf, where=~ok)
-            cols.sort(axis=1)
-            last = np.maximum(n - 1, 0)
-            rank = last * (q / 100.0)
-            lo = np.minimum(np.floor(rank).astype(np.intp), last)
-            hi = np.minimum(lo + 1, last)
-            frac = rank - lo
-            a = np.take_along_axis(cols, lo[:, None], axis=1)[:, 0].astype(np.float64)
-            b = np.take_along_axis(cols, hi[:, None], axis=1)[:, 0].astype(np.float64)
-            with np.errstate(invalid="ignore"):
-                # numpy's lerp: exact at both ends, monotonic in frac
-                value = np.where(frac >= 0.5, b - (b - a) * (1.0 - frac), a + (b - a) * frac)
-            value = value.astype(np.float32)
-            value[n == 0] = np.nan
-            out[name][r0:r1] = value.reshape(r1 - r0, nx)
-
-    _run(run, ny, block_rows, threads)
-    return out
+    return reduce_stack(bands, clear, method="percentile", q=q, nodata=nodata, threads=threads)
 
 
 # -- geometric median -------------------------------------------------------------------------
@@ -241,7 +184,7 @@ def geomedian(
         for j, name in enumerate(names):
             out[name][r0:r1] = result[:, :, j]
 
-    _run(run, ny, rows, threads if threads is not None else (os.cpu_count() or 1))
+    run_blocks(run, ny, rows, threads if threads is not None else (os.cpu_count() or 1))
     return out
 
 
@@ -305,7 +248,7 @@ def medoid_choice(
     def run(r0: int, r1: int) -> None:
         ok = clear[:, r0:r1].reshape(t, -1).copy()
         for name in names:
-            ok &= _usable(bands[name][:, r0:r1].reshape(t, -1), ok, nodata.get(name))
+            ok &= valid_mask(bands[name][:, r0:r1].reshape(t, -1), ok, nodata.get(name))
         x = np.empty((t, ok.shape[1], len(names)), dtype=np.float32)
         for j, name in enumerate(names):
             np.copyto(x[:, :, j], bands[name][:, r0:r1].reshape(t, -1), casting="unsafe")
@@ -322,7 +265,7 @@ def medoid_choice(
         pick[~ok.any(axis=0)] = -1
         chosen[r0:r1] = pick.reshape(r1 - r0, nx)
 
-    _run(run, ny, block_rows, threads)
+    run_blocks(run, ny, block_rows, threads)
     return chosen
 
 
@@ -352,7 +295,7 @@ def ndvi_stack(spectral: Mapping[str, np.ndarray],
         if common not in spectral:
             raise ValueError(f"max-ndvi needs the {common} band")
         values = np.asarray(spectral[common])
-        ok = _usable(values, np.ones(values.shape, dtype=bool), nodata.get(common))
+        ok = valid_mask(values, np.ones(values.shape, dtype=bool), nodata.get(common))
         arrays[common] = np.where(ok, values.astype(np.float32), np.float32(np.nan))
     return index.compute(arrays)
 
