@@ -78,7 +78,15 @@ class StacubeStack(Stack):
     def _shared_environment(self) -> dict[str, str]:
         """Variables every function gets (the contract with the stacube library)."""
         buckets = self.storage
+        # the readers open asset hrefs only under these (the data bucket and the outputs are the
+        # default; the external buckets of context read_buckets are added)
+        read = {}
+        if self.config.read_buckets:
+            read["STACUBE_READ_PREFIXES"] = ",".join(
+                [f"s3://{buckets.data_bucket.bucket_name}", buckets.output_url,
+                 *(f"s3://{name}" for name in self.config.read_buckets)])
         return {
+            **read,
             "STACUBE_STAGE": self.config.stage,
             "STACUBE_DATABASE_SECRET_ARN": self.database.app_secret.secret_arn,
             "STACUBE_DB_POOL_SIZE": "1",

@@ -102,7 +102,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/raster", MountedApp(raster_app))
     app.mount("/jobs", MountedApp(create_jobs_app(settings, mount="/jobs")))
     app.add_middleware(MountRoots, roots=("/jobs", "/raster", "/files"))
-    app.mount("/cubes", MountedApp(create_cubes_app(settings)))
+    from stacube.access.cubes import CubesAccessMiddleware
+
+    app.mount("/cubes", MountedApp(CubesAccessMiddleware(create_cubes_app(settings),
+                                                         service=app.state.stacube_access)))
     try:
         from stacube_services.console import mount_console
     except ImportError:  # no console in this deployment: "/" lists the APIs
@@ -114,5 +117,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if files is not None:
         # job outputs (COGs, Zarr, reports) for download, read-only
         files.mkdir(parents=True, exist_ok=True)
-        app.mount("/files", StaticFiles(directory=files), name="files")
+        from stacube.access.files import FilesAccess
+
+        app.mount("/files", FilesAccess(StaticFiles(directory=files), service=app.state.stacube_access),
+                  name="files")
+    from stacube_services.errors import UnavailableMiddleware
+
+    app.add_middleware(UnavailableMiddleware)  # outermost: also covers errors of middlewares
     return app

@@ -42,13 +42,38 @@ def add_error_handlers(app: FastAPI) -> None:
         import asyncpg
 
         for exc_type in (asyncpg.exceptions.DataError, asyncpg.exceptions.RaiseError,
-                         asyncpg.exceptions.SyntaxOrAccessError):
+                         asyncpg.exceptions.SyntaxOrAccessError,
+                         # e.g. an item for a collection that does not exist ("no partition")
+                         asyncpg.exceptions.IntegrityConstraintViolationError):
             app.add_exception_handler(exc_type, _bad_input)
         for exc_type in (asyncpg.exceptions.PostgresConnectionError,
-                         asyncpg.exceptions.CannotConnectNowError, ConnectionError, OSError):
+                         asyncpg.exceptions.CannotConnectNowError, ConnectionError, OSError,
+                         # the server shutting down or restarting ("terminating connection due
+                         # to administrator command"), and connections it closed meanwhile
+                         asyncpg.exceptions.OperatorInterventionError,
+                         asyncpg.exceptions.InterfaceError,
+                         # releasing a connection the server terminated mid-query
+                         asyncpg.exceptions.InternalClientError):
             app.add_exception_handler(exc_type, _unavailable)
     except ImportError:
         pass
+
+    import json
+
+    import orjson
+
+    for exc_type in (orjson.JSONDecodeError, json.JSONDecodeError):  # a JSON-valued parameter
+        app.add_exception_handler(exc_type, _bad_json)
+    try:  # JSON Patch bodies (transactions) naming members that do not exist
+        import jsonpatch
+        import jsonpointer
+
+        for exc_type in (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException):
+            app.add_exception_handler(exc_type, _bad_input)
+    except ImportError:
+        pass
+    # e.g. stac-pydantic converting "0001-01-01T00:00:00+01:00" to UTC inside request validation
+    app.add_exception_handler(OverflowError, _out_of_range)
 
     @app.exception_handler(psycopg.OperationalError)
     async def _down(request: Request, exc: Exception):
@@ -61,6 +86,14 @@ def add_error_handlers(app: FastAPI) -> None:
 
 async def _bad_input(request: Request, exc: Exception):
     return error_response(400, "InvalidParameter", _first_line(exc))
+
+
+async def _bad_json(request: Request, exc: Exception):
+    return error_response(400, "InvalidParameter", f"a parameter is not valid JSON: {_first_line(exc)}")
+
+
+async def _out_of_range(request: Request, exc: Exception):
+    return error_response(400, "InvalidParameter", f"a value is out of range: {_first_line(exc)}")
 
 
 async def _unavailable(request: Request, exc: Exception):
@@ -127,3 +160,56 @@ def _replay(bodies, tail):
         return {"type": "http.disconnect"}
 
     return receive
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True for the errors of a database that cannot be reached (down, restarting, no connection)."""
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    from stacube.errors import DatabaseUnavailable
+
+    if isinstance(exc, BaseExceptionGroup):
+        return any(database_unavailable(e) for e in exc.exceptions)
+    kinds: tuple = (psycopg.OperationalError, PoolTimeout, DatabaseUnavailable, ConnectionError)
+    try:
+        import asyncpg
+
+        kinds += (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.CannotConnectNowError,
+                  asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InterfaceError,
+                  asyncpg.exceptions.InternalClientError)
+    except ImportError:
+        pass
+    return isinstance(exc, kinds)
+
+
+class UnavailableMiddleware:
+    """Answer 503 JSON when the database cannot be reached, whatever raised the error.
+
+    Exception handlers only see errors of the routes; middlewares that query the database (access
+    checks, request rewrites) run outside them. This one wraps the whole application.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            if started or not database_unavailable(exc):
+                raise
+            logger.warning("database unavailable: %s", _first_line(exc))
+            await error_response(503, "DatabaseUnavailable",
+                                 "the catalog database is unavailable; retry shortly")(scope, receive, send)

@@ -5,7 +5,9 @@
 ``clear``, ``period``, ``crs``, ``resolution``, ``output_collection``, ``tile_size``), validates them
 (400 with a reason), records the job and hands it to a launcher: a local worker process under
 ``stacube up``, a queue message on AWS. ``GET /jobs``, ``GET /jobs/{id}`` (state, progress,
-report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``.
+report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``. Callers see their
+own jobs only; inputs must be readable and outputs go into the caller's cube
+(:mod:`stacube.access.jobs`).
 """
 
 from __future__ import annotations
@@ -127,9 +129,11 @@ def job_document(job: dict, request: Request, settings: Settings, mount: str) ->
 
 def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mount: str = "/jobs") -> FastAPI:
     """The jobs API (a factory: the launcher is swappable, e.g. a queue on AWS)."""
+    from stacube.access.asgi import AccessService, AuthMiddleware, PsycopgDb, principal_of
+    from stacube.access.jobs import check_job, job_owner, visible_job
     from stacube.jobs.runner import submit as submit_job
     from stacube.jobs.spec import build_spec
-    from stacube.jobs.state import JobStore
+    from stacube.jobs.state import ANY_OWNER, JobStore
 
     launcher = launcher or default_launcher(settings)
     store = JobStore(settings)
@@ -138,6 +142,14 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
     add_error_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
     app.state.launcher = launcher
+    # the caller (API key or token): inputs it may read, outputs into its cube, its own jobs only
+    app.add_middleware(AuthMiddleware, service=AccessService(settings, PsycopgDb(settings)))
+
+    def owned(request: Request, job_id: str, *, full: bool = True) -> dict:
+        job = store.get(job_id, full=full)
+        if not visible_job(principal_of(request), job):
+            raise NotFound(f"unknown job {job_id!r}")
+        return job
 
     @app.post("", status_code=202, summary="Submit a compositing job")
     @app.post("/", status_code=202, include_in_schema=False)
@@ -150,7 +162,9 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
             if name in parameters:
                 raise InvalidInput(f"{name!r} cannot be set over HTTP (outputs go to the configured store)")
         spec = build_spec(**parameters)
-        job, created = submit_job(spec, settings)
+        principal = principal_of(request)
+        spec = check_job(settings, principal, spec)
+        job, created = submit_job(spec, settings, owner=job_owner(principal))
         if created:
             launcher.launch(job["id"])
         status = 202 if created else 200
@@ -165,23 +179,27 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
     @app.get("/", include_in_schema=False)
     def list_jobs(request: Request, state: str | None = Query(None), limit: int = Query(50, ge=1, le=500),
                   offset: int = Query(0, ge=0)) -> dict:
-        return {"jobs": [job_document_json(j, request) for j in store.list(state=state, limit=limit, offset=offset)]}
+        principal = principal_of(request)
+        owner = ANY_OWNER if principal.is_admin else job_owner(principal)
+        jobs = store.list(state=state, limit=limit, offset=offset, owner=owner)
+        return {"jobs": [job_document_json(j, request) for j in jobs]}
 
     @app.get("/{job_id}", summary="A job: state, progress, report, downloads")
     def get_job(request: Request, job_id: str) -> dict:
-        job = store.get(job_id)
+        job = owned(request, job_id)
         job.pop("plan", None)
         return job_document_json(job, request)
 
     @app.get("/{job_id}/report", summary="The report of a completed job")
-    def get_report(job_id: str) -> dict:
-        job = store.get(job_id)
+    def get_report(request: Request, job_id: str) -> dict:
+        job = owned(request, job_id)
         if not job["report"]:
             raise NotFound(f"job {job_id} has no report yet (state {job['state']})")
         return job["report"]
 
     @app.post("/{job_id}/cancel", status_code=202, summary="Cancel a job")
     def cancel(request: Request, job_id: str) -> dict:
+        owned(request, job_id, full=False)
         return job_document_json(store.cancel(job_id), request)
 
     @app.exception_handler(StacubeError)

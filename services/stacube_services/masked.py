@@ -334,20 +334,11 @@ def masked_router(path_dependency) -> APIRouter:
         mask_cleanup: Annotated[str | None, Query(description="OPEN,DILATE pixels, e.g. 2,3")] = None,
         tilesize: Annotated[int | None, Query(ge=16, le=4096, description="Tile size in pixels")] = None,
     ) -> Response:
-        import morecantile
-
         from stacube.catalog.quality import rule_of
         from stacube.cube.masking import parse_mask_cleanup
+        from stacube_services.tms import checked_tile_matrix_set
 
-        try:
-            tms = morecantile.tms.get(tileMatrixSetId)
-        except Exception as exc:
-            raise InvalidInput(f"unknown tile matrix set {tileMatrixSetId!r}") from exc
-        if not tms.minzoom <= z <= tms.maxzoom:
-            raise InvalidInput(f"zoom {z} is outside {tileMatrixSetId}")
-        matrix = tms.matrix(z)
-        if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
-            raise InvalidInput(f"tile {z}/{x}/{y} is outside {tileMatrixSetId}")
+        tms = checked_tile_matrix_set(tileMatrixSetId, z, x, y)
         if not assets:
             raise InvalidInput("assets is required (or index=NAME)")
         if not 1 <= scale <= 4:
@@ -378,6 +369,13 @@ def masked_router(path_dependency) -> APIRouter:
         items = [i for i in items if i.get("collection") in rules]
         if not items:
             raise NotFound(f"no item of the mosaic intersects tile {tileMatrixSetId}/{z}/{x}/{y}")
+        access = getattr(request.app.state, "stacube_access", None)
+        if access is not None:  # refuse hrefs outside the read prefixes before reading any
+            for item in items:
+                for key in {rules[item["collection"]].asset, *assets}:
+                    href = ((item.get("assets") or {}).get(key) or {}).get("href")
+                    if href is not None:
+                        access.prefixes.check(href)
         reader = ItemReader(rules, collections, list(assets), tms, z, x, y, size, unscale, cleanup)
         values, filled, used = masked_mosaic(items, reader, (size, size))
         if values is None:

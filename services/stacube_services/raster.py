@@ -21,15 +21,16 @@ import time
 from threading import Lock
 from urllib.parse import parse_qsl, urlencode
 
+import orjson
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stacube.catalog.bands import COMMON_NAMES
 from stacube.errors import InvalidInput, NotFound
 from stacube.settings import Settings
 from stacube_services.errors import add_error_handlers, error_response
 
 MAX_PART_SIZE = 4096
+DB_WAIT = 5.0  # seconds a request waits for a database connection before answering 503
 
 
 class CollectionCache:
@@ -113,6 +114,8 @@ def _tile_index_error(path: str) -> str | None:
     if "tiles" not in parts:
         return None
     rest = parts[parts.index("tiles") + 1:]
+    if len(rest) == 5 and rest[4] == "assets":
+        rest = rest[:4]
     if len(rest) != 4:
         return None
     tms_id, z, x, y = rest
@@ -121,15 +124,14 @@ def _tile_index_error(path: str) -> str | None:
         z, x, y = int(z), int(x), int(y)
     except ValueError:
         return None
+    from stacube_services.tms import checked_tile_matrix_set
+
+    if tms_id not in morecantile.tms.list():
+        return None  # not a tile route: the app answers for itself
     try:
-        tms = morecantile.tms.get(tms_id)
-    except Exception:
-        return None
-    if not tms.minzoom <= z <= tms.maxzoom:
-        return f"zoom {z} is outside {tms_id} ({tms.minzoom}..{tms.maxzoom})"
-    matrix = tms.matrix(z)
-    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
-        return f"tile {z}/{x}/{y} is outside {tms_id} (x < {matrix.matrixWidth}, y < {matrix.matrixHeight})"
+        checked_tile_matrix_set(tms_id, z, x, y)
+    except InvalidInput as exc:
+        return exc.message
     return None
 
 
@@ -151,10 +153,18 @@ def _limit_error(path: str, query: dict[str, str], max_tile: int) -> str | None:
                 scale = 1
         if size * scale > max_tile:
             return f"tile size {int(size * scale)} px exceeds the limit of {max_tile} px"
-    for name in ("max_size", "width", "height"):
+    for name in ("max_size", "width", "height", "tilesize"):
         value = number(name)
-        if value is not None and value > MAX_PART_SIZE:
+        if value is not None and not value >= 1:  # numpy fails on negative sizes (a 500)
+            return f"{name}={query[name]} must be a positive number of pixels"
+        if value is not None and value > MAX_PART_SIZE and name != "tilesize":
             return f"{name}={int(value)} exceeds the limit of {MAX_PART_SIZE} px"
+    if any(ord(c) < 32 for c in query.get("sortby", "")):  # titiler-pgstac fails on them
+        return "sortby must not contain control characters"
+    for name in ("scan_limit", "items_limit", "time_limit"):  # pgSTAC takes 32-bit integers
+        value = number(name)
+        if value is not None and not 1 <= value <= 2**31 - 1:
+            return f"{name}={query[name]} must be between 1 and {2**31 - 1}"
     return _tile_index_error(path)
 
 
@@ -174,6 +184,18 @@ class RasterRequestMiddleware:
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         path = scope["path"][len(scope.get("root_path", "")):] if scope["path"].startswith(scope.get("root_path", "")) else scope["path"]
         problem = _limit_error(path, dict(query), self.max_tile)
+        if not problem and scope["method"] == "POST" and path.rstrip("/").endswith("/searches/register"):
+            from stacube_services.stac_requests import _read_body, _replay
+
+            body = await _read_body(receive)
+            receive = _replay(body)
+            try:
+                doc = orjson.loads(body) if body.strip() else None
+            except orjson.JSONDecodeError:
+                doc = None
+            # titiler-pgstac's validator fails with a KeyError (a 500) on an invalid bbox + intersects
+            if isinstance(doc, dict) and doc.get("bbox") is not None and doc.get("intersects") is not None:
+                problem = "bbox and intersects are mutually exclusive"
         if problem:
             await error_response(400, "InvalidParameter", problem)(scope, receive, send)
             return
@@ -190,8 +212,6 @@ class RasterRequestMiddleware:
         await self.app(scope, receive, send)
 
     def _collections_for(self, path: str) -> list[dict]:
-        import anyio  # noqa: F401  (the cache runs synchronously; calls are short)
-
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2 and parts[0] == "collections":
             return [self.cache.collection(parts[1])]
@@ -208,20 +228,21 @@ def create_raster_app(settings: Settings) -> FastAPI:
     from fastapi import status
     from pydantic import ValidationError
     from starlette.templating import Jinja2Templates
+    from rio_tiler.errors import RioTilerError
     from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
     from titiler.core.factory import AlgorithmFactory, ColorMapFactory, MultiBaseTilerFactory, TMSFactory
     from titiler.core.utils import update_openapi
     from titiler.extensions import stacRenderExtension, wmtsExtension
     from titiler.mosaic.errors import MOSAIC_STATUS_CODES
     from titiler.mosaic.extensions.wmts import wmtsExtension as wmtsExtensionMosaic
-    from titiler.pgstac.db import close_db_connection, connect_to_db
+    from titiler.pgstac.db import close_db_connection
     from titiler.pgstac.dependencies import CollectionIdParams, ItemIdParams, SearchIdParams
-    from titiler.pgstac.errors import PGSTAC_STATUS_CODES
+    from titiler.pgstac.errors import PGSTAC_STATUS_CODES, BackendError
     from titiler.pgstac.extensions import searchInfoExtension
     from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, add_search_register_route
-    from titiler.pgstac.reader import PgSTACReader
-    from titiler.pgstac.settings import PostgresSettings
 
+    from stacube.access.prefixes import ReadPrefixes
+    from stacube.access.raster import guarded_readers, install_raster_access
     from stacube.cube.indices import PRESETS, RENDER, get_index
 
     templates = Jinja2Templates(env=jinja2.Environment(
@@ -232,8 +253,15 @@ def create_raster_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await connect_to_db(app, settings=PostgresSettings(
-            database_url=settings.dsn(), db_min_conn_size=1, db_max_conn_size=settings.db_pool_size))
+        from psycopg_pool import ConnectionPool
+
+        # titiler-pgstac's pool, plus: connections are checked before use (a database restart
+        # leaves broken ones behind) and a request waits at most DB_WAIT s for one (then 503)
+        app.state.dbpool = ConnectionPool(
+            conninfo=settings.dsn(), min_size=1, max_size=settings.db_pool_size, open=True,
+            kwargs={"options": "-c search_path=pgstac,public -c application_name=stacube-raster"},
+            check=ConnectionPool.check_connection, timeout=DB_WAIT)
+        app.state.dbpool.wait()
         yield
         await close_db_connection(app)
 
@@ -243,11 +271,18 @@ def create_raster_app(settings: Settings) -> FastAPI:
     update_openapi(app)
     add_error_handlers(app)
     add_exception_handlers(app, {**DEFAULT_STATUS_CODES, **MOSAIC_STATUS_CODES, **PGSTAC_STATUS_CODES,
-                                 ValidationError: status.HTTP_422_UNPROCESSABLE_CONTENT})
+                                 # invalid input found past request validation (cql2 filters, geometries): 400 with a reason
+                                 ValidationError: status.HTTP_400_BAD_REQUEST,
+                                 RioTilerError: status.HTTP_400_BAD_REQUEST,
+                                 BackendError: status.HTTP_400_BAD_REQUEST})  # pgSTAC refused the search
+
+    # every asset is opened through readers that refuse hrefs outside STACUBE_READ_PREFIXES
+    item_reader, mosaic_reader = guarded_readers(ReadPrefixes.from_settings(settings))
 
     def mosaic(path_dependency, prefix: str) -> MosaicTilerFactory:
         return MosaicTilerFactory(
             path_dependency=path_dependency, router_prefix=prefix, add_statistics=True,
+            dataset_reader=mosaic_reader,
             add_viewer=True, add_part=True, add_ogc_maps=False,
             extensions=[searchInfoExtension(), wmtsExtensionMosaic()], templates=templates,
         )
@@ -265,7 +300,7 @@ def create_raster_app(settings: Settings) -> FastAPI:
     collections = mosaic(CollectionIdParams, "/collections/{collection_id}")
     app.include_router(collections.router, tags=["STAC Collection"], prefix="/collections/{collection_id}")
     items = MultiBaseTilerFactory(
-        reader=PgSTACReader, path_dependency=ItemIdParams,
+        reader=item_reader, path_dependency=ItemIdParams,
         router_prefix="/collections/{collection_id}/items/{item_id}", add_viewer=True,
         extensions=[wmtsExtension(), stacRenderExtension()], templates=templates,
     )
@@ -316,4 +351,7 @@ def create_raster_app(settings: Settings) -> FastAPI:
             return {"database_online": False}
 
     app.add_middleware(RasterRequestMiddleware, parent=app, max_tile=settings.max_tile_size)
+    # authentication and collection checks run first (requests rejected for their size pass on)
+    install_raster_access(app, settings,
+                          precheck=lambda path, query: _limit_error(path, query, settings.max_tile_size))
     return app

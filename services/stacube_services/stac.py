@@ -1,14 +1,14 @@
-"""The STAC API: stac-fastapi-pgstac with every read extension, transactions behind an API key.
+"""The STAC API: stac-fastapi-pgstac with every read extension, transactions behind credentials.
 
 Extensions: core, collections, features (OGC API Features), item-search, filter (CQL2 text and
 JSON), sort, fields, query, free-text, token pagination, collection-search; transactions and
-bulk transactions only when ``STACUBE_API_KEY`` is set, and then only for requests with a
-matching ``X-API-Key`` header.
+bulk transactions when ``STACUBE_TRANSACTIONS`` is on (default: when ``STACUBE_API_KEY`` is set).
+Access control (:mod:`stacube.access.stac`): reads and searches see only the collections the
+caller may read; writes need an API key or token of the owning cube, or an admin's.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from urllib.parse import unquote, urlparse
 
@@ -19,7 +19,7 @@ from stac_fastapi.api.app import StacApi  # noqa: E402
 
 from stacube import __version__
 from stacube.settings import Settings
-from stacube_services.errors import JsonBodyMiddleware, add_error_handlers, error_response
+from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
 
 
 def postgres_settings(settings: Settings, pool_size: int | None = None):
@@ -37,29 +37,9 @@ def postgres_settings(settings: Settings, pool_size: int | None = None):
     )
 
 
-class ApiKeyMiddleware:
-    """Transactions (POST/PUT/PATCH/DELETE under ``/collections``) need ``X-API-Key``.
-
-    Searches (``POST /search``) stay open. Answers 401 JSON without the right key.
-    """
-
-    WRITE = {"POST", "PUT", "PATCH", "DELETE"}
-
-    def __init__(self, app, *, api_key: str, prefix_path: str = ""):
-        self.app = app
-        self.key = api_key.encode()
-        self.protected = f"{prefix_path}/collections"
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] in self.WRITE:
-            path = scope["path"]
-            if path == self.protected or path.startswith(self.protected + "/"):
-                given = dict(scope.get("headers") or []).get(b"x-api-key", b"")
-                if not hmac.compare_digest(given, self.key):
-                    await error_response(401, "Unauthorized",
-                                         "transactions need a valid X-API-Key header")(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+def transactions_enabled(settings: Settings) -> bool:
+    """``STACUBE_TRANSACTIONS`` when set, else whether an admin key (``STACUBE_API_KEY``) is."""
+    return settings.transactions if settings.transactions is not None else bool(settings.api_key)
 
 
 def stac_lifespan(settings: Settings):
@@ -71,7 +51,7 @@ def stac_lifespan(settings: Settings):
         from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 
         await connect_to_db(app, postgres_settings=postgres_settings(settings),
-                            add_write_connection_pool=bool(settings.api_key))
+                            add_write_connection_pool=transactions_enabled(settings))
         yield
         await close_db_connection(app)
 
@@ -82,28 +62,35 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
     """A STAC API over the catalog.
 
     Args:
-        settings: catalog configuration (and ``api_key`` for transactions).
+        settings: catalog configuration (transactions, admin key, OIDC, read prefixes).
         prefix_path: path the API lives under in its application (``/stac`` in ``stacube up``).
         lifespan: replaces the default lifespan (which opens the database pools).
     """
     from stac_fastapi.pgstac.app import instantiate_api
     from stac_fastapi.pgstac.config import Settings as StacSettings
-    from stac_fastapi.pgstac.models.extensions import Extensions
+
+    from stacube.access.stac import AccessCoreClient, AccessExtensions, install_stac_access
 
     stac_settings = StacSettings(
         stac_fastapi_title="stacube STAC API",
         stac_fastapi_description="STAC API over the stacube catalog (pgSTAC).",
         stac_fastapi_landing_id="stacube",
         stac_fastapi_version=__version__,
-        enable_transactions_extensions=bool(settings.api_key),
+        enable_transactions_extensions=transactions_enabled(settings),
         openapi_url=f"{prefix_path}/api", docs_url=f"{prefix_path}/api.html",
         prefix_path=prefix_path,
+        # items are hydrated in Python (hydraters) rather than in pgSTAC's PL/pgSQL: ~15x less
+        # database time for items with large item_assets (see benchmarks/load.py)
+        use_api_hydrate=True,
     )
-    api = instantiate_api(extensions=Extensions(settings=stac_settings), settings=stac_settings,
-                          lifespan=lifespan or stac_lifespan(settings))
+    api = instantiate_api(client=AccessCoreClient, extensions=AccessExtensions(settings=stac_settings),
+                          settings=stac_settings, lifespan=lifespan or stac_lifespan(settings))
     api.client.landing_page_id = "stacube"
+    from stacube_services.stac_requests import StacRequestMiddleware
+
+    api.app.add_middleware(StacRequestMiddleware, prefix_path=prefix_path)
     api.app.add_middleware(JsonBodyMiddleware)
     add_error_handlers(api.app)
-    if settings.api_key:
-        api.app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, prefix_path=prefix_path)
+    install_stac_access(api.app, settings, prefix_path=prefix_path,
+                        transactions=transactions_enabled(settings))
     return api

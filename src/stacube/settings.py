@@ -50,8 +50,25 @@ class Settings(BaseSettings):
     root_path: str = Field("", description="Path prefix the HTTP apps are mounted under.")
     public_url: str | None = Field(None, description="Base URL clients use (default from host).")
     api_key: str | None = Field(
-        None, description="Key required (X-API-Key header) by STAC transactions; unset = disabled."
+        None, description="An admin API key (X-API-Key or Authorization: Bearer); also turns STAC "
+                          "transactions on."
     )
+    transactions: bool | None = Field(
+        None, description="STAC transactions on/off (default: on when STACUBE_API_KEY is set)."
+    )
+    oidc_jwks: str | None = Field(
+        None, description="JWKS of the OIDC provider (URL or local file): accepts JWT bearer tokens."
+    )
+    oidc_issuer: str | None = Field(None, description="Required `iss` of JWT bearer tokens.")
+    oidc_audience: str | None = Field(None, description="Required `aud` of JWT bearer tokens.")
+    oidc_cube_claim: str = Field("stacube_cube", description="Token claim naming the caller's cube.")
+    oidc_admin_claim: str = Field("stacube_roles", description="Token claim granting admin rights.")
+    oidc_admin_value: str = Field("admin", description="Value of the admin claim that means admin.")
+    read_prefixes: str | None = Field(
+        None, description="Comma list of directories, s3:// and http(s):// prefixes the servers may "
+                          "read assets from (default: data dir, output root, sample data, data bucket)."
+    )
+    data_bucket: str | None = Field(None, description="Bucket of input scenes (AWS).")
     max_tile_size: int = Field(1024, description="Largest tile edge in pixels the raster API renders.")
     workers: int = Field(0, description="Worker processes of local jobs (0 = number of cores).")
     tile_memory: ByteSize = Field(

@@ -88,8 +88,10 @@ def server(e2e_catalog, console_bundle, tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium, for one module: Playwright's sync API owns an event loop in this thread while it
+    runs, so it must stop before other tests (Mangum, asyncio clients) run theirs."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -287,7 +287,7 @@ def test_unreadable_asset_leaves_no_outputs_and_no_items(samples, tmp_path):
     assert "broken-sample-median" not in samples.collection_ids()
 
 
-@pytest.mark.parametrize("grid, crs", [("equal-area-3km", "EPSG:6933"), ("webmercator-z7", "EPSG:3857"),
+@pytest.mark.parametrize("grid, crs", [("equal-area-3km", "EPSG:6933"), ("webmercator-z6", "EPSG:3857"),
                                        ("native", "EPSG:32618")])
 def test_jobs_on_named_grids_cover_whole_grid_tiles(samples, tmp_path, grid, crs):
     from stacube.cubes.grids import EASE2_LOWER_LEFT, WEBMERCATOR_ORIGIN

@@ -81,7 +81,11 @@ def _absolute_href(href: str, base: Path | None) -> str:
         return href
     path = Path(href)
     if not path.is_absolute():
-        path = (base or Path.cwd()) / path
+        root = Path(os.path.normpath(base or Path.cwd()))
+        path = Path(os.path.normpath(root / path))
+        if path != root and root not in path.parents:
+            raise InvalidInput(f"asset href {href!r} leaves the directory of its item (..)")
+        return str(path)
     return str(Path(os.path.normpath(path)))
 
 
@@ -92,6 +96,7 @@ def check_item(doc, *, collections: set[str], collection: str | None = None,
     * ``collection`` (when given) is set on the item, or must match it;
     * relative or ``file://`` asset hrefs become absolute local paths (GDAL, odc-stac and titiler
       all read those), resolved against ``base`` (the directory of the file the item came from);
+      a relative href that climbs out of ``base`` (``../``) is refused;
     * ``stac_version`` and ``links`` get defaults.
 
     Raises:
@@ -116,6 +121,8 @@ def check_item(doc, *, collections: set[str], collection: str | None = None,
         doc["collection"] = item_collection = collection
     if not item_collection:
         raise InvalidInput(f"{where}item {item_id!r}: no \"collection\" (pass --collection)")
+    if not isinstance(item_collection, str):
+        raise InvalidInput(f"{where}item {item_id!r}: \"collection\" must be a string")
     if item_collection not in collections:
         raise InvalidInput(
             f"{where}item {item_id!r}: unknown collection {item_collection!r} (add the product first)"
@@ -125,6 +132,10 @@ def check_item(doc, *, collections: set[str], collection: str | None = None,
         raise InvalidInput(f"{where}item {item_id!r}: \"properties\" must be an object")
     if props.get("datetime") is not None:
         _parse_datetime(props["datetime"], "datetime", item_id)
+        ranged = [f for f in ("start_datetime", "end_datetime") if props.get(f) is not None]
+        bounds = [_parse_datetime(props[f], f, item_id) for f in ranged]  # the loader reads them
+        if len(bounds) == 2 and bounds[0] > bounds[1]:
+            raise InvalidInput(f"{where}item {item_id!r}: start_datetime is after end_datetime")
     else:
         if props.get("start_datetime") is None or props.get("end_datetime") is None:
             raise InvalidInput(
@@ -151,7 +162,10 @@ def check_item(doc, *, collections: set[str], collection: str | None = None,
     for key, asset in assets.items():
         if not isinstance(asset, dict) or not isinstance(asset.get("href"), str) or not asset["href"]:
             raise InvalidInput(f"{where}item {item_id!r}: asset {key!r} has no href")
-        asset["href"] = _absolute_href(asset["href"], base)
+        try:
+            asset["href"] = _absolute_href(asset["href"], base)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}item {item_id!r}: asset {key!r}: {exc.message}") from exc
     doc.setdefault("stac_version", STAC_VERSION)
     doc.setdefault("links", [])
     doc.setdefault("stac_extensions", [])

@@ -30,15 +30,20 @@ def product_add(
     quality_preset: str | None = typer.Option(
         None, help="Named decoding rule: fmask, sentinel-2-scl, binary-cloud, binary-valid, "
                    "landsat-c1-bqa, landsat-c2-qa-pixel."),
+    cube: str | None = typer.Option(None, "--cube", help="Cube that owns the products."),
+    visibility: str | None = typer.Option(None, help="private (default with --cube), shared or public."),
+    share_with: str | None = typer.Option(None, "--share-with", help="Cubes that may read them (comma list)."),
 ) -> None:
     """Add or replace products. ODC product definitions are converted to STAC Collections."""
     from stacube.catalog.products import read_product_file
     from stacube.catalog.register import add_product
+    from stacube.cli.access import set_product_access
 
-    for f in files:  # check every file before writing any
-        read_product_file(f)
+    ids = [read_product_file(f)["id"] for f in files]  # check every file before writing any
+    shares = split_list(share_with, "--share-with")
     catalog = _catalog()
-    for f in files:
+    for f, product_id in zip(files, ids):
+        set_product_access(catalog.settings, product_id, cube=cube, visibility=visibility, share_with=shares)
         doc = add_product(catalog, f, quality_asset=quality_asset, quality_preset=quality_preset)
         rule = doc.get("stacube:quality")
         extra = f", quality {rule['asset']} ({rule.get('preset') or rule['kind']})" if rule else ""
@@ -90,6 +95,9 @@ def product_delete(product: str, yes: bool = typer.Option(False, "--yes", help="
     if not yes:
         typer.confirm(f"delete {product} and its items?", abort=True)
     catalog.delete_collection(product)
+    from stacube.access.store import AccessStore
+
+    AccessStore(catalog.settings).drop(product)
     console.print(f"deleted {product}")
 
 

@@ -33,7 +33,8 @@ def composite(
                                                "outputs cover its whole tiles."),
     output: str | None = typer.Option(None, help="Output root URI (default .stacube/data; s3://bucket/prefix works)."),
     output_collection: str | None = typer.Option(None, help="Collection the results are registered in."),
-    tile_size: int = typer.Option(2048, help="Tile edge in output pixels (bounds memory)."),
+    tile_size: int | None = typer.Option(
+        None, help="Tile edge in output pixels (default: what fits STACUBE_TILE_MEMORY, 2 GiB)."),
     mask_cleanup: str | None = typer.Option(None, help="OPEN,DILATE pixels: remove cloud specks by opening, "
                                                        "then grow clouds by dilation (e.g. 2,3)."),
     workers: int | None = typer.Option(None, help="Tile worker processes (1: in-process; default: cores)."),

@@ -17,7 +17,7 @@ try:  # typer ships its own copy of click
 except ImportError:  # pragma: no cover - older typer
     from click import exceptions as click_exceptions
 
-from stacube.cli import catalog, composite, db, jobs, serve
+from stacube.cli import access, catalog, composite, cube, db, jobs, plot, serve
 from stacube.errors import StacubeError
 
 app = typer.Typer(
@@ -31,6 +31,12 @@ app.add_typer(db.app, name="db")
 app.add_typer(catalog.product_app, name="product")
 app.add_typer(catalog.dataset_app, name="dataset")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(access.cubes_app, name="cubes")
+app.add_typer(access.keys_app, name="keys")
+catalog.product_app.command("share")(access.product_share)
+app.add_typer(cube.app, name="cube")
+app.add_typer(plot.app, name="plot")
+app.command("timeseries")(cube.timeseries)
 app.command("composite")(composite.composite)
 app.command("up")(serve.up)
 app.command("indices")(composite.indices)

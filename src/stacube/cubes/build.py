@@ -104,8 +104,10 @@ def compute_unit(definition: CubeDefinition, unit: Unit, catalog: Catalog,
     return make(definition, items, geobox, steps, pool=pool), len(items)
 
 
-def fill_unit(settings: Settings, definition_doc: dict, unit: Unit) -> dict:
+def fill_unit(settings: Settings, definition_doc: dict, unit: Unit, read_threads: int | None = None) -> dict:
     """Compute one unit, write its chunks and record it done (or failed, and re-raise).
+
+    ``read_threads``: threads odc-stac reads the COGs with (None: one).
 
     Returns:
         ``{"unit", "items", "seconds"}``.
@@ -118,7 +120,7 @@ def fill_unit(settings: Settings, definition_doc: dict, unit: Unit) -> dict:
     started = time.perf_counter()
     unit = tuple(unit)
     try:
-        arrays, n_items = compute_unit(definition, unit, Catalog(settings))
+        arrays, n_items = compute_unit(definition, unit, Catalog(settings), pool=read_threads)
         if arrays:
             iy, ix, tb = unit
             write_block(definition, settings, 0, definition.block_steps(tb).start, iy * definition.tile,

@@ -11,6 +11,7 @@ no catalog search for items, no source COG.
 from __future__ import annotations
 
 import math
+import os
 import time as _time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -222,10 +223,12 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
             if claimed:
                 if executor is None:
                     executor = _executor(len(claimed), workers, dask, settings)
+                # one unit at a time in this process: let odc-stac read with a thread per core
+                threads = (os.cpu_count() or 1) if getattr(executor, "workers", 1) == 1 else None
                 errors: list[BaseException] = []
                 try:
-                    for (_, _, unit), outcome in executor.map_unordered(
-                            fill_unit, [(settings, doc, u) for u in claimed]):
+                    for (_, _, unit, _), outcome in executor.map_unordered(
+                            fill_unit, [(settings, doc, u, threads) for u in claimed]):
                         if isinstance(outcome, BaseException):
                             errors.append(outcome)
                             continue
@@ -237,6 +240,7 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
                     store.release(definition.name, claimed, me)
                     raise
                 if errors:
+                    store.release(definition.name, claimed, me)  # units whose worker died unrecorded
                     exc = errors[0]
                     if isinstance(exc, StacubeError):
                         raise exc

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -20,9 +21,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from stacube.db.connection import connect
+from stacube.db.connection import DatabaseStore, connect
 from stacube.errors import Conflict, NotFound
-from stacube.settings import Settings
 
 SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS stacube;
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS stacube.cube_chunks (
 STALE_SECONDS = 900
 Unit = tuple[int, int, int]
 _READY: set[str] = set()
+_LOCAL = threading.local()
 
 
 def ensure_cube_schema(conn: psycopg.Connection) -> None:
@@ -60,28 +61,35 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class CubeStore:
+class CubeStore(DatabaseStore):
     """Reads and writes cube records and fill units.
 
     Args:
         settings: the catalog database.
     """
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-
     @contextmanager
     def _conn(self):
-        conn = connect(self.settings, autocommit=True)
-        try:
+        """A connection of this thread, kept open between calls: reads of a cube check its
+        definition and fill state on every request, and a new connection costs more than the
+        read itself."""
+        dsn = self.settings.dsn()
+        key = (dsn, os.getpid())
+        conns = _LOCAL.__dict__.setdefault("conns", {})
+        conn = conns.get(key)
+        if conn is None or conn.closed or conn.broken:
+            conn = connect(self.settings, autocommit=True)
             conn.row_factory = dict_row
-            dsn = self.settings.dsn()
             if dsn not in _READY:  # databases migrated before cubes existed
                 ensure_cube_schema(conn)
                 _READY.add(dsn)
+            conns[key] = conn
+        try:
             yield conn
-        finally:
+        except psycopg.OperationalError:
+            conns.pop(key, None)
             conn.close()
+            raise
 
     # -- cubes ------------------------------------------------------------------------------
     def create(self, name: str, definition: dict, *, replace: bool = False) -> None:

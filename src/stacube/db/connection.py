@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
+from psycopg.rows import dict_row
 
 from stacube.errors import DatabaseUnavailable, StacubeError
 from stacube.settings import Settings
@@ -36,6 +39,27 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connecti
         raise DatabaseUnavailable(
             f"cannot connect to the catalog database {redact(dsn)} ({reason}); {hint}"
         ) from exc
+
+
+class DatabaseStore:
+    """Base of the stores of stacube's own tables (jobs, access): one autocommit connection per
+    call, rows as dicts.
+
+    Args:
+        settings: the catalog database.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection]:
+        conn = connect(self.settings, autocommit=True)
+        try:
+            conn.row_factory = dict_row
+            yield conn
+        finally:
+            conn.close()
 
 
 def pgstac_version(conn: psycopg.Connection) -> str | None:

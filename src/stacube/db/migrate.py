@@ -41,4 +41,27 @@ def migrate(settings: Settings) -> tuple[str | None, str]:
             "('update_collection_extent', 'true') "
             "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
         )
+        conn.execute(COLLECTION_EXTENT_GUARD)
     return before, after
+
+
+# pgSTAC sets a collection's extent to null when its last item is deleted (update_collection_extent
+# computes it from the items); STAC requires an extent: keep the last one, or the open extent.
+COLLECTION_EXTENT_GUARD = """
+CREATE OR REPLACE FUNCTION stacube.collection_extent_not_null() RETURNS trigger AS $$
+BEGIN
+    IF jsonb_typeof(NEW.content -> 'extent') IS DISTINCT FROM 'object' THEN
+        NEW.content := jsonb_set(NEW.content, '{extent}', CASE
+            WHEN TG_OP = 'UPDATE' AND jsonb_typeof(OLD.content -> 'extent') = 'object'
+                THEN OLD.content -> 'extent'
+            ELSE '{"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                   "temporal": {"interval": [[null, null]]}}'::jsonb
+        END, true);
+    END IF;
+    RETURN NEW;
+END
+$$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS stacube_collection_extent ON pgstac.collections;
+CREATE TRIGGER stacube_collection_extent BEFORE INSERT OR UPDATE ON pgstac.collections
+    FOR EACH ROW EXECUTE FUNCTION stacube.collection_extent_not_null();
+"""

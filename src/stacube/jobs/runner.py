@@ -29,16 +29,22 @@ PERMANENT = (InvalidInput, NoData, NotFound, tasks.JobCancelled)
 def submit(spec: CompositeSpec, settings: Settings, *, owner: str | None = None) -> tuple[dict, bool]:
     """Record a job (see :meth:`JobStore.submit`); returns ``(job, created)``.
 
+    Args:
+        owner: the cube the job belongs to (its id is then scoped by it; see
+            :func:`stacube.access.jobs.scoped_job_id`); None for the operator's and anonymous jobs.
+
     Raises:
         NotFound: a collection does not exist (nothing is recorded).
     """
+    from stacube.access.jobs import scoped_job_id
     from stacube.catalog.store import Catalog
 
     known = Catalog(settings).collection_ids()
     for collection in spec.collections:
         if collection not in known:
             raise NotFound(f"unknown collection {collection!r}")
-    return JobStore(settings).submit(spec.job_id(), spec.model_dump(mode="json"), owner=owner)
+    return JobStore(settings).submit(scoped_job_id(spec.job_id(), owner), spec.model_dump(mode="json"),
+                                     owner=owner)
 
 
 def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: Progress,
@@ -67,6 +73,10 @@ def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: 
             tile, exc = failed[0]
             if isinstance(exc, StacubeError):
                 raise exc
+            from stacube.storage.stores import storage_error
+
+            if (failure := storage_error(exc)) is not None:
+                raise type(failure)(f"tile {tile} failed {attempt} times: {failure.message}") from exc
             raise StacubeError(f"tile {tile} failed {attempt} times: {type(exc).__name__}: {exc}") from exc
         tasks.sleep_before_retry(attempt)
         attempt += 1
@@ -130,7 +140,12 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
     except (KeyboardInterrupt, SystemExit):
         raise  # state stays "running": `stacube jobs resume` continues from the last finished tile
     except Exception as exc:
-        tasks.fail(settings, job_id, f"{type(exc).__name__}: {exc}")
+        from stacube.storage.stores import storage_error
+
+        failure = storage_error(exc)  # full disk, object store down: one line, StorageError
+        tasks.fail(settings, job_id, failure.message if failure else f"{type(exc).__name__}: {exc}")
+        if failure is not None:
+            raise failure from exc
         raise
     finally:
         if own:

@@ -11,15 +11,12 @@ the job on).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import contextmanager
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from stacube.db.connection import connect
+from stacube.db.connection import DatabaseStore
 from stacube.errors import NotFound
-from stacube.settings import Settings
 
 SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS stacube;
@@ -58,16 +55,20 @@ CREATE TABLE IF NOT EXISTS stacube.job_tiles (
 """
 
 ACTIVE = ("queued", "running")
+#: ``JobStore.list(owner=...)`` default: jobs of every owner.
+ANY_OWNER = object()
 SUMMARY_COLUMNS = ("id, kind, parameters, state, stage, error, owner, tiles_total, tiles_done, "
                    "tiles_failed, run, created, started, finished, updated")
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the job tables (and the cube tables) if they are missing (idempotent)."""
+    """Create the job tables (and the cube and access tables) if they are missing (idempotent)."""
+    from stacube.access.store import ensure_access_schema
     from stacube.cubes.state import ensure_cube_schema
 
     conn.execute(SCHEMA)
     ensure_cube_schema(conn)
+    ensure_access_schema(conn)
 
 
 def tile_key(tile: tuple[int, int]) -> str:
@@ -79,24 +80,13 @@ def tile_index(key: str) -> tuple[int, int]:
     return int(row), int(col)
 
 
-class JobStore:
+class JobStore(DatabaseStore):
     """Reads and writes job state.
 
     Args:
         settings: the catalog database.
     """
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-
-    @contextmanager
-    def _conn(self):
-        conn = connect(self.settings, autocommit=True)
-        try:
-            conn.row_factory = dict_row
-            yield conn
-        finally:
-            conn.close()
 
     # -- jobs ------------------------------------------------------------------------------
     def submit(self, job_id: str, parameters: dict, *, kind: str = "composite",
@@ -142,10 +132,15 @@ class JobStore:
             raise NotFound(f"unknown job {job_id!r}")
         return row
 
-    def list(self, *, state: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
-        """Job summaries, newest first."""
+    def list(self, *, state: str | None = None, limit: int = 50, offset: int = 0,
+             owner: object = ANY_OWNER) -> list[dict]:
+        """Job summaries, newest first (only ``owner``'s when given; None: jobs without one)."""
         with self._conn() as conn:
-            where, args = ("WHERE state = %s", [state]) if state else ("", [])
+            clauses, args = (["state = %s"], [state]) if state else ([], [])
+            if owner is not ANY_OWNER:
+                clauses.append("owner IS NOT DISTINCT FROM %s")
+                args.append(owner)
+            where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
             return conn.execute(
                 f"SELECT {SUMMARY_COLUMNS}, report->'throughput' AS throughput, "
                 f"report->>'collection' AS collection FROM stacube.jobs {where} "

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from stacube import __version__
 from stacube.catalog.store import Catalog
-from stacube.errors import Conflict, NoData, StacubeError
+from stacube.errors import Conflict, InvalidInput, NoData, StacubeError
 from stacube.jobs import outputs
 from stacube.jobs.plan import Plan, _item_datetime, make_plan, plan_from_doc, plan_to_doc
 from stacube.jobs.register import derived_collection, derived_items
@@ -65,6 +65,7 @@ def start(settings: Settings, job_id: str) -> Plan:
     spec = CompositeSpec.model_validate(job["parameters"])
     try:
         plan = make_plan(spec, Catalog(settings), output_root(spec, settings))
+        plan.job_id = job_id  # a cube's job has an id scoped by its owner, not the parameters' own
     except StacubeError as exc:
         store.update(job_id, state="failed", error=exc.message)
         raise
@@ -270,6 +271,9 @@ def finalize(settings: Settings, job_id: str, *, on_cog=None) -> dict:
     staging.commit()
     catalog = Catalog(settings)
     collection = derived_collection(plan)
+    from stacube.access.jobs import claim_output
+
+    claim_output(settings, plan.output_collection, job.get("owner"))  # before the collection exists
     if plan.output_collection in catalog.collection_ids():
         collection["extent"] = catalog.get_collection(plan.output_collection).get("extent", collection["extent"])
     catalog.upsert_collection(collection)
@@ -284,7 +288,15 @@ def fail(settings: Settings, job_id: str, message: str, *, discard: bool = True)
     store = JobStore(settings)
     store.update(job_id, state="failed", error=message)
     if discard:
-        discard_staging(settings, job_id)
+        try:
+            discard_staging(settings, job_id)
+        except InvalidInput:  # the output location itself is unusable: nothing was ever staged there
+            pass
+        except StacubeError as exc:  # storage down: the job's own error is the one to report;
+            # the staging prefix is never read (bucket lifecycle rules expire it)
+            import logging
+
+            logging.getLogger("stacube").warning("job %s: staging not cleaned: %s", job_id, exc.message)
 
 
 def discard_staging(settings: Settings, job_id: str) -> None:

@@ -14,11 +14,21 @@ import os
 import shutil
 import tempfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
 from stacube.errors import InvalidInput, StorageError
 from stacube.settings import Settings
+
+
+# Retries of S3 requests (5xx, throttling, dropped connections, timeouts), explicit on both
+# clients: a request that still fails fails its tile, which the job retries (runner._run_stage).
+BOTO_RETRIES = {"retries": {"mode": "standard", "max_attempts": 6}, "connect_timeout": 10,
+                "read_timeout": 60}
+OBSTORE_RETRIES = {"max_retries": 6, "retry_timeout": timedelta(seconds=60),
+                   "backoff": {"init_backoff": timedelta(milliseconds=100),
+                               "max_backoff": timedelta(seconds=5), "base": 2}}
 
 
 class Staging:
@@ -221,7 +231,8 @@ def _s3_zarr_store(bucket: str, prefix: str, settings: Settings, *, read_only: b
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         kwargs["region"] = region
-    return ObjectStore(ObS3Store(bucket, prefix=prefix.strip("/"), **kwargs), read_only=read_only)
+    return ObjectStore(ObS3Store(bucket, prefix=prefix.strip("/"), retry_config=OBSTORE_RETRIES, **kwargs),
+                       read_only=read_only)
 
 
 def zarr_store_at(uri: str, settings: Settings, *, read_only: bool = False):
@@ -241,14 +252,36 @@ def zarr_store_at(uri: str, settings: Settings, *, read_only: bool = False):
     raise InvalidInput(f"{uri!r}: unsupported scheme {parsed.scheme!r} (use a path, file:// or s3://)")
 
 
+def storage_error(exc: BaseException) -> StorageError | None:
+    """A one-line StorageError for an object-store or filesystem failure, else None."""
+    import errno
+
+    if isinstance(exc, StorageError):
+        return exc
+    kind = None
+    if isinstance(exc, OSError) and exc.errno is not None:
+        kind = {errno.ENOSPC: "no space left on the output device", errno.EDQUOT: "disk quota exceeded",
+                errno.EROFS: "the output location is read-only",
+                errno.EACCES: "permission denied"}.get(exc.errno)
+        if kind:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            return StorageError(f"cannot write outputs: {kind}{where}")
+    module = type(exc).__module__ or ""
+    if module.startswith(("obstore", "botocore", "boto3", "s3transfer")):
+        text = " ".join(str(exc).split("Debug source:")[0].split())
+        return StorageError(f"object storage request failed: {text[:400]}")
+    return None
+
+
 def s3_client(settings: Settings):
     """A boto3 S3 client honouring ``STACUBE_S3_ENDPOINT`` (S3-compatible servers)."""
     import boto3
+    from botocore.config import Config
 
     kwargs = {}
     if settings.s3_endpoint:
         kwargs["endpoint_url"] = settings.s3_endpoint
-    return boto3.client("s3", **kwargs)
+    return boto3.client("s3", config=Config(**BOTO_RETRIES), **kwargs)
 
 
 def open_store(uri: str, settings: Settings) -> OutputStore:

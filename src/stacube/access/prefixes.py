@@ -1,0 +1,173 @@
+"""The storage prefixes a server may read: no ``file:///etc/passwd``, no arbitrary host.
+
+Asset hrefs come from the catalog, and through it from whoever registered the items. The raster
+API (and the other server-side readers) open an href only when it lies under one of the
+configured prefixes (``STACUBE_READ_PREFIXES``, a comma-separated list):
+
+* a local directory (``/srv/scenes``, ``file:///srv/scenes``): the href's real path (symbolic
+  links resolved, ``..`` collapsed) must be that directory or below it;
+* ``s3://bucket`` or ``s3://bucket/prefix``: ``s3://`` and ``/vsis3/`` hrefs in that bucket, below
+  that key prefix;
+* ``https://host[:port]/prefix`` (or ``http://``): URLs of that scheme, host and port whose path
+  is below the prefix (``/vsicurl/`` hrefs too); URLs with user information are refused.
+
+Everything else is refused: other schemes and GDAL paths (``/vsizip/``, ``/vsigs/``,
+``NETCDF:...``, ``vrt://...``), relative paths, hrefs with ``..`` segments in a URL path or key,
+control characters. Unset, the prefixes are the data directory, the output root, the repository's
+``data/`` directory and the sample data next to it, and the data bucket (``STACUBE_DATA_BUCKET``).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from stacube.access.errors import AssetNotAllowed
+from stacube.errors import InvalidInput
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class Location:
+    """A normalised storage address: ``kind`` is ``local``, ``s3`` or ``http``/``https``;
+    ``host`` is the bucket or ``host:port``; ``path`` the absolute path or key."""
+
+    kind: str
+    host: str
+    path: str
+
+
+def _segments_escape(path: str) -> bool:
+    return any(part == ".." for part in unquote(path).replace("\\", "/").split("/"))
+
+
+def _http_location(url: str) -> Location | None:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username or parts.password:
+        return None
+    if "@" in parts.netloc or "\\" in url:
+        return None
+    try:
+        port = parts.port or _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return None
+    path = parts.path or "/"
+    if _segments_escape(path):
+        return None
+    return Location(scheme, f"{parts.hostname.lower()}:{port}", posixpath.normpath(unquote(path)))
+
+
+def _s3_location(bucket: str, key: str) -> Location | None:
+    if not bucket or "/" in bucket or _segments_escape(key):
+        return None
+    return Location("s3", bucket, "/" + key.lstrip("/"))
+
+
+def locate(href: str) -> Location | None:
+    """The normalised location of an href, or None when it is of a kind never read."""
+    if not isinstance(href, str) or not href or href != href.strip() or _CONTROL.search(href):
+        return None
+    if href.startswith("/vsis3/"):
+        bucket, _, key = href[len("/vsis3/"):].partition("/")
+        return _s3_location(bucket, key)
+    if href.startswith("/vsicurl/"):
+        return _http_location(href[len("/vsicurl/"):])
+    if href.startswith("/vsi"):
+        return None
+    match = _SCHEME.match(href)
+    if match:
+        scheme = match.group(1).lower()
+        if scheme == "s3":
+            parts = urlsplit(href)
+            return _s3_location(parts.netloc, parts.path)
+        if scheme in _DEFAULT_PORTS:
+            return _http_location(href)
+        if scheme == "file":
+            parts = urlsplit(href)
+            if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+                return None
+            href = unquote(parts.path)
+        else:
+            return None
+    if not href.startswith("/"):
+        return None
+    return Location("local", "", os.path.realpath(href))
+
+
+def _prefix_location(text: str) -> Location:
+    text = text.strip()
+    if _SCHEME.match(text) and not text.lower().startswith("file:"):
+        loc = locate(text.rstrip("/") or text)
+        if loc is None:
+            raise InvalidInput(f"STACUBE_READ_PREFIXES: {text!r} is not a directory, s3://bucket/prefix "
+                               "or http(s)://host/prefix")
+        return loc
+    if text.lower().startswith("file:"):
+        text = unquote(urlsplit(text).path)
+    return Location("local", "", os.path.realpath(os.path.abspath(text)))
+
+
+def _under(loc: Location, prefix: Location) -> bool:
+    if loc.kind != prefix.kind or loc.host != prefix.host:
+        return False
+    base = prefix.path.rstrip("/")
+    return not base or loc.path == base or loc.path.startswith(base + "/")
+
+
+class ReadPrefixes:
+    """The allowed prefixes; :meth:`check` before opening any href.
+
+    Args:
+        prefixes: directories and URIs (see the module docstring).
+
+    Raises:
+        InvalidInput: a prefix that is none of the accepted forms.
+    """
+
+    def __init__(self, prefixes: list[str]):
+        self.prefixes = [p for p in (s.strip() for s in prefixes) if p]
+        self.locations = [_prefix_location(p) for p in self.prefixes]
+
+    @classmethod
+    def from_settings(cls, settings) -> ReadPrefixes:
+        """From ``settings.read_prefixes``, else the defaults of the module docstring."""
+        if settings.read_prefixes:
+            return cls(settings.read_prefixes.split(","))
+        return cls(default_prefixes(settings))
+
+    def allows(self, href: str) -> bool:
+        """True when ``href`` lies under one of the prefixes."""
+        loc = locate(href)
+        return loc is not None and any(_under(loc, p) for p in self.locations)
+
+    def check(self, href: str) -> str:
+        """Return ``href`` when it may be read.
+
+        Raises:
+            AssetNotAllowed: it lies outside every prefix (or is of a kind never read).
+        """
+        if not self.allows(href):
+            shown = href if isinstance(href, str) and len(href) <= 200 else f"{str(href)[:200]}..."
+            raise AssetNotAllowed(f"asset href {shown!r} is not under an allowed prefix")
+        return href
+
+
+def default_prefixes(settings) -> list[str]:
+    """The data directory, the output root, the repository's ``data/`` and the sample data beside
+    it (when they exist), and ``s3://$STACUBE_DATA_BUCKET``."""
+    out = [str(settings.data_dir.absolute()), settings.output_root]
+    repo = Path(__file__).resolve().parents[3]
+    for candidate in (repo / "data", repo.parent / "shared" / "data"):
+        if candidate.is_dir():
+            out.append(str(candidate))
+    if settings.data_bucket:
+        out.append(f"s3://{settings.data_bucket}")
+    return out

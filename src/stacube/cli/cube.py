@@ -1,0 +1,285 @@
+"""``stacube cube``: Zarr cubes (create, open with procedural fill, list, show, delete) and
+``stacube timeseries``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from stacube.cli.common import console, err_console, settings_from, split_list
+
+app = typer.Typer(help="Zarr data cubes (see `stacube cubes` for tenants): create, open (filling what is missing), list, show, delete.",
+                  no_args_is_help=True)
+
+
+def _progress(label: str, quiet: bool):
+    """A progress callback drawing a bar on stderr, and a function to stop it."""
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err_console, transient=True)
+    task: dict = {}
+
+    def tick(done: int, total: int) -> None:
+        if quiet:
+            return
+        if not task:
+            bar.start()
+            task["id"] = bar.add_task(label, total=total)
+        bar.update(task["id"], completed=done, total=total)
+
+    return tick, bar.stop
+
+
+def _fill_line(report) -> str:
+    return (f"{report.units} tile(s) needed: {report.computed} computed ({report.items} item reads), "
+            f"{report.reused} already in the store, {report.waited} filled elsewhere; "
+            f"{report.levels_written} pyramid block(s) updated in {report.seconds:.2f} s")
+
+
+def _summary(definition) -> dict:
+    gb = definition.geobox
+    return {
+        "name": definition.name, "mode": definition.mode, "collections": definition.spec["collections"],
+        "grid": definition.grid.name,
+        "crs": f"EPSG:{gb.crs.epsg}" if gb.crs.epsg else gb.crs.to_wkt(),
+        "resolution": abs(gb.resolution.x), "shape": [len(definition.steps), gb.shape.y, gb.shape.x],
+        "chunks": list(definition.chunks), "tile_size": definition.tile, "levels": definition.levels,
+        "variables": definition.variables, "bbox": [round(v, 6) for v in definition.bbox_lonlat],
+        "time": [definition.steps[0]["time"], definition.steps[-1]["time"]], "uri": definition.uri,
+    }
+
+
+@app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Cube name (lowercase letters, digits, '.', '_', '-')."),
+    collection: list[str] = typer.Option(..., "--collection", "-c", help="Source collection; repeatable."),
+    grid: str = typer.Option("native", help="native | webmercator[-z<N>] | equal-area-<R>m|km (e.g. equal-area-30m)."),
+    datetime_value: str = typer.Option(..., "--datetime", help="START/END (ISO 8601)."),
+    bbox: str | None = typer.Option(None, help="Domain MINX,MINY,MAXX,MAXY (default: the items' extent)."),
+    bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
+    bands: str | None = typer.Option(None, help="Comma-separated bands (default: red,green,blue,nir present)."),
+    index: list[str] = typer.Option(None, "--index", help="Index stored in the cube (NDVI...); repeatable."),
+    method: str | None = typer.Option(None, help="Composite per period (median, mean, best-pixel...); "
+                                                 "without it: masked observations per solar day."),
+    period: str | None = typer.Option(None, help="With --method: P16D, P1M, P1Y..."),
+    max_cloud: float | None = typer.Option(None, help="Drop items whose eo:cloud_cover exceeds this percent."),
+    tile_size: int | None = typer.Option(None, help="Fill tile edge in px (multiple of the chunk edge; default 512)."),
+    chunk: int | None = typer.Option(None, help="Spatial chunk edge in px (default 128)."),
+    time_chunk: int | None = typer.Option(None, help="Time steps per chunk (default 32)."),
+    levels: int | None = typer.Option(None, help="Pyramid levels including full resolution (default: automatic)."),
+    output: str | None = typer.Option(None, help="Root URI of cubes (default <output root>/cubes; s3:// works)."),
+    fill: bool = typer.Option(True, "--fill/--no-fill", help="Compute the whole cube now, or only when read."),
+    replace: bool = typer.Option(False, help="Replace a cube of the same name."),
+    workers: int | None = typer.Option(None, help="Worker processes (1: in-process; default: cores)."),
+    dask: str | None = typer.Option(None, "--dask", help="Fill on a Dask cluster (scheduler address)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the cube as JSON."),
+) -> None:
+    """Create an analysis-ready Zarr cube (time, y, x per band) registered in the catalog."""
+    from stacube.cubes.build import create_cube
+    from stacube.cubes.spec import build_cube_spec
+
+    spec = build_cube_spec(
+        name=name, collections=collection, grid=grid, datetime=datetime_value, bbox=bbox, bbox_crs=bbox_crs,
+        bands=split_list(bands, "--bands"), indices=index or [], method=method, period=period,
+        max_cloud=max_cloud, tile_size=tile_size, chunk=chunk, time_chunk=time_chunk, levels=levels,
+        output=output,
+    )
+    tick, stop = _progress(f"filling cube {name}", as_json)
+    try:
+        created = create_cube(spec, settings_from(), fill=fill, replace=replace, workers=workers, dask=dask,
+                              progress=tick)
+    finally:
+        stop()
+    doc = _summary(created.definition)
+    if as_json:
+        doc["fill"] = created.fill.as_dict() if created.fill else None
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    console.print(f"cube {name}: {doc['mode']} of {', '.join(doc['collections'])} on grid {doc['grid']} "
+                  f"({doc['crs']}, {doc['resolution']:g} m), {doc['shape'][0]} steps x {doc['shape'][1]} x "
+                  f"{doc['shape'][2]} px, chunks {tuple(doc['chunks'])}, {doc['levels']} level(s)")
+    console.print(f"variables: {', '.join(doc['variables'])}")
+    console.print(f"store: {created.definition.level_uri(0)}; registered as collection {name}")
+    if created.fill:
+        console.print(_fill_line(created.fill))
+    else:
+        console.print("not filled: tiles are computed when first read (stacube cube open, open_cube)")
+
+
+@app.command("open")
+def open_(
+    name: str = typer.Argument(..., help="Cube name."),
+    bbox: str | None = typer.Option(None, help="MINX,MINY,MAXX,MAXY (default: the whole cube)."),
+    bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
+    datetime_value: str | None = typer.Option(None, "--datetime", help="START/END (default: every step)."),
+    variables: str | None = typer.Option(None, help="Comma-separated variables (default: all)."),
+    level: int = typer.Option(0, help="Pyramid level."),
+    fill: bool = typer.Option(True, "--fill/--no-fill", help="Compute missing tiles first."),
+    workers: int | None = typer.Option(None, help="Worker processes for missing tiles."),
+    dask: str | None = typer.Option(None, "--dask", help="Fill on a Dask cluster."),
+    out: Path | None = typer.Option(None, "--output", "-o", help="Write the region to .nc (NetCDF) or .zarr."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Open a region of a cube, computing only the tiles that are not in the store yet."""
+    from stacube.cubes.fill import fill_region, open_cube
+    from stacube.errors import InvalidInput
+
+    if out is not None and out.suffix not in (".nc", ".zarr"):
+        raise InvalidInput(f"--output {out}: use a .nc or .zarr file name")
+    settings = settings_from()
+    tick, stop = _progress(f"filling cube {name}", as_json)
+    try:
+        if fill:
+            _, report, _, _ = fill_region(name, bbox, datetime_value, bbox_crs=bbox_crs, level=level,
+                                          settings=settings, workers=workers, dask=dask, progress=tick)
+        else:
+            report = None
+    finally:
+        stop()
+    ds = open_cube(name, bbox=bbox, time=datetime_value, bbox_crs=bbox_crs, variables=variables, level=level,
+                   fill=False, load=out is not None, settings=settings)
+    if out is not None:
+        ds.attrs = {k: v for k, v in ds.attrs.items() if not isinstance(v, (list, dict))}
+        if out.suffix == ".nc":
+            ds.to_netcdf(out)
+        else:
+            for var in ds.variables.values():
+                var.encoding.pop("chunks", None)
+                var.encoding.pop("preferred_chunks", None)
+            ds.to_zarr(out, mode="w", zarr_format=2, consolidated=True)
+    doc = {"cube": name, "sizes": dict(ds.sizes), "variables": list(ds.data_vars),
+           "time": [str(ds.time.values[0])[:19], str(ds.time.values[-1])[:19]] if ds.sizes.get("time") else [],
+           "fill": report.as_dict() if report else None, "output": str(out) if out else None}
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    if report:
+        console.print(_fill_line(report))
+    console.print(f"region: {ds.sizes['time']} steps x {ds.sizes['y']} x {ds.sizes['x']} px of "
+                  f"{', '.join(ds.data_vars)} ({doc['time'][0]} .. {doc['time'][-1]})" if doc["time"] else "region: empty")
+    if out is not None:
+        console.print(f"written to {out}")
+
+
+@app.command("list")
+def list_cubes(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Cubes and how many of their tiles are filled."""
+    from rich.table import Table
+
+    from stacube.cubes.definition import CubeDefinition
+    from stacube.cubes.state import CubeStore
+
+    rows = CubeStore(settings_from()).list()
+    docs = []
+    for r in rows:
+        d = CubeDefinition.from_doc(r["definition"])
+        ny, nx = d.tiles_shape
+        docs.append({**_summary(d), "units": ny * nx * d.n_blocks, "units_done": r["units_done"]})
+    if as_json:
+        typer.echo(json.dumps(docs, indent=2))
+        return
+    table = Table(title=f"{len(docs)} cubes")
+    for col in ("name", "mode", "collections", "grid", "steps x y x x", "levels", "filled tiles"):
+        table.add_column(col, overflow="fold")
+    for d in docs:
+        table.add_row(d["name"], d["mode"], ",".join(d["collections"]), d["grid"],
+                      " x ".join(map(str, d["shape"])), str(d["levels"]), f"{d['units_done']}/{d['units']}")
+    console.print(table)
+
+
+@app.command("show")
+def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """A cube's grid, shape, chunks, variables, time range and store."""
+    from stacube.cubes.fill import load_definition
+    from stacube.cubes.state import CubeStore
+
+    settings = settings_from()
+    d = load_definition(settings, name)
+    doc = _summary(d)
+    states = CubeStore(settings).states(name)
+    ny, nx = d.tiles_shape
+    doc["units"] = {"total": ny * nx * d.n_blocks, "done": sum(1 for s in states.values() if s == "done"),
+                    "failed": sum(1 for s in states.values() if s == "failed")}
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    for key, value in doc.items():
+        console.print(f"{key}: {value}")
+
+
+@app.command("delete")
+def delete(name: str) -> None:
+    """Delete a cube: its stores, its bookkeeping and its collection."""
+    from stacube.catalog.store import Catalog
+    from stacube.cubes.definition import CubeDefinition
+    from stacube.cubes.state import CubeStore
+    from stacube.cubes.store import delete_stores
+
+    settings = settings_from()
+    definition = CubeDefinition.from_doc(CubeStore(settings).delete(name))
+    delete_stores(definition, settings)
+    catalog = Catalog(settings)
+    if name in catalog.collection_ids():
+        catalog.delete_collection(name)
+    console.print(f"cube {name} deleted")
+
+
+def series_options(collection, cube, lon, lat, geometry, datetime_value, bands, index, source):
+    """Keyword arguments of :func:`stacube.cubes.timeseries.timeseries` from CLI options."""
+    from stacube.errors import InvalidInput
+
+    geo = None
+    if geometry is not None:
+        try:
+            geo = json.loads(geometry.read_text())
+        except OSError as exc:
+            raise InvalidInput(f"--geometry {geometry}: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise InvalidInput(f"--geometry {geometry}: not valid JSON ({exc})") from exc
+    return dict(collection=collection or None, cube=cube, lon=lon, lat=lat, geometry=geo, time=datetime_value,
+                bands=split_list(bands, "--bands"), indices=index or [], source=source)
+
+
+# the options of a time series request, shared by `stacube timeseries` and `stacube plot timeseries`
+SeriesCollections = Annotated[list[str], typer.Option("--collection", "-c", help="Collection id (repeatable).")]
+SeriesCube = Annotated[Optional[str], typer.Option(help="Read this cube.")]
+SeriesLon = Annotated[Optional[float], typer.Option(help="Longitude of a point.")]
+SeriesLat = Annotated[Optional[float], typer.Option(help="Latitude of a point.")]
+SeriesGeometry = Annotated[Optional[Path],
+                           typer.Option(help="GeoJSON file: Point, Polygon, MultiPolygon or Feature.")]
+SeriesDatetime = Annotated[Optional[str], typer.Option("--datetime", help="START/END.")]
+SeriesBands = Annotated[Optional[str], typer.Option(help="Comma-separated bands.")]
+SeriesIndex = Annotated[list[str], typer.Option("--index", help="Index (NDVI...); repeatable.")]
+SeriesSource = Annotated[str, typer.Option(help="auto (a cube if one holds the geometry) | cube | items.")]
+
+
+def timeseries(
+    collection: SeriesCollections = None,
+    cube: SeriesCube = None,
+    lon: SeriesLon = None,
+    lat: SeriesLat = None,
+    geometry: SeriesGeometry = None,
+    datetime_value: SeriesDatetime = None,
+    bands: SeriesBands = None,
+    index: SeriesIndex = None,
+    source: SeriesSource = "auto",
+    fmt: str = typer.Option("csv", "--format", help="csv | json."),
+    out: Path | None = typer.Option(None, "--output", "-o", help="Write to a file instead of stdout."),
+) -> None:
+    """Per-date values at a point or over a polygon, with clear/cloud flags and valid shares."""
+    from stacube.cubes.timeseries import timeseries as make
+    from stacube.errors import InvalidInput
+
+    if fmt not in ("csv", "json"):
+        raise InvalidInput(f"--format {fmt!r}: use csv or json")
+    ts = make(settings_from(), **series_options(collection, cube, lon, lat, geometry, datetime_value, bands,
+                                                 index, source))
+    text = ts.to_csv() if fmt == "csv" else json.dumps(ts.to_json(), indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        console.print(f"{len(ts.rows)} dates from {ts.source} written to {out}")

@@ -1,0 +1,121 @@
+"""Shared names and helpers of the access-control tests: three cubes, their keys and tokens, and copies of the
+Slovenia collection with every kind of access.
+
+| collection | owner | visibility |
+|---|---|---|
+| ``acc-private`` | t-alpha | private |
+| ``acc-shared`` | t-alpha | shared with t-beta |
+| ``acc-public`` | t-alpha | public |
+| ``acc-beta`` | t-beta | private |
+| ``sentinel-2-l1c-eolearn-sample`` | none (no access row: public) | |
+
+Principals: anonymous, ``owner`` (t-alpha, API key), ``owner_jwt`` (t-alpha, OIDC token),
+``shared`` (t-beta, API key as a bearer token), ``other`` (t-gamma), ``admin`` (admin API key of
+the catalog), ``admin_jwt`` (token with the admin role). The rows are removed at the end, so
+the other test packages see the catalog as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+
+S2 = "sentinel-2-l1c-eolearn-sample"
+ITEM = "S2_L1C_20150711T100008"
+TILE = "WebMercatorQuad/14/8854/5837"
+POINT = "14.558,45.87"
+ALPHA, BETA, GAMMA = "t-alpha", "t-beta", "t-gamma"
+PRIVATE, SHARED, PUBLIC, BETA_PRIVATE, LEGACY = "acc-private", "acc-shared", "acc-public", "acc-beta", S2
+MISSING = "acc-missing"
+COLLECTIONS = (PRIVATE, SHARED, PUBLIC, BETA_PRIVATE, LEGACY)
+ISSUER, AUDIENCE = "https://issuer.stacube.test", "stacube-test"
+SETTINGS_ADMIN_KEY = "settings-admin-key-0123456789"
+
+READABLE = {
+    "anonymous": {PUBLIC, LEGACY},
+    "owner": {PRIVATE, SHARED, PUBLIC, LEGACY},
+    "owner_jwt": {PRIVATE, SHARED, PUBLIC, LEGACY},
+    "shared": {SHARED, PUBLIC, LEGACY, BETA_PRIVATE},
+    "other": {PUBLIC, LEGACY},
+    "admin": set(COLLECTIONS),
+    "admin_jwt": set(COLLECTIONS),
+}
+WRITABLE = {
+    "anonymous": set(),
+    "owner": {PRIVATE, SHARED, PUBLIC},
+    "owner_jwt": {PRIVATE, SHARED, PUBLIC},
+    "shared": {BETA_PRIVATE},
+    "other": set(),
+    "admin": set(COLLECTIONS),
+    "admin_jwt": set(COLLECTIONS),
+}
+PRINCIPALS = tuple(READABLE)
+
+
+@dataclass
+class World:
+    settings: object
+    headers: dict[str, dict[str, str]]
+    keys: dict[str, str]
+    key_ids: dict[str, str]
+    signer: object
+    jwks_path: object
+    extra_collections: set[str] = field(default_factory=set)
+
+    def token(self, claims: dict | None = None, *, key=None, kid: str = "test-key", alg: str = "RS256",
+              expires_in: float = 600, **extra) -> str:
+        """A JWT for the test issuer and audience (``claims`` override the defaults)."""
+        import jwt
+
+        now = int(time.time())
+        doc = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "iat": now, "exp": now + expires_in}
+        doc.update(claims or {})
+        doc.update(extra)
+        return jwt.encode(doc, key if key is not None else self.signer, algorithm=alg, headers={"kid": kid})
+
+
+def rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def copy_collection(catalog, new_id: str) -> None:
+    """Register a copy of the Slovenia collection and its 5 items as ``new_id``."""
+    doc = copy.deepcopy(catalog.get_collection(S2))
+    doc["id"] = new_id
+    doc["title"] = f"access test copy {new_id}"
+    catalog.upsert_collection(doc)
+    items = []
+    for item in catalog.search({"collections": [S2]}):
+        item = copy.deepcopy(catalog.get_item(S2, item["id"]))
+        item["collection"] = new_id
+        item["links"] = []
+        items.append(item)
+    catalog.load_items(items)
+
+
+def drop_everything(settings, collections) -> None:
+    from stacube.db.connection import connect
+
+    with connect(settings, autocommit=True) as conn:
+        for cid in collections:
+            if conn.execute("SELECT 1 FROM pgstac.collections WHERE id = %s", (cid,)).fetchone():
+                conn.execute("SELECT pgstac.delete_collection(%s)", (cid,))
+        conn.execute("DELETE FROM stacube.collection_access WHERE owner LIKE 't-%%' OR collection LIKE 'acc-%%'")
+        conn.execute("DELETE FROM stacube.jobs WHERE owner LIKE 't-%%' OR parameters::text LIKE '%%acc-%%'")
+        conn.execute("DELETE FROM pgstac.searches WHERE search::text LIKE '%%acc-%%'")
+        conn.execute("DELETE FROM stacube.api_keys WHERE cube LIKE 't-%%' OR label = 'access-tests'")
+        conn.execute("DELETE FROM stacube.access_cubes WHERE name LIKE 't-%%'")
+
+
+def same_as_missing(client, response, method: str, url: str, name: str, headers: dict, **kwargs) -> None:
+    """Assert ``response`` (for collection ``name``) is exactly the answer for a collection that
+    does not exist: same status, same body with the ids swapped."""
+    if "json" in kwargs:
+        kwargs = {**kwargs, "json": json.loads(json.dumps(kwargs["json"]).replace(name, MISSING))}
+    other = client.request(method, url.replace(name, MISSING), headers=headers, **kwargs)
+    assert response.status_code == other.status_code, (url, response.status_code, other.status_code)
+    assert response.text.replace(name, MISSING) == other.text, (url, response.text, other.text)
