@@ -235,11 +235,11 @@ compute_tile(plan, (0, 0), used, steps, 1)  # warm imports and caches
 tracemalloc.start()
 compute_tile(plan, (0, 0), used, steps, 1)
 print(json.dumps({"peak": tracemalloc.get_traced_memory()[1], "budget": int(settings.tile_memory),
-                  "tile": plan.tile_shape[0]}))
+                  "tile": plan.tile_shape[0], "items": len(plan.items)}))
 """
 
 
-@pytest.mark.parametrize("budget", ["2MiB", "4MiB"])
+@pytest.mark.parametrize("budget", ["10MiB", "12MiB"])
 def test_tile_memory_budget_sets_the_tile_size_and_bounds_its_peak(samples, budget):
     """The default tile edge follows STACUBE_TILE_MEMORY; a tile's measured peak stays within it.
 
@@ -249,7 +249,7 @@ def test_tile_memory_budget_sets_the_tile_size_and_bounds_its_peak(samples, budg
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     measured = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert measured["peak"] <= measured["budget"]
+    assert measured["peak"] <= measured["budget"], measured
     assert measured["tile"] < 132  # smaller than the whole grid: the budget, not the area, decided
 
 

@@ -15,8 +15,9 @@ from stacube.errors import InvalidInput, NoData
 from stacube.jobs.spec import PERIOD_PATTERN, CompositeSpec, format_interval
 
 DEFAULT_BANDS = ["red", "green", "blue"]
-#: Memory a tile needs whatever its size (item documents, odc-stac and GDAL bookkeeping).
-FIXED_TILE_OVERHEAD = 1 << 20
+#: Memory a tile needs whatever its size: item documents, odc-stac and GDAL bookkeeping, and,
+#: when AWS credentials are set, the boto3 session rasterio opens per read (about 2 MiB measured).
+FIXED_TILE_OVERHEAD = 8 << 20
 MAX_OUTPUT_PIXELS = 4_000_000_000
 
 
