@@ -56,7 +56,7 @@ def benchmark_settings(name: str, port: int | None = None):
     needed, in ``.stacube``); the database is dropped afterwards."""
     import psycopg
 
-    from stacube.db import migrate
+    from stacube.db.migrate import migrate
     from stacube.db.embedded import EmbeddedCluster
     from stacube.settings import Settings
 

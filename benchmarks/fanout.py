@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--dates", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
     from stacube.catalog.store import Catalog
@@ -41,15 +41,24 @@ def main() -> None:
     with benchmark_settings("fanout") as settings:
         register_synthetic(Catalog(settings), "fanout-stack", folder / "cogs", entries, crs="EPSG:32633")
         times: dict[int, list[float]] = {1: [], 2: []}
+        stage_times: dict[tuple[int, str], list[float]] = {}
         tiles = None
         for rep in range(args.repeat):
             for workers in ((1, 2) if rep % 2 == 0 else (2, 1)):
                 spec = build_spec(collections=["fanout-stack"], bbox=bbox, bbox_crs="EPSG:32633", datetime="2020-01-01/2020-12-31",
                                   method="median", bands=["red", "green", "blue", "nir"], tile_size=args.tile,
                                   output=str(folder / f"out-{workers}"), output_collection=f"fanout-{workers}-{rep}")
+                marks: dict[str, list[float]] = {}
                 t0 = time.perf_counter()
-                report = run_composite(spec, settings, workers=workers)
+
+                def progress(stage, done, total, marks=marks, t0=t0):
+                    now = time.perf_counter() - t0
+                    marks.setdefault(stage, [now, now])[1] = now
+
+                report = run_composite(spec, settings, workers=workers, progress=progress)
                 times[workers].append(time.perf_counter() - t0)
+                for stage, (start, end) in marks.items():
+                    stage_times.setdefault((workers, stage), []).append(end - start)
                 tiles = report["grid"]["tiles"]
     one, two = statistics.median(times[1]), statistics.median(times[2])
     print(f"machine: {machine()}")
@@ -57,6 +66,11 @@ def main() -> None:
     print(f"1 worker  {one:7.2f} s")
     print(f"2 workers {two:7.2f} s")
     print(f"speed-up with 2 workers: {one / two:4.2f}x (target >= 1.7x)")
+    print("per stage (median s, 1 worker / 2 workers; the 2-worker scenes stage includes starting the pool):")
+    for stage in ("scenes", "composite", "cogs"):
+        a = statistics.median(stage_times.get((1, stage), [float("nan")]))
+        b = statistics.median(stage_times.get((2, stage), [float("nan")]))
+        print(f"  {stage:<10} {a:6.2f} s / {b:6.2f} s  = {a / b:4.2f}x")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def stacube_env():
 @pytest.fixture(scope="session")
 def database(stacube_env):
     """The embedded catalog, started and migrated once per session; stopped at the end."""
-    from stacube.db import migrate
+    from stacube.db.migrate import migrate
     from stacube.db.embedded import EmbeddedCluster
     from stacube.settings import Settings
 

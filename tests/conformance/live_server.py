@@ -26,7 +26,7 @@ def sample_database(name: str):
 
     from stacube.catalog.register import add_datasets, add_product
     from stacube.catalog.store import Catalog
-    from stacube.db import migrate
+    from stacube.db.migrate import migrate
     from stacube.settings import Settings
 
     base = Settings()

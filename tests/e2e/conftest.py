@@ -40,7 +40,7 @@ def e2e_catalog(database):
     """The sample products and stacks in the e2e database (created and migrated here)."""
     from stacube.catalog.register import add_datasets, add_product
     from stacube.catalog.store import Catalog
-    from stacube.db import migrate
+    from stacube.db.migrate import migrate
     from stacube.db.embedded import EmbeddedCluster
     from stacube.settings import Settings
 

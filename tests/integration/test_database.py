@@ -11,7 +11,7 @@ def test_cluster_runs_postgis_and_pgstac(database):
 
 
 def test_start_and_migrate_are_idempotent(database):
-    from stacube.db import migrate
+    from stacube.db.migrate import migrate
 
     cluster = EmbeddedCluster(database)
     assert cluster.start() is False  # already running

@@ -17,8 +17,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from stacube.access.policy import (
     AccessView,
@@ -29,6 +28,9 @@ from stacube.access.policy import (
 )
 from stacube.db.connection import DatabaseStore
 from stacube.errors import Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    import psycopg
 
 SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS stacube;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -12,6 +13,7 @@ from stacube.catalog.products import ID_PATTERN, STAC_VERSION
 from stacube.errors import InvalidInput
 
 REMOTE_SCHEMES = {"http", "https", "s3", "gs", "az", "abfs", "abfss"}
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")  # RFC 3986 scheme, as urlparse reads it
 
 
 def _parse_datetime(value, field: str, item_id: str) -> datetime:
@@ -72,12 +74,13 @@ def _check_geometry(geom, item_id: str) -> None:
 
 
 def _absolute_href(href: str, base: Path | None) -> str:
-    parsed = urlparse(href)
-    if parsed.scheme in REMOTE_SCHEMES or href.startswith("/vsi"):
+    match = _SCHEME.match(href)  # (urlparse costs more than the rest of an item's checks)
+    scheme = match.group(1).lower() if match else ""
+    if scheme in REMOTE_SCHEMES or href.startswith("/vsi"):
         return href
-    if parsed.scheme == "file":
-        return str(Path(parsed.path).resolve())
-    if parsed.scheme and len(parsed.scheme) > 1:
+    if scheme == "file":
+        return str(Path(urlparse(href).path).resolve())
+    if len(scheme) > 1:
         return href
     path = Path(href)
     if not path.is_absolute():

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from stacube.db.connection import connect, require_pgstac
@@ -121,7 +120,11 @@ class Catalog:
             loader = Loader(db=db)
             try:
                 with conn.transaction():
+                    if mode == "upsert" and not _any_exists(conn, items):
+                        mode = "insert"  # same result; pgSTAC's plain insert skips the staging table
                     loader.load_items(iter(items), insert_mode=Methods(mode))
+            except psycopg.errors.UniqueViolation:  # written meanwhile by someone else: upsert after all
+                return self.load_items(items, mode="upsert")
             except psycopg.Error as exc:
                 raise InvalidInput(
                     f"the catalog rejected the batch, nothing was loaded: {_pg_message(exc)}"
@@ -205,3 +208,16 @@ def _pg_message(exc: psycopg.Error) -> str:
 def dumps(doc: dict) -> str:
     """Compact JSON."""
     return json.dumps(doc, separators=(",", ":"))
+
+
+def _any_exists(conn: psycopg.Connection, items: list[dict]) -> bool:
+    """Whether any of ``items`` (by collection and id) is already in the catalog."""
+    ids: dict[str, list[str]] = {}
+    for item in items:
+        ids.setdefault(item["collection"], []).append(item["id"])
+    for collection, members in ids.items():
+        row = conn.execute("SELECT EXISTS (SELECT 1 FROM items WHERE collection = %s AND id = ANY(%s))",
+                           (collection, members)).fetchone()
+        if row[0]:
+            return True
+    return False

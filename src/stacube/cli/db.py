@@ -28,7 +28,7 @@ def _cluster(port: int | None):
 @app.command()
 def start(port: int | None = PortOption) -> None:
     """Create (first time), start and migrate the embedded cluster. Idempotent."""
-    from stacube.db import migrate
+    from stacube.db.migrate import migrate
 
     settings, cluster = _cluster(port)
     started = cluster.start()
@@ -76,7 +76,7 @@ def status(port: int | None = PortOption) -> None:
 @app.command()
 def migrate(port: int | None = PortOption) -> None:
     """Install or upgrade pgSTAC in the configured database (embedded or external)."""
-    from stacube.db import migrate as run_migrate
+    from stacube.db.migrate import migrate as run_migrate
 
     settings = settings_from(db_port=port)
     before, after = run_migrate(settings)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import psycopg
-from psycopg.rows import dict_row
+from typing import TYPE_CHECKING
 
 from stacube.errors import DatabaseUnavailable, StacubeError
 from stacube.settings import Settings
+
+if TYPE_CHECKING:  # psycopg is imported when a connection is made (the STAC function never does)
+    import psycopg
 
 PGSTAC_OPTIONS = "-c search_path=pgstac,public -c application_name=stacube"
 
@@ -26,6 +27,8 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connecti
     Raises:
         DatabaseUnavailable: the server cannot be reached or refuses the connection.
     """
+    import psycopg
+
     dsn = settings.dsn()
     try:
         return psycopg.connect(dsn, autocommit=autocommit, options=PGSTAC_OPTIONS, connect_timeout=10)
@@ -54,6 +57,8 @@ class DatabaseStore:
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection]:
+        from psycopg.rows import dict_row
+
         conn = connect(self.settings, autocommit=True)
         try:
             conn.row_factory = dict_row

@@ -127,7 +127,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             store.advance_stage(job_id, "scenes", "composite")
         _run_stage(settings, job_id, "composite", executor, tick, max_attempts)
         store.advance_stage(job_id, "composite", "finalize")
-        return tasks.finalize(settings, job_id, on_cog=lambda d, t: tick("cogs", d, t))
+        return tasks.finalize(settings, job_id, on_cog=lambda d, t: tick("cogs", d, t),
+                              threads=getattr(executor, "workers", 1))
     except tasks.JobCancelled:
         tasks.discard_staging(settings, job_id)
         raise

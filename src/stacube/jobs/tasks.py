@@ -10,6 +10,7 @@ Tiles are idempotent: a retried or resumed tile rewrites its own region and noth
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from stacube import __version__
@@ -199,11 +200,12 @@ def prepare_composite(settings: Settings, job_id: str) -> dict:
     return selection
 
 
-def finalize(settings: Settings, job_id: str, *, on_cog=None) -> dict:
+def finalize(settings: Settings, job_id: str, *, on_cog=None, threads: int = 1) -> dict:
     """COGs from the staging cube, the report, the commit, and the catalog registration.
 
     Args:
-        on_cog: ``on_cog(done, total)`` progress callback.
+        on_cog: ``on_cog(done, total)`` progress callback (called from this thread).
+        threads: COGs written at once (GDAL compresses and writes without the GIL).
 
     Returns:
         The job report.
@@ -220,18 +222,22 @@ def finalize(settings: Settings, job_id: str, *, on_cog=None) -> dict:
     outputs.finish_cube(cube)
     work = staging.workdir()
     hrefs: dict = {"cogs": {}, "zarr": out.href(job_id, "cube.zarr"), "report": out.href(job_id, "report.json")}
-    total = len(steps) * len(plan.variables)
-    done = 0
+    cogs = []
     for step in steps:
-        folder = work / step["label"]
-        folder.mkdir(parents=True, exist_ok=True)
+        (work / step["label"]).mkdir(parents=True, exist_ok=True)
         hrefs["cogs"][step["label"]] = {}
         for var in plan.variables:
-            outputs.write_cog(cube, var, step["index"], plan.geobox, plan.tiles, folder / f"{var}.tif")
+            cogs.append((var, step["index"], work / step["label"] / f"{var}.tif"))
             hrefs["cogs"][step["label"]][var] = out.href(job_id, f"{step['label']}/{var}.tif")
-            done += 1
+
+    def write(cog) -> None:
+        var, index, path = cog
+        outputs.write_cog(cube, var, index, plan.geobox, plan.tiles, path)
+
+    with ThreadPoolExecutor(max(1, min(threads, len(cogs)))) as pool:
+        for done, _ in enumerate(pool.map(write, cogs), start=1):
             if on_cog:
-                on_cog(done, total)
+                on_cog(done, len(cogs))
     started = job["started"] or job["created"]
     finished = datetime.now(timezone.utc)
     elapsed = (finished - started).total_seconds()
