@@ -77,6 +77,43 @@ def benchmark_settings(name: str, port: int | None = None):
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served(settings, *args: str, env: dict | None = None):
+    """``stacube up`` (extra CLI ``args``) on a free loopback port, on the database of
+    ``settings``; yields ``(base URL, server process)`` once ``/stac/`` answers, stops it after."""
+    import subprocess
+
+    import httpx
+
+    port = free_port()
+    environ = {**os.environ, "STACUBE_DB_NAME": settings.db_name, "STACUBE_DB_PORT": str(settings.db_port),
+               "STACUBE_PORT": str(port), **(env or {})}
+    environ.pop("STACUBE_API_KEY", None)
+    server = subprocess.Popen([sys.executable, "-m", "stacube.cli.main", "up", "--port", str(port), *args],
+                              cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/stac/", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def synthetic_stack(dates: int, bands: int, size: int, *, seed: int = 0, cloud: float = 0.3):
     """A reflectance-like uint16 stack ``(dates, bands, size, size)`` and a Landsat C1 BQA-like
     uint16 quality stack ``(dates, size, size)`` with blobby clouds covering about ``cloud``."""

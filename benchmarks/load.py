@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -186,12 +183,6 @@ def report(stats: Stats, *, clients: int) -> str:
     return "\n".join(lines)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -201,7 +192,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import benchmark_settings, machine
+    from common import benchmark_settings, machine, served
 
     from stacube.catalog.register import add_datasets, add_product
     from stacube.catalog.store import Catalog
@@ -211,31 +202,13 @@ def main() -> None:
         for path in sorted((ROOT / "data" / "products").iterdir()):
             add_product(catalog, path)
         add_datasets(catalog, sorted((ROOT / "data" / "samples").iterdir()))
-        port = free_port()
-        env = {**os.environ, "STACUBE_DB_NAME": settings.db_name, "STACUBE_DB_PORT": str(settings.db_port),
-               "STACUBE_PORT": str(port), "STACUBE_DB_POOL_SIZE": str(args.pool_size)}
-        env.pop("STACUBE_API_KEY", None)
-        server = subprocess.Popen([sys.executable, "-m", "stacube.cli.main", "up", "--port", str(port),
-                                   "--workers", str(args.workers)],
-                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            import httpx
-
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/stac/", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
+        with served(settings, "--workers", str(args.workers),
+                    env={"STACUBE_DB_POOL_SIZE": str(args.pool_size)}) as (base, server):
             search_id = register_search(base)
             asyncio.run(run_load(base, clients=min(args.clients, 10), duration=args.warmup,
                                  search_id=search_id))
             stats = asyncio.run(run_load(base, clients=args.clients, duration=args.duration,
                                          server_pid=server.pid, search_id=search_id))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     print(f"machine: {machine()}; server: {args.workers} worker(s), STACUBE_DB_POOL_SIZE={args.pool_size}")
     print(report(stats, clients=args.clients))
     if stats.error_count:

@@ -19,15 +19,11 @@ Run: ``.venv/bin/python benchmarks/masked_tiles.py [--requests 40]``
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
 
-from common import ROOT, benchmark_settings, machine, percentile
+from common import ROOT, benchmark_settings, machine, percentile, served
 
 S2 = "sentinel-2-l1c-eolearn-sample"
 L8 = "landsat-8-c1-l1tp-gdalcubes-sample"
@@ -40,12 +36,6 @@ CASES = {
     "L8 New York 8/75/95, BQA bit field": (
         f"/collections/{L8}", "WebMercatorQuad/8/75/95", "assets=B4&assets=B3&assets=B2&rescale=5000,20000"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prepare(settings) -> None:
@@ -65,41 +55,26 @@ def main() -> None:
     args = parser.parse_args()
     with benchmark_settings("masked_tiles") as settings:
         prepare(settings)
-        port = free_port()
-        env = {**os.environ, "STACUBE_DB_NAME": settings.db_name, "STACUBE_DB_PORT": str(settings.db_port),
-               "STACUBE_PORT": str(port)}
-        server = subprocess.Popen([sys.executable, "-m", "stacube.cli.main", "up", "--port", str(port)],
-                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}/raster"
-        urls = {}
-        for name, (prefix, tile, query) in CASES.items():
-            urls[(name, "plain")] = f"{base}{prefix}/tiles/{tile}.png?{query}"
-            urls[(name, "masked")] = f"{base}{prefix}/masked/tiles/{tile}.png?{query}"
         used: dict[str, str] = {}
-        try:
-            with httpx.Client(timeout=60) as client:
-                for _ in range(300):
-                    try:
-                        if client.get(f"http://127.0.0.1:{port}/stac/").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.2)
-                for key, url in urls.items():  # warm-up (search registration, caches)
-                    for _ in range(3):
-                        r = client.get(url)
-                        assert r.status_code == 200, (url, r.status_code, r.text[:200])
-                    if key[1] == "masked":
-                        used[key[0]] = r.headers.get("x-assets", "")
-                times: dict[tuple, list[float]] = {k: [] for k in urls}
-                for _ in range(args.requests):
-                    for key, url in urls.items():
-                        t0 = time.perf_counter()
-                        r = client.get(url)
-                        times[key].append(time.perf_counter() - t0)
-                        assert r.status_code == 200 and len(r.content) > 100
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        with served(settings) as (root, _), httpx.Client(timeout=60) as client:
+            base = f"{root}/raster"
+            urls = {}
+            for name, (prefix, tile, query) in CASES.items():
+                urls[(name, "plain")] = f"{base}{prefix}/tiles/{tile}.png?{query}"
+                urls[(name, "masked")] = f"{base}{prefix}/masked/tiles/{tile}.png?{query}"
+            for key, url in urls.items():  # warm-up (search registration, caches)
+                for _ in range(3):
+                    r = client.get(url)
+                    assert r.status_code == 200, (url, r.status_code, r.text[:200])
+                if key[1] == "masked":
+                    used[key[0]] = r.headers.get("x-assets", "")
+            times: dict[tuple, list[float]] = {k: [] for k in urls}
+            for _ in range(args.requests):
+                for key, url in urls.items():
+                    t0 = time.perf_counter()
+                    r = client.get(url)
+                    times[key].append(time.perf_counter() - t0)
+                    assert r.status_code == 200 and len(r.content) > 100
     print(f"machine: {machine()}; {args.requests} requests per URL, plain and masked alternating")
     for name in CASES:
         plain, masked = times[(name, "plain")], times[(name, "masked")]

@@ -11,24 +11,14 @@ Run: ``.venv/bin/python benchmarks/tile_latency.py [--requests 60]``
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
 
-from common import ROOT, benchmark_settings, machine, percentile
+from common import ROOT, benchmark_settings, machine, percentile, served
 
 S2 = "sentinel-2-l1c-eolearn-sample"
 TILE = "WebMercatorQuad/14/8854/5837"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prepare(settings) -> dict:
@@ -51,41 +41,26 @@ def main() -> None:
     args = parser.parse_args()
     with benchmark_settings("tiles") as settings:
         report = prepare(settings)
-        port = free_port()
-        env = {**os.environ, "STACUBE_DB_NAME": settings.db_name, "STACUBE_DB_PORT": str(settings.db_port),
-               "STACUBE_PORT": str(port)}
-        server = subprocess.Popen([sys.executable, "-m", "stacube.cli.main", "up", "--port", str(port)],
-                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}/raster"
-        urls = {
-            "plain RGB mosaic (titiler-pgstac)":
-                f"{base}/collections/{S2}/tiles/{TILE}.png?assets=B04&assets=B03&assets=B02&rescale=0,3000",
-            "NDVI mosaic (index=NDVI)": f"{base}/collections/{S2}/tiles/{TILE}.png?index=NDVI",
-            "composite item tile (RGB)":
-                f"{base}/collections/{report['collection']}/items/{report['items'][0]}/tiles/{TILE}.png"
-                "?assets=red&assets=green&assets=blue&rescale=0,0.3",
-        }
-        try:
-            with httpx.Client(timeout=60) as client:
-                for _ in range(300):
-                    try:
-                        if client.get(f"http://127.0.0.1:{port}/stac/").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.2)
-                for url in urls.values():  # warm-up
-                    for _ in range(3):
-                        assert client.get(url).status_code == 200, url
-                times: dict[str, list[float]] = {k: [] for k in urls}
-                for _ in range(args.requests):
-                    for name, url in urls.items():
-                        t0 = time.perf_counter()
-                        r = client.get(url)
-                        times[name].append(time.perf_counter() - t0)
-                        assert r.status_code == 200 and len(r.content) > 100
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        with served(settings) as (root, _), httpx.Client(timeout=60) as client:
+            base = f"{root}/raster"
+            urls = {
+                "plain RGB mosaic (titiler-pgstac)":
+                    f"{base}/collections/{S2}/tiles/{TILE}.png?assets=B04&assets=B03&assets=B02&rescale=0,3000",
+                "NDVI mosaic (index=NDVI)": f"{base}/collections/{S2}/tiles/{TILE}.png?index=NDVI",
+                "composite item tile (RGB)":
+                    f"{base}/collections/{report['collection']}/items/{report['items'][0]}/tiles/{TILE}.png"
+                    "?assets=red&assets=green&assets=blue&rescale=0,0.3",
+            }
+            for url in urls.values():  # warm-up
+                for _ in range(3):
+                    assert client.get(url).status_code == 200, url
+            times: dict[str, list[float]] = {k: [] for k in urls}
+            for _ in range(args.requests):
+                for name, url in urls.items():
+                    t0 = time.perf_counter()
+                    r = client.get(url)
+                    times[name].append(time.perf_counter() - t0)
+                    assert r.status_code == 200 and len(r.content) > 100
     print(f"machine: {machine()}")
     ref = percentile(times["plain RGB mosaic (titiler-pgstac)"], 50)
     for name, values in times.items():
