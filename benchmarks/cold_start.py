@@ -42,7 +42,7 @@ FIRST_EVENT = {
     "worker": "import stacube.jobs.tasks",
     "planner": "import stacube.jobs.tasks",
     "finalize": "import stacube.jobs.tasks",
-    "ingest": "import stacube.catalog.ingest, stacube.catalog.store, rio_stac, pypgstac.load",
+    "ingest": "import stacube.catalog.ingest, stacube.catalog.pgstac, rio_stac, pypgstac.load",
     "db_bootstrap": "import pypgstac.migrate, stacube.jobs.state",
 }
 HANDLERS = {  # module: (target seconds or None, extra environment)

@@ -24,7 +24,7 @@ import numpy as np
 from common import machine, peak_memory, synthetic_stack, timed
 
 from stacube.catalog.quality import preset
-from stacube.cube.composite import composite, selection_order
+from stacube.algo.composite import composite, selection_order
 
 
 def baseline_blend(stack: np.ndarray, quality: np.ndarray, rule, order, method: str, block: int = 512):

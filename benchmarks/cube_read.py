@@ -10,7 +10,7 @@ are checked equal.
 * cube: ``stacube.open_cube(name, bbox=..., variables=...)`` on a cube created with
   ``--grid native`` (the fill of the window's units happens once, before timing; every timed
   call still checks the fill bookkeeping in the catalog database);
-* baseline: catalog search + ``stacube.cube.load.load_stack`` (odc-stac reading the COGs onto
+* baseline: catalog search + ``stacube.algo.load.load_stack`` (odc-stac reading the COGs onto
   the same 100 x 100 px GeoBox, the quality rule applied) + the per-day merge a cube applies.
 
 Target: the cube read at least 20x faster. Run:
@@ -53,10 +53,10 @@ def baseline_read(settings, definition, bbox, crs):
     """Catalog search + odc-stac load of the window + the cube's per-day merge."""
     from odc.geo.geom import BoundingBox
 
-    from stacube.catalog.store import Catalog
-    from stacube.cube.load import load_stack
+    from stacube.catalog.pgstac import Catalog
+    from stacube.algo.load import load_stack
     from stacube.cubes.fill import window_for
-    from stacube.cubes.kernels import merge_observations
+    from stacube.algo.observations import merge_observations
 
     catalog = Catalog(settings)
     rows, cols = window_for(definition, bbox, crs)
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
     from stacube.cubes.build import create_cube
     from stacube.cubes.spec import build_cube_spec
 

@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
     from stacube.jobs.runner import run_composite
     from stacube.jobs.spec import build_spec
 

@@ -6,7 +6,7 @@ band (generated, blobby clouds over ~30 %), decoded with the ``landsat-c1-bqa`` 
 * direct: ``geomad.nangeomedian_pcm`` on the array it wants, ``(y, x, band, time)`` float32 with
   NaN where not clear, built beforehand (not timed): the library's own cost;
 * direct + input: the same, timing the building of that array too (what a caller pays);
-* stacube: ``stacube.cube.composite.composite(..., method="geomedian")`` from stacube's layout
+* stacube: ``stacube.algo.composite.composite(..., method="geomedian")`` from stacube's layout
   (``{band: (time, y, x)}`` and the ``observed``/``clear`` masks) to ``{band: (y, x)}`` plus the
   clear/valid counts, exactly what a compositing job's tile does.
 
@@ -32,8 +32,8 @@ import numpy as np
 from common import machine, synthetic_stack
 
 from stacube.catalog.quality import preset
-from stacube.cube import methods
-from stacube.cube.composite import composite
+from stacube.algo import methods
+from stacube.algo.composite import composite
 
 
 def main() -> None:

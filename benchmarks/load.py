@@ -195,7 +195,7 @@ def main() -> None:
     from common import benchmark_settings, machine, served
 
     from stacube.catalog.register import add_datasets, add_product
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
 
     with benchmark_settings("load") as settings:
         catalog = Catalog(settings)

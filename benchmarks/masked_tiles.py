@@ -40,7 +40,7 @@ CASES = {
 
 def prepare(settings) -> None:
     from stacube.catalog.register import add_datasets, add_product
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
 
     catalog = Catalog(settings)
     for name in (S2, L8):

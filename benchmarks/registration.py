@@ -65,7 +65,7 @@ def collection_documents(files: list[Path]) -> dict[str, dict]:
 
 
 def load_collections(settings, docs: dict[str, dict]) -> None:
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
 
     catalog = Catalog(settings)
     for doc in docs.values():
@@ -75,7 +75,7 @@ def load_collections(settings, docs: dict[str, dict]) -> None:
 
 def run_stacube(settings, files) -> int:
     from stacube.catalog.register import add_datasets
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
 
     return add_datasets(Catalog(settings), files).items
 

@@ -23,7 +23,7 @@ TILE = "WebMercatorQuad/14/8854/5837"
 
 def prepare(settings) -> dict:
     from stacube.catalog.register import add_datasets, add_product
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
     from stacube.jobs.runner import run_composite
     from stacube.jobs.spec import build_spec
 

@@ -41,7 +41,7 @@ def main() -> None:
 
     import stacube
     from cube_read import ORIGIN, make_stack
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
     from stacube.cubes.build import create_cube
     from stacube.cubes.spec import build_cube_spec
     from stacube_services.cubes import create_cubes_app

@@ -65,7 +65,7 @@ def settings(database):
 
 @pytest.fixture(scope="session")
 def catalog(settings):
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
 
     return Catalog(settings)
 

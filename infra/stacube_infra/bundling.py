@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +36,23 @@ def has_requirements(requirements: Path) -> bool:
         if text:
             return True
     return False
+
+
+def write_metadata(pyproject: Path, output_dir: Path) -> Path:
+    """A ``<name>-<version>.dist-info`` directory (``METADATA``, ``entry_points.txt``) for the
+    copied sources, so ``importlib.metadata`` finds the package's entry points in the zip."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    name, version = project["name"], project["version"]
+    info = output_dir / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    lines = []
+    for group, entries in (project.get("entry-points") or {}).items():
+        lines.append(f"[{group}]")
+        lines.extend(f"{key} = {value}" for key, value in entries.items())
+        lines.append("")
+    (info / "entry_points.txt").write_text("\n".join(lines))
+    return info
 
 
 @jsii.implements(ILocalBundling)
@@ -103,12 +121,14 @@ class LocalPythonBundling:
         return True
 
     def copy_sources(self, output_dir: Path) -> None:
-        """Copy the source packages and the ``lambdas`` tree into ``output_dir``."""
+        """Copy the source packages and the ``lambdas`` tree into ``output_dir``, with the
+        package metadata (its entry points: ``stacube.tables``...) that an install would write."""
         for relative in (*SOURCE_PACKAGES, LAMBDAS_DIR):
             source = self.repo_root / relative
             if source.is_dir():
                 target = output_dir / source.name
                 shutil.copytree(source, target, ignore=_IGNORED, dirs_exist_ok=True)
+        write_metadata(self.repo_root / "pyproject.toml", output_dir)
 
     @staticmethod
     def _run(command: Sequence[str]) -> None:

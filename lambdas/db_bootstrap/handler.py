@@ -34,6 +34,9 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote
 
+from stacube.db.connection import redact
+from stacube.db.migrate import registered_tables
+
 REQUIRED = ("AdminSecretArn", "AppSecretArn", "DatabaseName", "PgstacVersion")
 PGSTAC_ROLES = ("pgstac_read", "pgstac_ingest", "pgstac_admin")
 #: Seconds to wait for the response URL to accept the answer.
@@ -114,10 +117,9 @@ def migrate(admin: dict, name: str, version: str) -> str:
 
 
 def stacube_schema(conn) -> None:
-    """stacube's job tables, and pgSTAC keeping collection extents up to date."""
-    from stacube.jobs.state import ensure_schema
-
-    ensure_schema(conn)
+    """The tables of stacube's packages, and pgSTAC keeping collection extents up to date."""
+    for _, tables in registered_tables():
+        conn.execute(tables)
     conn.execute(
         "INSERT INTO pgstac.pgstac_settings (name, value) VALUES ('update_collection_extent', 'true') "
         "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
@@ -171,8 +173,6 @@ def bootstrap(properties: dict) -> dict:
 
 
 def _reason(exc: BaseException) -> str:
-    from stacube.db.connection import redact
-
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return redact(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:1000]
 

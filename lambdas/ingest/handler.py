@@ -36,14 +36,17 @@ from __future__ import annotations
 
 import json
 import posixpath
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote_plus, urlparse
 
+from stacube.catalog.ingest import _date_in, item_from_cogs
+from stacube.catalog.items import check_item
+from stacube.catalog.pgstac import Catalog
+from stacube.catalog.products import odc_to_collection, validate_collection
 from stacube.errors import InvalidInput, StacubeError
 from stacube.settings import Settings
-from stacube.storage.stores import configure_gdal
+from stacube.storage.objects import configure_gdal, s3_client
 
 from lambdas.runtime import attempt_of, fail_record, log
 
@@ -100,8 +103,6 @@ _S3 = None
 def _s3():
     global _S3
     if _S3 is None:
-        from stacube.storage.stores import s3_client
-
         _S3 = s3_client(settings)
     return _S3
 
@@ -195,8 +196,6 @@ def _json_documents(obj: S3Object, data: bytes) -> list[dict]:
 
 def _cog_item(obj: S3Object, collection: str, template: dict | None) -> dict:
     """The item of a COG's folder (see the module docstring)."""
-    from stacube.catalog.ingest import _date_in, item_from_cogs
-
     parts = _relative(obj)
     folder = posixpath.dirname(obj.key)
     if len(parts) == 2:
@@ -225,8 +224,6 @@ def _cog_item(obj: S3Object, collection: str, template: dict | None) -> dict:
 
 
 def _collection(obj: S3Object, doc: dict) -> dict:
-    from stacube.catalog.products import odc_to_collection, validate_collection
-
     try:
         if doc.get("type") == "Collection":
             return validate_collection(doc, source=obj.url)
@@ -244,8 +241,6 @@ def read_message(message: Message, collections: dict[str, dict]) -> None:
     Raises:
         BadObject / MissingCollection / StacubeError: the first problem found.
     """
-    from stacube.catalog.items import check_item
-
     for obj in message.objects:
         parts = _relative(obj)
         name = obj.key.lower()
@@ -304,8 +299,6 @@ def register(messages: list[Message]) -> None:
 
     Sets ``message.error`` on the messages that could not be registered.
     """
-    from stacube.catalog.store import Catalog
-
     catalog = Catalog(settings)
     pending = [m for m in messages if m.error is None and m.objects]
     if not pending:

@@ -25,7 +25,7 @@ if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         sys.modules.setdefault(_optional, None)  # type: ignore[arg-type]
 
 from stacube.settings import Settings  # noqa: E402
-from stacube.storage.stores import configure_gdal  # noqa: E402
+from stacube.storage.objects import configure_gdal  # noqa: E402
 from stacube_services.raster import create_raster_app  # noqa: E402
 
 from lambdas.runtime import http_handler  # noqa: E402

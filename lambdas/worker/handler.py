@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from stacube.jobs import queue
 from stacube.settings import Settings
-from stacube.storage.stores import configure_gdal
+from stacube.storage.objects import configure_gdal
 
 from lambdas.runtime import queue_url_of, sqs_handler
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from pathlib import Path
-
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 from stacube import __version__
+from stacube.access.cubes import CubesAccessMiddleware
+from stacube.access.files import FilesAccess
 from stacube.settings import Settings
 from stacube_services.cubes import create_cubes_app
+from stacube_services.errors import UnavailableMiddleware
+from stacube_services.files import local_output_dir
 from stacube_services.jobs import create_jobs_app
 from stacube_services.raster import create_raster_app
 from stacube_services.stac import create_stac_api, stac_lifespan
@@ -39,16 +41,6 @@ class MountedApp:
             scope["app_root_path"] = scope.get("root_path", "")
             scope.pop("router", None)
         await self.app(scope, receive, send)
-
-
-def local_output_dir(settings: Settings) -> Path | None:
-    """The local directory of job outputs, or None when outputs go to object storage."""
-    from urllib.parse import urlparse
-
-    parsed = urlparse(settings.output_root)
-    if parsed.scheme not in ("", "file"):
-        return None
-    return Path(parsed.path if parsed.scheme else settings.output_root)
 
 
 class MountRoots:
@@ -102,12 +94,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/raster", MountedApp(raster_app))
     app.mount("/jobs", MountedApp(create_jobs_app(settings, mount="/jobs")))
     app.add_middleware(MountRoots, roots=("/jobs", "/raster", "/files"))
-    from stacube.access.cubes import CubesAccessMiddleware
-
     app.mount("/cubes", MountedApp(CubesAccessMiddleware(create_cubes_app(settings),
                                                          service=app.state.stacube_access)))
     try:
-        from stacube_services.console import mount_console
+        from stacube_services.console import mount_console  # lazy: absent from API-only deployments
     except ImportError:  # no console in this deployment: "/" lists the APIs
         app.get("/", include_in_schema=False)(landing)
     else:
@@ -117,11 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if files is not None:
         # job outputs (COGs, Zarr, reports) for download, read-only
         files.mkdir(parents=True, exist_ok=True)
-        from stacube.access.files import FilesAccess
-
         app.mount("/files", FilesAccess(StaticFiles(directory=files), service=app.state.stacube_access),
                   name="files")
-    from stacube_services.errors import UnavailableMiddleware
-
     app.add_middleware(UnavailableMiddleware)  # outermost: also covers errors of middlewares
     return app

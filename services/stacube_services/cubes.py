@@ -29,9 +29,19 @@ from typing import Any
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from stacube.core.grids import webmercator_zoom
+from stacube.core.indices import RENDER, get_index
+from stacube.cubes.arrays import level_for_resolution, open_level
+from stacube.cubes.definition import CubeDefinition
+from stacube.cubes.fill import load_definition
+from stacube.cubes.records import CubeRecords
+from stacube.cubes.register import level_href
+from stacube.cubes.timeseries import timeseries
 from stacube.errors import InvalidInput, NotFound
+from stacube.core.times import parse_datetime_range
 from stacube.settings import Settings
 from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
+from stacube_services.tms import checked_tile_matrix_set
 
 TILE_NAME = re.compile(r"^(\d+)(?:@([1-4])x)?(?:\.(png|webp|jpg|jpeg))?$")
 MEDIA = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
@@ -73,7 +83,6 @@ def pick_step(definition, time: str | None, time_index: int | None) -> int:
         return time_index % n
     if time is None:
         return n - 1
-    from stacube.jobs.spec import parse_datetime_range
 
     start, _ = parse_datetime_range(time)
     if start is None:
@@ -99,10 +108,6 @@ def render_tile(settings: Settings, name: str, tms_id: str, z: int, x: int, y: i
     from rio_tiler.io.xarray import XarrayReader
     from rio_tiler.models import ImageData
 
-    from stacube.cube.indices import RENDER, get_index
-    from stacube.cubes.fill import load_definition
-    from stacube.cubes.store import level_for_resolution, open_level
-    from stacube_services.tms import checked_tile_matrix_set
 
     definition = load_definition(settings, name)
     tms = checked_tile_matrix_set(tms_id, z, x, y)
@@ -164,8 +169,6 @@ def render_tile(settings: Settings, name: str, tms_id: str, z: int, x: int, y: i
 
 def cube_summary(definition, base: str) -> dict:
     """The JSON description of a cube."""
-    from stacube.cubes.register import level_href
-
     link = f"{base}/{definition.name}"
     return {
         "name": definition.name, "mode": definition.mode, "collections": definition.spec["collections"],
@@ -196,8 +199,6 @@ def _series_response(ts, fmt: str) -> Response:
 
 def create_cubes_app(settings: Settings) -> FastAPI:
     """The cubes application (a factory: no global state)."""
-    from stacube.cubes.timeseries import timeseries
-
     app = FastAPI(title="stacube cubes API", openapi_url="/api", docs_url="/api.html",
                   description="Tiles and time series of stacube's Zarr cubes.")
     add_error_handlers(app)
@@ -214,11 +215,8 @@ def create_cubes_app(settings: Settings) -> FastAPI:
 
     @app.get("/", summary="Cubes")
     def list_cubes(request: Request) -> list[dict]:
-        from stacube.cubes.definition import CubeDefinition
-        from stacube.cubes.state import CubeStore
-
         return [cube_summary(CubeDefinition.from_doc(r["definition"]), base(request))
-                for r in CubeStore(settings).list()]
+                for r in CubeRecords(settings).list()]
 
     @app.get("/timeseries", summary="Time series of a collection at a point")
     def collection_series(
@@ -245,8 +243,6 @@ def create_cubes_app(settings: Settings) -> FastAPI:
 
     @app.get("/{name}", summary="A cube")
     def get_cube(name: str, request: Request) -> dict:
-        from stacube.cubes.fill import load_definition
-
         return cube_summary(load_definition(settings, name), base(request))
 
     @app.get("/{name}/timeseries", summary="Time series of a cube at a point")
@@ -295,8 +291,6 @@ def create_cubes_app(settings: Settings) -> FastAPI:
     def tilejson(name: str, tileMatrixSetId: str, request: Request) -> dict:
         import math
 
-        from stacube.cubes.fill import load_definition
-        from stacube.cubes.grids import webmercator_zoom
 
         definition = load_definition(settings, name)
         west, south, east, north = definition.bbox_lonlat

@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from stacube.errors import StacubeError
+from stacube.errors import DatabaseUnavailable, StacubeError
 
 logger = logging.getLogger("stacube")
 
@@ -167,7 +167,6 @@ def database_unavailable(exc: BaseException) -> bool:
     import psycopg
     from psycopg_pool import PoolTimeout
 
-    from stacube.errors import DatabaseUnavailable
 
     if isinstance(exc, BaseExceptionGroup):
         return any(database_unavailable(e) for e in exc.exceptions)

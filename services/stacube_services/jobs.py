@@ -6,8 +6,9 @@
 (400 with a reason), records the job and hands it to a launcher: a local worker process under
 ``stacube up``, a queue message on AWS. ``GET /jobs``, ``GET /jobs/{id}`` (state, progress,
 report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``. Callers see their
-own jobs only; inputs must be readable and outputs go into the caller's cube
-(:mod:`stacube.access.jobs`).
+own jobs only; inputs must be readable and outputs go into the caller's workspace
+(:mod:`stacube.access.jobs`): the job's id is scoped by the workspace, and the job claims its
+output collection for it when it registers its items.
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ from typing import Any, Protocol
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
+from stacube.access.asgi import AccessService, AuthMiddleware, PsycopgDb, principal_of
+from stacube.access.jobs import check_job, job_workspace, scoped_job_id, visible_job
 from stacube.errors import InvalidInput, NotFound, StacubeError
+from stacube.jobs.runner import submit as submit_job
+from stacube.jobs.spec import build_spec
+from stacube.jobs.state import ANY_WORKSPACE, JobStore
 from stacube.settings import Settings
-from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
+from stacube.storage.objects import s3_client
+from stacube_services.errors import JsonBodyMiddleware, add_error_handlers, error_response
+from stacube_services.files import local_output_dir
 
 HTTP_FORBIDDEN_PARAMETERS = ("output",)
 
@@ -49,7 +57,7 @@ class LocalLauncher:
         logs.mkdir(parents=True, exist_ok=True)
         log = open(logs / f"{job_id}.log", "ab")
         self.processes[job_id] = subprocess.Popen(
-            [sys.executable, "-m", "stacube.cli.main", "jobs", "run", job_id],
+            [sys.executable, "-m", "stacube.cli.main", "job", "run", job_id],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ}, cwd=os.getcwd(),
         )
@@ -60,7 +68,7 @@ class LocalLauncher:
 def default_launcher(settings: Settings) -> Launcher:
     """The queue launcher when a plan queue is configured (AWS), else local processes."""
     if os.environ.get("STACUBE_PLAN_QUEUE_URL"):
-        from stacube.jobs.queue import QueueLauncher  # the AWS fan-out
+        from stacube.jobs.queue import QueueLauncher  # lazy: boto3 only on AWS
 
         return QueueLauncher(settings)
     return LocalLauncher(settings)
@@ -70,15 +78,11 @@ def download_url(href: str, site: str, settings: Settings) -> str:
     """An HTTP address for an output: ``/files/...`` for local outputs, a presigned URL on S3."""
     if href.startswith("s3://"):
         try:
-            from stacube.storage.stores import s3_client
-
             bucket, key = href[5:].split("/", 1)
             return s3_client(settings).generate_presigned_url(
                 "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=3600)
         except Exception:  # no credentials: the URI is still useful to S3 clients
             return href
-    from stacube_services.app import local_output_dir  # the STAC and raster stacks: local only
-
     root = local_output_dir(settings)
     if root is not None:
         try:
@@ -129,11 +133,6 @@ def job_document(job: dict, request: Request, settings: Settings, mount: str) ->
 
 def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mount: str = "/jobs") -> FastAPI:
     """The jobs API (a factory: the launcher is swappable, e.g. a queue on AWS)."""
-    from stacube.access.asgi import AccessService, AuthMiddleware, PsycopgDb, principal_of
-    from stacube.access.jobs import check_job, job_owner, visible_job
-    from stacube.jobs.runner import submit as submit_job
-    from stacube.jobs.spec import build_spec
-    from stacube.jobs.state import ANY_OWNER, JobStore
 
     launcher = launcher or default_launcher(settings)
     store = JobStore(settings)
@@ -142,7 +141,7 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
     add_error_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
     app.state.launcher = launcher
-    # the caller (API key or token): inputs it may read, outputs into its cube, its own jobs only
+    # the caller (API key or token): inputs it may read, outputs into its workspace, its own jobs only
     app.add_middleware(AuthMiddleware, service=AccessService(settings, PsycopgDb(settings)))
 
     def owned(request: Request, job_id: str, *, full: bool = True) -> dict:
@@ -164,7 +163,9 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
         spec = build_spec(**parameters)
         principal = principal_of(request)
         spec = check_job(settings, principal, spec)
-        job, created = submit_job(spec, settings, owner=job_owner(principal))
+        workspace = job_workspace(principal)
+        job, created = submit_job(spec, settings, job_id=scoped_job_id(spec.job_id(), workspace),
+                                  workspace=workspace)
         if created:
             launcher.launch(job["id"])
         status = 202 if created else 200
@@ -180,8 +181,8 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
     def list_jobs(request: Request, state: str | None = Query(None), limit: int = Query(50, ge=1, le=500),
                   offset: int = Query(0, ge=0)) -> dict:
         principal = principal_of(request)
-        owner = ANY_OWNER if principal.is_admin else job_owner(principal)
-        jobs = store.list(state=state, limit=limit, offset=offset, owner=owner)
+        workspace = ANY_WORKSPACE if principal.is_admin else job_workspace(principal)
+        jobs = store.list(state=state, limit=limit, offset=offset, workspace=workspace)
         return {"jobs": [job_document_json(j, request) for j in jobs]}
 
     @app.get("/{job_id}", summary="A job: state, progress, report, downloads")
@@ -204,8 +205,6 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
 
     @app.exception_handler(StacubeError)
     async def _err(request, exc: StacubeError):
-        from stacube_services.errors import error_response
-
         return error_response(exc.status_code, type(exc).__name__, exc.message)
 
     return app

@@ -20,7 +20,7 @@ turns it into ``assets``/``expression``/``unscale``/rendering before this route)
   ascending, items without it last; ties: the more recent first);
 * ``max_items`` (default 20, at most 100): items considered, first in that order;
 * ``mask_cleanup=OPEN,DILATE``: opening then dilation of each item's cloud mask
-  (:mod:`stacube.cube.masking`), read with a halo of ``2*OPEN+DILATE`` pixels so tile edges match.
+  (:mod:`stacube.algo.masking`), read with a halo of ``2*OPEN+DILATE`` pixels so tile edges match.
 
 How a tile is made: the items of the mosaic that intersect the tile are found with
 ``pgstac.search`` (the mosaic's own query AND ``s_intersects`` with the tile, sorted by
@@ -30,7 +30,7 @@ clear somewhere still empty. Pixels are filled in order until every pixel is cle
 there. A pixel with no clear observation in the first ``max_items`` items stays **nodata**
 (transparent): a masked mosaic never falls back to a cloudy value. With ``unscale=true`` each
 item's ``raster:bands`` scale/offset is applied (else the COG's own), Sentinel-2 reflectance put
-on one scale across processing baseline 04.00 (:mod:`stacube.cube.harmonize`).
+on one scale across processing baseline 04.00 (:mod:`stacube.algo.harmonize`).
 
 Errors answer 4xx JSON: unknown collection or search 404, a collection without a quality rule
 400, an unknown tile matrix set or a tile outside it 400, no item over the tile 404. The
@@ -51,7 +51,13 @@ from titiler.core.dependencies import ColorMapParams, ImageRenderingParams
 from titiler.core.resources.enums import ImageType
 from titiler.core.utils import render_image
 
+from stacube.algo.harmonize import harmonized_scale_offset
+from stacube.algo.load import raster_band
+from stacube.algo.masking import cleanup_clear, halo, parse_mask_cleanup
+from stacube.catalog.quality import rule_of
 from stacube.errors import InvalidInput, NotFound, StorageError
+from stacube_services.catalog_cache import CollectionCache
+from stacube_services.tms import checked_tile_matrix_set
 
 MAX_ITEMS = 100
 READ_THREADS = 4
@@ -60,8 +66,6 @@ READ_THREADS = 4
 # -- catalog ---------------------------------------------------------------------------------
 def _state_cache(request: Request):
     """Collection documents and registered searches of this app (TTL cache)."""
-    from stacube_services.raster import CollectionCache
-
     app = request.app
     cache = getattr(app.state, "stacube_masked_cache", None)
     if cache is None:
@@ -171,8 +175,6 @@ class ItemReader:
 
     def __init__(self, rules: dict, collections: dict, assets: list[str], tms, z: int, x: int, y: int,
                  size: int, unscale: bool, cleanup: tuple[int, int] | None):
-        from stacube.cube.masking import halo
-
         self.rules, self.collections, self.assets = rules, collections, assets
         self.tms, self.z, self.x, self.y, self.size = tms, z, x, y, size
         self.unscale, self.cleanup = unscale, cleanup
@@ -201,8 +203,6 @@ class ItemReader:
 
     def clear(self, item: dict) -> np.ndarray | None:
         """Where the item is clear on the tile (bool ``(h, w)``), None when it is not there."""
-        from stacube.cube.masking import cleanup_clear
-
         rule = self.rules[item["collection"]]
         asset = (item.get("assets") or {}).get(rule.asset)
         if not asset:
@@ -224,8 +224,6 @@ class ItemReader:
     def bands(self, item: dict) -> tuple[np.ndarray, np.ndarray] | None:
         """``(values (bands, h, w), valid (h, w))`` of the requested assets, physical values
         when ``unscale``; None when an asset is missing or off the tile."""
-        from stacube.cube.harmonize import harmonized_scale_offset
-        from stacube.cube.load import _raster_band
 
         collection = self.collections[item["collection"]]
         layers, valid = [], None
@@ -238,7 +236,7 @@ class ItemReader:
                 return None
             data, ok, scales, offsets = read
             if self.unscale:
-                meta = _raster_band(item, collection, key)
+                meta = raster_band(item, collection, key)
                 scale = float(meta["scale"]) if meta.get("scale") is not None else float(scales[0] or 1.0)
                 offset = float(meta["offset"]) if meta.get("offset") is not None else float(offsets[0] or 0.0)
                 scale, offset = harmonized_scale_offset(item, key, scale, offset, collection)
@@ -334,10 +332,6 @@ def masked_router(path_dependency) -> APIRouter:
         mask_cleanup: Annotated[str | None, Query(description="OPEN,DILATE pixels, e.g. 2,3")] = None,
         tilesize: Annotated[int | None, Query(ge=16, le=4096, description="Tile size in pixels")] = None,
     ) -> Response:
-        from stacube.catalog.quality import rule_of
-        from stacube.cube.masking import parse_mask_cleanup
-        from stacube_services.tms import checked_tile_matrix_set
-
         tms = checked_tile_matrix_set(tileMatrixSetId, z, x, y)
         if not assets:
             raise InvalidInput("assets is required (or index=NAME)")

@@ -17,58 +17,26 @@ TileJSON, map viewers). stacube adds:
 
 from __future__ import annotations
 
-import time
-from threading import Lock
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from stacube.access.prefixes import ReadPrefixes
+from stacube.access.raster import guarded_readers, install_raster_access
+from stacube.catalog.bands import resolve_band_assets
+from stacube.core.indices import PRESETS, RENDER, get_index
 from stacube.errors import InvalidInput, NotFound
 from stacube.settings import Settings
+from stacube_services.catalog_cache import CollectionCache
 from stacube_services.errors import add_error_handlers, error_response
+from stacube_services.masked import add_masked_routes
+from stacube_services.stac_requests import _read_body, _replay
+from stacube_services.tms import checked_tile_matrix_set
 
 MAX_PART_SIZE = 4096
 DB_WAIT = 5.0  # seconds a request waits for a database connection before answering 503
-
-
-class CollectionCache:
-    """Collection documents and registered searches, read through the app's pool (TTL cache)."""
-
-    def __init__(self, app: FastAPI, ttl: float = 30.0):
-        self.app = app
-        self.ttl = ttl
-        self._data: dict[tuple, tuple[float, object]] = {}
-        self._lock = Lock()
-
-    def _get(self, key: tuple, sql: str, args: tuple):
-        now = time.monotonic()
-        with self._lock:
-            hit = self._data.get(key)
-            if hit and now - hit[0] < self.ttl:
-                return hit[1]
-        with self.app.state.dbpool.connection() as conn:
-            row = conn.execute(sql, args).fetchone()
-        value = row[0] if row else None
-        with self._lock:
-            self._data[key] = (now, value)
-        return value
-
-    def collection(self, collection_id: str) -> dict:
-        doc = self._get(("c", collection_id), "SELECT content FROM pgstac.collections WHERE id=%s", (collection_id,))
-        if doc is None:
-            raise NotFound(f"unknown collection {collection_id!r}")
-        return doc
-
-    def search_collections(self, search_id: str) -> list[str]:
-        search = self._get(("s", search_id), "SELECT search FROM pgstac.searches WHERE hash=%s", (search_id,))
-        if search is None:
-            raise NotFound(f"unknown search {search_id!r}")
-        collections = search.get("collections") or []
-        if not collections:
-            raise InvalidInput("index= needs a search restricted to collections (\"collections\": [...])")
-        return collections
 
 
 def index_params(index_name: str, collections: list[dict], query: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -78,8 +46,6 @@ def index_params(index_name: str, collections: list[dict], query: list[tuple[str
         InvalidInput: unknown index, a missing band, or collections whose bands use different
             asset keys (one ``assets`` list must serve every item of a mosaic).
     """
-    from stacube.cube.indices import RENDER, get_index
-    from stacube.catalog.bands import resolve_band_assets
 
     index = get_index(index_name)
     commons = list(index.bands.values())
@@ -124,7 +90,6 @@ def _tile_index_error(path: str) -> str | None:
         z, x, y = int(z), int(x), int(y)
     except ValueError:
         return None
-    from stacube_services.tms import checked_tile_matrix_set
 
     if tms_id not in morecantile.tms.list():
         return None  # not a tile route: the app answers for itself
@@ -185,8 +150,6 @@ class RasterRequestMiddleware:
         path = scope["path"][len(scope.get("root_path", "")):] if scope["path"].startswith(scope.get("root_path", "")) else scope["path"]
         problem = _limit_error(path, dict(query), self.max_tile)
         if not problem and scope["method"] == "POST" and path.rstrip("/").endswith("/searches/register"):
-            from stacube_services.stac_requests import _read_body, _replay
-
             body = await _read_body(receive)
             receive = _replay(body)
             try:
@@ -227,10 +190,15 @@ def create_raster_app(settings: Settings) -> FastAPI:
     import jinja2
     from fastapi import status
     from pydantic import ValidationError
-    from starlette.templating import Jinja2Templates
     from rio_tiler.errors import RioTilerError
+    from starlette.templating import Jinja2Templates
     from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
-    from titiler.core.factory import AlgorithmFactory, ColorMapFactory, MultiBaseTilerFactory, TMSFactory
+    from titiler.core.factory import (
+        AlgorithmFactory,
+        ColorMapFactory,
+        MultiBaseTilerFactory,
+        TMSFactory,
+    )
     from titiler.core.utils import update_openapi
     from titiler.extensions import stacRenderExtension, wmtsExtension
     from titiler.mosaic.errors import MOSAIC_STATUS_CODES
@@ -239,11 +207,12 @@ def create_raster_app(settings: Settings) -> FastAPI:
     from titiler.pgstac.dependencies import CollectionIdParams, ItemIdParams, SearchIdParams
     from titiler.pgstac.errors import PGSTAC_STATUS_CODES, BackendError
     from titiler.pgstac.extensions import searchInfoExtension
-    from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, add_search_register_route
+    from titiler.pgstac.factory import (
+        MosaicTilerFactory,
+        add_search_list_route,
+        add_search_register_route,
+    )
 
-    from stacube.access.prefixes import ReadPrefixes
-    from stacube.access.raster import guarded_readers, install_raster_access
-    from stacube.cube.indices import PRESETS, RENDER, get_index
 
     templates = Jinja2Templates(env=jinja2.Environment(
         autoescape=jinja2.select_autoescape(["html", "xml"]),
@@ -305,7 +274,6 @@ def create_raster_app(settings: Settings) -> FastAPI:
         extensions=[wmtsExtension(), stacRenderExtension()], templates=templates,
     )
     app.include_router(items.router, tags=["STAC Item"], prefix="/collections/{collection_id}/items/{item_id}")
-    from stacube_services.masked import add_masked_routes
     add_masked_routes(app)  # cloud-masked mosaics: /collections/{id}/masked/..., /searches/{id}/masked/...
     app.include_router(TMSFactory(templates=templates).router, tags=["Tiling Schemes"])
     app.include_router(AlgorithmFactory(templates=templates).router, tags=["Algorithms"])

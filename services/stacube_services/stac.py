@@ -18,8 +18,10 @@ logging.getLogger("stac_fastapi.types.config").setLevel(logging.ERROR)
 from stac_fastapi.api.app import StacApi  # noqa: E402
 
 from stacube import __version__
+from stacube.access.stac import AccessCoreClient, AccessExtensions, install_stac_access
 from stacube.settings import Settings
 from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
+from stacube_services.stac_requests import StacRequestMiddleware
 
 
 def postgres_settings(settings: Settings, pool_size: int | None = None):
@@ -69,7 +71,6 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
     from stac_fastapi.pgstac.app import instantiate_api
     from stac_fastapi.pgstac.config import Settings as StacSettings
 
-    from stacube.access.stac import AccessCoreClient, AccessExtensions, install_stac_access
 
     stac_settings = StacSettings(
         stac_fastapi_title="stacube STAC API",
@@ -86,7 +87,6 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
     api = instantiate_api(client=AccessCoreClient, extensions=AccessExtensions(settings=stac_settings),
                           settings=stac_settings, lifespan=lifespan or stac_lifespan(settings))
     api.client.landing_page_id = "stacube"
-    from stacube_services.stac_requests import StacRequestMiddleware
 
     api.app.add_middleware(StacRequestMiddleware, prefix_path=prefix_path)
     api.app.add_middleware(JsonBodyMiddleware)

@@ -15,11 +15,11 @@ __all__ = ["Datacube", "open_cube", "__version__"]
 def __getattr__(name: str):
     # The facade pulls in odc-stac and xarray: import it only when asked for.
     if name == "Datacube":
-        from stacube.datacube import Datacube
+        from stacube.datacube import Datacube  # lazy: `import stacube` stays light
 
         return Datacube
     if name == "open_cube":
-        from stacube.cubes.fill import open_cube
+        from stacube.cubes.fill import open_cube  # lazy: `import stacube` stays light
 
         return open_cube
     raise AttributeError(name)

@@ -26,7 +26,8 @@ import numpy as np
 
 from stacube.catalog.bands import asset_common_name, data_bands, resolve_bands
 from stacube.catalog.quality import rule_of
-from stacube.catalog.store import Catalog
+from stacube.catalog.pgstac import Catalog
+from stacube.core.times import format_interval, parse_datetime_range
 from stacube.errors import InvalidInput, NoData
 from stacube.settings import Settings
 
@@ -45,8 +46,6 @@ def _range(value, name: str) -> tuple[float, float] | None:
 
 def _time_range(time) -> str | None:
     """ODC ``time`` (``"2018"``, ``"2018-01"``, ``("2018-01", "2018-06")``...) -> STAC interval."""
-    from stacube.jobs.spec import format_interval, parse_datetime_range
-
     if time is None:
         return None
     if isinstance(time, (tuple, list)) and len(time) == 2:

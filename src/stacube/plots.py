@@ -16,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stacube.errors import InvalidInput, NoData, NotFound, StorageError
+from stacube.catalog.bands import asset_common_name
+from stacube.catalog.pgstac import Catalog
+from stacube.core.indices import RENDER, get_index
+from stacube.errors import DatabaseUnavailable, InvalidInput, NoData, NotFound, StorageError
+from stacube.jobs.state import JobStore
 
 MAX_PLOT_PIXELS = 2048
 MPL_COLORMAPS = {"rdylgn": "RdYlGn", "rdbu": "RdBu", "rdbu_r": "RdBu_r", "viridis": "viridis"}
@@ -58,8 +62,6 @@ def plot_timeseries(ts, path: str | Path, *, title: str | None = None) -> Path:
     """
     import matplotlib.dates as mdates
     import pandas as pd
-
-    from stacube.cube.indices import get_index
 
     if not ts.rows:
         raise NoData("the time series has no date to plot")
@@ -143,11 +145,6 @@ def find_composite(settings, ref: str, *, step: str | None = None) -> CompositeL
         NotFound: neither a job nor an item. InvalidInput: the job is not completed, or
             ``step`` is not one of its periods.
     """
-    from stacube.catalog.bands import asset_common_name
-    from stacube.catalog.store import Catalog
-    from stacube.errors import DatabaseUnavailable
-    from stacube.jobs.state import JobStore
-
     try:
         job = JobStore(settings).get(ref)
     except NotFound:
@@ -229,8 +226,6 @@ def plot_composite(layers: CompositeLayers, path: str | Path, *, index: str | No
         InvalidInput: the composite has neither RGB bands nor the index.
         StorageError: a raster cannot be read.
     """
-    from stacube.cube.indices import RENDER, get_index
-
     plt = _pyplot()
     hrefs = layers.hrefs
     rgb_names = [b for b in ("red", "green", "blue") if b in hrefs]

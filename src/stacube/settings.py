@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     )
     oidc_issuer: str | None = Field(None, description="Required `iss` of JWT bearer tokens.")
     oidc_audience: str | None = Field(None, description="Required `aud` of JWT bearer tokens.")
-    oidc_cube_claim: str = Field("stacube_cube", description="Token claim naming the caller's cube.")
+    oidc_workspace_claim: str = Field("stacube_workspace", description="Token claim naming the caller's workspace.")
     oidc_admin_claim: str = Field("stacube_roles", description="Token claim granting admin rights.")
     oidc_admin_value: str = Field("admin", description="Value of the admin claim that means admin.")
     read_prefixes: str | None = Field(

@@ -1,7 +1,7 @@
-"""Shared names and helpers of the access-control tests: three cubes, their keys and tokens, and copies of the
+"""Shared names and helpers of the access-control tests: three workspaces, their keys and tokens, and copies of the
 Slovenia collection with every kind of access.
 
-| collection | owner | visibility |
+| collection | workspace | visibility |
 |---|---|---|
 | ``acc-private`` | t-alpha | private |
 | ``acc-shared`` | t-alpha | shared with t-beta |
@@ -104,11 +104,11 @@ def drop_everything(settings, collections) -> None:
         for cid in collections:
             if conn.execute("SELECT 1 FROM pgstac.collections WHERE id = %s", (cid,)).fetchone():
                 conn.execute("SELECT pgstac.delete_collection(%s)", (cid,))
-        conn.execute("DELETE FROM stacube.collection_access WHERE owner LIKE 't-%%' OR collection LIKE 'acc-%%'")
-        conn.execute("DELETE FROM stacube.jobs WHERE owner LIKE 't-%%' OR parameters::text LIKE '%%acc-%%'")
+        conn.execute("DELETE FROM stacube.collection_access WHERE workspace LIKE 't-%%' OR collection LIKE 'acc-%%'")
+        conn.execute("DELETE FROM stacube.jobs WHERE workspace LIKE 't-%%' OR parameters::text LIKE '%%acc-%%'")
         conn.execute("DELETE FROM pgstac.searches WHERE search::text LIKE '%%acc-%%'")
-        conn.execute("DELETE FROM stacube.api_keys WHERE cube LIKE 't-%%' OR label = 'access-tests'")
-        conn.execute("DELETE FROM stacube.access_cubes WHERE name LIKE 't-%%'")
+        conn.execute("DELETE FROM stacube.api_keys WHERE workspace LIKE 't-%%' OR label = 'access-tests'")
+        conn.execute("DELETE FROM stacube.workspaces WHERE name LIKE 't-%%'")
 
 
 def same_as_missing(client, response, method: str, url: str, name: str, headers: dict, **kwargs) -> None:

@@ -26,28 +26,28 @@ from access_testing import (
 
 @pytest.fixture(scope="package")
 def world(samples, settings, tmp_path_factory):
-    """The cubes, keys, tokens and collections of the table above."""
+    """The workspaces, keys, tokens and collections of the table above."""
     import jwt
 
     from stacube.access.oidc import clear_cache
-    from stacube.access.store import AccessStore
+    from stacube.access.workspaces import AccessStore
     from stacube.settings import Settings
 
     drop_everything(settings, [PRIVATE, SHARED, PUBLIC, BETA_PRIVATE])
     store = AccessStore(settings)
-    for cube in (ALPHA, BETA, GAMMA):
-        store.create_cube(cube)
+    for workspace in (ALPHA, BETA, GAMMA):
+        store.create_workspace(workspace)
     # the access rows first: a private collection is never public, not even for a moment
-    store.set_access(PRIVATE, owner=ALPHA)
-    store.set_access(SHARED, owner=ALPHA, share_with=[BETA])
-    store.set_access(PUBLIC, owner=ALPHA, visibility="public")
-    store.set_access(BETA_PRIVATE, owner=BETA)
+    store.set_access(PRIVATE, workspace=ALPHA)
+    store.set_access(SHARED, workspace=ALPHA, share_with=[BETA])
+    store.set_access(PUBLIC, workspace=ALPHA, visibility="public")
+    store.set_access(BETA_PRIVATE, workspace=BETA)
     for cid in (PRIVATE, SHARED, PUBLIC, BETA_PRIVATE):
         copy_collection(samples, cid)
     keys, key_ids = {}, {}
-    for name, cube, admin in (("owner", ALPHA, False), ("shared", BETA, False), ("other", GAMMA, False),
+    for name, workspace, admin in (("owner", ALPHA, False), ("shared", BETA, False), ("other", GAMMA, False),
                               ("admin", None, True)):
-        created = store.create_key(cube, admin=admin, label="access-tests")
+        created = store.create_key(workspace, admin=admin, label="access-tests")
         keys[name], key_ids[name] = created.key, created.id
 
     signer = rsa_key()
@@ -62,7 +62,7 @@ def world(samples, settings, tmp_path_factory):
     w.headers = {
         "anonymous": {},
         "owner": {"X-API-Key": keys["owner"]},
-        "owner_jwt": {"Authorization": f"Bearer {w.token({'stacube_cube': ALPHA})}"},
+        "owner_jwt": {"Authorization": f"Bearer {w.token({'stacube_workspace': ALPHA})}"},
         "shared": {"Authorization": f"Bearer {keys['shared']}"},
         "other": {"X-API-Key": keys["other"]},
         "admin": {"X-API-Key": keys["admin"]},

@@ -10,7 +10,7 @@ URL = f"/stac/collections/{PRIVATE}"
 
 
 def test_keys_are_stored_hashed_and_shown_once(world):
-    from stacube.access.store import AccessStore, hash_key
+    from stacube.access.workspaces import AccessStore, hash_key
     from stacube.db.connection import connect
 
     key = world.keys["owner"]
@@ -24,15 +24,15 @@ def test_keys_are_stored_hashed_and_shown_once(world):
 
 
 @pytest.mark.parametrize("claims, expected", [
-    ({"stacube_cube": ALPHA}, 200),
+    ({"stacube_workspace": ALPHA}, 200),
     ({"stacube_roles": ["admin"]}, 200),
     ({"stacube_roles": "reader admin"}, 200),
-    ({}, 404),                                   # valid, no cube: anonymous rights
-    ({"stacube_cube": "t-gamma"}, 404),
-    ({"stacube_cube": "t-nobody"}, 401),         # a cube that was never created
-    ({"stacube_cube": ALPHA, "aud": "another-api"}, 401),
-    ({"stacube_cube": ALPHA, "iss": "https://evil.test"}, 401),
-    ({"stacube_cube": ALPHA, "exp": 1}, 401),    # expired long ago
+    ({}, 404),                                   # valid, no workspace: anonymous rights
+    ({"stacube_workspace": "t-gamma"}, 404),
+    ({"stacube_workspace": "t-nobody"}, 401),         # a workspace that was never created
+    ({"stacube_workspace": ALPHA, "aud": "another-api"}, 401),
+    ({"stacube_workspace": ALPHA, "iss": "https://evil.test"}, 401),
+    ({"stacube_workspace": ALPHA, "exp": 1}, 401),    # expired long ago
 ])
 def test_oidc_tokens(client, world, claims, expected):
     token = world.token(claims)
@@ -47,10 +47,10 @@ def test_forged_tokens_answer_401(client, world):
     garbage, a damaged signature."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    claims = {"stacube_cube": ALPHA}
+    claims = {"stacube_workspace": ALPHA}
     good = world.token(claims)
     header, payload, signature = good.split(".")
-    admin_payload = _b64({"stacube_cube": ALPHA, "stacube_roles": ["admin"], "exp": 4102444800,
+    admin_payload = _b64({"stacube_workspace": ALPHA, "stacube_roles": ["admin"], "exp": 4102444800,
                           "iss": "https://issuer.stacube.test", "aud": "stacube-test"})
     public_pem = world.signer.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     forged = [
@@ -106,7 +106,7 @@ def test_two_different_credentials_answer_401(client, world):
 
 
 def test_revoked_keys_stop_working_at_once(client, world):
-    from stacube.access.store import AccessStore
+    from stacube.access.workspaces import AccessStore
 
     store = AccessStore(world.settings)
     created = store.create_key(ALPHA, label="access-tests")
@@ -151,7 +151,7 @@ def test_tokens_work_against_a_jwks_url_and_the_key_set_is_cached(world, tmp_pat
         url = f"http://127.0.0.1:{server.server_port}/jwks.json"
         validator = OidcValidator(url, "https://issuer.stacube.test", "stacube-test")
         for _ in range(3):
-            assert validator.principal(world.token({"stacube_cube": ALPHA})).cube == ALPHA
+            assert validator.principal(world.token({"stacube_workspace": ALPHA})).workspace == ALPHA
         assert len(hits) == 1
         jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(new_key.public_key()))
         jwks["keys"].append({**jwk, "kid": "rotated-in"})

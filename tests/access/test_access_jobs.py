@@ -1,4 +1,4 @@
-"""Jobs: inputs must be readable, outputs go into the caller's cube, callers see their own jobs;
+"""Jobs: inputs must be readable, outputs go into the caller's workspace, callers see their own jobs;
 job outputs (``/files``) follow their collection."""
 
 from __future__ import annotations
@@ -82,21 +82,22 @@ def test_jobs_are_seen_by_their_cube_only(jobs, world):
     assert jobs.post(f"/{mine['id']}/cancel", headers=owner).json()["state"] == "cancelled"
 
 
-def test_a_members_job_output_is_private_to_its_cube(client, world):
+def test_a_members_job_output_is_private_to_its_workspace(client, world):
     """Run a small job of cube t-alpha over its private collection: the derived collection is
     claimed for t-alpha (private), its items, tiles and files are hidden from everyone else."""
-    from stacube.access.store import AccessStore
+    from stacube.access.jobs import output_claim, scoped_job_id
+    from stacube.access.workspaces import AccessStore
     from stacube.jobs.runner import run_job, submit
     from stacube.jobs.spec import build_spec
 
     out = "acc-private-median-t-alpha"
     world.extra_collections.add(out)
     spec = build_spec(**SLOVENIA, collections=[PRIVATE], output_collection=out)
-    job, _ = submit(spec, world.settings, owner=ALPHA)
-    assert job["owner"] == ALPHA
-    report = run_job(world.settings, job["id"], workers=1)
+    job, _ = submit(spec, world.settings, job_id=scoped_job_id(spec.job_id(), ALPHA), workspace=ALPHA)
+    assert job["workspace"] == ALPHA
+    report = run_job(world.settings, job["id"], workers=1, on_register=output_claim(world.settings))
     row = AccessStore(world.settings).get(out)
-    assert (row.owner, row.visibility) == (ALPHA, "private")
+    assert (row.workspace, row.visibility) == (ALPHA, "private")
     owner = world.headers["owner"]
     item = report["items"][0]
     label = report["steps"][0]["label"]

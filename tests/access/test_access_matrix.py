@@ -161,11 +161,11 @@ def test_collection_transactions_belong_to_the_creators_cube(client, world):
     assert client.put(f"/stac/collections/{LEGACY}", json={**doc, "id": LEGACY}, headers=owner).status_code == 403
     # deleting drops the access row: the id is free again
     assert client.delete("/stac/collections/acc-created", headers=owner).status_code == 200
-    from stacube.access.store import AccessStore
+    from stacube.access.workspaces import AccessStore
 
     assert AccessStore(world.settings).get("acc-created") is None
     assert client.post("/stac/collections", json=doc, headers=other).status_code in (200, 201)
-    assert AccessStore(world.settings).get("acc-created").owner == "t-gamma"
+    assert AccessStore(world.settings).get("acc-created").workspace == "t-gamma"
     assert client.delete("/stac/collections/acc-created", headers=world.headers["admin"]).status_code == 200
 
 

@@ -12,7 +12,7 @@ FUZZ_DATABASE = "stacube_fuzz"
 
 
 def _serve(name: str, tmp_path_factory):
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
 
     settings = sample_database(name)
     Catalog(settings).upsert_collection({

@@ -25,7 +25,7 @@ def sample_database(name: str):
     import psycopg
 
     from stacube.catalog.register import add_datasets, add_product
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
     from stacube.db.migrate import migrate
     from stacube.settings import Settings
 

@@ -56,7 +56,7 @@ def test_create_open_list_show_delete(cli, env, tmp_path, cube_settings):
     assert r.returncode == 0 and "deleted" in r.stdout
     from pathlib import Path
 
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
 
     assert not Path(store).exists() and "t-cli" not in Catalog(cube_settings).collection_ids()
 

@@ -5,9 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from stacube.cubes.grids import EASE2_LOWER_LEFT, WEBMERCATOR_RES0, parse_grid, webmercator_zoom
-from stacube.cubes.kernels import CLEAR, NO_OBSERVATION, NOT_CLEAR, downsample_max, downsample_mean, \
-    downsample_nearest, merge_observations
+from stacube.algo.downsample import downsample_max, downsample_mean, downsample_nearest
+from stacube.algo.observations import CLEAR, NO_OBSERVATION, NOT_CLEAR, merge_observations
+from stacube.core.geobox import NativeGrid
+from stacube.core.grids import EASE2_LOWER_LEFT, WEBMERCATOR_RES0, parse_grid, webmercator_zoom
 from stacube.cubes.spec import build_cube_spec
 from stacube.errors import InvalidInput
 
@@ -46,7 +47,7 @@ def test_pyramid_reductions():
 
 
 def test_native_grid_snaps_the_domain_to_whole_tiles_on_source_pixel_edges():
-    grid = parse_grid("native", native=("EPSG:32633", 10.0, (465181.0, 5080254.0)))
+    grid = parse_grid("native", native=NativeGrid("EPSG:32633", (10.0, -10.0), (465181.0, 5080254.0)))
     assert grid.anchor == (1.0, 4.0)
     gb = grid.domain((465500.0, 5075000.0, 470100.0, 5079000.0), "EPSG:32633", 512)
     assert gb.shape.y % 512 == 0 and gb.shape.x % 512 == 0
@@ -64,7 +65,7 @@ def test_named_grids():
     # a 512 px tile is one WebMercatorQuad tile of zoom 13: its corner is on that tile grid
     size13 = 2 * math.pi * 6378137 / 2 ** 13
     assert ((gb.affine.c + math.pi * 6378137) / size13) == pytest.approx(round((gb.affine.c + math.pi * 6378137) / size13))
-    auto = parse_grid("webmercator", native=("EPSG:32633", 10.0, (0, 0)), centre=(14.5, 45.9))
+    auto = parse_grid("webmercator", native=NativeGrid("EPSG:32633", (10.0, -10.0), (0, 0)), centre=(14.5, 45.9))
     assert auto.name == "webmercator-z14" and webmercator_zoom(10.0, 45.9) == 14
     ea = parse_grid("equal-area-30m")
     assert ea.crs == "EPSG:6933" and ea.resolution == 30.0 and ea.anchor == EASE2_LOWER_LEFT

@@ -39,7 +39,7 @@ def console_bundle():
 def e2e_catalog(database):
     """The sample products and stacks in the e2e database (created and migrated here)."""
     from stacube.catalog.register import add_datasets, add_product
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
     from stacube.db.migrate import migrate
     from stacube.db.embedded import EmbeddedCluster
     from stacube.settings import Settings

@@ -111,5 +111,5 @@ def test_unreadable_asset_is_one_line(cli, samples, tmp_path):
 
 
 def test_indices_listing(cli):
-    out = cli("indices")
+    out = cli("composite", "--list-indices")
     assert out.returncode == 0 and "(N-R)/(N+R)" in out.stdout

@@ -290,7 +290,7 @@ def test_unreadable_asset_leaves_no_outputs_and_no_items(samples, tmp_path):
 @pytest.mark.parametrize("grid, crs", [("equal-area-3km", "EPSG:6933"), ("webmercator-z6", "EPSG:3857"),
                                        ("native", "EPSG:32618")])
 def test_jobs_on_named_grids_cover_whole_grid_tiles(samples, tmp_path, grid, crs):
-    from stacube.cubes.grids import EASE2_LOWER_LEFT, WEBMERCATOR_ORIGIN
+    from stacube.core.grids import EASE2_LOWER_LEFT, WEBMERCATOR_ORIGIN
 
     spec = build_spec(**NEW_YORK, method="median", bands=["red"], grid=grid, tile_size=64, output=str(tmp_path))
     report = run_composite(spec, samples.settings, workers=1)

@@ -87,7 +87,7 @@ def test_killed_job_resumes_without_redoing_finished_tiles(samples, reference, t
     assert finished_before
     done_tiles = set(_tiles(store, job_id, "composite", "done"))
 
-    out = subprocess.run([STACUBE, "jobs", "resume", job_id, "--workers", "1", "--json"], cwd=ROOT,
+    out = subprocess.run([STACUBE, "job", "resume", job_id, "--workers", "1", "--json"], cwd=ROOT,
                          capture_output=True, text=True, env=os.environ.copy(), timeout=600)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
@@ -221,10 +221,10 @@ def test_cancelling_a_running_job(samples, tmp_path):
 
 TILE_PEAK = """
 import json, sys, tracemalloc
-from stacube.catalog.store import Catalog
+from stacube.catalog.pgstac import Catalog
 from stacube.jobs.plan import make_plan
 from stacube.jobs.spec import build_spec
-from stacube.jobs.tiles import compute_tile
+from stacube.algo.tile import compute_tile
 from stacube.settings import Settings
 
 settings = Settings(tile_memory=sys.argv[1])

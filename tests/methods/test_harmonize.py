@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from stacube.cube.harmonize import dn_offset, processing_baseline
-from stacube.cube.load import Source, band_scaling, load_stack
+from stacube.algo.harmonize import dn_offset, processing_baseline
+from stacube.algo.load import Source, band_scaling, load_stack
 from stacube_testing import SHARED, has_shared_data
 
 STAC = SHARED / "stac"

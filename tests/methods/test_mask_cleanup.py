@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from stacube.cube.masking import (
+from stacube.algo.masking import (
     cleanup_clear, cleanup_mask, dilate, disk, erode, halo, parse_mask_cleanup,
 )
 from stacube.errors import InvalidInput

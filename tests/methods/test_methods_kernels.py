@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from stacube.cube import methods
-from stacube.cube.composite import composite
-from stacube.cube.indices import get_index
+from stacube.algo import methods
+from stacube.algo.composite import composite
+from stacube.core.indices import get_index
+from stacube.core.methods import percentile_of
 
 T = np.array(["2020-01-10", "2020-02-01", "2020-03-15", "2020-04-20", "2020-05-05"], dtype="datetime64[ns]")
 DOY = [10, 32, 75, 111, 126]
@@ -44,7 +45,7 @@ def test_percentile_by_hand_and_through_composite():
     assert out["clear_count"][0, 0] == 5 and "provenance" not in out
     p90 = composite({"b": stack}, clear, clear, method="p90", times=times, nodata={"b": 0})["b"][0, 0]
     assert p90 == pytest.approx(np.percentile([10, 20, 40, 80], 90))
-    assert methods.percentile_of("p05") == 5.0 and methods.percentile_of("median") is None
+    assert percentile_of("p05") == 5.0 and percentile_of("median") is None
     with pytest.raises(ValueError):
         methods.percentiles({"b": stack}, clear, q=101)
 

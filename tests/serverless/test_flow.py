@@ -54,7 +54,7 @@ def call(handler, method, path, **kwargs):
 
 
 def catalog_counts(settings):
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
 
     return Catalog(settings).item_counts()
 
@@ -127,7 +127,7 @@ def flow(aws, handlers, app_settings):
 
 
 def test_ingest_registers_collections_items_and_cogs(flow, app_settings):
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
 
     assert flow["ingest_collections"].failed == 0
     counts = flow["counts_after_ingest"]

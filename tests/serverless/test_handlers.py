@@ -86,7 +86,7 @@ def test_ingest_direct_s3_events_test_events_and_foreign_keys(aws, handlers):
 def flow_ready(aws, handlers, app_settings):
     """A job planned through the planner handler (its collection registered by ingest)."""
     from serverless_support import poller
-    from stacube.catalog.store import Catalog
+    from stacube.catalog.pgstac import Catalog
     from stacube_testing import PRODUCTS
 
     catalog = Catalog(app_settings)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stacube.cube.composite import (
+from stacube.algo.composite import (
     choose, composite, day_of_year, reduce_stack, selection_order,
 )
 
@@ -113,7 +113,7 @@ def test_unknown_method_and_shape_mismatch():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 20, 31, 40])
 def test_sorting_network_sorts(n):
-    from stacube.cube.composite import network_sort
+    from stacube.algo.composite import network_sort
 
     rng = np.random.default_rng(n)
     block = rng.integers(0, 50, size=(n, 500)).astype(np.uint16)

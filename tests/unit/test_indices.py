@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import spyndex
 
-from stacube.cube.indices import PRESETS, get_index, required_bands
+from stacube.core.indices import PRESETS, get_index, required_bands
 from stacube.errors import InvalidInput
 
 

@@ -5,7 +5,10 @@ from datetime import datetime, timezone
 import pytest
 
 from stacube.errors import InvalidInput
-from stacube.jobs.spec import build_spec, check_crs, parse_bbox, parse_datetime_range
+from stacube.core.bbox import parse_bbox
+from stacube.core.crs import check_crs
+from stacube.core.times import parse_datetime_range
+from stacube.jobs.spec import build_spec
 
 BASE = dict(collections=["c"], bbox="0,0,1,1", datetime="2020-01-01/2020-12-31", method="median")
 

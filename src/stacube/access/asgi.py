@@ -24,7 +24,14 @@ from stacube.access.errors import Unauthorized
 from stacube.access.oidc import OidcValidator, looks_like_jwt
 from stacube.access.policy import ANONYMOUS, AccessView, Principal
 from stacube.access.prefixes import ReadPrefixes
-from stacube.access.store import ACCESS_ROWS_SQL, COLLECTION_IDS_SQL, CUBE_SQL, KEY_SQL, hash_key
+from stacube.access.workspaces import (
+    ACCESS_ROWS_SQL,
+    COLLECTION_IDS_SQL,
+    KEY_SQL,
+    WORKSPACE_SQL,
+    hash_key,
+)
+from stacube.db.connection import connect
 from stacube.errors import DatabaseUnavailable, StacubeError
 
 PRINCIPAL_KEY = "stacube.principal"
@@ -97,7 +104,6 @@ class PsycopgDb:
     async def fetch(self, sql: str, *args: Any) -> list[tuple]:
         import anyio
 
-        from stacube.db.connection import connect
 
         def run():
             with connect(self.settings, autocommit=True) as conn:
@@ -171,14 +177,14 @@ class AccessService:
             import anyio
 
             principal = await anyio.to_thread.run_sync(self.oidc.principal, secret)
-            if principal.cube and not await self.db.fetch(CUBE_SQL, principal.cube):
-                raise Unauthorized(f"bearer token names an unknown cube {principal.cube!r}")
+            if principal.workspace and not await self.db.fetch(WORKSPACE_SQL, principal.workspace):
+                raise Unauthorized(f"bearer token names an unknown workspace {principal.workspace!r}")
             return principal
         rows = await self.db.fetch(KEY_SQL, hash_key(secret))
         if not rows:
             raise Unauthorized("invalid or revoked API key")
-        key_id, cube, admin = rows[0]
-        return Principal("admin" if admin else "member", cube, key_id, "api-key")
+        key_id, workspace, admin = rows[0]
+        return Principal("admin" if admin else "member", workspace, key_id, "api-key")
 
     async def view(self, scope) -> AccessView:
         """The access rows, read once per request (cached in the scope)."""

@@ -6,8 +6,8 @@ local file. A token is accepted when its signature verifies with the key its hea
 ``none`` or HMAC), and it carries an unexpired ``exp``, the configured ``iss``
 (``STACUBE_OIDC_ISSUER``) and ``aud`` (``STACUBE_OIDC_AUDIENCE``) when those are set.
 
-The caller's cube is the claim ``STACUBE_OIDC_CUBE_CLAIM`` (default ``stacube_cube``; a dotted path
-such as ``ext.cube`` reads nested claims). Admin rights come from ``STACUBE_OIDC_ADMIN_CLAIM``
+The caller's workspace is the claim ``STACUBE_OIDC_CUBE_CLAIM`` (default ``stacube_workspace``; a dotted path
+such as ``ext.workspace`` reads nested claims). Admin rights come from ``STACUBE_OIDC_ADMIN_CLAIM``
 (default ``stacube_roles``): ``true``, the value ``STACUBE_OIDC_ADMIN_VALUE`` (default ``admin``),
 a list holding it or a space-separated string holding it (``realm_access.roles`` style claims work).
 
@@ -114,7 +114,7 @@ class OidcValidator:
     jwks: str
     issuer: str | None = None
     audience: str | None = None
-    cube_claim: str = "stacube_cube"
+    workspace_claim: str = "stacube_workspace"
     admin_claim: str = "stacube_roles"
     admin_value: str = "admin"
     leeway: float = 30.0
@@ -125,7 +125,7 @@ class OidcValidator:
         if not settings.oidc_jwks:
             return None
         return cls(settings.oidc_jwks, settings.oidc_issuer, settings.oidc_audience,
-                   settings.oidc_cube_claim, settings.oidc_admin_claim, settings.oidc_admin_value)
+                   settings.oidc_workspace_claim, settings.oidc_admin_claim, settings.oidc_admin_value)
 
     def _key(self, token: str):
         jwt = _jwt()
@@ -169,16 +169,16 @@ class OidcValidator:
             raise Unauthorized(f"invalid bearer token: {exc}") from exc
 
     def principal(self, token: str) -> Principal:
-        """The principal of a valid token (its cube and admin claims).
+        """The principal of a valid token (its workspace and admin claims).
 
         Raises:
-            Unauthorized: see :meth:`claims`; a cube claim that is not a string.
+            Unauthorized: see :meth:`claims`; a workspace claim that is not a string.
         """
         claims = self.claims(token)
-        cube = claim(claims, self.cube_claim)
-        if cube is not None and not isinstance(cube, str):
-            raise Unauthorized(f"bearer token claim {self.cube_claim!r} must be a string")
+        workspace = claim(claims, self.workspace_claim)
+        if workspace is not None and not isinstance(workspace, str):
+            raise Unauthorized(f"bearer token claim {self.workspace_claim!r} must be a string")
         admin = _is_admin(claim(claims, self.admin_claim), self.admin_value)
         subject = claims.get("sub")
-        return Principal("admin" if admin else ("member" if cube else "anonymous"), cube or None,
+        return Principal("admin" if admin else ("member" if workspace else "anonymous"), workspace or None,
                          str(subject) if subject is not None else None, "oidc")

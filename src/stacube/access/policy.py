@@ -1,16 +1,16 @@
 """Who may read and write which collection: principals, access rows and the rules over them.
 
-A *cube* (tenant) owns collections. Each collection with an access row is ``private`` (its cube
-only), ``shared`` (its cube, and read-only the cubes in ``shared_with``) or ``public`` (everyone
-reads, its cube writes). A collection **without** an access row is public and writable by
+A *workspace* (tenant) owns collections. Each collection with an access row is ``private`` (its workspace
+only), ``shared`` (its workspace, and read-only the workspaces in ``shared_with``) or ``public`` (everyone
+reads, its workspace writes). A collection **without** an access row is public and writable by
 admins only: catalogs made before access control, the demo and the sample products stay as
 they were.
 
 Principals:
 
 * ``anonymous`` - no credentials: reads public collections;
-* ``member`` - an API key or a token bound to a cube: reads public collections, its cube's and
-  those shared with its cube; writes its cube's;
+* ``member`` - an API key or a token bound to a workspace: reads public collections, its workspace's and
+  those shared with its workspace; writes its workspace's;
 * ``admin`` - reads and writes everything.
 
 The functions here are pure: the HTTP apps, the jobs API and the tests feed them the rows they
@@ -23,9 +23,11 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from stacube.errors import InvalidInput
+
 VISIBILITIES = ("private", "shared", "public")
-#: Cube names: like collection ids (letters, digits, ``.``, ``_``, ``-``), at most 64 characters.
-CUBE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Workspace names: like collection ids (letters, digits, ``.``, ``_``, ``-``), at most 64 characters.
+WORKSPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: A collection id no collection can have (stac-fastapi and stacube forbid ``/`` and ``:``):
 #: a search restricted to nothing searches this one and finds nothing.
 NO_COLLECTION = "stacube:none/"
@@ -37,13 +39,13 @@ class Principal:
 
     Attributes:
         kind: ``anonymous``, ``member`` or ``admin``.
-        cube: the cube the credentials are bound to (None: anonymous, or an admin key without one).
+        workspace: the workspace the credentials are bound to (None: anonymous, or an admin key without one).
         subject: key id or token subject, for logs and job ownership (None when anonymous).
         via: ``api-key``, ``oidc`` or ``settings`` (the ``STACUBE_API_KEY`` admin key).
     """
 
     kind: str = "anonymous"
-    cube: str | None = None
+    workspace: str | None = None
     subject: str | None = None
     via: str | None = None
 
@@ -56,10 +58,10 @@ class Principal:
         return self.kind == "anonymous"
 
     def describe(self) -> str:
-        """``admin``, ``cube alpha`` or ``anonymous``: for messages."""
+        """``admin``, ``workspace alpha`` or ``anonymous``: for messages."""
         if self.is_admin:
-            return "admin" + (f" of cube {self.cube}" if self.cube else "")
-        return f"cube {self.cube}" if self.cube else "anonymous"
+            return "admin" + (f" of workspace {self.workspace}" if self.workspace else "")
+        return f"workspace {self.workspace}" if self.workspace else "anonymous"
 
 
 ANONYMOUS = Principal()
@@ -70,12 +72,12 @@ class CollectionAccess:
     """One row of ``stacube.collection_access``."""
 
     collection: str
-    owner: str
+    workspace: str
     visibility: str = "private"
     shared_with: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return {"collection": self.collection, "cube": self.owner, "visibility": self.visibility,
+        return {"collection": self.collection, "workspace": self.workspace, "visibility": self.visibility,
                 "shared_with": list(self.shared_with)}
 
 
@@ -83,18 +85,18 @@ def can_read(principal: Principal, access: CollectionAccess | None) -> bool:
     """Whether ``principal`` may read a collection with this access row (None: no row)."""
     if access is None or principal.is_admin or access.visibility == "public":
         return True
-    if principal.cube is None:
+    if principal.workspace is None:
         return False
-    if access.owner == principal.cube:
+    if access.workspace == principal.workspace:
         return True
-    return access.visibility == "shared" and principal.cube in access.shared_with
+    return access.visibility == "shared" and principal.workspace in access.shared_with
 
 
 def can_write(principal: Principal, access: CollectionAccess | None) -> bool:
     """Whether ``principal`` may change a collection (its document and items)."""
     if principal.is_admin:
         return True
-    return access is not None and principal.cube is not None and access.owner == principal.cube
+    return access is not None and principal.workspace is not None and access.workspace == principal.workspace
 
 
 @dataclass
@@ -109,7 +111,7 @@ class AccessView:
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple]) -> AccessView:
-        """From ``(collection, owner, visibility, shared_with)`` tuples."""
+        """From ``(collection, workspace, visibility, shared_with)`` tuples."""
         return cls({r[0]: CollectionAccess(r[0], r[1], r[2], tuple(r[3] or ())) for r in rows})
 
     def get(self, collection_id: str) -> CollectionAccess | None:
@@ -158,16 +160,14 @@ class AccessView:
         return allowed or [NO_COLLECTION]
 
 
-def check_cube_name(name: str) -> str:
-    """Validate a cube name.
+def check_workspace_name(name: str) -> str:
+    """Validate a workspace name.
 
     Raises:
         InvalidInput: not 1-64 letters, digits, ``.``, ``_`` or ``-`` starting with a letter or digit.
     """
-    from stacube.errors import InvalidInput
-
-    if not isinstance(name, str) or not CUBE_PATTERN.match(name):
-        raise InvalidInput(f"cube name {name!r}: use 1-64 letters, digits, '.', '_' or '-' "
+    if not isinstance(name, str) or not WORKSPACE_PATTERN.match(name):
+        raise InvalidInput(f"workspace name {name!r}: use 1-64 letters, digits, '.', '_' or '-' "
                            "(starting with a letter or digit)")
     return name
 
@@ -178,8 +178,6 @@ def check_visibility(value: str) -> str:
     Raises:
         InvalidInput: not ``private``, ``shared`` or ``public``.
     """
-    from stacube.errors import InvalidInput
-
     if value not in VISIBILITIES:
         raise InvalidInput(f"visibility {value!r}: choose private, shared or public")
     return value

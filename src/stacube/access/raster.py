@@ -27,6 +27,8 @@ from urllib.parse import parse_qsl
 from stacube.access.asgi import (
     DB_ERRORS,
     AccessService,
+    AuthMiddleware,
+    PsycopgPoolDb,
     error_for,
     json_error,
     principal_of,
@@ -203,7 +205,6 @@ def _detail(status: int, text: str):
 def install_raster_access(app, settings, *, precheck=None) -> AccessService:
     """Add authentication and the raster checks to the titiler-pgstac ``app`` (outermost
     middlewares; call after the app's own); returns its :class:`AccessService`."""
-    from stacube.access.asgi import AuthMiddleware, PsycopgPoolDb
 
     service = AccessService(settings, PsycopgPoolDb(app))
     app.state.stacube_access = service

@@ -10,7 +10,7 @@
   token of an item that does not exist. Collection listings and collection search leave hidden
   collections out.
 * :class:`AccessTransactionsClient` / :class:`AccessBulkTransactionsClient` - a collection
-  created by a cube member belongs to the member's cube (private); a body cannot rename a
+  created by a workspace member belongs to the member's workspace (private); a body cannot rename a
   collection (``PUT``/``PATCH`` id must match the path); items written by non-admins must have
   asset hrefs under the read prefixes; deleting a collection drops its access row.
 """
@@ -39,7 +39,7 @@ from stacube.access.asgi import (
 )
 from stacube.access.errors import Forbidden, InvalidParameter, Unauthorized
 from stacube.access.policy import NO_COLLECTION
-from stacube.access.store import CLAIM_SQL, DROP_ANY_SQL, DROP_SQL, OWNER_SQL
+from stacube.access.workspaces import CLAIM_SQL, DROP_ANY_SQL, DROP_SQL, WORKSPACE_OF_SQL
 from stacube.errors import Conflict, StacubeError
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -98,8 +98,8 @@ class StacAccessMiddleware:
             raise NotFoundError(f"Collection {cid} does not exist.")
         if writing and not view.can_write(principal, cid):
             row = view.get(cid)
-            owner = f"cube {row.owner}" if row else "the catalog (admins only)"
-            raise Forbidden(f"collection {cid} belongs to {owner}: {principal.describe()} may not change it")
+            holder = f"workspace {row.workspace}" if row else "the catalog (admins only)"
+            raise Forbidden(f"collection {cid} belongs to {holder}: {principal.describe()} may not change it")
 
 
 # -- reads --------------------------------------------------------------------------------------
@@ -212,20 +212,20 @@ class AccessTransactionsClient(TransactionsClient):
         principal = principal_of(request)
         cid = collection.id
         claimed = False
-        if principal.cube is not None:
+        if principal.workspace is not None:
             if await service.db.fetch("SELECT 1 FROM pgstac.collections WHERE id = %s", cid):
                 raise Conflict(f"collection {cid} exists already")
-            if await service.db.execute(CLAIM_SQL, cid, principal.cube, "private"):
+            if await service.db.execute(CLAIM_SQL, cid, principal.workspace, "private"):
                 claimed = True
             else:
-                owner = await service.db.fetch(OWNER_SQL, cid)
-                if not owner or owner[0][0] != principal.cube:
+                holder = await service.db.fetch(WORKSPACE_OF_SQL, cid)
+                if not holder or holder[0][0] != principal.workspace:
                     raise Conflict(f"collection id {cid} is not available")
         try:
             return await super().create_collection(collection, request, **kwargs)
         except BaseException:
             if claimed:
-                await service.db.execute(DROP_SQL, cid, principal.cube)
+                await service.db.execute(DROP_SQL, cid, principal.workspace)
             raise
 
     async def update_collection(self, collection, request, **kwargs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stacube.catalog.quality import QUALITY_KEY
 from stacube.errors import InvalidInput
 
 #: STAC eo extension common band names (eo v1.1 / STAC 1.1 ``eo:common_name``).
@@ -93,8 +94,6 @@ def resolve_band_assets(collection: dict, names: list[str]) -> dict[str, str]:
 
 def data_bands(collection: dict) -> list[str]:
     """Asset keys of the data (non-quality) bands, in ``item_assets`` order."""
-    from stacube.catalog.quality import QUALITY_KEY
-
     quality_asset = (collection.get(QUALITY_KEY) or {}).get("asset")
     return [
         key for key, asset in (collection.get("item_assets") or {}).items()

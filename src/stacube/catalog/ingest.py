@@ -28,6 +28,7 @@ from pathlib import Path
 
 import orjson
 
+from stacube.catalog.products import EXTENSIONS
 from stacube.errors import InvalidInput
 
 JSON_SUFFIXES = {".json", ".geojson"}
@@ -204,8 +205,6 @@ def item_from_cogs(item_id: str, when: datetime | None, files: dict[str, Path], 
     """
     import rasterio
     from rio_stac import create_stac_item
-
-    from stacube.catalog.products import EXTENSIONS
 
     item_assets = (template or {}).get("item_assets") or {}
     assets: dict[str, dict] = {}

@@ -9,7 +9,7 @@ from stacube.catalog.ingest import iter_found
 from stacube.catalog.items import check_item
 from stacube.catalog.products import attach_quality, read_product_file
 from stacube.catalog.quality import parse_rule, preset
-from stacube.catalog.store import Catalog, LoadResult
+from stacube.catalog.pgstac import Catalog, LoadResult
 from stacube.errors import InvalidInput
 
 

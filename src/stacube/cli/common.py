@@ -27,3 +27,8 @@ def split_list(value: str | None, what: str) -> list[str]:
     if any(not p for p in parts):
         raise InvalidInput(f"{what}: empty entry in {value!r}")
     return parts
+
+
+def when(value) -> str:
+    """A timestamp to the second, or empty."""
+    return str(value)[:19] if value else ""

@@ -13,6 +13,25 @@ from stacube.cli.common import console, err_console, settings_from, split_list
 STAGES = {"scenes": "scene statistics", "composite": "compositing tiles", "cogs": "writing COGs"}
 
 
+def _list_indices(value: bool) -> None:
+    """``--list-indices``: print the spectral index presets and their formulas, then exit."""
+    if not value:
+        return
+    from rich.table import Table
+
+    from stacube.core.indices import PRESETS, get_index  # lazy: start-up
+
+    table = Table(title="index presets (any spyndex index of reflectance bands works by name too)")
+    for col in ("name", "formula", "bands", "long name", "reference"):
+        table.add_column(col, overflow="fold")
+    for name in PRESETS:
+        idx = get_index(name)
+        table.add_row(idx.name, idx.formula, ", ".join(f"{s}={c}" for s, c in idx.bands.items()),
+                      idx.long_name, idx.reference)
+    console.print(table)
+    raise typer.Exit()
+
+
 def composite(
     collection: list[str] = typer.Option(..., "--collection", "-c",
                                          help="Collection id; repeat for cross-collection (bands match by common name)."),
@@ -40,14 +59,17 @@ def composite(
     workers: int | None = typer.Option(None, help="Tile worker processes (1: in-process; default: cores)."),
     dask: str | None = typer.Option(None, "--dask", help="Run tiles on a Dask cluster (scheduler address)."),
     as_json: bool = typer.Option(False, "--json", help="Print the job report as JSON on stdout."),
+    list_indices: bool = typer.Option(False, "--list-indices", is_eager=True, callback=_list_indices,
+                                      help="List the spectral index presets and exit."),
 ) -> None:
     """Composite scenes of one or more collections over an area and time range.
 
     Writes one COG per band/index/count and per period, a Zarr cube and a JSON report, then
     registers the results as STAC Items (searchable and tileable at once).
     """
-    from stacube.errors import InvalidInput
-    from stacube.jobs.spec import build_spec
+    from stacube.errors import InvalidInput  # lazy: start-up
+    from stacube.jobs.runner import submit  # lazy: start-up
+    from stacube.jobs.spec import build_spec  # lazy: start-up
 
     clear_values = None
     if clear is not None:
@@ -61,8 +83,6 @@ def composite(
         mask_asset=mask_asset, clear=clear_values, period=period, crs=crs, resolution=resolution, grid=grid,
         output=output, output_collection=output_collection, tile_size=tile_size, mask_cleanup=mask_cleanup,
     )
-    from stacube.jobs.runner import submit
-
     settings = settings_from()
     job, _ = submit(spec, settings)
     report = run_with_progress(settings, job["id"], workers=workers, dask=dask, transient=as_json)
@@ -73,8 +93,10 @@ def composite(
 
 
 def run_with_progress(settings, job_id: str, *, workers=None, dask=None, transient=False) -> dict:
-    """Run or resume a job with progress bars on stderr; returns its report."""
-    from stacube.jobs.runner import run_job
+    """Run or resume a job with progress bars on stderr; returns its report. A job of a
+    workspace (submitted over HTTP) registers its output into that workspace."""
+    from stacube.access.jobs import output_claim  # lazy: start-up
+    from stacube.jobs.runner import run_job  # lazy: start-up
 
     # odc-stac logs each failed read; the error that ends the job says it once
     logging.getLogger("odc").setLevel(logging.CRITICAL)
@@ -85,13 +107,14 @@ def run_with_progress(settings, job_id: str, *, workers=None, dask=None, transie
     def progress(stage: str, done: int, total: int) -> None:
         if not tasks:
             bar.start()
-            tasks["job"] = bar.add_task(f"job {job_id} (resume: stacube jobs resume {job_id})", total=None)
+            tasks["job"] = bar.add_task(f"job {job_id} (resume: stacube job resume {job_id})", total=None)
         if stage not in tasks:
             tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
         bar.update(tasks[stage], completed=done, total=total)
 
     try:
-        return run_job(settings, job_id, progress=progress, workers=workers, dask=dask)
+        return run_job(settings, job_id, progress=progress, workers=workers, dask=dask,
+                       on_register=output_claim(settings))
     except KeyboardInterrupt:
         raise  # the bars stay, with the job id to resume
     except BaseException:
@@ -119,19 +142,3 @@ def print_summary(report: dict) -> None:
         f"done in {report['elapsed_seconds']:.2f} s: {thr['pixels']:,} px x {thr['scenes']} scenes, "
         f"{thr['pixels_x_scenes_per_second']:,.0f} pixels x scenes / s"
     )
-
-
-def indices() -> None:
-    """List the spectral index presets and their formulas (from spyndex)."""
-    from rich.table import Table
-
-    from stacube.cube.indices import PRESETS, get_index
-
-    table = Table(title="index presets")
-    for col in ("name", "formula", "bands", "long name", "reference"):
-        table.add_column(col, overflow="fold")
-    for name in PRESETS:
-        idx = get_index(name)
-        table.add_row(idx.name, idx.formula, ", ".join(f"{s}={c}" for s, c in idx.bands.items()),
-                      idx.long_name, idx.reference)
-    console.print(table)

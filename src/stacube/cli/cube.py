@@ -1,18 +1,17 @@
-"""``stacube cube``: Zarr cubes (create, open with procedural fill, list, show, delete) and
-``stacube timeseries``."""
+"""``stacube cube``: analysis-ready Zarr data cubes: create, open (filling what is missing),
+list, show, delete."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from stacube.cli.common import console, err_console, settings_from, split_list
 
-app = typer.Typer(help="Zarr data cubes (see `stacube cubes` for tenants): create, open (filling what is missing), list, show, delete.",
+app = typer.Typer(help="Analysis-ready Zarr data cubes: create, open (filling what is missing), list, show, delete.",
                   no_args_is_help=True)
 
 
@@ -40,11 +39,13 @@ def _fill_line(report) -> str:
 
 
 def _summary(definition) -> dict:
+    from stacube.core.crs import crs_text  # lazy: start-up
+
     gb = definition.geobox
     return {
         "name": definition.name, "mode": definition.mode, "collections": definition.spec["collections"],
         "grid": definition.grid.name,
-        "crs": f"EPSG:{gb.crs.epsg}" if gb.crs.epsg else gb.crs.to_wkt(),
+        "crs": crs_text(gb.crs),
         "resolution": abs(gb.resolution.x), "shape": [len(definition.steps), gb.shape.y, gb.shape.x],
         "chunks": list(definition.chunks), "tile_size": definition.tile, "levels": definition.levels,
         "variables": definition.variables, "bbox": [round(v, 6) for v in definition.bbox_lonlat],
@@ -65,7 +66,8 @@ def create(
     method: str | None = typer.Option(None, help="Composite per period (median, mean, best-pixel...); "
                                                  "without it: masked observations per solar day."),
     period: str | None = typer.Option(None, help="With --method: P16D, P1M, P1Y..."),
-    max_cloud: float | None = typer.Option(None, help="Drop items whose eo:cloud_cover exceeds this percent."),
+    max_cloud_cover: float | None = typer.Option(
+        None, help="Leave out items whose eo:cloud_cover (scene metadata) exceeds this percent."),
     tile_size: int | None = typer.Option(None, help="Fill tile edge in px (multiple of the chunk edge; default 512)."),
     chunk: int | None = typer.Option(None, help="Spatial chunk edge in px (default 128)."),
     time_chunk: int | None = typer.Option(None, help="Time steps per chunk (default 32)."),
@@ -78,13 +80,13 @@ def create(
     as_json: bool = typer.Option(False, "--json", help="Print the cube as JSON."),
 ) -> None:
     """Create an analysis-ready Zarr cube (time, y, x per band) registered in the catalog."""
-    from stacube.cubes.build import create_cube
-    from stacube.cubes.spec import build_cube_spec
+    from stacube.cubes.build import create_cube  # lazy: start-up
+    from stacube.cubes.spec import build_cube_spec  # lazy: start-up
 
     spec = build_cube_spec(
         name=name, collections=collection, grid=grid, datetime=datetime_value, bbox=bbox, bbox_crs=bbox_crs,
         bands=split_list(bands, "--bands"), indices=index or [], method=method, period=period,
-        max_cloud=max_cloud, tile_size=tile_size, chunk=chunk, time_chunk=time_chunk, levels=levels,
+        max_cloud_cover=max_cloud_cover, tile_size=tile_size, chunk=chunk, time_chunk=time_chunk, levels=levels,
         output=output,
     )
     tick, stop = _progress(f"filling cube {name}", as_json)
@@ -124,8 +126,8 @@ def open_(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Open a region of a cube, computing only the tiles that are not in the store yet."""
-    from stacube.cubes.fill import fill_region, open_cube
-    from stacube.errors import InvalidInput
+    from stacube.cubes.fill import fill_region, open_cube  # lazy: start-up
+    from stacube.errors import InvalidInput  # lazy: start-up
 
     if out is not None and out.suffix not in (".nc", ".zarr"):
         raise InvalidInput(f"--output {out}: use a .nc or .zarr file name")
@@ -169,10 +171,10 @@ def list_cubes(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     """Cubes and how many of their tiles are filled."""
     from rich.table import Table
 
-    from stacube.cubes.definition import CubeDefinition
-    from stacube.cubes.state import CubeStore
+    from stacube.cubes.definition import CubeDefinition  # lazy: start-up
+    from stacube.cubes.records import CubeRecords  # lazy: start-up
 
-    rows = CubeStore(settings_from()).list()
+    rows = CubeRecords(settings_from()).list()
     docs = []
     for r in rows:
         d = CubeDefinition.from_doc(r["definition"])
@@ -193,13 +195,13 @@ def list_cubes(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 @app.command("show")
 def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """A cube's grid, shape, chunks, variables, time range and store."""
-    from stacube.cubes.fill import load_definition
-    from stacube.cubes.state import CubeStore
+    from stacube.cubes.fill import load_definition  # lazy: start-up
+    from stacube.cubes.records import CubeRecords  # lazy: start-up
 
     settings = settings_from()
     d = load_definition(settings, name)
     doc = _summary(d)
-    states = CubeStore(settings).states(name)
+    states = CubeRecords(settings).states(name)
     ny, nx = d.tiles_shape
     doc["units"] = {"total": ny * nx * d.n_blocks, "done": sum(1 for s in states.values() if s == "done"),
                     "failed": sum(1 for s in states.values() if s == "failed")}
@@ -213,73 +215,15 @@ def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JS
 @app.command("delete")
 def delete(name: str) -> None:
     """Delete a cube: its stores, its bookkeeping and its collection."""
-    from stacube.catalog.store import Catalog
-    from stacube.cubes.definition import CubeDefinition
-    from stacube.cubes.state import CubeStore
-    from stacube.cubes.store import delete_stores
+    from stacube.catalog.pgstac import Catalog  # lazy: start-up
+    from stacube.cubes.arrays import delete_stores  # lazy: start-up
+    from stacube.cubes.definition import CubeDefinition  # lazy: start-up
+    from stacube.cubes.records import CubeRecords  # lazy: start-up
 
     settings = settings_from()
-    definition = CubeDefinition.from_doc(CubeStore(settings).delete(name))
+    definition = CubeDefinition.from_doc(CubeRecords(settings).delete(name))
     delete_stores(definition, settings)
     catalog = Catalog(settings)
     if name in catalog.collection_ids():
         catalog.delete_collection(name)
     console.print(f"cube {name} deleted")
-
-
-def series_options(collection, cube, lon, lat, geometry, datetime_value, bands, index, source):
-    """Keyword arguments of :func:`stacube.cubes.timeseries.timeseries` from CLI options."""
-    from stacube.errors import InvalidInput
-
-    geo = None
-    if geometry is not None:
-        try:
-            geo = json.loads(geometry.read_text())
-        except OSError as exc:
-            raise InvalidInput(f"--geometry {geometry}: {exc.strerror}") from exc
-        except ValueError as exc:
-            raise InvalidInput(f"--geometry {geometry}: not valid JSON ({exc})") from exc
-    return dict(collection=collection or None, cube=cube, lon=lon, lat=lat, geometry=geo, time=datetime_value,
-                bands=split_list(bands, "--bands"), indices=index or [], source=source)
-
-
-# the options of a time series request, shared by `stacube timeseries` and `stacube plot timeseries`
-SeriesCollections = Annotated[list[str], typer.Option("--collection", "-c", help="Collection id (repeatable).")]
-SeriesCube = Annotated[Optional[str], typer.Option(help="Read this cube.")]
-SeriesLon = Annotated[Optional[float], typer.Option(help="Longitude of a point.")]
-SeriesLat = Annotated[Optional[float], typer.Option(help="Latitude of a point.")]
-SeriesGeometry = Annotated[Optional[Path],
-                           typer.Option(help="GeoJSON file: Point, Polygon, MultiPolygon or Feature.")]
-SeriesDatetime = Annotated[Optional[str], typer.Option("--datetime", help="START/END.")]
-SeriesBands = Annotated[Optional[str], typer.Option(help="Comma-separated bands.")]
-SeriesIndex = Annotated[list[str], typer.Option("--index", help="Index (NDVI...); repeatable.")]
-SeriesSource = Annotated[str, typer.Option(help="auto (a cube if one holds the geometry) | cube | items.")]
-
-
-def timeseries(
-    collection: SeriesCollections = None,
-    cube: SeriesCube = None,
-    lon: SeriesLon = None,
-    lat: SeriesLat = None,
-    geometry: SeriesGeometry = None,
-    datetime_value: SeriesDatetime = None,
-    bands: SeriesBands = None,
-    index: SeriesIndex = None,
-    source: SeriesSource = "auto",
-    fmt: str = typer.Option("csv", "--format", help="csv | json."),
-    out: Path | None = typer.Option(None, "--output", "-o", help="Write to a file instead of stdout."),
-) -> None:
-    """Per-date values at a point or over a polygon, with clear/cloud flags and valid shares."""
-    from stacube.cubes.timeseries import timeseries as make
-    from stacube.errors import InvalidInput
-
-    if fmt not in ("csv", "json"):
-        raise InvalidInput(f"--format {fmt!r}: use csv or json")
-    ts = make(settings_from(), **series_options(collection, cube, lon, lat, geometry, datetime_value, bands,
-                                                 index, source))
-    text = ts.to_csv() if fmt == "csv" else json.dumps(ts.to_json(), indent=2) + "\n"
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        out.write_text(text)
-        console.print(f"{len(ts.rows)} dates from {ts.source} written to {out}")

@@ -7,14 +7,14 @@ import typer
 from stacube.cli.common import console, settings_from
 from stacube.errors import StacubeError
 
-app = typer.Typer(help="Run the embedded catalog database, or migrate any pgSTAC database.",
+app = typer.Typer(help="The catalog database: start, stop, status (the embedded cluster), migrate (any pgSTAC database).",
                   no_args_is_help=True)
 
 PortOption = typer.Option(None, "--port", help="Port of the embedded cluster (STACUBE_DB_PORT).")
 
 
 def _cluster(port: int | None):
-    from stacube.db.embedded import EmbeddedCluster
+    from stacube.db.embedded import EmbeddedCluster  # lazy: start-up
 
     settings = settings_from(db_port=port)
     if not settings.uses_embedded_db:
@@ -28,7 +28,7 @@ def _cluster(port: int | None):
 @app.command()
 def start(port: int | None = PortOption) -> None:
     """Create (first time), start and migrate the embedded cluster. Idempotent."""
-    from stacube.db.migrate import migrate
+    from stacube.db.migrate import migrate  # lazy: start-up
 
     settings, cluster = _cluster(port)
     started = cluster.start()
@@ -50,12 +50,12 @@ def stop(port: int | None = PortOption) -> None:
 @app.command()
 def status(port: int | None = PortOption) -> None:
     """Show whether the catalog database is reachable, its pgSTAC version and contents."""
-    from stacube.catalog.store import Catalog
-    from stacube.db.connection import connect, pgstac_version, redact
+    from stacube.catalog.pgstac import Catalog  # lazy: start-up
+    from stacube.db.connection import connect, pgstac_version, redact  # lazy: start-up
 
     settings = settings_from(db_port=port)
     if settings.uses_embedded_db:
-        from stacube.db.embedded import EmbeddedCluster
+        from stacube.db.embedded import EmbeddedCluster  # lazy: start-up
 
         st = EmbeddedCluster(settings).status()
         console.print(f"embedded cluster: {st.directory} "
@@ -76,7 +76,7 @@ def status(port: int | None = PortOption) -> None:
 @app.command()
 def migrate(port: int | None = PortOption) -> None:
     """Install or upgrade pgSTAC in the configured database (embedded or external)."""
-    from stacube.db.migrate import migrate as run_migrate
+    from stacube.db.migrate import migrate as run_migrate  # lazy: start-up
 
     settings = settings_from(db_port=port)
     before, after = run_migrate(settings)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from stacube.cli.common import console, settings_from
-from stacube.cli.cube import (
+from stacube.cli.timeseries import (
     SeriesBands,
     SeriesCollections,
     SeriesCube,
@@ -17,13 +17,14 @@ from stacube.cli.cube import (
     SeriesLat,
     SeriesLon,
     SeriesSource,
+    series_options,
 )
 
-app = typer.Typer(help="PNG plots: time series, composites.", no_args_is_help=True)
+app = typer.Typer(help="PNG plots: timeseries, composite.", no_args_is_help=True)
 
 
 def _png(path: Path) -> Path:
-    from stacube.errors import InvalidInput
+    from stacube.errors import InvalidInput  # lazy: start-up
 
     if path.suffix.lower() != ".png":
         raise InvalidInput(f"--output {path}: the plot is a PNG, name it *.png")
@@ -45,9 +46,8 @@ def plot_timeseries(
     title: str | None = typer.Option(None, help="Plot title."),
 ) -> None:
     """Plot a time series (values, clear/cloud dates, clear and valid shares) to a PNG."""
-    from stacube.cli.cube import series_options
-    from stacube.cubes.timeseries import timeseries
-    from stacube.plots import plot_timeseries as draw
+    from stacube.cubes.timeseries import timeseries  # lazy: start-up
+    from stacube.plots import plot_timeseries as draw  # lazy: start-up
 
     _png(out)
     ts = timeseries(settings_from(), **series_options(collection, cube, lon, lat, geometry, datetime_value,
@@ -64,9 +64,9 @@ def plot_composite(
     step: str | None = typer.Option(None, help="Period label of a job with several (default: the first)."),
 ) -> None:
     """Plot a composite: RGB with a percentile stretch and an index panel, to a PNG."""
-    from stacube.plots import find_composite
-    from stacube.plots import plot_composite as draw
-    from stacube.storage.stores import configure_gdal
+    from stacube.plots import find_composite  # lazy: start-up
+    from stacube.plots import plot_composite as draw  # lazy: start-up
+    from stacube.storage.objects import configure_gdal  # lazy: start-up
 
     _png(out)
     settings = settings_from()

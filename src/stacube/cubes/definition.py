@@ -17,19 +17,27 @@ covers rows ``iy*tile ..``, columns ``ix*tile ..`` and steps ``tb*time_chunk ..`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import BoundingBox
 
+from stacube.algo.load import Source
+from stacube.algo.tile import CompositeInputs, variable_dtype, variable_fill
+from stacube.catalog.bands import resolve_band_assets
+from stacube.catalog.pgstac import Catalog
 from stacube.catalog.quality import parse_rule, rule_of
-from stacube.catalog.store import Catalog
-from stacube.cube.indices import get_index, required_bands
-from stacube.cube.load import Source, item_order_key
-from stacube.cubes.grids import CubeGrid, parse_grid
+from stacube.core.geobox import NativeGrid, geobox_from_doc, geobox_to_doc, native_grid
+from stacube.core.grids import Grid, parse_grid
+from stacube.core.indices import get_index, required_bands
+from stacube.core.methods import output_variables
+from stacube.core.period import make_periods
+from stacube.core.times import format_interval, item_datetime, item_order_key, iso, parse_datetime_range, solar_day
 from stacube.cubes.spec import CubeSpec
 from stacube.errors import InvalidInput, NoData
-from stacube.jobs.spec import format_interval, parse_datetime_range
 
 DEFAULT_BANDS = ("red", "green", "blue", "nir")
 MAX_PIXELS = 4_000_000_000
@@ -41,21 +49,6 @@ QUALITY_ATTRS = {
     "flag_values": [0, 1, 2],
     "flag_meanings": "no_observation not_clear clear",
 }
-
-
-def solar_day(when: datetime, lon: float) -> str:
-    """ISO date of the solar day of a UTC instant at longitude ``lon`` (degrees east)."""
-    return (when.astimezone(timezone.utc) + timedelta(hours=lon / 15.0)).date().isoformat()
-
-
-def item_datetime(item: dict) -> datetime:
-    text = item_order_key(item)[0]
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -73,8 +66,8 @@ class CubeDefinition:
 
     name: str
     spec: dict
-    grid: CubeGrid
-    geobox: object
+    grid: Grid
+    geobox: GeoBox
     tile: int
     chunks: tuple[int, int, int]
     bands: list[str]
@@ -86,7 +79,6 @@ class CubeDefinition:
     levels: int
     uri: str
     created: str = ""
-    composite: dict | None = field(default=None)
 
     # -- derived ------------------------------------------------------------------------------
     @property
@@ -103,24 +95,13 @@ class CubeDefinition:
         outputs (``provenance`` for selection methods, ``clear_count``, ``valid_count``)."""
         if self.mode == "observations":
             return [*self.bands, *self.indices, QUALITY]
-        from stacube.jobs.spec import SELECTION_METHODS
-
-        extra = ["provenance"] if self.spec["method"] in SELECTION_METHODS else []
-        return [*self.bands, *self.indices, *extra, "clear_count", "valid_count"]
+        return output_variables(self.bands, self.indices, self.spec["method"])
 
     def dtype(self, var: str) -> str:
-        if var == QUALITY:
-            return "uint8"
-        from stacube.jobs.tiles import variable_dtype
-
-        return variable_dtype(var)
+        return "uint8" if var == QUALITY else variable_dtype(var)
 
     def fill_value(self, var: str):
-        if var == QUALITY:
-            return 0
-        from stacube.jobs.tiles import variable_fill
-
-        return variable_fill(var)
+        return 0 if var == QUALITY else variable_fill(var)
 
     @property
     def times(self) -> np.ndarray:
@@ -138,16 +119,13 @@ class CubeDefinition:
         t = self.chunks[0]
         return range(block * t, min(len(self.steps), (block + 1) * t))
 
-    def unit_geobox(self, iy: int, ix: int):
+    def unit_geobox(self, iy: int, ix: int) -> GeoBox:
         """GeoBox of fill tile ``(iy, ix)`` of level 0."""
         t = self.tile
         return self.geobox[iy * t:(iy + 1) * t, ix * t:(ix + 1) * t]
 
-    def level_geobox(self, level: int):
+    def level_geobox(self, level: int) -> GeoBox:
         """GeoBox of pyramid level ``level`` (pixels ``2**level`` times larger)."""
-        from affine import Affine
-        from odc.geo.geobox import GeoBox
-
         if level == 0:
             return self.geobox
         f = 2 ** level
@@ -178,65 +156,55 @@ class CubeDefinition:
                 out.append(Source(src["collection"], mine, src["assets"], rule))
         return out
 
+    def composite_inputs(self, items: list[dict]) -> CompositeInputs:
+        """What a composite cube's fill unit reads and computes, over ``items``."""
+        return CompositeInputs(self.make_sources(items), self.bands, self.indices, self.spec["method"])
+
     @property
     def bbox_lonlat(self) -> list[float]:
         return list(self.geobox.extent.to_crs("EPSG:4326").boundingbox)
 
     # -- (de)serialisation ------------------------------------------------------------------
     def to_doc(self) -> dict:
-        gb = self.geobox
         return {
             "name": self.name, "spec": self.spec, "grid": self.grid.to_doc(),
-            "geobox": {"crs": gb.crs.to_wkt(), "affine": list(gb.affine)[:6], "shape": [gb.shape.y, gb.shape.x]},
+            "geobox": geobox_to_doc(self.geobox),
             "tile": self.tile, "chunks": list(self.chunks), "bands": self.bands, "indices": self.indices,
             "load_bands": self.load_bands, "steps": self.steps, "sources": self.sources,
             "solar_lon": self.solar_lon, "levels": self.levels, "uri": self.uri, "created": self.created,
-            "composite": self.composite,
         }
 
     @classmethod
     def from_doc(cls, doc: dict) -> CubeDefinition:
-        from affine import Affine
-        from odc.geo.geobox import GeoBox
-
-        g = doc["geobox"]
         return cls(
-            name=doc["name"], spec=doc["spec"], grid=CubeGrid.from_doc(doc["grid"]),
-            geobox=GeoBox(tuple(g["shape"]), Affine(*g["affine"]), g["crs"]), tile=doc["tile"],
+            name=doc["name"], spec=doc["spec"], grid=Grid.from_doc(doc["grid"]),
+            geobox=geobox_from_doc(doc["geobox"]), tile=doc["tile"],
             chunks=tuple(doc["chunks"]), bands=doc["bands"], indices=doc["indices"],
             load_bands=doc["load_bands"], steps=doc["steps"], sources=doc["sources"],
             solar_lon=doc["solar_lon"], levels=doc["levels"], uri=doc["uri"], created=doc.get("created", ""),
-            composite=doc.get("composite"),
         )
 
 
 # -- resolution against the catalog ------------------------------------------------------------
-def _native(collection: dict, items: list[dict], asset_key: str) -> tuple[str, float, tuple[float, float]] | None:
-    """``(crs, resolution, anchor)`` of a collection: ``stacube:storage``, else the first item."""
+def source_grid(collection: dict, items: list[dict], asset_key: str) -> NativeGrid | None:
+    """The grid a cube on ``--grid native`` follows: the collection's ``stacube:storage`` CRS
+    and resolution when it declares them (anchored on the items' pixel edges when they are in
+    that CRS), else the items' own grid (:func:`stacube.core.geobox.native_grid`)."""
     storage = collection.get("stacube:storage") or {}
-    crs = storage.get("crs")
-    res = (storage.get("resolution") or [None])[0]
-    anchor = (0.0, 0.0)
-    if items:
-        item = sorted(items, key=item_order_key)[0]
-        asset = item.get("assets", {}).get(asset_key, {})
-        props = item.get("properties", {})
-        code = asset.get("proj:code") or props.get("proj:code")
-        epsg = asset.get("proj:epsg") or props.get("proj:epsg")
-        item_crs = code or (f"EPSG:{epsg}" if epsg else None)
-        transform = asset.get("proj:transform") or props.get("proj:transform")
-        if transform and len(transform) >= 6 and (crs is None or crs == item_crs):
-            crs = crs or item_crs
-            res = res or abs(float(transform[0]))
-            anchor = (float(transform[2]), float(transform[5]))
+    native = native_grid(items, asset_key)
+    crs, res = storage.get("crs"), (storage.get("resolution") or [None])[0]
     if crs is None or res is None:
-        return None
-    return crs, float(res), anchor
+        return native
+    origin = native.origin if native is not None and native.crs == crs else (0.0, 0.0)
+    return NativeGrid(crs, (float(res), -float(res)), origin)
 
 
-def _default_bands(collection: dict) -> list[str]:
-    from stacube.catalog.bands import resolve_band_assets
+def default_bands(collection: dict) -> list[str]:
+    """The first of red, green, blue, nir the collection has.
 
+    Raises:
+        InvalidInput: it has none of them.
+    """
     out = []
     for band in DEFAULT_BANDS:
         try:
@@ -269,22 +237,15 @@ def _observation_steps(items: list[dict], lon: float) -> list[dict]:
     return steps
 
 
-def _composite_steps(spec: CubeSpec, items: list[dict]) -> tuple[list[dict], dict]:
-    from stacube.jobs.plan import make_periods
-    from stacube.jobs.spec import build_spec
-
-    cspec = build_spec(collections=spec.collections, bbox=spec.bbox or (-180, -90, 180, 90),
-                       bbox_crs=spec.bbox_crs, datetime=spec.datetime, method=spec.method,
-                       bands=spec.bands, indices=spec.indices, period=spec.period,
-                       max_cloud=spec.max_cloud)
-    times = sorted(item_datetime(i) for i in items)
+def _composite_steps(spec: CubeSpec, items: list[dict]) -> list[dict]:
+    start, end = parse_datetime_range(spec.datetime)
     steps = []
-    for period in make_periods(cspec, times[0], times[-1]):
+    for period in make_periods(spec.period, start, end):
         members = [i for i in sorted(items, key=item_order_key) if period.contains(item_datetime(i))]
         if members:
             steps.append({"time": iso(period.start), "start": iso(period.start), "end": iso(period.end),
                           "label": period.label, "items": [i["id"] for i in members]})
-    return steps, cspec.model_dump(mode="json")
+    return steps
 
 
 def auto_levels(shape: tuple[int, int]) -> int:
@@ -310,13 +271,8 @@ def define_cube(spec: CubeSpec, catalog: Catalog, root: str) -> CubeDefinition:
         InvalidInput: a band a collection lacks, an unusable grid, a domain too large.
         NoData: no item in the domain and time range.
     """
-    from odc.geo.geom import BoundingBox
-
-    from stacube.catalog.bands import resolve_band_assets
-    from stacube.jobs.plan import MAX_OUTPUT_PIXELS
-
     collections = [catalog.get_collection(c) for c in spec.collections]
-    bands = list(spec.bands) or _default_bands(collections[0])
+    bands = list(spec.bands) or default_bands(collections[0])
     load_bands = list(dict.fromkeys([*bands, *required_bands(spec.indices)]))
     start, end = parse_datetime_range(spec.datetime)
     search_bbox = list(BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs("EPSG:4326")) if spec.bbox else None
@@ -326,8 +282,8 @@ def define_cube(spec: CubeSpec, catalog: Catalog, root: str) -> CubeDefinition:
         rule = rule_of(coll)
         found = list(catalog.search({"collections": [coll["id"]], "bbox": search_bbox,
                                      "datetime": format_interval(start, end)}))
-        if spec.max_cloud is not None:
-            found = [i for i in found if (i["properties"].get("eo:cloud_cover") or 0) <= spec.max_cloud]
+        if spec.max_cloud_cover is not None:
+            found = [i for i in found if (i["properties"].get("eo:cloud_cover") or 0) <= spec.max_cloud_cover]
         items.extend(found)
         sources.append({"collection": coll, "assets": assets, "rule": rule.to_stac() if rule else None,
                         "_items": found})
@@ -341,16 +297,13 @@ def define_cube(spec: CubeSpec, catalog: Catalog, root: str) -> CubeDefinition:
     lonlat = BoundingBox(*bbox, crs=bbox_crs).to_crs("EPSG:4326")
     centre = ((lonlat.left + lonlat.right) / 2, (lonlat.bottom + lonlat.top) / 2)
     first = next(s for s in sources if s["_items"])
-    native = _native(first["collection"], first["_items"], first["assets"][load_bands[0]])
+    native = source_grid(first["collection"], first["_items"], first["assets"][load_bands[0]])
     grid = parse_grid(spec.grid, native=native, centre=centre)
     geobox = grid.domain(bbox, bbox_crs, spec.tile_size)
-    if geobox.shape.x * geobox.shape.y > min(MAX_PIXELS, MAX_OUTPUT_PIXELS):
+    if geobox.shape.x * geobox.shape.y > MAX_PIXELS:
         raise InvalidInput(f"the cube would be {geobox.shape.x} x {geobox.shape.y} px on grid {grid.name}; "
                            "choose a smaller bbox or a coarser grid")
-    if spec.method:
-        steps, composite = _composite_steps(spec, items)
-    else:
-        steps, composite = _observation_steps(items, centre[0]), None
+    steps = _composite_steps(spec, items) if spec.method else _observation_steps(items, centre[0])
     levels = spec.levels or auto_levels((geobox.shape.y, geobox.shape.x))
     for s in sources:
         s.pop("_items")
@@ -359,7 +312,7 @@ def define_cube(spec: CubeSpec, catalog: Catalog, root: str) -> CubeDefinition:
         tile=spec.tile_size, chunks=(min(spec.time_chunk, len(steps)), spec.chunk, spec.chunk),
         bands=bands, indices=list(spec.indices), load_bands=load_bands, steps=steps, sources=sources,
         solar_lon=centre[0], levels=levels, uri=f"{root.rstrip('/')}/{spec.name}",
-        created=iso(datetime.now(timezone.utc)), composite=composite,
+        created=iso(datetime.now(timezone.utc)),
     )
 
 

@@ -14,11 +14,18 @@ import math
 import os
 import time as _time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 
+from odc.geo.geom import BoundingBox
+
+from stacube.core.bbox import parse_bbox
+from stacube.core.times import parse_rfc3339, parse_time
+from stacube.cubes.arrays import open_level
 from stacube.cubes.definition import CubeDefinition
-from stacube.cubes.state import CubeStore, Unit, owner_id
+from stacube.cubes.pyramid import update_levels
+from stacube.cubes.records import CubeRecords, Unit, worker_id
+from stacube.cubes.units import fill_unit
 from stacube.errors import InvalidInput, NoData, StacubeError
+from stacube.jobs.executors import SerialExecutor, make_executor
 from stacube.settings import Settings
 
 POLL_SECONDS = 0.5
@@ -50,44 +57,6 @@ class FillReport:
         return asdict(self)
 
 
-def parse_time(time) -> tuple[datetime | None, datetime | None]:
-    """``None``, ``"2020-01/2020-03"``, ``"2020-01-05"`` or a ``(start, end)`` pair (strings,
-    datetimes, numpy or pandas datetimes; either may be None) -> UTC ``(start, end)``.
-
-    Raises:
-        InvalidInput: not understood.
-    """
-    from stacube.jobs.spec import parse_datetime_range
-
-    if time is None:
-        return None, None
-    if isinstance(time, (tuple, list)):
-        if len(time) != 2:
-            raise InvalidInput("time must be a string or a (start, end) pair")
-        parts = []
-        for value in time:
-            if value is None:
-                parts.append("..")
-            elif isinstance(value, str):
-                parts.append(value)
-            else:
-                import pandas as pd
-
-                parts.append(pd.Timestamp(value).isoformat())
-        start, _ = parse_datetime_range(f"{parts[0]}/..") if parts[0] != ".." else (None, None)
-        _, end = parse_datetime_range(f"../{parts[1]}") if parts[1] != ".." else (None, None)
-        if start and end and end < start:
-            raise InvalidInput(f"time {list(time)}: end is before start")
-        return start, end
-    if isinstance(time, str):
-        return parse_datetime_range(time)
-    raise InvalidInput("time must be a string or a (start, end) pair")
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
-
-
 def steps_for(definition: CubeDefinition, time) -> range:
     """The contiguous range of time steps overlapping ``time`` (see :func:`parse_time`).
 
@@ -98,30 +67,11 @@ def steps_for(definition: CubeDefinition, time) -> range:
     if start is None and end is None:
         return range(len(definition.steps))
     hits = [n for n, s in enumerate(definition.steps)
-            if (end is None or _instant(s["start"]) <= end) and (start is None or _instant(s["end"]) >= start)]
+            if (end is None or parse_rfc3339(s["start"]) <= end) and (start is None or parse_rfc3339(s["end"]) >= start)]
     if not hits:
         first, last = definition.steps[0]["start"], definition.steps[-1]["end"]
         raise NoData(f"cube {definition.name} has no time step in {time!r} (it spans {first} .. {last})")
     return range(hits[0], hits[-1] + 1)
-
-
-def bbox_values(bbox) -> tuple[float, float, float, float]:
-    """4 numbers from a bbox string or sequence; a point (min == max) is allowed.
-
-    Raises:
-        InvalidInput: not 4 finite numbers, or min > max.
-    """
-    if isinstance(bbox, str):
-        bbox = bbox.split(",")
-    try:
-        values = tuple(float(v) for v in bbox)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"bbox {bbox!r}: expected 4 numbers") from exc
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise InvalidInput(f"bbox {bbox!r}: expected 4 finite numbers")
-    if values[0] > values[2] or values[1] > values[3]:
-        raise InvalidInput(f"bbox {list(values)}: min must not exceed max (MINX,MINY,MAXX,MAXY)")
-    return values
 
 
 def window_for(definition: CubeDefinition, bbox, bbox_crs: str = "EPSG:4326", level: int = 0) -> tuple[slice, slice]:
@@ -132,13 +82,11 @@ def window_for(definition: CubeDefinition, bbox, bbox_crs: str = "EPSG:4326", le
         InvalidInput: a malformed bbox.
         NoData: the bbox does not meet the cube.
     """
-    from odc.geo.geom import BoundingBox
-
     geobox = definition.level_geobox(level)
     ny, nx = geobox.shape.y, geobox.shape.x
     if bbox is None:
         return slice(0, ny), slice(0, nx)
-    values = bbox_values(bbox)
+    values = parse_bbox(bbox, allow_point=True)
     box = BoundingBox(*values, crs=bbox_crs).to_crs(geobox.crs)
     inv = ~geobox.affine
     xs, ys = zip(*[inv * (x, y) for x, y in ((box.left, box.top), (box.right, box.bottom),
@@ -167,8 +115,6 @@ def units_for(definition: CubeDefinition, rows: slice, cols: slice, steps: range
 
 
 def _executor(n_units: int, workers: int | None, dask: str | None, settings: Settings):
-    from stacube.jobs.executors import SerialExecutor, make_executor
-
     if dask:
         return make_executor(None, dask)
     if n_units <= 1:
@@ -196,11 +142,8 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
     Raises:
         StorageError / StacubeError: a unit failed (recorded as failed; a later request retries it).
     """
-    from stacube.cubes.build import fill_unit
-    from stacube.cubes.pyramid import update_levels
-
     started = _time.perf_counter()
-    store = CubeStore(settings)
+    store = CubeRecords(settings)
     report = FillReport(units=len(units))
     states = store.states(definition.name, units)
     pending = [u for u in units if states.get(u) != "done"]
@@ -208,7 +151,7 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
     if not pending:
         report.seconds = round(_time.perf_counter() - started, 3)
         return report
-    me = owner_id()
+    me = worker_id()
     doc = definition.to_doc()
     computed: list[Unit] = []
     done = report.reused
@@ -275,7 +218,7 @@ def load_definition(settings: Settings, name: str) -> CubeDefinition:
     Raises:
         NotFound: no such cube.
     """
-    return CubeDefinition.from_doc(CubeStore(settings).get(name))
+    return CubeDefinition.from_doc(CubeRecords(settings).get(name))
 
 
 def select_variables(definition: CubeDefinition, variables) -> list[str]:
@@ -337,8 +280,6 @@ def open_cube(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", v
         NotFound: unknown cube. InvalidInput: bad bbox, time, level or variable.
         NoData: the request does not meet the cube. StorageError: a store or source is unreadable.
     """
-    from stacube.cubes.store import open_level
-
     settings = settings or Settings()
     if fill:
         definition, report, steps, (rows, cols) = fill_region(

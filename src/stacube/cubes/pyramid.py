@@ -1,6 +1,6 @@
 """Pyramid levels of a cube, for display: level ``k`` has pixels ``2**k`` times larger.
 
-Level ``k`` is computed from level ``k - 1`` by 2 x 2 reductions (:mod:`stacube.cubes.kernels`):
+Level ``k`` is computed from level ``k - 1`` by 2 x 2 reductions (:mod:`stacube.algo.downsample`):
 the NaN-ignoring mean for bands and indices (so a coarse pixel shows the mean of the clear
 observations under it), the maximum for the ``quality`` flag (clear if any pixel under it is
 clear), the top-left pixel for codes and counts (``provenance``, ``clear_count``...). The same
@@ -12,9 +12,9 @@ processes filling neighbouring tiles do not overwrite each other's coarse chunks
 from __future__ import annotations
 
 from stacube.cubes.definition import QUALITY, CubeDefinition
-from stacube.cubes.kernels import downsample_max, downsample_mean, downsample_nearest
-from stacube.cubes.state import CubeStore, Unit
-from stacube.cubes.store import read_block, write_block
+from stacube.algo.downsample import downsample_max, downsample_mean, downsample_nearest
+from stacube.cubes.records import CubeRecords, Unit
+from stacube.cubes.arrays import read_block, write_block
 from stacube.settings import Settings
 
 
@@ -37,7 +37,7 @@ def update_levels(definition: CubeDefinition, settings: Settings, units: list[Un
         return 0
     tile = definition.tile
     written = 0
-    with CubeStore(settings).lock(definition.name):
+    with CubeRecords(settings).lock(definition.name):
         for level in range(1, definition.levels):
             factor = 2 ** level
             blocks = sorted({(tb, iy // factor, ix // factor) for iy, ix, tb in units})

@@ -12,7 +12,8 @@ mode, levels), so a STAC client finds the cube and opens it with
 from __future__ import annotations
 
 from stacube.catalog.products import STAC_VERSION
-from stacube.catalog.store import Catalog
+from stacube.catalog.pgstac import Catalog
+from stacube.cubes.arrays import variable_attrs
 from stacube.cubes.definition import QUALITY, CubeDefinition
 from stacube.settings import Settings
 
@@ -39,8 +40,6 @@ def _reference_system(definition: CubeDefinition):
 
 def cube_collection(definition: CubeDefinition) -> dict:
     """The STAC Collection document of a cube (see the module docstring)."""
-    from stacube.cubes.store import variable_attrs
-
     gb = definition.geobox
     bounds = gb.extent.boundingbox
     steps = definition.steps

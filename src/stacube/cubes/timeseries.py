@@ -29,8 +29,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stacube.cubes.definition import QUALITY, CubeDefinition, item_datetime, solar_day
-from stacube.cubes.kernels import CLEAR, NO_OBSERVATION, merge_observations
+from shapely.geometry import box
+
+from stacube.algo.load import Source, load_stack
+from stacube.algo.observations import CLEAR, NO_OBSERVATION, merge_observations
+from stacube.catalog.bands import resolve_band_assets
+from stacube.catalog.pgstac import Catalog
+from stacube.catalog.quality import rule_of
+from stacube.core.crs import crs_text
+from stacube.core.grids import parse_grid
+from stacube.core.indices import get_index, required_bands
+from stacube.core.times import format_interval, item_datetime, parse_rfc3339, parse_time, solar_day
+from stacube.cubes.arrays import open_level
+from stacube.cubes.definition import QUALITY, CubeDefinition, default_bands, source_grid
+from stacube.cubes.fill import fill_region, load_definition, steps_for, window_for
+from stacube.cubes.records import CubeRecords
 from stacube.errors import InvalidInput, NoData
 from stacube.settings import Settings
 
@@ -214,8 +227,6 @@ def summarise(times: list[str], layers: dict[str, np.ndarray], quality: np.ndarr
 
 
 def _with_indices(layers: dict[str, np.ndarray], indices: list[str]) -> dict[str, np.ndarray]:
-    from stacube.cube.indices import get_index
-
     out = dict(layers)
     for name in indices:
         if name not in out:
@@ -228,8 +239,6 @@ def _with_indices(layers: dict[str, np.ndarray], indices: list[str]) -> dict[str
 
 
 def _variables(bands, indices) -> tuple[list[str], list[str]]:
-    from stacube.cube.indices import get_index
-
     if isinstance(bands, str):
         bands = [b.strip() for b in bands.split(",") if b.strip()]
     if isinstance(indices, str):
@@ -246,10 +255,6 @@ def from_cube(settings: Settings, cube: str, *, geom, kind: str, time=None, band
         NotFound: unknown cube. InvalidInput: a band or index the cube cannot give.
         NoData: the geometry or time is outside the cube.
     """
-    from stacube.cube.indices import get_index
-    from stacube.cubes.fill import fill_region, load_definition, steps_for, window_for
-    from stacube.cubes.store import open_level
-
     definition = load_definition(settings, cube)
     bands, indices = _variables(bands, indices)
     if not bands and not indices:
@@ -282,11 +287,7 @@ def from_cube(settings: Settings, cube: str, *, geom, kind: str, time=None, band
                          ds[QUALITY].values if has_quality else None, mask, kind,
                          labels=[s["label"] for s in steps_docs] if definition.mode == "composite" else None)
     return TimeSeries("cube", kind, geom.__geo_interface__, [*bands, *indices], out_rows, cube=cube,
-                      collections=list(definition.spec["collections"]), crs=_crs_text(region.crs))
-
-
-def _crs_text(crs) -> str:
-    return f"EPSG:{crs.epsg}" if crs.epsg else crs.to_wkt()
+                      collections=list(definition.spec["collections"]), crs=crs_text(region.crs))
 
 
 # -- from the items -----------------------------------------------------------------------------
@@ -302,23 +303,13 @@ def from_items(settings: Settings, collections: list[str], *, geom, kind: str, t
         NotFound: unknown collection. InvalidInput: a band the collection lacks.
         NoData: no item meets the geometry in the time range.
     """
-    from stacube.catalog.quality import rule_of
-    from stacube.catalog.store import Catalog
-    from stacube.cube.indices import required_bands
-    from stacube.cube.load import Source, load_stack
-    from stacube.cubes.definition import _default_bands, _native
-    from stacube.cubes.fill import parse_time, window_for
-    from stacube.cubes.grids import parse_grid
-    from stacube.catalog.bands import resolve_band_assets
-    from stacube.jobs.spec import format_interval
-
     if isinstance(collections, str):
         collections = [collections]
     catalog = Catalog(settings)
     docs = [catalog.get_collection(c) for c in collections]
     bands, indices = _variables(bands, indices)
     if not bands and not indices:
-        bands = _default_bands(docs[0])
+        bands = default_bands(docs[0])
     load_bands = list(dict.fromkeys([*bands, *required_bands(indices)]))
     start, end = parse_time(time)
     search = {"collections": collections, "intersects": geom.__geo_interface__}
@@ -339,7 +330,7 @@ def from_items(settings: Settings, collections: list[str], *, geom, kind: str, t
         lon = like.solar_lon
     else:
         first = sources[0]
-        native = _native(first.collection, first.items, first.assets[load_bands[0]])
+        native = source_grid(first.collection, first.items, first.assets[load_bands[0]])
         grid = parse_grid("native", native=native)
         geobox = grid.domain(geom.bounds, "EPSG:4326", 1)
         lon = geom.centroid.x
@@ -363,27 +354,22 @@ def from_items(settings: Settings, collections: list[str], *, geom, kind: str, t
     out_rows = summarise([first_time[d] for d in order], {v: layers[v] for v in [*bands, *indices]},
                          quality, mask, kind)
     return TimeSeries("items", kind, geom.__geo_interface__, [*bands, *indices], out_rows,
-                      collections=list(collections), crs=_crs_text(geobox.crs))
+                      collections=list(collections), crs=crs_text(geobox.crs))
 
 
 # -- choosing the source --------------------------------------------------------------------------
 def find_cube(settings: Settings, collections: list[str], geom, time=None) -> str | None:
     """A masked-observations cube of exactly these collections whose domain holds the geometry
     (and overlaps the time range), or None."""
-    from shapely.geometry import box
-
-    from stacube.cubes.fill import _instant, parse_time
-    from stacube.cubes.state import CubeStore
-
     start, end = parse_time(time)
-    for row in CubeStore(settings).list():
+    for row in CubeRecords(settings).list():
         definition = CubeDefinition.from_doc(row["definition"])
         if definition.mode != "observations" or sorted(definition.spec["collections"]) != sorted(collections):
             continue
         if not box(*definition.bbox_lonlat).contains(geom):
             continue
         first, last = definition.steps[0]["start"], definition.steps[-1]["end"]
-        if (start and _instant(last) < start) or (end and _instant(first) > end):
+        if (start and parse_rfc3339(last) < start) or (end and parse_rfc3339(first) > end):
             continue
         return definition.name
     return None
@@ -415,8 +401,6 @@ def timeseries(settings: Settings, *, collection=None, cube: str | None = None, 
         raise InvalidInput("name a collection or a cube")
     if source == "items":
         if not collections:
-            from stacube.cubes.fill import load_definition
-
             collections = list(load_definition(settings, cube).spec["collections"])
         return from_items(settings, collections, geom=geom, kind=kind, time=time, bands=bands, indices=indices)
     if cube is None:

@@ -1,6 +1,14 @@
-"""Install or upgrade the pgSTAC schema with pypgstac's migrations."""
+"""Install or upgrade the catalog's schemas: pgSTAC with pypgstac's migrations, then the tables
+of stacube's own packages.
+
+A package registers its tables as an entry point of the group ``stacube.tables`` naming a
+string of idempotent SQL (``CREATE TABLE IF NOT EXISTS ...`` and the upgrades of older layouts);
+:func:`migrate` runs every registered one, in name order, so this module imports none of them.
+"""
 
 from __future__ import annotations
+
+from importlib.metadata import entry_points
 
 from pypgstac.db import PgstacDB
 from pypgstac.migrate import Migrate
@@ -14,8 +22,8 @@ def migrate(settings: Settings) -> tuple[str | None, str]:
     """Bring the database to the pgSTAC version pypgstac ships.
 
     Idempotent: a database already at that version is left alone. PostGIS is created by the
-    migration (it needs a role allowed to ``CREATE EXTENSION``). Also creates stacube's own
-    schema (job and tile state).
+    migration (it needs a role allowed to ``CREATE EXTENSION``). Also creates the tables of
+    stacube's packages (:func:`registered_tables`).
 
     Returns:
         ``(version before, version after)``; ``before`` is None on a fresh database.
@@ -32,9 +40,8 @@ def migrate(settings: Settings) -> tuple[str | None, str]:
     finally:
         db.close()
     with connect(settings, autocommit=True) as conn:
-        from stacube.jobs.state import ensure_schema
-
-        ensure_schema(conn)  # job and tile state
+        for _, sql in registered_tables():
+            conn.execute(sql)
         # Keep collection extents in step with their items as they are loaded.
         conn.execute(
             "INSERT INTO pgstac.pgstac_settings (name, value) VALUES "
@@ -43,6 +50,12 @@ def migrate(settings: Settings) -> tuple[str | None, str]:
         )
         conn.execute(COLLECTION_EXTENT_GUARD)
     return before, after
+
+
+def registered_tables() -> list[tuple[str, str]]:
+    """``(name, SQL)`` of every entry point of the group ``stacube.tables``, by name."""
+    found = sorted(entry_points(group="stacube.tables"), key=lambda e: e.name)
+    return [(e.name, e.load()) for e in found]
 
 
 # pgSTAC sets a collection's extent to null when its last item is deleted (update_collection_extent

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stacube.jobs.tiles import variable_dtype, variable_fill
+from stacube.algo.tile import variable_dtype, variable_fill
 
 CHUNK = 512
 

@@ -10,27 +10,28 @@ Message bodies (JSON):
 ``run`` is the job's run counter (``stacube.jobs``): a message of an earlier run of a resubmitted
 job is ignored.
 
-The steps mirror :func:`stacube.jobs.runner.run_job`:
+The steps follow the stage machine of :mod:`stacube.jobs.stages`, as
+:func:`stacube.jobs.runner.run_job` does:
 
 1. :class:`QueueLauncher` (``POST /jobs``) sends the plan message;
 2. :func:`plan_job` plans the job (:func:`tasks.start`) and sends one tile message per ``scenes``
    tile;
 3. :func:`run_tile` runs one tile (:func:`tasks.execute_tile`, the function the local executors
-   use). Whoever finds a stage without pending tiles moves the job on, guarded by
-   :meth:`JobStore.advance_stage` so that exactly one caller does: after ``scenes`` it goes to
-   ``preparing``, chooses the scenes and creates the staging cube (:func:`tasks.prepare_composite`),
-   goes to ``composite`` and sends the composite tile messages; after ``composite`` it goes to
-   ``finalize`` and sends the finalize message;
+   use). Whoever finds a stage without pending tiles moves the job on with
+   :func:`tasks.finish_stage` (exactly one caller does): after ``scenes`` it sends the composite
+   tile messages; after ``composite`` the finalize message;
 4. :func:`finalize_job` claims the job (``finalize`` -> ``finalizing``) and runs
-   :func:`tasks.finalize` (COGs, report, commit, STAC Items).
+   :func:`tasks.finalize` (COGs, report, commit, STAC Items), with the ``on_register`` callback
+   its caller gives (the finalize function claims the output for the job's workspace).
 
 Re-delivery is harmless: a tile already done is not run again, tile writes are idempotent (a tile
 rewrites only its own Zarr chunks), stage moves are guarded, items are upserted. A message
 delivered again after its previous attempt died (``attempt > 1``: the queues' visibility timeout
 is six times the function timeout, so that attempt is over) finishes the step that attempt left
 half done. Errors: bad parameters, no data and the like fail the job at once
-(:data:`PERMANENT`); other errors are raised so SQS retries the message, and on its last attempt
-(:data:`MAX_ATTEMPTS`) the job fails before the message goes to the dead-letter queue. A job that
+(:data:`stacube.jobs.stages.PERMANENT`; a cancelled job only stops); other errors are raised so
+SQS retries the message, and on its last attempt (:data:`stacube.jobs.stages.MAX_ATTEMPTS`) the
+job fails before the message goes to the dead-letter queue. A job that
 fails here is counted in the CloudWatch metric ``stacube/JobsFailed`` (embedded metric format log
 line, dimension ``Stage``).
 """
@@ -44,15 +45,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from stacube.errors import InvalidInput, NoData, NotFound, StacubeError
+from stacube.db.connection import connect
+from stacube.errors import InvalidInput, NotFound, StacubeError
+from stacube.jobs import tasks
+from stacube.jobs.stages import MAX_ATTEMPTS, TILE_STAGES, JobCancelled, Stage, is_permanent
+from stacube.jobs.state import JobStore
 from stacube.settings import Settings
-
-#: Deliveries of a message before it goes to the dead-letter queue (the queues' maxReceiveCount).
-MAX_ATTEMPTS = 3
-#: Stages whose tiles go through the tile queue.
-TILE_STAGES = ("scenes", "composite")
-#: Errors that retrying cannot fix: the job fails at once.
-PERMANENT = (InvalidInput, NoData, NotFound)
 #: Namespace and name of the failed-jobs metric (see ``infra/stacube_infra/alarms.py``).
 METRIC_NAMESPACE = "stacube"
 METRIC_JOBS_FAILED = "JobsFailed"
@@ -199,8 +197,6 @@ class QueueLauncher:
             QueueUnavailable: the message could not be sent; the job is marked failed, so
                 submitting it again starts it afresh.
         """
-        from stacube.jobs.state import JobStore
-
         run = JobStore(self.settings).get(job_id, full=False)["run"]
         try:
             send_messages(self.settings.plan_queue_url, [JobMessage(job_id, run).body()],
@@ -239,8 +235,6 @@ def _fail(settings: Settings, job_id: str, reason: str, *, counted: bool = False
     Returns:
         True when this call failed the job.
     """
-    from stacube.db.connection import connect
-
     with connect(settings, autocommit=True) as conn:
         row = conn.execute(
             "UPDATE stacube.jobs SET state = 'failed', error = %s, finished = now(), updated = now() "
@@ -253,8 +247,6 @@ def _fail(settings: Settings, job_id: str, reason: str, *, counted: bool = False
 
 
 def _discard(settings: Settings, job_id: str) -> None:
-    from stacube.jobs import tasks
-
     try:
         tasks.discard_staging(settings, job_id)
     except Exception:  # noqa: BLE001 - the bucket's lifecycle rule expires what stays
@@ -268,8 +260,6 @@ def _reason(exc: BaseException) -> str:
 
 def _active_job(settings: Settings, job_id: str, run: int) -> tuple[dict | None, str]:
     """The job's summary if the message is current, else ``(None, why it is skipped)``."""
-    from stacube.jobs.state import JobStore
-
     try:
         job = JobStore(settings).get(job_id, full=False)
     except NotFound:
@@ -282,8 +272,6 @@ def _active_job(settings: Settings, job_id: str, run: int) -> tuple[dict | None,
 
 
 def _tile_messages(settings: Settings, job_id: str, run: int, stage: str) -> int:
-    from stacube.jobs.state import JobStore
-
     pending = JobStore(settings).pending_tiles(job_id, stage)
     bodies = [TileMessage(job_id, run, stage, t).body() for t in pending]
     return send_messages(settings.tile_queue_url, bodies, what=f"{stage} tile messages")
@@ -308,9 +296,6 @@ def plan_job(settings: Settings, message: JobMessage, *, attempt: int = 1) -> st
         Exception: a transient error (database, queue); SQS retries the message. On the last
             attempt the job is failed first.
     """
-    from stacube.jobs import tasks
-    from stacube.jobs.state import JobStore
-
     job, why = _active_job(settings, message.job_id, message.run)
     if job is None:
         return why
@@ -322,12 +307,12 @@ def plan_job(settings: Settings, message: JobMessage, *, attempt: int = 1) -> st
         if stage in TILE_STAGES:
             sent = _tile_messages(settings, message.job_id, message.run, stage)
             return f"planned {len(plan.tile_indices())} tiles, sent {sent} {stage} tile messages"
-        if stage in ("finalize", "finalizing"):
+        if stage in (Stage.FINALIZE, Stage.FINALIZING):
             _finalize_message(settings, message.job_id, message.run)
             return "sent the finalize message"
         return f"job {message.job_id} is at stage {stage}"
     except Exception as exc:
-        failed = isinstance(exc, PERMANENT)
+        failed = is_permanent(exc)
         try:
             failed = failed or JobStore(settings).state(message.job_id) == "failed"
         except StacubeError:
@@ -351,8 +336,6 @@ def run_tile(settings: Settings, message: TileMessage, *, attempt: int = 1) -> s
         Exception: a transient error; SQS retries the message. On the last attempt the job
             is failed first.
     """
-    from stacube.jobs import tasks
-
     job_id = message.job_id
     job, why = _active_job(settings, job_id, message.run)
     if job is None:
@@ -367,10 +350,12 @@ def run_tile(settings: Settings, message: TileMessage, *, attempt: int = 1) -> s
             tasks.execute_tile(settings, job_id, message.stage, message.tile)
             outcome = f"tile {message.stage}/{message.tile} done"
         return outcome + _after_tile(settings, message, attempt)
-    except tasks.JobCancelled as exc:
+    except JobCancelled as exc:
         _discard(settings, job_id)
         return f"skipped: {exc.message}"
-    except PERMANENT as exc:
+    except StacubeError as exc:
+        if not is_permanent(exc):
+            raise
         _fail(settings, job_id, exc.message, counted=True)
         return f"failed: {exc.message}"
     except Exception as exc:
@@ -381,8 +366,6 @@ def run_tile(settings: Settings, message: TileMessage, *, attempt: int = 1) -> s
 
 
 def _tile_state(settings: Settings, job_id: str, stage: str, tile: str) -> str | None:
-    from stacube.db.connection import connect
-
     with connect(settings, autocommit=True) as conn:
         row = conn.execute(
             "SELECT state FROM stacube.job_tiles WHERE job_id = %s AND stage = %s AND tile = %s",
@@ -392,43 +375,38 @@ def _tile_state(settings: Settings, job_id: str, stage: str, tile: str) -> str |
 
 def _after_tile(settings: Settings, message: TileMessage, attempt: int) -> str:
     """Move the job to its next stage when no tile of this one is pending (see module doc)."""
-    from stacube.jobs.state import JobStore
-
     store = JobStore(settings)
     job_id, run = message.job_id, message.run
-    if store.pending_tiles(job_id, message.stage):
-        return ""
-    if message.stage == "scenes":
-        if store.advance_stage(job_id, "scenes", "preparing"):
-            return _prepare(settings, job_id, run)
-        stage = store.get(job_id, full=False)["stage"]
-        if attempt > 1 and stage == "preparing":  # an earlier attempt died while preparing
-            return _prepare(settings, job_id, run)
-        if attempt > 1 and stage == "composite":  # ... or while sending the composite tiles
-            return f"; sent {_tile_messages(settings, job_id, run, 'composite')} composite tile messages"
-        return ""
-    if store.advance_stage(job_id, "composite", "finalize"):
+    moved = tasks.finish_stage(settings, job_id, message.stage)
+    if moved == Stage.COMPOSITE:
+        used = len(store.get(job_id)["selection"]["used"])
+        sent = _tile_messages(settings, job_id, run, Stage.COMPOSITE)
+        return f"; last scenes tile: {used} scenes selected, sent {sent} composite tile messages"
+    if moved == Stage.FINALIZE:
         _finalize_message(settings, job_id, run)
         return "; last composite tile: sent the finalize message"
-    if attempt > 1 and store.get(job_id, full=False)["stage"] == "finalize":
+    if attempt == 1 or store.pending_tiles(job_id, message.stage):
+        return ""
+    # a redelivered message: an earlier attempt may have died half way through the move
+    stage = store.get(job_id, full=False)["stage"]
+    if message.stage == Stage.SCENES and stage == Stage.PREPARING:
+        if tasks.finish_stage(settings, job_id, Stage.PREPARING) == Stage.COMPOSITE:
+            return f"; sent {_tile_messages(settings, job_id, run, Stage.COMPOSITE)} composite tile messages"
+        return ""
+    if message.stage == Stage.SCENES and stage == Stage.COMPOSITE:
+        return f"; sent {_tile_messages(settings, job_id, run, Stage.COMPOSITE)} composite tile messages"
+    if message.stage == Stage.COMPOSITE and stage == Stage.FINALIZE:
         _finalize_message(settings, job_id, run)
         return "; sent the finalize message again"
     return ""
 
 
-def _prepare(settings: Settings, job_id: str, run: int) -> str:
-    from stacube.jobs import tasks
-    from stacube.jobs.state import JobStore
-
-    selection = tasks.prepare_composite(settings, job_id)
-    JobStore(settings).advance_stage(job_id, "preparing", "composite")
-    sent = _tile_messages(settings, job_id, run, "composite")
-    used = len(selection["used"])
-    return f"; last scenes tile: {used} scenes selected, sent {sent} composite tile messages"
-
-
-def finalize_job(settings: Settings, message: JobMessage, *, attempt: int = 1) -> str:
+def finalize_job(settings: Settings, message: JobMessage, *, attempt: int = 1,
+                 on_register: tasks.OnRegister | None = None) -> str:
     """Write the COGs and the report, commit the outputs and register the STAC Items.
+
+    Args:
+        on_register: see :func:`stacube.jobs.tasks.finalize`.
 
     Returns:
         What was done, for the log.
@@ -437,23 +415,22 @@ def finalize_job(settings: Settings, message: JobMessage, *, attempt: int = 1) -
         Exception: a transient error; SQS retries the message. On the last attempt the job
             is failed first.
     """
-    from stacube.jobs import tasks
-    from stacube.jobs.state import JobStore
-
     job_id = message.job_id
     job, why = _active_job(settings, job_id, message.run)
     if job is None:
         return why
     store = JobStore(settings)
-    if not store.advance_stage(job_id, "finalize", "finalizing"):
+    if not store.advance_stage(job_id, Stage.FINALIZE, Stage.FINALIZING):
         stage = store.get(job_id, full=False)["stage"]
-        if not (attempt > 1 and stage == "finalizing"):
+        if not (attempt > 1 and stage == Stage.FINALIZING):
             return f"skipped: job {job_id} is at stage {stage}"
     try:
-        report = tasks.finalize(settings, job_id)
-    except tasks.JobCancelled as exc:
+        report = tasks.finalize(settings, job_id, on_register=on_register)
+    except JobCancelled as exc:
         return f"skipped: {exc.message}"
-    except PERMANENT as exc:
+    except StacubeError as exc:
+        if not is_permanent(exc):
+            raise
         _fail(settings, job_id, exc.message)
         return f"failed: {exc.message}"
     except Exception as exc:
@@ -463,12 +440,13 @@ def finalize_job(settings: Settings, message: JobMessage, *, attempt: int = 1) -
     return f"completed: {len(report['items'])} items in {report['collection']}"
 
 
-def handle(settings: Settings, kind: str, body: str | dict, attempt: int = 1) -> Any:
+def handle(settings: Settings, kind: str, body: str | dict, attempt: int = 1,
+           on_register: tasks.OnRegister | None = None) -> Any:
     """Dispatch one message body to its step (``plan``, ``tile`` or ``finalize``)."""
     if kind == "plan":
         return plan_job(settings, parse_job_message(body), attempt=attempt)
     if kind == "tile":
         return run_tile(settings, parse_tile_message(body), attempt=attempt)
     if kind == "finalize":
-        return finalize_job(settings, parse_job_message(body), attempt=attempt)
+        return finalize_job(settings, parse_job_message(body), attempt=attempt, on_register=on_register)
     raise ValueError(f"unknown message kind {kind!r}")

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from stacube import __version__
-from stacube.catalog.bands import asset_common_name
+from stacube.catalog.bands import COMMON_NAMES, asset_common_name
 from stacube.catalog.products import EXTENSIONS, STAC_VERSION
 from stacube.jobs.plan import Plan
-from stacube.jobs.tiles import variable_dtype, variable_fill
+from stacube.algo.tile import variable_dtype, variable_fill
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 ZARR_TYPE = "application/vnd+zarr"
@@ -32,7 +32,7 @@ def _band_fields(plan: Plan, var: str) -> dict:
     if var in plan.bands:
         src = plan.sources[0]
         asset = (src.collection.get("item_assets") or {}).get(src.assets[var], {})
-        common = asset_common_name(asset) or (var if var in _common_names() else None)
+        common = asset_common_name(asset) or (var if var in COMMON_NAMES else None)
         band = {"name": var}
         if common:
             band["common_name"] = common
@@ -45,12 +45,6 @@ def _band_fields(plan: Plan, var: str) -> dict:
     else:
         fields["description"] = var.replace("_", " ") + " of observations in the period"
     return fields
-
-
-def _common_names():
-    from stacube.catalog.bands import COMMON_NAMES
-
-    return COMMON_NAMES
 
 
 def _roles(plan: Plan, var: str) -> list[str]:

@@ -4,47 +4,51 @@ Guarantees:
 
 * outputs are produced in the job's staging area and committed only when complete; the catalog
   is written last, so a failed or cancelled job leaves neither outputs nor items;
-* the job id is derived from the parameters: running the same job again replaces its outputs
-  and upserts the same items (idempotent);
-* state lives in the catalog database: a job whose process was killed resumes (``stacube jobs
+* the job id is derived from the parameters (or given by the caller): running the same job again
+  replaces its outputs and upserts the same items (idempotent);
+* state lives in the catalog database: a job whose process was killed resumes (``stacube job
   resume``) without recomputing finished tiles; a tile that fails is retried (with back-off) up
   to ``max_attempts`` times before the job fails.
+
+The stages and the errors that end a job are :mod:`stacube.jobs.stages`'s, shared with the SQS
+fan-out (:mod:`stacube.jobs.queue`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from stacube.errors import InvalidInput, NoData, NotFound, StacubeError
+from stacube.catalog.pgstac import Catalog
+from stacube.errors import NotFound, StacubeError
 from stacube.jobs import tasks
 from stacube.jobs.executors import SerialExecutor, make_executor
 from stacube.jobs.spec import CompositeSpec
+from stacube.jobs.stages import MAX_ATTEMPTS, JobCancelled, Stage, is_permanent
 from stacube.jobs.state import JobStore
 from stacube.settings import Settings
+from stacube.storage.objects import storage_error
 
 Progress = Callable[[str, int, int], None]
-PERMANENT = (InvalidInput, NoData, NotFound, tasks.JobCancelled)
 
 
-def submit(spec: CompositeSpec, settings: Settings, *, owner: str | None = None) -> tuple[dict, bool]:
+def submit(spec: CompositeSpec, settings: Settings, *, job_id: str | None = None,
+           workspace: str | None = None) -> tuple[dict, bool]:
     """Record a job (see :meth:`JobStore.submit`); returns ``(job, created)``.
 
     Args:
-        owner: the cube the job belongs to (its id is then scoped by it; see
-            :func:`stacube.access.jobs.scoped_job_id`); None for the operator's and anonymous jobs.
+        job_id: the job's id (default: :meth:`CompositeSpec.job_id`, from the parameters).
+        workspace: a label recorded with the job (the HTTP API lists jobs by it); the engine
+            does not interpret it.
 
     Raises:
         NotFound: a collection does not exist (nothing is recorded).
     """
-    from stacube.access.jobs import scoped_job_id
-    from stacube.catalog.store import Catalog
-
     known = Catalog(settings).collection_ids()
     for collection in spec.collections:
         if collection not in known:
             raise NotFound(f"unknown collection {collection!r}")
-    return JobStore(settings).submit(scoped_job_id(spec.job_id(), owner), spec.model_dump(mode="json"),
-                                     owner=owner)
+    return JobStore(settings).submit(job_id or spec.job_id(), spec.model_dump(mode="json"),
+                                     workspace=workspace)
 
 
 def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: Progress,
@@ -61,7 +65,7 @@ def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: 
         args = [(settings, job_id, stage, t) for t in pending]
         for (_, _, _, tile), outcome in executor.map_unordered(tasks.execute_tile, args):
             if isinstance(outcome, BaseException):
-                if isinstance(outcome, PERMANENT):
+                if is_permanent(outcome):
                     raise outcome
                 failed.append((tile, outcome))
             else:
@@ -73,8 +77,6 @@ def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: 
             tile, exc = failed[0]
             if isinstance(exc, StacubeError):
                 raise exc
-            from stacube.storage.stores import storage_error
-
             if (failure := storage_error(exc)) is not None:
                 raise type(failure)(f"tile {tile} failed {attempt} times: {failure.message}") from exc
             raise StacubeError(f"tile {tile} failed {attempt} times: {type(exc).__name__}: {exc}") from exc
@@ -85,7 +87,8 @@ def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: 
 
 def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None,
             workers: int | None = None, dask: str | None = None, executor=None,
-            max_attempts: int = 3, restart: bool = True) -> dict:
+            max_attempts: int = MAX_ATTEMPTS, restart: bool = True,
+            on_register: tasks.OnRegister | None = None) -> dict:
     """Run (or resume) a job to completion and return its report.
 
     Args:
@@ -96,9 +99,10 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
         dask: a Dask scheduler address to run tiles on instead.
         executor: an executor to use (overrides ``workers``/``dask``).
         max_attempts: tries per tile before the job fails.
-        restart: run a failed or cancelled job again from the start (``stacube jobs resume``);
+        restart: run a failed or cancelled job again from the start (``stacube job resume``);
             with False such a job is left as it is (:class:`JobCancelled` is raised), which is
             what a launcher wants when a job was cancelled before its worker started.
+        on_register: see :func:`stacube.jobs.tasks.finalize`.
 
     Raises:
         NotFound / InvalidInput / NoData: bad parameters or nothing to composite (job failed).
@@ -111,8 +115,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
         return job["report"]
     if job["state"] in ("failed", "cancelled"):
         if not restart:
-            raise tasks.JobCancelled(f"job {job_id} is {job['state']}; nothing to run")
-        job, _ = store.submit(job_id, job["parameters"], kind=job["kind"], owner=job["owner"])
+            raise JobCancelled(f"job {job_id} is {job['state']}; nothing to run")
+        job, _ = store.submit(job_id, job["parameters"], kind=job["kind"], workspace=job["workspace"])
     tick = progress or (lambda stage, done, total: None)
     plan = tasks.start(settings, job_id)
     own = executor is None
@@ -121,15 +125,19 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
         executor = SerialExecutor() if n_tiles == 1 and not dask else make_executor(
             workers if workers is not None else (settings.workers or None), dask)
     try:
-        if store.get(job_id, full=False)["stage"] == "scenes":
-            _run_stage(settings, job_id, "scenes", executor, tick, max_attempts)
-            tasks.prepare_composite(settings, job_id)
-            store.advance_stage(job_id, "scenes", "composite")
-        _run_stage(settings, job_id, "composite", executor, tick, max_attempts)
-        store.advance_stage(job_id, "composite", "finalize")
-        return tasks.finalize(settings, job_id, on_cog=lambda d, t: tick("cogs", d, t),
+        stage = store.get(job_id, full=False)["stage"]
+        if stage == Stage.SCENES:
+            _run_stage(settings, job_id, Stage.SCENES, executor, tick, max_attempts)
+            tasks.finish_stage(settings, job_id, Stage.SCENES)
+        elif stage == Stage.PREPARING:  # an earlier run died while preparing
+            tasks.finish_stage(settings, job_id, Stage.PREPARING)
+        if store.get(job_id, full=False)["stage"] == Stage.COMPOSITE:
+            _run_stage(settings, job_id, Stage.COMPOSITE, executor, tick, max_attempts)
+            tasks.finish_stage(settings, job_id, Stage.COMPOSITE)
+        return tasks.finalize(settings, job_id, on_register=on_register,
+                              on_cog=lambda d, t: tick("cogs", d, t),
                               threads=getattr(executor, "workers", 1))
-    except tasks.JobCancelled:
+    except JobCancelled:
         tasks.discard_staging(settings, job_id)
         raise
     except StacubeError as exc:
@@ -139,10 +147,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             tasks.discard_staging(settings, job_id)
         raise
     except (KeyboardInterrupt, SystemExit):
-        raise  # state stays "running": `stacube jobs resume` continues from the last finished tile
+        raise  # state stays "running": `stacube job resume` continues from the last finished tile
     except Exception as exc:
-        from stacube.storage.stores import storage_error
-
         failure = storage_error(exc)  # full disk, object store down: one line, StorageError
         tasks.fail(settings, job_id, failure.message if failure else f"{type(exc).__name__}: {exc}")
         if failure is not None:

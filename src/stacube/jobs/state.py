@@ -1,24 +1,25 @@
 """Job and tile state, kept in the catalog database (schema ``stacube``).
 
 A job moves ``queued -> running -> completed | failed | cancelled``; while running it goes
-through the stages ``scenes`` (per-tile scene statistics), ``composite`` (per-tile composites
-written into the staging cube) and ``finalize`` (COGs, report, commit, registration). Each
-stage's tiles have their own rows, so an interrupted job resumes where it stopped, and a worker
-that finishes the last tile of a stage can tell (``advance_stage`` lets exactly one caller move
-the job on).
+through the stages of :mod:`stacube.jobs.stages`. Each stage's tiles have their own rows, so an
+interrupted job resumes where it stopped, and a worker that finishes the last tile of a stage
+can tell (``advance_stage`` lets exactly one caller move the job on).
+
+``workspace`` is a label the caller records with a job (the HTTP API lists a workspace's jobs
+by it); the engine does not interpret it. The tables are :data:`TABLES`, which ``stacube db
+migrate`` creates (entry point ``stacube.tables``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from stacube.db.connection import DatabaseStore
 from stacube.errors import NotFound
 
-SCHEMA = """
+TABLES = """
 CREATE SCHEMA IF NOT EXISTS stacube;
 CREATE TABLE IF NOT EXISTS stacube.jobs (
     id text PRIMARY KEY,
@@ -30,7 +31,7 @@ CREATE TABLE IF NOT EXISTS stacube.jobs (
     selection jsonb,
     report jsonb,
     error text,
-    owner text,
+    workspace text,
     tiles_total integer NOT NULL DEFAULT 0,
     tiles_done integer NOT NULL DEFAULT 0,
     tiles_failed integer NOT NULL DEFAULT 0,
@@ -40,6 +41,13 @@ CREATE TABLE IF NOT EXISTS stacube.jobs (
     finished timestamptz,
     updated timestamptz NOT NULL DEFAULT now()
 );
+-- catalogs made before jobs had workspaces recorded them as "owner"
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'stacube'
+               AND table_name = 'jobs' AND column_name = 'owner') THEN
+        ALTER TABLE stacube.jobs RENAME COLUMN owner TO workspace;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS jobs_created_idx ON stacube.jobs (created DESC);
 CREATE TABLE IF NOT EXISTS stacube.job_tiles (
     job_id text NOT NULL REFERENCES stacube.jobs (id) ON DELETE CASCADE,
@@ -55,20 +63,10 @@ CREATE TABLE IF NOT EXISTS stacube.job_tiles (
 """
 
 ACTIVE = ("queued", "running")
-#: ``JobStore.list(owner=...)`` default: jobs of every owner.
-ANY_OWNER = object()
-SUMMARY_COLUMNS = ("id, kind, parameters, state, stage, error, owner, tiles_total, tiles_done, "
+#: ``JobStore.list(workspace=...)`` default: jobs of every workspace.
+ANY_WORKSPACE = object()
+SUMMARY_COLUMNS = ("id, kind, parameters, state, stage, error, workspace, tiles_total, tiles_done, "
                    "tiles_failed, run, created, started, finished, updated")
-
-
-def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the job tables (and the cube and access tables) if they are missing (idempotent)."""
-    from stacube.access.store import ensure_access_schema
-    from stacube.cubes.state import ensure_cube_schema
-
-    conn.execute(SCHEMA)
-    ensure_cube_schema(conn)
-    ensure_access_schema(conn)
 
 
 def tile_key(tile: tuple[int, int]) -> str:
@@ -90,7 +88,7 @@ class JobStore(DatabaseStore):
 
     # -- jobs ------------------------------------------------------------------------------
     def submit(self, job_id: str, parameters: dict, *, kind: str = "composite",
-               owner: str | None = None) -> tuple[dict, bool]:
+               workspace: str | None = None) -> tuple[dict, bool]:
         """Record a job, or start it afresh if it already ended.
 
         Returns:
@@ -107,13 +105,13 @@ class JobStore(DatabaseStore):
                     "UPDATE stacube.jobs SET parameters = %s, state = 'queued', stage = NULL, plan = NULL, "
                     "selection = NULL, report = NULL, error = NULL, tiles_total = 0, tiles_done = 0, "
                     "tiles_failed = 0, run = run + 1, created = now(), started = NULL, finished = NULL, "
-                    "updated = now(), owner = %s WHERE id = %s",
-                    (Jsonb(parameters), owner, job_id),
+                    "updated = now(), workspace = %s WHERE id = %s",
+                    (Jsonb(parameters), workspace, job_id),
                 )
             else:
                 conn.execute(
-                    "INSERT INTO stacube.jobs (id, kind, parameters, owner) VALUES (%s, %s, %s, %s)",
-                    (job_id, kind, Jsonb(parameters), owner),
+                    "INSERT INTO stacube.jobs (id, kind, parameters, workspace) VALUES (%s, %s, %s, %s)",
+                    (job_id, kind, Jsonb(parameters), workspace),
                 )
             return self.get(job_id, conn=conn), True
 
@@ -133,13 +131,13 @@ class JobStore(DatabaseStore):
         return row
 
     def list(self, *, state: str | None = None, limit: int = 50, offset: int = 0,
-             owner: object = ANY_OWNER) -> list[dict]:
-        """Job summaries, newest first (only ``owner``'s when given; None: jobs without one)."""
+             workspace: object = ANY_WORKSPACE) -> list[dict]:
+        """Job summaries, newest first (only ``workspace``'s when given; None: jobs without one)."""
         with self._conn() as conn:
             clauses, args = (["state = %s"], [state]) if state else ([], [])
-            if owner is not ANY_OWNER:
-                clauses.append("owner IS NOT DISTINCT FROM %s")
-                args.append(owner)
+            if workspace is not ANY_WORKSPACE:
+                clauses.append("workspace IS NOT DISTINCT FROM %s")
+                args.append(workspace)
             where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
             return conn.execute(
                 f"SELECT {SUMMARY_COLUMNS}, report->'throughput' AS throughput, "

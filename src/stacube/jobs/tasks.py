@@ -2,39 +2,45 @@
 
 ``start`` plans the job and creates the ``scenes`` tiles; :func:`execute_tile` runs one tile of
 either stage and records it (the same function serves the local executors, Dask and the Lambda
-worker); ``prepare_composite`` turns the scene statistics into the scene selection and the staging
-cube; ``finalize`` writes COGs and the report, commits the outputs and registers the items.
-Tiles are idempotent: a retried or resumed tile rewrites its own region and nothing else.
+worker); :func:`finish_stage` moves a job whose stage has no pending tile on (the stage machine
+of :mod:`stacube.jobs.stages`: after ``scenes`` it chooses the scenes and creates the staging
+cube, :func:`prepare_composite`); ``finalize`` writes COGs and the report, commits the outputs
+and registers the items. Tiles are idempotent: a retried or resumed tile rewrites its own region
+and nothing else.
+
+The engine knows nothing of workspaces: the caller gives the job's id (scoped as it likes) when
+it submits, and an ``on_register(collection_id, job)`` callback that :func:`finalize` calls
+before the output collection is written (the HTTP and SQS callers claim it for the job's
+workspace there).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from stacube import __version__
-from stacube.catalog.store import Catalog
-from stacube.errors import Conflict, InvalidInput, NoData, StacubeError
+from stacube.algo.tile import compute_tile, tile_stats
+from stacube.catalog.pgstac import Catalog
+from stacube.core.crs import crs_text
+from stacube.core.times import item_datetime, iso
+from stacube.errors import InvalidInput, NoData, StacubeError
 from stacube.jobs import outputs
-from stacube.jobs.plan import Plan, _item_datetime, make_plan, plan_from_doc, plan_to_doc
+from stacube.jobs.plan import Plan, make_plan, plan_from_doc, plan_to_doc
 from stacube.jobs.register import derived_collection, derived_items
 from stacube.jobs.spec import CompositeSpec
+from stacube.jobs.stages import JobCancelled, Stage
 from stacube.jobs.state import JobStore, tile_index, tile_key
-from stacube.jobs.tiles import compute_tile, tile_stats
 from stacube.settings import Settings
-from stacube.storage.stores import configure_gdal, open_store
+from stacube.storage.objects import configure_gdal, open_store
 
-STAGES = ("scenes", "composite", "finalize")
+#: ``on_register(output collection id, job row)``: called by :func:`finalize` before the output
+#: collection is written.
+OnRegister = Callable[[str, dict], None]
 _PLANS: dict[tuple[str, int], Plan] = {}
-
-
-class JobCancelled(Conflict):
-    """The job was cancelled while a step was running."""
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def load_plan(settings: Settings, job_id: str, job: dict | None = None) -> Plan:
@@ -65,13 +71,12 @@ def start(settings: Settings, job_id: str) -> Plan:
         return load_plan(settings, job_id, job)
     spec = CompositeSpec.model_validate(job["parameters"])
     try:
-        plan = make_plan(spec, Catalog(settings), output_root(spec, settings))
-        plan.job_id = job_id  # a cube's job has an id scoped by its owner, not the parameters' own
+        plan = make_plan(spec, Catalog(settings), output_root(spec, settings), job_id=job_id)
     except StacubeError as exc:
         store.update(job_id, state="failed", error=exc.message)
         raise
-    store.update(job_id, plan=plan_to_doc(plan), state="running", stage="scenes")
-    store.add_tiles(job_id, "scenes", [tile_key(t) for t in plan.tile_indices()])
+    store.update(job_id, plan=plan_to_doc(plan), state="running", stage=Stage.SCENES)
+    store.add_tiles(job_id, Stage.SCENES, [tile_key(t) for t in plan.tile_indices()])
     return load_plan(settings, job_id)
 
 
@@ -93,12 +98,13 @@ def execute_tile(settings: Settings, job_id: str, stage: str, tile: str) -> bool
     plan = load_plan(settings, job_id, job)
     index = tile_index(tile)
     try:
-        if stage == "scenes":
-            stats = tile_stats(plan, index)
+        if stage == Stage.SCENES:
+            stats = tile_stats(plan.inputs, plan.tiles[index])
             result = {"valid": stats.valid, "clear": stats.clear}
-        elif stage == "composite":
+        elif stage == Stage.COMPOSITE:
             sel = job["selection"]
-            arrays = compute_tile(plan, index, sel["used"], sel["period_index"], len(sel["steps"]))
+            arrays = compute_tile(plan.inputs, plan.tiles[index], sel["used"], sel["period_index"],
+                                  len(sel["steps"]))
             staging = open_store(plan.output_root, settings).staging(job_id)
             outputs.write_region(staging.zarr_store("cube.zarr"), plan.tiles[index], plan.geobox, arrays)
             result = None
@@ -120,7 +126,7 @@ def scene_table(plan: Plan, valid: dict[str, int], clear: dict[str, int]) -> lis
         clear_pct = 100.0 * c / v if v else 0.0
         row = {
             "item_id": item_id, "collection": item["collection"],
-            "datetime": _iso(_item_datetime(item)),
+            "datetime": iso(item_datetime(item)),
             "clear_pixels": c, "valid_pixels": v, "total_pixels": total,
             "clear_percent": round(clear_pct, 3), "used": True, "reason": None, "rank": None,
         }
@@ -131,7 +137,7 @@ def scene_table(plan: Plan, valid: dict[str, int], clear: dict[str, int]) -> lis
         rows.append(row)
     rows.sort(key=lambda r: (r["datetime"], r["item_id"]))
     ranked = sorted((r for r in rows if r["used"]),
-                    key=lambda r: (-r["clear_pixels"], -_item_datetime(plan.items[r["item_id"]]).timestamp()))
+                    key=lambda r: (-r["clear_pixels"], -item_datetime(plan.items[r["item_id"]]).timestamp()))
     for rank, r in enumerate(ranked, start=1):
         r["rank"] = rank
     return rows
@@ -156,13 +162,13 @@ def select_scenes(plan: Plan, valid: dict[str, int], clear: dict[str, int]) -> d
     total = scenes[0]["total_pixels"]
     steps, period_index = [], {}
     for period in plan.periods:
-        members = [r for r in used_rows if period.contains(_item_datetime(plan.items[r["item_id"]]))]
+        members = [r for r in used_rows if period.contains(item_datetime(plan.items[r["item_id"]]))]
         if not members:
             continue
         for r in members:
             period_index[r["item_id"]] = len(steps)
-        steps.append({"index": len(steps), "label": period.label, "start": _iso(period.start),
-                      "end": _iso(period.end), "items": [r["item_id"] for r in members]})
+        steps.append({"index": len(steps), "label": period.label, "start": iso(period.start),
+                      "end": iso(period.end), "items": [r["item_id"] for r in members]})
     for r in scenes:
         if r["used"] and r["item_id"] not in period_index:
             r.update(used=False, reason="outside every period")
@@ -180,7 +186,7 @@ def prepare_composite(settings: Settings, job_id: str) -> dict:
     plan = load_plan(settings, job_id)
     valid: dict[str, int] = {}
     clear: dict[str, int] = {}
-    for result in store.tile_results(job_id, "scenes"):
+    for result in store.tile_results(job_id, Stage.SCENES):
         for k, v in result["valid"].items():
             valid[k] = valid.get(k, 0) + v
         for k, v in result["clear"].items():
@@ -196,14 +202,47 @@ def prepare_composite(settings: Settings, job_id: str) -> dict:
                         attrs={"title": f"stacube {plan.spec.method} composite", "stacube:job": job_id,
                                "Conventions": "CF-1.8"})
     store.update(job_id, selection=selection)
-    store.add_tiles(job_id, "composite", [tile_key(t) for t in plan.tile_indices()])
+    store.add_tiles(job_id, Stage.COMPOSITE, [tile_key(t) for t in plan.tile_indices()])
     return selection
 
 
-def finalize(settings: Settings, job_id: str, *, on_cog=None, threads: int = 1) -> dict:
+def finish_stage(settings: Settings, job_id: str, stage: str) -> Stage | None:
+    """Move a job whose ``stage`` has no pending tile to its next stage (the stage machine of
+    :mod:`stacube.jobs.stages`); exactly one of several concurrent callers does it.
+
+    ``scenes``: to ``preparing``, :func:`prepare_composite`, then ``composite``;
+    ``preparing`` (a caller that died while preparing left it there): :func:`prepare_composite`
+    again, then ``composite``; ``composite``: to ``finalize``.
+
+    Returns:
+        The stage this call moved the job to, or None when another caller moved it (or the
+        stage still has pending tiles).
+
+    Raises:
+        NoData: no scene passes the filters (the job is failed).
+    """
+    store = JobStore(settings)
+    if store.pending_tiles(job_id, stage):
+        return None
+    if stage == Stage.SCENES:
+        if not store.advance_stage(job_id, Stage.SCENES, Stage.PREPARING):
+            return None
+        stage = Stage.PREPARING
+    if stage == Stage.PREPARING:
+        prepare_composite(settings, job_id)
+        return Stage.COMPOSITE if store.advance_stage(job_id, Stage.PREPARING, Stage.COMPOSITE) else None
+    if stage == Stage.COMPOSITE:
+        return Stage.FINALIZE if store.advance_stage(job_id, Stage.COMPOSITE, Stage.FINALIZE) else None
+    raise ValueError(f"stage {stage!r} has no tiles")
+
+
+def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None = None, on_cog=None,
+             threads: int = 1) -> dict:
     """COGs from the staging cube, the report, the commit, and the catalog registration.
 
     Args:
+        on_register: called with the output collection id and the job before the collection
+            is written (e.g. to claim it for the job's workspace); may raise to stop.
         on_cog: ``on_cog(done, total)`` progress callback (called from this thread).
         threads: COGs written at once (GDAL compresses and writes without the GIL).
 
@@ -250,7 +289,7 @@ def finalize(settings: Settings, job_id: str, *, on_cog=None, threads: int = 1) 
         "parameters": plan.spec.model_dump(mode="json"),
         "collection": plan.output_collection,
         "grid": {
-            "crs": f"EPSG:{gb.crs.epsg}" if gb.crs.epsg else gb.crs.to_wkt(),
+            "crs": crs_text(gb.crs),
             "shape": [gb.shape.y, gb.shape.x],
             "transform": list(gb.affine)[:6],
             "bbox": list(gb.extent.boundingbox),
@@ -261,8 +300,8 @@ def finalize(settings: Settings, job_id: str, *, on_cog=None, threads: int = 1) 
         "scenes": selection["scenes"],
         "outputs": hrefs,
         "items": [f"{job_id}_{s['label']}" for s in steps],
-        "started": _iso(started),
-        "finished": _iso(finished),
+        "started": iso(started),
+        "finished": iso(finished),
         "elapsed_seconds": round(elapsed, 3),
         "throughput": {
             "pixels": pixels, "scenes": len(selection["used"]),
@@ -277,9 +316,8 @@ def finalize(settings: Settings, job_id: str, *, on_cog=None, threads: int = 1) 
     staging.commit()
     catalog = Catalog(settings)
     collection = derived_collection(plan)
-    from stacube.access.jobs import claim_output
-
-    claim_output(settings, plan.output_collection, job.get("owner"))  # before the collection exists
+    if on_register is not None:
+        on_register(plan.output_collection, job)  # before the collection exists
     if plan.output_collection in catalog.collection_ids():
         collection["extent"] = catalog.get_collection(plan.output_collection).get("extent", collection["extent"])
     catalog.upsert_collection(collection)
@@ -300,8 +338,6 @@ def fail(settings: Settings, job_id: str, message: str, *, discard: bool = True)
             pass
         except StacubeError as exc:  # storage down: the job's own error is the one to report;
             # the staging prefix is never read (bucket lifecycle rules expire it)
-            import logging
-
             logging.getLogger("stacube").warning("job %s: staging not cleaned: %s", job_id, exc.message)
 
 

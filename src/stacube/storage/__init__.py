@@ -6,6 +6,6 @@ S3 an upload to the temporary prefix followed by copies to the final keys). Addr
 ``file:///abs/path`` (or a plain path) and ``s3://bucket/prefix``.
 """
 
-from stacube.storage.stores import LocalStore, OutputStore, S3Store, Staging, open_store
+from stacube.storage.objects import LocalStore, OutputStore, S3Store, Staging, open_store
 
 __all__ = ["LocalStore", "OutputStore", "S3Store", "Staging", "open_store"]

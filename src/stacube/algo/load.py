@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stacube.algo.harmonize import harmonized_scale_offset
 from stacube.catalog.quality import QualityRule
 from stacube.errors import StorageError
 
@@ -71,7 +72,7 @@ class Stack:
         )
 
 
-def _raster_band(item: dict, collection: dict, asset_key: str) -> dict:
+def raster_band(item: dict, collection: dict, asset_key: str) -> dict:
     asset = item.get("assets", {}).get(asset_key) or {}
     bands = asset.get("raster:bands") or asset.get("bands") or []
     template = ((collection.get("item_assets") or {}).get(asset_key) or {}).get("raster:bands") or [{}]
@@ -84,10 +85,8 @@ def _raster_band(item: dict, collection: dict, asset_key: str) -> dict:
 def band_scaling(item: dict, collection: dict, asset_key: str, meta: dict | None = None) -> tuple[float, float]:
     """``(scale, offset)`` with ``physical = DN * scale + offset`` for one item's asset: the
     ``raster:bands`` values (item over collection ``item_assets``), Sentinel-2 reflectance put
-    on one scale across processing baseline 04.00 (:mod:`stacube.cube.harmonize`)."""
-    from stacube.cube.harmonize import harmonized_scale_offset
-
-    meta = _raster_band(item, collection, asset_key) if meta is None else meta
+    on one scale across processing baseline 04.00 (:mod:`stacube.algo.harmonize`)."""
+    meta = raster_band(item, collection, asset_key) if meta is None else meta
     scale = float(meta.get("scale", 1.0) or 1.0)
     offset = float(meta.get("offset", 0.0) or 0.0)
     return harmonized_scale_offset(item, asset_key, scale, offset, collection)
@@ -155,7 +154,7 @@ def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool
             raw = ds[key].values
             values = np.empty(raw.shape, dtype=np.float32)
             for i, item in enumerate(items):
-                meta = _raster_band(item, src.collection, key)
+                meta = raster_band(item, src.collection, key)
                 nodata = _nodata_value(meta.get("nodata", ds[key].attrs.get("nodata")))
                 scale, offset = band_scaling(item, src.collection, key, meta)
                 sl = raw[i]

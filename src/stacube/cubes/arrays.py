@@ -38,16 +38,18 @@ from __future__ import annotations
 
 import math
 import shutil
+from pathlib import Path
 from collections import OrderedDict
 from threading import Lock
 from urllib.parse import urlparse
 
 import numpy as np
 
+from stacube.core.indices import get_index
 from stacube.cubes.definition import QUALITY, QUALITY_ATTRS, CubeDefinition
 from stacube.errors import StorageError
 from stacube.settings import Settings
-from stacube.storage.stores import zarr_store_at
+from stacube.storage.objects import S3Store, zarr_store_at
 
 BLOSC = {"cname": "lz4", "clevel": 5, "shuffle": 1}
 _OPEN: OrderedDict[str, object] = OrderedDict()
@@ -67,8 +69,6 @@ def store_for(definition: CubeDefinition, level: int, settings: Settings, *, rea
 
 def variable_attrs(definition: CubeDefinition, var: str) -> dict:
     """CF attributes of a variable."""
-    from stacube.cube.indices import get_index
-
     attrs = {"grid_mapping": "spatial_ref"}
     if var == QUALITY:
         attrs.update(QUALITY_ATTRS)
@@ -190,14 +190,10 @@ def delete_stores(definition: CubeDefinition, settings: Settings) -> None:
             _OPEN.pop(key)
     parsed = urlparse(definition.uri)
     if parsed.scheme == "s3":
-        from stacube.storage.stores import S3Store
-
         store = S3Store(parsed.netloc, "", settings)
         for key in store.list(parsed.path.strip("/")):
             store.client.delete_object(Bucket=parsed.netloc, Key=key)
         return
-    from pathlib import Path
-
     shutil.rmtree(Path(parsed.path if parsed.scheme == "file" else definition.uri), ignore_errors=True)
 
 

@@ -154,27 +154,3 @@ def cleanup_clear(observed: np.ndarray, clear: np.ndarray, cleanup: tuple[int, i
         return clear
     cloudy = cleanup_mask(observed & ~clear, *cleanup)
     return observed & ~cloudy
-
-
-def clean_stack(stack, cleanup: tuple[int, int] | None, margin: int = 0):
-    """A :class:`~stacube.cube.load.Stack` with its ``clear`` mask cleaned, then ``margin``
-    pixels (the halo it was loaded with) cut from every side.
-
-    Args:
-        stack: loaded on the tile's GeoBox padded by ``margin`` pixels.
-        cleanup: ``(open, dilate)`` pixels, or None (only the crop).
-        margin: halo width in pixels (see :func:`halo`).
-
-    Returns:
-        A new Stack on the unpadded tile (arrays are views where nothing changed).
-    """
-    from stacube.cube.load import Stack
-
-    clear = cleanup_clear(stack.observed, stack.clear, cleanup)
-    if margin <= 0:
-        return Stack(stack.bands, stack.observed, clear, stack.times, stack.item_ids,
-                     stack.collections, stack.shape)
-    inner = (slice(None), slice(margin, -margin), slice(margin, -margin))
-    ny, nx = stack.shape
-    return Stack({k: v[inner] for k, v in stack.bands.items()}, stack.observed[inner], clear[inner],
-                 stack.times, stack.item_ids, stack.collections, (ny - 2 * margin, nx - 2 * margin))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from stacube.cli.common import console, settings_from
@@ -12,11 +14,14 @@ def up(
     port: int | None = typer.Option(None, help="Port (default 8000)."),
     workers: int = typer.Option(1, help="Server worker processes."),
 ) -> None:
-    """Serve the STAC API (/stac) and the raster API (/raster) in the foreground."""
+    """Serve the console, the STAC, raster, jobs and cubes APIs and local outputs, in the foreground.
+
+    Paths: / (web console), /stac, /raster, /jobs, /cubes, /files.
+    """
     import uvicorn
 
-    from stacube.db.connection import connect, require_pgstac
-    from stacube.storage.stores import configure_gdal
+    from stacube.db.connection import connect, require_pgstac  # lazy: start-up
+    from stacube.storage.objects import configure_gdal  # lazy: start-up
 
     settings = settings_from(host=host, port=port)
     with connect(settings) as conn:  # fail early, with one line, when the catalog is down
@@ -24,8 +29,6 @@ def up(
     configure_gdal(settings)
     base = f"http://{settings.host}:{settings.port}"
     console.print(f"stacube serving {base}  (STAC {base}/stac, raster {base}/raster; Ctrl-C stops)")
-    import os
-
     os.environ.setdefault("STACUBE_HOST", settings.host)
     os.environ.setdefault("STACUBE_PORT", str(settings.port))
     uvicorn.run("stacube_services.app:create_app", factory=True, host=settings.host,

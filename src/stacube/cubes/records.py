@@ -2,7 +2,7 @@
 
 ``stacube.cubes`` holds each cube's definition; ``stacube.cube_chunks`` one row per fill unit
 (a tile of whole chunks times one time chunk, see :mod:`stacube.cubes.definition`) that was
-claimed: ``running`` (owner, heartbeat ``updated``), ``done`` (its chunks are in the store) or
+claimed: ``running`` (``worker``: the process computing it; heartbeat ``updated``), ``done`` (its chunks are in the store) or
 ``failed``. A unit is claimed with one ``INSERT ... ON CONFLICT`` so two processes asking for
 the same region never compute the same unit twice; a ``running`` unit older than
 :data:`STALE_SECONDS` (its process died) may be claimed again.
@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 from stacube.db.connection import DatabaseStore, connect
 from stacube.errors import Conflict, NotFound
 
-SCHEMA = """
+TABLES = """
 CREATE SCHEMA IF NOT EXISTS stacube;
 CREATE TABLE IF NOT EXISTS stacube.cubes (
     name text PRIMARY KEY,
@@ -38,12 +38,19 @@ CREATE TABLE IF NOT EXISTS stacube.cube_chunks (
     tile_x integer NOT NULL,
     time_block integer NOT NULL,
     state text NOT NULL DEFAULT 'running',
-    owner text,
+    worker text,
     items integer,
     error text,
     updated timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (cube, tile_y, tile_x, time_block)
 );
+-- catalogs made before: the claiming process was recorded as "owner"
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'stacube'
+               AND table_name = 'cube_chunks' AND column_name = 'owner') THEN
+        ALTER TABLE stacube.cube_chunks RENAME COLUMN owner TO worker;
+    END IF;
+END $$;
 """
 STALE_SECONDS = 900
 Unit = tuple[int, int, int]
@@ -51,17 +58,12 @@ _READY: set[str] = set()
 _LOCAL = threading.local()
 
 
-def ensure_cube_schema(conn: psycopg.Connection) -> None:
-    """Create the cube tables if they are missing (idempotent)."""
-    conn.execute(SCHEMA)
-
-
-def owner_id() -> str:
-    """This process, as recorded in ``owner``."""
+def worker_id() -> str:
+    """This process, as recorded in ``worker`` (``host:pid:random``)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class CubeStore(DatabaseStore):
+class CubeRecords(DatabaseStore):
     """Reads and writes cube records and fill units.
 
     Args:
@@ -81,7 +83,7 @@ class CubeStore(DatabaseStore):
             conn = connect(self.settings, autocommit=True)
             conn.row_factory = dict_row
             if dsn not in _READY:  # databases migrated before cubes existed
-                ensure_cube_schema(conn)
+                conn.execute(TABLES)
                 _READY.add(dsn)
             conns[key] = conn
         try:
@@ -157,8 +159,8 @@ class CubeStore(DatabaseStore):
                 out[unit] = "stale" if stale else r["state"]
         return out
 
-    def claim(self, name: str, units: Iterable[Unit], owner: str) -> list[Unit]:
-        """Claim units for ``owner``: new ones, failed ones and stale running ones.
+    def claim(self, name: str, units: Iterable[Unit], worker: str) -> list[Unit]:
+        """Claim units for ``worker``: new ones, failed ones and stale running ones.
 
         Returns:
             The units claimed (the others are done, or being filled by someone else).
@@ -170,13 +172,13 @@ class CubeStore(DatabaseStore):
         with self._conn() as conn, conn.transaction():
             for iy, ix, tb in units:
                 row = conn.execute(
-                    "INSERT INTO stacube.cube_chunks AS u (cube, tile_y, tile_x, time_block, state, owner) "
+                    "INSERT INTO stacube.cube_chunks AS u (cube, tile_y, tile_x, time_block, state, worker) "
                     "VALUES (%s, %s, %s, %s, 'running', %s) "
                     "ON CONFLICT (cube, tile_y, tile_x, time_block) DO UPDATE "
-                    "SET state = 'running', owner = EXCLUDED.owner, error = NULL, updated = now() "
+                    "SET state = 'running', worker = EXCLUDED.worker, error = NULL, updated = now() "
                     "WHERE u.state = 'failed' OR (u.state = 'running' AND u.updated < now() - make_interval(secs => %s)) "
                     "RETURNING tile_y, tile_x, time_block",
-                    (name, iy, ix, tb, owner, STALE_SECONDS)).fetchone()
+                    (name, iy, ix, tb, worker, STALE_SECONDS)).fetchone()
                 if row:
                     claimed.append((row["tile_y"], row["tile_x"], row["time_block"]))
         return claimed
@@ -189,13 +191,13 @@ class CubeStore(DatabaseStore):
                 "WHERE cube = %s AND tile_y = %s AND tile_x = %s AND time_block = %s",
                 ("failed" if error else "done", items, error, name, *unit))
 
-    def release(self, name: str, units: Iterable[Unit], owner: str) -> None:
-        """Drop this owner's claims that never ran (an interrupted fill)."""
+    def release(self, name: str, units: Iterable[Unit], worker: str) -> None:
+        """Drop this worker's claims that never ran (an interrupted fill)."""
         with self._conn() as conn:
             for unit in units:
                 conn.execute(
                     "DELETE FROM stacube.cube_chunks WHERE cube = %s AND tile_y = %s AND tile_x = %s "
-                    "AND time_block = %s AND owner = %s AND state = 'running'", (name, *unit, owner))
+                    "AND time_block = %s AND worker = %s AND state = 'running'", (name, *unit, worker))
 
     @contextmanager
     def lock(self, name: str):

@@ -1,8 +1,8 @@
 """Compositing kernels beyond selection, median and mean: percentiles, the geometric median,
 the medoid and max-NDVI. Pure numpy over ``(time, y, x)`` stacks, processed in row blocks;
-:func:`stacube.cube.composite.composite` dispatches to them.
+:func:`stacube.algo.composite.composite` dispatches to them.
 
-Inputs follow :mod:`stacube.cube.composite`: one stack per band (any numeric dtype; NaN and the
+Inputs follow :mod:`stacube.algo.composite`: one stack per band (any numeric dtype; NaN and the
 band's ``nodata`` are not observations) and the boolean ``clear`` stack decoded from the quality
 band. Every method here uses clear observations only: a pixel with none gets NaN (statistical
 methods) or ``-1`` as its chosen slice (selection methods), never a cloudy value.
@@ -20,32 +20,25 @@ Sources:
   of Euclidean distances (band space) to the other observations;
 * max-NDVI - the maximum-value composite of Holben (1986), *Characteristics of maximum-value
   composite images from temporal AVHRR data*, IJRS 7(11) 1417-1434, with NDVI from spyndex
-  (:mod:`stacube.cube.indices`).
+  (:mod:`stacube.core.indices`).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Mapping
 
 import numpy as np
 
-from stacube.cube.composite import reduce_stack, run_blocks, valid_mask
+from stacube.algo.blocks import PROVENANCE_NODATA, day_of_year, gather, run_blocks, valid_mask
+from stacube.algo.reduce import reduce_stack
+from stacube.core.indices import get_index
 
-#: ``p0``..``p100``: the percentile methods.
-PERCENTILE = re.compile(r"^p(100|\d{1,2})$")
 #: Geometric median convergence: stop when an iteration moves the estimate less than this
 #: (physical units; odc-algo's ``xr_geomedian`` default), or after this many iterations.
 GEOMEDIAN_EPS = 1e-6
 GEOMEDIAN_MAXITERS = 1000
-
-
-def percentile_of(method: str) -> float | None:
-    """``"p25"`` -> 25.0; None when ``method`` is not a percentile."""
-    match = PERCENTILE.match(str(method))
-    return float(match.group(1)) if match else None
 
 
 def _check(bands: Mapping[str, np.ndarray], clear: np.ndarray) -> None:
@@ -74,7 +67,7 @@ def percentiles(
 ) -> dict[str, np.ndarray]:
     """The ``q``-th percentile of each pixel's clear observations, per band.
 
-    Computed by :func:`stacube.cube.composite.reduce_stack` (sorting-network order statistics,
+    Computed by :func:`stacube.algo.reduce.reduce_stack` (sorting-network order statistics,
     interpolated linearly as ``numpy.percentile(values, q)`` over the ``n`` clear values).
 
     Args:
@@ -198,7 +191,7 @@ def geomedian_layers(
 ) -> dict[str, np.ndarray]:
     """Geometric median of ``spectral`` (default: ``layers``), returned for every name of
     ``layers``: a spectral band directly, a spectral index (name of
-    :func:`stacube.cube.indices.get_index`) computed from the median's bands, as DEA does.
+    :func:`stacube.core.indices.get_index`) computed from the median's bands, as DEA does.
 
     Raises:
         ValueError: an index needs a band that ``spectral`` lacks.
@@ -210,8 +203,6 @@ def geomedian_layers(
         if name in median:
             out[name] = median[name]
             continue
-        from stacube.cube.indices import get_index
-
         index = get_index(name)
         missing = [c for c in index.bands.values() if c not in median]
         if missing:
@@ -286,8 +277,6 @@ def ndvi_stack(spectral: Mapping[str, np.ndarray],
     Raises:
         ValueError: ``red`` or ``nir`` is not in ``spectral``.
     """
-    from stacube.cube.indices import get_index
-
     index = get_index("NDVI")
     nodata = dict(nodata or {})
     arrays = {}
@@ -313,8 +302,6 @@ def select(layers: Mapping[str, np.ndarray], chosen: np.ndarray, times: np.ndarr
     Integer layers keep their dtype and get their ``nodata`` (else 0) where nothing is chosen;
     float layers get NaN.
     """
-    from stacube.cube.composite import PROVENANCE_NODATA, day_of_year, gather
-
     nodata = dict(nodata or {})
     out = {}
     for name, stack in layers.items():

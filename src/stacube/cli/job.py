@@ -1,4 +1,4 @@
-"""``stacube jobs``: list, show, cancel and resume jobs (state lives in the catalog)."""
+"""``stacube job``: compositing jobs: list, show, cancel, resume, run (state lives in the catalog)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.table import Table
 
 from stacube.cli.common import console, settings_from
 
-app = typer.Typer(help="Compositing jobs: list, show, cancel, resume.", no_args_is_help=True)
+app = typer.Typer(help="Compositing jobs: list, show, cancel, resume, run.", no_args_is_help=True)
 
 
 def _duration(job: dict) -> str:
@@ -28,7 +28,7 @@ def list_jobs(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Jobs, newest first."""
-    from stacube.jobs.state import JobStore
+    from stacube.jobs.state import JobStore  # lazy: start-up
 
     jobs = JobStore(settings_from()).list(state=state, limit=limit)
     if as_json:
@@ -46,7 +46,7 @@ def list_jobs(
 @app.command("show")
 def show(job_id: str, as_json: bool = typer.Option(False, "--json", help="Print the job as JSON.")) -> None:
     """A job's state, progress, error and (when completed) report summary."""
-    from stacube.jobs.state import JobStore
+    from stacube.jobs.state import JobStore  # lazy: start-up
 
     job = JobStore(settings_from()).get(job_id)
     if as_json:
@@ -60,7 +60,7 @@ def show(job_id: str, as_json: bool = typer.Option(False, "--json", help="Print 
     if job["error"]:
         console.print(f"  error: {job['error']}")
     if job["report"]:
-        from stacube.cli.composite import print_summary
+        from stacube.cli.composite import print_summary  # lazy: start-up
 
         print_summary(job["report"])
 
@@ -68,7 +68,7 @@ def show(job_id: str, as_json: bool = typer.Option(False, "--json", help="Print 
 @app.command("cancel")
 def cancel(job_id: str) -> None:
     """Cancel a queued or running job (its workers stop at their next tile)."""
-    from stacube.jobs.state import JobStore
+    from stacube.jobs.state import JobStore  # lazy: start-up
 
     job = JobStore(settings_from()).cancel(job_id)
     console.print(f"job {job_id}: {job['state']}")
@@ -83,7 +83,7 @@ def resume(
 ) -> None:
     """Finish an interrupted job without redoing finished tiles (a failed or cancelled job
     starts again)."""
-    from stacube.cli.composite import print_summary, run_with_progress
+    from stacube.cli.composite import print_summary, run_with_progress  # lazy: start-up
 
     report = run_with_progress(settings_from(), job_id, workers=workers, dask=dask, transient=as_json)
     if as_json:
@@ -96,9 +96,9 @@ def resume(
 def run(job_id: str, workers: int | None = typer.Option(None, help="Tile worker processes.")) -> None:
     """Run a queued job to completion (what the jobs API's local launcher starts); a job that
     was cancelled or failed meanwhile is left alone."""
-    import json as _json
+    from stacube.access.jobs import output_claim  # lazy: start-up
+    from stacube.jobs.runner import run_job  # lazy: start-up
 
-    from stacube.jobs.runner import run_job
-
-    report = run_job(settings_from(), job_id, workers=workers, restart=False)
-    typer.echo(_json.dumps({"job_id": job_id, "status": report["status"]}))
+    settings = settings_from()
+    report = run_job(settings, job_id, workers=workers, restart=False, on_register=output_claim(settings))
+    typer.echo(json.dumps({"job_id": job_id, "status": report["status"]}))

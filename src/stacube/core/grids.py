@@ -1,8 +1,9 @@
-"""Cube grids: a CRS, a square pixel size and an anchor, cut into square tiles.
+"""Named output grids: a CRS, a square pixel size and an anchor, cut into square tiles.
 
-A grid is infinite; a cube covers the whole tiles of it that intersect its domain, so the
-pixel edges and the tile (and chunk) boundaries of every cube on a grid coincide, and two
-workers writing two tiles never touch the same Zarr chunk. Names accepted by ``--grid``:
+A grid is infinite; a cube or a job on a grid covers the whole tiles of it that intersect its
+domain, so the pixel edges and the tile (and chunk) boundaries of every output on a grid
+coincide, and two workers writing two tiles never touch the same Zarr chunk. Names accepted by
+``--grid``:
 
 * ``native``: the first collection's CRS and pixel size (``stacube:storage``, else the first
   item's ``proj:transform``), anchored on the source pixel edges: a cube in the scenes' own UTM
@@ -24,8 +25,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from stacube.core.geobox import NativeGrid
 from stacube.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from odc.geo.geobox import GeoBox
 
 EARTH_RADIUS = 6378137.0
 #: Pixel size (m) of WebMercatorQuad zoom 0 (256 px over the equator).
@@ -38,7 +44,7 @@ GRID_NAMES = ("native", "webmercator", "webmercator-z<N>", "equal-area-<R>m", "e
 
 
 @dataclass(frozen=True)
-class CubeGrid:
+class Grid:
     """A regular grid of square pixels.
 
     Attributes:
@@ -58,10 +64,10 @@ class CubeGrid:
                 "anchor": list(self.anchor)}
 
     @classmethod
-    def from_doc(cls, doc: dict) -> CubeGrid:
+    def from_doc(cls, doc: dict) -> Grid:
         return cls(doc["name"], doc["crs"], float(doc["resolution"]), tuple(doc["anchor"]))
 
-    def domain(self, bbox: tuple[float, float, float, float], bbox_crs: str, tile: int):
+    def domain(self, bbox: tuple[float, float, float, float], bbox_crs: str, tile: int) -> GeoBox:
         """The GeoBox made of the whole ``tile`` x ``tile`` px tiles that intersect ``bbox``.
 
         Returns:
@@ -109,14 +115,13 @@ def webmercator_zoom(native_metres: float, latitude: float) -> int:
     return max(0, min(24, math.ceil(math.log2(ground0 / native_metres) - 1e-9)))
 
 
-def parse_grid(name: str, *, native: tuple[str, float, tuple[float, float]] | None = None,
-               centre: tuple[float, float] | None = None) -> CubeGrid:
+def parse_grid(name: str, *, native: NativeGrid | None = None,
+               centre: tuple[float, float] | None = None) -> Grid:
     """Build a grid from its ``--grid`` name.
 
     Args:
         name: see the module docstring.
-        native: ``(crs, resolution, anchor)`` of the source collection (``native`` and the
-            default webmercator zoom need it).
+        native: the sources' pixel grid (``native`` and the default webmercator zoom need it).
         centre: ``(lon, lat)`` of the domain (default webmercator zoom).
 
     Raises:
@@ -126,9 +131,8 @@ def parse_grid(name: str, *, native: tuple[str, float, tuple[float, float]] | No
     if text == "native":
         if native is None:
             raise InvalidInput("grid native: the collection declares no CRS and resolution")
-        crs, res, anchor = native
-        res = abs(float(res))
-        return CubeGrid("native", crs, res, (anchor[0] % res, anchor[1] % res))
+        res = native.pixel_size
+        return Grid("native", native.crs, res, (native.origin[0] % res, native.origin[1] % res))
     m = WEBMERCATOR.match(text)
     if m:
         if m.group(1) is not None:
@@ -139,20 +143,32 @@ def parse_grid(name: str, *, native: tuple[str, float, tuple[float, float]] | No
             if native is None:
                 raise InvalidInput("grid webmercator: name a zoom (webmercator-z14) for this collection")
             zoom = webmercator_zoom(_metres(native), (centre or (0.0, 0.0))[1])
-        return CubeGrid(f"webmercator-z{zoom}", "EPSG:3857", WEBMERCATOR_RES0 / 2 ** zoom, WEBMERCATOR_ORIGIN)
+        return Grid(f"webmercator-z{zoom}", "EPSG:3857", WEBMERCATOR_RES0 / 2 ** zoom, WEBMERCATOR_ORIGIN)
     m = EQUAL_AREA.match(text)
     if m:
         res = float(m.group(1)) * (1000.0 if m.group(2) == "km" else 1.0)
         if res <= 0:
             raise InvalidInput(f"grid {name!r}: the resolution must be positive")
-        return CubeGrid(text, "EPSG:6933", res, EASE2_LOWER_LEFT)
+        return Grid(text, "EPSG:6933", res, EASE2_LOWER_LEFT)
     raise InvalidInput(f"unknown grid {name!r}; use one of: {', '.join(GRID_NAMES)}")
 
 
-def _metres(native: tuple[str, float, tuple[float, float]]) -> float:
+def _metres(native: NativeGrid) -> float:
     """The native pixel size in metres (degrees converted at the equator)."""
     from pyproj import CRS
 
-    crs, res, _ = native
-    unit = CRS.from_user_input(crs).axis_info[0].unit_name if CRS.from_user_input(crs).axis_info else "metre"
-    return abs(float(res)) * (111320.0 if "degree" in unit else 1.0)
+    axes = CRS.from_user_input(native.crs).axis_info
+    unit = axes[0].unit_name if axes else "metre"
+    return native.pixel_size * (111320.0 if "degree" in unit else 1.0)
+
+
+def check_grid_name(value: str) -> str:
+    """A ``--grid`` name, lower-cased.
+
+    Raises:
+        InvalidInput: not one of :data:`GRID_NAMES`.
+    """
+    text = str(value).strip().lower()
+    if text != "native" and not WEBMERCATOR.match(text) and not EQUAL_AREA.match(text):
+        raise InvalidInput(f"unknown grid {value!r}; use one of: {', '.join(GRID_NAMES)}")
+    return text

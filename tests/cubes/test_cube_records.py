@@ -44,7 +44,7 @@ def filled(private_s2, cube_settings):
 
 
 def test_procedural_fill_then_a_second_call_reads_no_source(samples, cube_settings, tmp_path, monkeypatch):
-    import stacube.cube.load as load_module
+    import stacube.algo.load as load_module
 
     stack = register_private(samples, tmp_path, "cube-test-s2-gone")
     make(cube_settings, "t-gone", collection="cube-test-s2-gone")
@@ -64,10 +64,10 @@ def test_procedural_fill_then_a_second_call_reads_no_source(samples, cube_settin
     for var in ("red", "nir", "NDVI", "quality"):
         assert np.array_equal(first[var].values, second[var].values, equal_nan=True), var
     # forget the bookkeeping: the same request must go back to the (now missing) sources
-    from stacube.cubes.state import CubeStore
+    from stacube.cubes.records import CubeRecords
     from stacube.errors import StorageError
 
-    with CubeStore(cube_settings)._conn() as conn:
+    with CubeRecords(cube_settings)._conn() as conn:
         conn.execute("DELETE FROM stacube.cube_chunks WHERE cube = 't-gone'")
     with pytest.raises(StorageError, match="cannot read"):
         stacube.open_cube("t-gone", bbox=SLOVENIA_BBOX, settings=cube_settings, workers=1)
@@ -143,14 +143,14 @@ def test_cube_is_registered_as_a_collection_with_zarr_assets(filled, private_s2)
 
 
 def test_parallel_workers_fill_disjoint_tiles(private_s2, cube_settings, filled):
-    from stacube.cubes.state import CubeStore
+    from stacube.cubes.records import CubeRecords
 
     definition = make(cube_settings, "t-par", tile_size=128)
     ny, nx = definition.tiles_shape
     assert ny * nx >= 2
     ds = stacube.open_cube("t-par", settings=cube_settings, workers=2)
     assert ds.attrs["stacube:units_computed"] == ny * nx
-    states = CubeStore(cube_settings).states("t-par")
+    states = CubeRecords(cube_settings).states("t-par")
     assert len(states) == ny * nx and set(states.values()) == {"done"}
     _, serial = filled
     same = ds.red.sel(x=serial.x, y=serial.y, method="nearest", tolerance=1.0)
@@ -158,9 +158,9 @@ def test_parallel_workers_fill_disjoint_tiles(private_s2, cube_settings, filled)
 
 
 def test_claims_are_exclusive_and_stale_ones_are_taken_over(filled, cube_settings):
-    from stacube.cubes.state import CubeStore
+    from stacube.cubes.records import CubeRecords
 
-    store = CubeStore(cube_settings)
+    store = CubeRecords(cube_settings)
     unit = (99, 99, 0)
     assert store.claim("t-obs", [unit], "a") == [unit]
     assert store.claim("t-obs", [unit], "b") == []
@@ -219,7 +219,7 @@ def test_bad_requests(filled, cube_settings, private_s2):
 def test_cube_on_s3(private_s2, settings, s3_server):
     import boto3
 
-    from stacube.cubes.store import delete_stores
+    from stacube.cubes.arrays import delete_stores
 
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="cubes")
     s3_settings = settings.model_copy(update={"s3_endpoint": s3_server, "output": "s3://cubes/root"})

@@ -1,0 +1,139 @@
+"""``stacube product``: products (STAC Collections): add, list, show, delete, share."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from stacube.cli.common import console, settings_from, split_list
+
+app = typer.Typer(help="Products (STAC Collections): add, list, show, delete, share.", no_args_is_help=True)
+
+
+def _catalog():
+    from stacube.catalog.pgstac import Catalog  # lazy: start-up
+
+    return Catalog(settings_from())
+
+
+def _access_store(settings=None):
+    from stacube.access.workspaces import AccessStore  # lazy: start-up
+
+    return AccessStore(settings or settings_from())
+
+
+@app.command("add")
+def product_add(
+    files: list[Path] = typer.Argument(..., help="STAC Collection JSON or ODC product YAML files."),
+    quality_asset: str | None = typer.Option(None, help="Quality (mask) asset of the product."),
+    quality_preset: str | None = typer.Option(
+        None, help="Named decoding rule: fmask, sentinel-2-scl, binary-cloud, binary-valid, "
+                   "landsat-c1-bqa, landsat-c2-qa-pixel."),
+    workspace: str | None = typer.Option(None, "--workspace", help="Workspace that owns the products."),
+    visibility: str | None = typer.Option(None, help="private (default with --workspace), shared or public."),
+    share_with: str | None = typer.Option(None, "--share-with", help="Workspaces that may read them (comma list)."),
+) -> None:
+    """Add or replace products. ODC product definitions are converted to STAC Collections."""
+    from stacube.catalog.products import read_product_file  # lazy: start-up
+    from stacube.catalog.register import add_product  # lazy: start-up
+
+    ids = [read_product_file(f)["id"] for f in files]  # check every file before writing any
+    shares = split_list(share_with, "--share-with")
+    catalog = _catalog()
+    for f, product_id in zip(files, ids):
+        _set_access(catalog.settings, product_id, workspace=workspace, visibility=visibility, share_with=shares)
+        doc = add_product(catalog, f, quality_asset=quality_asset, quality_preset=quality_preset)
+        rule = doc.get("stacube:quality")
+        extra = f", quality {rule['asset']} ({rule.get('preset') or rule['kind']})" if rule else ""
+        console.print(f"product {doc['id']}: {len(doc.get('item_assets', {}))} measurements{extra}")
+
+
+def _platforms(doc: dict) -> str:
+    return ", ".join(str(p) for p in (doc.get("summaries") or {}).get("platform", []))
+
+
+@app.command("list")
+def product_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List products with their platform, bands, item count and time range."""
+    from stacube.catalog.bands import data_bands  # lazy: start-up
+
+    catalog = _catalog()
+    counts = catalog.item_counts()
+    rows = []
+    for doc in catalog.collections():
+        interval = ((doc.get("extent") or {}).get("temporal") or {}).get("interval") or [[None, None]]
+        rows.append({
+            "id": doc["id"], "platform": _platforms(doc), "items": counts.get(doc["id"], 0),
+            "bands": data_bands(doc), "start": interval[0][0], "end": interval[0][1],
+            "quality": (doc.get("stacube:quality") or {}).get("asset"), "title": doc.get("title"),
+        })
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} products")
+    for col in ("id", "platform", "items", "from", "to", "bands", "quality"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["id"], r["platform"], str(r["items"]), (r["start"] or "")[:10],
+                      (r["end"] or "")[:10], ",".join(r["bands"]), r["quality"] or "")
+    console.print(table)
+
+
+@app.command("show")
+def product_show(product: str) -> None:
+    """Print a product's STAC Collection JSON."""
+    typer.echo(json.dumps(_catalog().get_collection(product), indent=2))
+
+
+@app.command("delete")
+def product_delete(product: str, yes: bool = typer.Option(False, "--yes", help="Do not ask.")) -> None:
+    """Delete a product and all its datasets."""
+    catalog = _catalog()
+    catalog.get_collection(product)
+    if not yes:
+        typer.confirm(f"delete {product} and its items?", abort=True)
+    catalog.delete_collection(product)
+    _access_store().drop(product)
+    console.print(f"deleted {product}")
+
+
+def _describe(access) -> str:
+    if access is None:
+        return "public (no workspace: admins change it)"
+    shared = (f", shared with {', '.join(access.shared_with)}"
+              if access.shared_with and access.visibility == "shared" else "")
+    return f"workspace {access.workspace}, {access.visibility}{shared}"
+
+
+@app.command("share")
+def product_share(
+    product: str,
+    workspace: str | None = typer.Option(None, "--workspace", help="Owning workspace (sets or changes it)."),
+    visibility: str | None = typer.Option(None, help="private, shared or public."),
+    share_with: str | None = typer.Option(None, "--with", help="Workspaces to share with (comma list)."),
+    unshare: str | None = typer.Option(None, "--without", help="Workspaces to stop sharing with."),
+) -> None:
+    """Show or change who may read a product: its workspace, visibility and the workspaces it
+    is shared with (no option: show)."""
+    _catalog().get_collection(product)
+    store = _access_store()
+    if workspace is None and visibility is None and share_with is None and unshare is None:
+        console.print(f"{product}: {_describe(store.get(product))}")
+        return
+    access = store.set_access(product, workspace=workspace, visibility=visibility,
+                              share_with=split_list(share_with, "--with"),
+                              unshare=split_list(unshare, "--without"))
+    console.print(f"{product}: {_describe(access)}")
+
+
+def _set_access(settings, collection_id: str, *, workspace: str | None, visibility: str | None,
+                share_with: list[str]) -> None:
+    """Access options of ``stacube product add``: applied before the product is written, so a
+    private product is never public, not even for a moment."""
+    if workspace is None and visibility is None and not share_with:
+        return
+    _access_store(settings).set_access(collection_id, workspace=workspace, visibility=visibility,
+                                     share_with=share_with, replace_shares=True)
