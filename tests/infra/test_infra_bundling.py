@@ -17,8 +17,11 @@ from stacube_infra.stack import StacubeStack
 
 
 def make_repo(root: Path, *, dockerfiles: bool = True) -> Path:
-    """A minimal repository: library, services, handlers with empty requirements."""
+    """A minimal repository: project metadata, library, services, handlers with empty requirements."""
     (root / "src/stacube").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "stacube"\nversion = "9.9.9"\n\n'
+        '[project.entry-points."stacube.tables"]\njobs = "stacube.jobs.state:TABLES"\n')
     (root / "src/stacube/__init__.py").write_text("")
     (root / "src/stacube/__pycache__").mkdir()
     (root / "src/stacube/__pycache__/x.cpython-311.pyc").write_text("")
@@ -87,6 +90,13 @@ def test_bundle_copies_sources_without_caches(tmp_path: Path) -> None:
     assert (out / "lambdas/stac_api/handler.py").is_file()
     assert not (out / "stacube/__pycache__").exists()
     assert not (out / "lambdas/worker/Dockerfile").exists()
+    # the package metadata an install writes: importlib.metadata finds its entry points in the zip
+    from importlib.metadata import distributions
+
+    dist = next(d for d in distributions(path=[str(out)]) if d.metadata["Name"] == "stacube")
+    assert dist.version == "9.9.9"
+    assert [(e.group, e.name, e.value) for e in dist.entry_points] == [
+        ("stacube.tables", "jobs", "stacube.jobs.state:TABLES")]
 
 
 def test_bundle_fails_loudly(tmp_path: Path) -> None:

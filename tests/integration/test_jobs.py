@@ -209,7 +209,7 @@ def test_cancelling_a_running_job(samples, tmp_path):
         store.cancel(job["id"])
 
     threading.Thread(target=cancel_soon, daemon=True).start()
-    from stacube.jobs.tasks import JobCancelled
+    from stacube.jobs.stages import JobCancelled
 
     with pytest.raises(JobCancelled):
         run_job(samples.settings, job["id"], workers=1)
@@ -231,9 +231,9 @@ settings = Settings(tile_memory=sys.argv[1])
 plan = make_plan(build_spec(**json.loads(sys.argv[2])), Catalog(settings), "/nonexistent")
 used = {i: 0.5 for i in plan.items}
 steps = {i: 0 for i in plan.items}
-compute_tile(plan, (0, 0), used, steps, 1)  # warm imports and caches
+compute_tile(plan.inputs, plan.tiles[0, 0], used, steps, 1)  # warm imports and caches
 tracemalloc.start()
-compute_tile(plan, (0, 0), used, steps, 1)
+compute_tile(plan.inputs, plan.tiles[0, 0], used, steps, 1)
 print(json.dumps({"peak": tracemalloc.get_traced_memory()[1], "budget": int(settings.tile_memory),
                   "tile": plan.tile_shape[0], "items": len(plan.items)}))
 """

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from stacube.algo.composite import (
-    choose, composite, day_of_year, reduce_stack, selection_order,
-)
+from stacube.algo.blocks import day_of_year
+from stacube.algo.composite import choose, composite, selection_order
+from stacube.algo.reduce import reduce_stack
 
 # 4 slices of a 1x3 image. Pixel 0: clear at t0,t2; pixel 1: clear only at t1; pixel 2: never
 # clear, observed (cloudy) at t1 and t3.
@@ -113,7 +113,7 @@ def test_unknown_method_and_shape_mismatch():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 20, 31, 40])
 def test_sorting_network_sorts(n):
-    from stacube.algo.composite import network_sort
+    from stacube.algo.reduce import network_sort
 
     rng = np.random.default_rng(n)
     block = rng.integers(0, 50, size=(n, 500)).astype(np.uint16)
