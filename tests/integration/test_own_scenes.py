@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 import urllib.request
+import warnings
 
 import numpy as np
 import pytest
@@ -161,12 +162,26 @@ def test_the_composite_is_on_the_sources_pixels(composite, scenes):
         reds.append(np.where(red == 0, np.nan, red * 2e-5 - 0.1))
         clears.append(clear & (red != 0))
     stack = np.where(np.stack(clears), np.stack(reds), np.nan)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # pixels with no clear observation: NaN, as expected
+        warnings.simplefilter("ignore", RuntimeWarning)
         expected = np.nanmedian(stack, axis=0)
     with rasterio.open(composite["outputs"]["cogs"][composite["steps"][0]["label"]]["red"]) as src:
         got = src.read(1)
     assert np.isfinite(expected).sum() > 1000
     assert np.allclose(got, expected, atol=1e-6, equal_nan=True)
+
+
+def test_the_datacube_facade_loads_on_the_sources_pixels(registered, scenes, settings):
+    import stacube
+
+    dc = stacube.Datacube(settings=settings)
+    ds = dc.load(product=NAME, measurements=["red"], x=(-74.5, -73.5), y=(40.5, 41.0))
+    geobox = ds.odc.geobox
+    assert abs(geobox.resolution.x) == own_scenes.RES  # the product's storage resolution...
+    assert (geobox.affine.c - own_scenes.ORIGIN[0]) % own_scenes.RES == 0  # ...on the scenes' pixel edges
+    assert (geobox.affine.f - own_scenes.ORIGIN[1]) % own_scenes.RES == 0
+    edge = dc.load(product=NAME, measurements=["red"], x=(-74.5, -73.5), y=(40.5, 41.0), anchor="edge")
+    assert edge.odc.geobox.affine.c % own_scenes.RES == 0
 
 
 def test_plots_of_own_scenes(registered, composite, scenes, cli, tmp_path):

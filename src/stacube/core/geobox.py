@@ -116,6 +116,15 @@ def source_grid(collection: dict, items: list[dict], asset_key: str) -> NativeGr
     return NativeGrid(str(crs), (rx, -ry), origin)
 
 
+def source_grid_in(crs: str, collection: dict, items: list[dict], asset_key: str) -> NativeGrid | None:
+    """The source grid (:func:`source_grid`), else the native grid, that is in ``crs``; None
+    when neither is (outputs in another CRS cannot follow the sources' pixels)."""
+    for grid in (source_grid(collection, items, asset_key), native_grid(items, asset_key)):
+        if grid is not None and same_crs(crs, grid.crs):
+            return grid
+    return None
+
+
 ANCHORS = ("native", "edge", "center", "floating")
 
 

@@ -20,8 +20,7 @@ from stacube.algo.tile import CompositeInputs
 from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.pgstac import Catalog
 from stacube.catalog.quality import QualityRule, clear_values_rule, parse_rule, rule_of
-from stacube.core.crs import same_crs
-from stacube.core.geobox import geobox_from_doc, geobox_to_doc, native_grid, output_anchor, source_grid
+from stacube.core.geobox import geobox_from_doc, geobox_to_doc, output_anchor, source_grid, source_grid_in
 from stacube.core.grids import parse_grid
 from stacube.core.period import Period, make_periods
 from stacube.core.times import format_interval, item_datetime
@@ -120,18 +119,17 @@ def make_geobox(spec: CompositeSpec, sources: list[Source], ref_band: str) -> Ge
     """
     first = sources[0]
     asset = first.assets[ref_band]
-    grids = [g for g in (source_grid(first.collection, first.items, asset), native_grid(first.items, asset)) if g]
-    crs = spec.crs or (grids[0].crs if grids else None)
+    native = source_grid(first.collection, first.items, asset)
+    crs = spec.crs or (native.crs if native else None)
     if crs is None:
         raise InvalidInput(f"collection {first.id!r} declares no CRS: pass --crs")
     bbox = BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs(crs)
-    on_grid = next((g for g in grids if same_crs(crs, g.crs)), None)
+    on_grid = source_grid_in(crs, first.collection, first.items, asset)
     if spec.resolution:
         res = resxy_(spec.resolution, -spec.resolution)
     elif on_grid:
         res = resxy_(abs(on_grid.resolution[0]), -abs(on_grid.resolution[1]))
-    elif grids:
-        native = grids[0]
+    elif native:
         native_box = BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs(native.crs)
         scale = bbox.span_x / max(native_box.span_x, 1e-12)
         res = resxy_(abs(native.resolution[0]) * scale, -abs(native.resolution[1]) * scale)
