@@ -5,7 +5,10 @@
   evaluated by pgSTAC's ``query``) are rewritten into an equivalent CQL2 filter (``like`` /
   ``in``), joined with ``and`` to any filter the request already has.
 * ``POST /search``: ``collections`` given as one string is read as a one-element list;
-  ``"fields": null`` answers 400 (the extension defines an object).
+  ``"fields": null`` answers 400 (the extension defines an object); a CQL2-text ``filter``
+  (``"filter-lang": "cql2-text"``, or a string filter) is converted to CQL2-JSON, which is what
+  stac-fastapi-pgstac's POST model takes; one that does not parse answers 400 with the parser's
+  reason.
 * Transactions: a request without a body answers 400; an item body without ``links`` gets ``"links": []`` (the server writes its own
   links; pgSTAC does not store them).
 * Item search and item list responses carry ``application/geo+json`` also when the fields
@@ -19,6 +22,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
+from stacube.core.filters import cql2_json
+from stacube.errors import InvalidInput
 from stacube_services.errors import error_response
 
 STRING_OPS = {"startsWith", "endsWith", "contains", "in"}
@@ -75,6 +80,22 @@ def _join(existing, lang: str | None, extra: list[dict]):
     if isinstance(existing, str):
         existing = orjson.loads(existing)
     return {"op": "and", "args": [existing, *extra]}, "cql2-json"
+
+
+def cql2_text_to_json(text) -> tuple[dict, str]:
+    """A POST body's CQL2-text ``filter`` as ``(CQL2-JSON, "cql2-json")``.
+
+    Raises:
+        ValueError: not a string, or the text does not parse (the parser's reason).
+    """
+    if isinstance(text, dict):  # "filter-lang": "cql2-text" with a JSON filter: keep the filter
+        return text, "cql2-json"
+    if not isinstance(text, str):
+        raise ValueError('filter: with "filter-lang": "cql2-text" the filter is a CQL2 text string')
+    try:
+        return cql2_json(text), "cql2-json"
+    except InvalidInput as exc:
+        raise ValueError(f"{exc.message} (POST bodies take cql2-json; cql2-text is converted)") from exc
 
 
 class StacRequestMiddleware:
@@ -166,6 +187,9 @@ class StacRequestMiddleware:
             raise ValueError("fields must be an object with include and/or exclude")
         if isinstance(doc.get("collections"), str):
             doc["collections"] = [doc["collections"]]
+            changed = True
+        if isinstance(doc.get("filter"), str) or doc.get("filter-lang") == "cql2-text":
+            doc["filter"], doc["filter-lang"] = cql2_text_to_json(doc.get("filter"))
             changed = True
         if isinstance(doc.get("query"), dict):
             kept, extra = split_query(doc["query"])

@@ -29,6 +29,7 @@ from pathlib import Path
 import orjson
 
 from stacube.catalog.products import EXTENSIONS
+from stacube.core.crs import proj_fields
 from stacube.errors import InvalidInput
 
 JSON_SUFFIXES = {".json", ".geojson"}
@@ -160,11 +161,13 @@ def iter_cog_folder(root: Path, cogs: list[Path], *, collection: str,
             yield Found(doc, None, str(folder / item_id))
 
 
-def _proj_v2(props: dict) -> dict:
+def _projection(props: dict) -> dict:
+    """Projection fields of an asset from rio-stac's item properties (both ``proj:code`` and
+    ``proj:epsg``: see :func:`stacube.core.crs.proj_fields`)."""
     out = {}
-    epsg = props.get("proj:epsg")
+    epsg = props.get("proj:epsg") or props.get("proj:code")
     if epsg:
-        out["proj:code"] = f"EPSG:{epsg}"
+        out.update(proj_fields(int(epsg) if isinstance(epsg, int) else str(epsg)))
     elif props.get("proj:wkt2"):
         out["proj:wkt2"] = props["proj:wkt2"]
     for key in ("proj:shape", "proj:bbox"):
@@ -230,7 +233,7 @@ def item_from_cogs(item_id: str, when: datetime | None, files: dict[str, Path], 
             "type": "image/tiff; application=geotiff; profile=cloud-optimized",
             "title": key,
             "roles": ["data"],
-            **_proj_v2(described["properties"]),
+            **_projection(described["properties"]),
             "raster:bands": [_clean_raster_band(b) for b in source.get("raster:bands", [])],
         }
         template_asset = item_assets.get(key) or {}

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.json import Jsonb
 
+from stacube.catalog.describe import property_types, refresh_collection, summary_types
+from stacube.core.filters import cql2_json
 from stacube.db.connection import connect, require_pgstac
 from stacube.errors import InvalidInput, NotFound
 from stacube.settings import Settings
@@ -54,9 +56,12 @@ class Catalog:
 
     # -- collections ---------------------------------------------------------------------------
     def upsert_collection(self, doc: dict) -> None:
-        """Create or replace a collection (pgSTAC ``upsert_collection``)."""
-        with self.connection() as conn:
+        """Create or replace a collection (pgSTAC ``upsert_collection``), with typed queryables
+        for the properties its summaries describe."""
+        with self.connection() as conn, conn.transaction():
             conn.execute("SELECT upsert_collection(%s)", (Jsonb(doc),))
+            _store_descriptions(conn, [(doc["id"], None,
+                                        queryable_changes(conn, doc["id"], [], doc.get("summaries")))])
 
     def get_collection(self, collection_id: str) -> dict:
         """The collection document.
@@ -99,6 +104,9 @@ class Catalog:
     def load_items(self, items: Iterable[dict], *, mode: str = "upsert") -> LoadResult:
         """Load already-validated items in one transaction with pypgstac's loader.
 
+        In the same transaction, each collection's ``item_assets``, ``summaries`` and typed
+        queryables are refined from the items (:mod:`stacube.catalog.describe`).
+
         Args:
             items: STAC Item documents whose collections exist.
             mode: pypgstac insert mode: ``upsert`` (default; idempotent), ``insert``, ``ignore``.
@@ -123,6 +131,8 @@ class Catalog:
                     if mode == "upsert" and not _any_exists(conn, items):
                         mode = "insert"  # same result; pgSTAC's plain insert skips the staging table
                     loader.load_items(iter(items), insert_mode=Methods(mode))
+                    # after the load: the documents then hold the extents pgSTAC computed
+                    _store_descriptions(conn, _describe(conn, items))
             except psycopg.errors.UniqueViolation:  # written meanwhile by someone else: upsert after all
                 return self.load_items(items, mode="upsert")
             except psycopg.Error as exc:
@@ -183,22 +193,6 @@ class Catalog:
                 body["token"] = f"next:{token}"
 
 
-def cql2_json(text) -> dict:
-    """A CQL2-text filter as CQL2-JSON (pgSTAC evaluates CQL2-JSON).
-
-    Raises:
-        InvalidInput: the filter does not parse.
-    """
-    import cql2
-
-    if isinstance(text, dict):
-        return text
-    try:
-        return cql2.Expr(str(text)).to_json()
-    except Exception as exc:  # cql2 raises its own ValueError subclasses
-        raise InvalidInput(f"invalid CQL2 filter {text!r}: {str(exc).splitlines()[0]}") from exc
-
-
 def _pg_message(exc: psycopg.Error) -> str:
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag else None
@@ -208,6 +202,47 @@ def _pg_message(exc: psycopg.Error) -> str:
 def dumps(doc: dict) -> str:
     """Compact JSON."""
     return json.dumps(doc, separators=(",", ":"))
+
+
+def _describe(conn: psycopg.Connection, items: list[dict]) -> list[tuple[str, dict | None, dict]]:
+    """Per collection of the batch (locked until the transaction ends): the refreshed document
+    (None: unchanged) and the queryables to write."""
+    by_collection: dict[str, list[dict]] = {}
+    for item in items:
+        by_collection.setdefault(item["collection"], []).append(item)
+    out = []
+    for cid in sorted(by_collection):
+        row = conn.execute("SELECT content FROM collections WHERE id = %s FOR UPDATE", (cid,)).fetchone()
+        if row is None:
+            continue  # the loader names the missing collection
+        refreshed = refresh_collection(row[0], by_collection[cid])
+        out.append((cid, refreshed, queryable_changes(conn, cid, by_collection[cid],
+                                                      (refreshed or row[0]).get("summaries"))))
+    return out
+
+
+def queryable_changes(conn: psycopg.Connection, cid: str, items: list[dict],
+                      summaries: dict | None) -> dict[str, dict]:
+    """``{name: definition}`` of the per-collection queryables to (re)write for ``cid``: the
+    properties of ``items`` and of the collection's summaries, typed, widened with what is
+    registered; names pgSTAC or another row already covers for every collection are left alone."""
+    rows = conn.execute(
+        "SELECT name, collection_ids, definition FROM queryables "
+        "WHERE collection_ids IS NULL OR %s = ANY(collection_ids)", (cid,)).fetchall()
+    mine = {name: definition for name, ids, definition in rows if ids == [cid]}
+    others = {name for name, ids, _ in rows if ids != [cid]}
+    wanted = property_types(items, {**summary_types(summaries or {}), **mine})
+    return {name: definition for name, definition in wanted.items()
+            if name not in others and mine.get(name) != definition}
+
+
+def _store_descriptions(conn: psycopg.Connection, described) -> None:
+    for cid, doc, queryables in described:
+        if doc is not None:
+            conn.execute("SELECT update_collection(%s)", (Jsonb(doc),))
+        for name, definition in sorted(queryables.items()):
+            conn.execute("SELECT upsert_queryable(%s, %s, NULL, NULL, ARRAY[%s])",
+                         (name, Jsonb(definition), cid))
 
 
 def _any_exists(conn: psycopg.Connection, items: list[dict]) -> bool:
