@@ -11,6 +11,8 @@ summaries. stacube derives them from the items as they are registered, so bands,
 * ``summaries``: numeric properties as ``{"minimum", "maximum"}``; categorical ones (platform,
   constellation, instruments, ``proj:code``...) as the list of values while there are at most
   :data:`MAX_VALUES`.
+* ``renders``: a default rendering when the collection declares none
+  (:mod:`stacube.catalog.renders`);
 * queryables: each property with its JSON type (``number``, ``string`` with ``format:
   date-time``, ``array``, ``boolean``), which pgSTAC uses to compare and sort numbers as numbers.
 
@@ -28,6 +30,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from itertools import repeat
 from typing import Any
+
+from stacube.catalog.renders import RENDERS_EXTENSION, default_renders
 
 FROM_ITEMS = "stacube:from_items"
 #: categorical summaries hold at most this many values; a property with more is not summarised
@@ -312,6 +316,13 @@ def refresh_collection(collection: dict, items: list[dict]) -> dict | None:
     if keys:
         marker["summaries"] = keys
         doc["summaries"] = summaries
+    if items and (not doc.get("renders") or not isinstance(doc["renders"], dict)):
+        renders = default_renders(doc, items)
+        if renders:
+            doc["renders"] = renders
+            marker["renders"] = sorted(renders)
+            if RENDERS_EXTENSION not in doc.get("stac_extensions", []):
+                doc.setdefault("stac_extensions", []).append(RENDERS_EXTENSION)
     if marker:
         doc[FROM_ITEMS] = marker
     return None if doc == collection else doc

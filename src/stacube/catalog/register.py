@@ -67,6 +67,13 @@ def keep_derived(collection: dict, old: dict) -> dict:
         kept["summaries"] = derived
     if not summaries:
         collection.pop("summaries")
+    if marker.get("renders") and not collection.get("renders") and old.get("renders"):
+        collection["renders"] = old["renders"]
+        kept["renders"] = marker["renders"]
+        collection.setdefault("stac_extensions", [])
+        for ext in old.get("stac_extensions") or []:
+            if "/render/" in ext and ext not in collection["stac_extensions"]:
+                collection["stac_extensions"].append(ext)
     if kept:
         collection[FROM_ITEMS] = kept
     return collection
