@@ -56,8 +56,9 @@ class CompositeSpec(SpecModel):
     def job_id(self) -> str:
         """A stable id: the same parameters give the same job (re-running is idempotent)."""
         doc = self.model_dump(mode="json", exclude={"output", "tile_size"})
-        if doc.get("mask_cleanup") is None:  # jobs without cleanup keep their ids
-            doc.pop("mask_cleanup", None)
+        for key, default in (("mask_cleanup", None), ("zarr_format", 2)):  # older jobs keep their ids
+            if doc.get(key) == default:
+                doc.pop(key, None)
         digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.method}-{digest}"
 
