@@ -44,6 +44,8 @@ ITEM_SPECIFIC_PREFIXES = ("file:",)
 BAND_LISTS = ("raster:bands", "eo:bands", "bands")
 #: properties never summarised nor typed (item identity, times: pgSTAC indexes them itself)
 NOT_SUMMARISED = {"datetime", "start_datetime", "end_datetime", "created", "updated"}
+#: properties pgSTAC reads as columns of its items table (queryables of their own)
+COLUMNS = {"datetime", "start_datetime", "end_datetime"}
 CATEGORICAL = {
     "platform", "constellation", "instruments", "mission", "proj:code", "proj:epsg", "gsd",
     "sat:orbit_state", "sat:platform_international_designator", "processing:level",
@@ -266,7 +268,7 @@ def property_types(items: Iterable[dict], known: dict[str, dict] | None = None) 
             if before != tag:
                 seen[name] = "string"
     for name, tag in seen.items():
-        if name in NOT_SUMMARISED:
+        if name in COLUMNS:
             continue
         kind = dict(_SCHEMAS[tag])
         out[name] = widen(out.get(name), kind) if name in out else kind
@@ -277,7 +279,7 @@ def summary_types(summaries: dict) -> dict[str, dict]:
     """``{property: JSON Schema}`` from a collection's summaries (the product definition)."""
     out = {}
     for name, summary in (summaries or {}).items():
-        if name in NOT_SUMMARISED or not isinstance(name, str) or name.startswith("stacube:"):
+        if name in COLUMNS or not isinstance(name, str) or name.startswith("stacube:"):
             continue
         if isinstance(summary, dict) and ("minimum" in summary or "maximum" in summary):
             out[name] = {"type": "number"}

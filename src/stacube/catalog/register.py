@@ -29,6 +29,7 @@ def add_product(catalog: Catalog, path: str | Path, *, quality_asset: str | None
         InvalidInput: malformed file or rule; nothing is written.
     """
     collection = read_product_file(path)
+    collection["links"] = documentary_links(collection.get("links"))
     if quality_preset or quality_asset:
         if not (quality_preset and quality_asset):
             raise InvalidInput("--quality-asset and --quality-preset go together")
@@ -43,6 +44,21 @@ def add_product(catalog: Catalog, path: str | Path, *, quality_asset: str | None
         keep_derived(collection, old)
     catalog.upsert_collection(collection)
     return collection
+
+
+#: link relations the STAC API writes itself: a collection copied from another catalogue keeps
+#: them pointing there, and clients (pystac-client's queryables, paging) would follow them away
+SERVED_RELS = {"self", "root", "parent", "child", "item", "items", "collection", "next", "prev",
+               "previous", "first", "last", "search", "queryables", "aggregate", "aggregations",
+               "conformance", "service-desc", "service-doc", "data", "tiles",
+               "http://www.opengis.net/def/rel/ogc/1.0/queryables"}
+
+
+def documentary_links(links) -> list[dict]:
+    """A collection's links without those the API writes itself (:data:`SERVED_RELS`): licence,
+    citation, documentation and provenance links stay."""
+    return [link for link in links or [] if isinstance(link, dict)
+            and str(link.get("rel", "")).lower() not in SERVED_RELS]
 
 
 def keep_derived(collection: dict, old: dict) -> dict:
