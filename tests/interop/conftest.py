@@ -16,12 +16,10 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "conformance"))  # live_server, run_stac_api_validator
 
+from interop_testing import PUBLIC_DATA  # noqa: E402
 from live_server import LiveServer, drop_database, sample_database  # noqa: E402
 
 DATABASE = "stacube_interop"
-PUBLIC_DATA = HERE.parent / "data" / "stac"
-PUBLIC = "sentinel-2-c1-l2a"  # the public collection (16 items, no item_assets declared)
-S2 = "sentinel-2-l1c-eolearn-sample"
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from pystac_client import Client
 
-from conftest import S2
+from interop_testing import S2
 
 HTTP_ASSETS = "asset hrefs are served over HTTP in a later change"
 

@@ -9,7 +9,7 @@ import rasterio
 from rasterio.warp import transform_bounds
 from rasterio.windows import from_bounds
 
-from conftest import S2
+from interop_testing import S2
 
 #: the sample's footprint, lon/lat (inside the 100 x 101 px stack near Ljubljana)
 AREA = (14.552, 45.867, 14.563, 45.874)

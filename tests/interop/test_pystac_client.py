@@ -10,7 +10,7 @@ import pytest
 from pystac_client import Client, ConformanceClasses
 from pystac_client.warnings import DoesNotConformTo
 
-from conftest import PUBLIC, S2
+from interop_testing import PUBLIC, S2
 
 pytestmark = [pytest.mark.usefixtures("interop_server"),
               # pystac reads the public items' storage extension v1 and cannot migrate its fields

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import PUBLIC, PUBLIC_DATA
+from interop_testing import PUBLIC, PUBLIC_DATA
 from run_stac_api_validator import CLASSES, context_of, run, unexplained
 
 
