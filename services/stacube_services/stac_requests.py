@@ -13,12 +13,15 @@
   links; pgSTAC does not store them).
 * Item search and item list responses carry ``application/geo+json`` also when the fields
   extension is used (stac-fastapi answers ``application/json`` then).
+* ``GET /collections/{id}/queryables`` lists every property of the collection's items with its
+  JSON type: pgSTAC's queryables (the typed ones, :mod:`stacube.catalog.describe`) completed
+  with the properties registration recorded (``stacube:from_items.properties``).
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import orjson
 
@@ -28,6 +31,7 @@ from stacube_services.errors import error_response
 
 STRING_OPS = {"startsWith", "endsWith", "contains", "in"}
 ITEMS_PATH = re.compile(r"/collections/[^/]+/items(/[^/]+)?$")
+QUERYABLES_PATH = re.compile(r"^/collections/([^/]+)/queryables/?$")
 COLLECTIONS_PATH = re.compile(r"/collections(/|$)")
 
 
@@ -136,6 +140,12 @@ class StacRequestMiddleware:
             receive = _replay(body)
         if method in ("GET", "POST") and (is_search or is_items):
             send = _geojson_send(send)
+        queryables = QUERYABLES_PATH.match(path) if method == "GET" else None
+        if queryables:
+            send = _queryables_send(send, scope, unquote(queryables.group(1)))
+            # an uncompressed answer to complete (a queryables document is small)
+            scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", [])
+                                          if k.lower() != b"accept-encoding"]}
         await self.app(scope, receive, send)
 
     @staticmethod
@@ -238,5 +248,54 @@ def _geojson_send(send):
                     message = {**message, "headers": headers}
                     break
         await send(message)
+
+    return wrapped
+
+
+async def recorded_properties(scope, collection_id: str) -> dict:
+    """``{property: JSON Schema}`` registration recorded for a collection (empty when none)."""
+    app = scope.get("app")
+    pool = getattr(getattr(app, "state", None), "readpool", None)
+    if pool is None:
+        return {}
+    value = await pool.fetchval(
+        "SELECT content->'stacube:from_items'->'properties' FROM pgstac.collections WHERE id = $1",
+        collection_id)
+    doc = orjson.loads(value) if isinstance(value, (str, bytes)) else value
+    return doc if isinstance(doc, dict) else {}
+
+
+def _queryables_send(send, scope, collection_id: str):
+    """Completes a 200 queryables answer with the recorded properties (pgSTAC's win)."""
+    start: dict | None = None
+    chunks: list[bytes] = []
+
+    async def wrapped(message):
+        nonlocal start
+        if message["type"] == "http.response.start":
+            if message["status"] != 200:
+                await send(message)
+                return
+            start = message
+            return
+        if start is None:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(chunks)
+        try:
+            doc = orjson.loads(body)
+            extra = await recorded_properties(scope, collection_id)
+            if isinstance(doc, dict) and isinstance(doc.get("properties"), dict) and extra:
+                doc["properties"] = {**extra, **doc["properties"]}
+                body = orjson.dumps(doc)
+        except orjson.JSONDecodeError:
+            pass
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     return wrapped

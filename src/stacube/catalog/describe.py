@@ -14,10 +14,13 @@ summaries. stacube derives them from the items as they are registered, so bands,
 * ``renders``: a default rendering when the collection declares none
   (:mod:`stacube.catalog.renders`);
 * queryables: each property with its JSON type (``number``, ``string`` with ``format:
-  date-time``, ``array``, ``boolean``), which pgSTAC uses to compare and sort numbers as numbers.
+  date-time``, ``array``, ``boolean``): the numeric and date-time ones registered with pgSTAC,
+  which then compares and sorts them as numbers and instants; all of them listed by the API's
+  queryables (``properties`` of the record below).
 
 What was derived is recorded in the collection under ``stacube:from_items``
-(``{"item_assets": {asset key: [fields]}, "summaries": [keys]}``), so a later batch refines it
+(``{"item_assets": {asset key: [fields]}, "summaries": [keys], "renders": [names], "properties":
+{name: JSON Schema}}``), so a later batch refines it
 (a field items disagree on is dropped; a new asset key is added) and never overrides what the
 product definition declared. All functions are pure: they take and return documents.
 """
@@ -52,6 +55,17 @@ CATEGORICAL = {
     "landsat:collection_category", "landsat:collection_number", "landsat:wrs_type",
     "sar:instrument_mode", "sar:frequency_band", "sar:polarizations", "sar:product_type",
     "odc:product_type", "odc:metadata_type", "s2:processing_baseline", "mgrs:utm_zone",
+}
+#: properties whose type the STAC specification and its extensions fix (common metadata, eo,
+#: view, sat, projection): one queryable for every collection each (pgSTAC reads them through
+#: their wrapper everywhere), and items must hold that type (checked at registration)
+STANDARD_QUERYABLES = {
+    **{name: {"type": "number"} for name in (
+        "eo:cloud_cover", "eo:snow_cover", "gsd", "proj:epsg", "view:off_nadir",
+        "view:incidence_angle", "view:azimuth", "view:sun_azimuth", "view:sun_elevation",
+        "sat:relative_orbit", "sat:absolute_orbit")},
+    **{name: {"type": "string", "format": "date-time"} for name in (
+        "created", "updated", "published", "unpublished", "expires", "sat:anx_datetime")},
 }
 _DATETIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)$", re.I)
 _ID_LIKE = re.compile(r"(^|[:_])(id|ids|uri|url|name|title|description|granule_id|datatake_id)$", re.I)
@@ -318,6 +332,8 @@ def refresh_collection(collection: dict, items: list[dict]) -> dict | None:
     if keys:
         marker["summaries"] = keys
         doc["summaries"] = summaries
+    if items:  # every property with its JSON type: the queryables the API lists
+        marker["properties"] = property_types(items, marker.get("properties"))
     if items and (not doc.get("renders") or not isinstance(doc["renders"], dict)):
         renders = default_renders(doc, items)
         if renders:
@@ -328,3 +344,18 @@ def refresh_collection(collection: dict, items: list[dict]) -> dict | None:
     if marker:
         doc[FROM_ITEMS] = marker
     return None if doc == collection else doc
+
+
+def standard_type_error(props: dict) -> str | None:
+    """Why a property of :data:`STANDARD_QUERYABLES` does not hold its type, or None."""
+    for name, definition in STANDARD_QUERYABLES.items():
+        value = props.get(name)
+        if value is None:
+            continue
+        tag = _tag(value)
+        if definition.get("format") == "date-time":
+            if tag != "date-time":
+                return f"properties.{name} must be an RFC 3339 date-time"
+        elif tag != "number":
+            return f"properties.{name} must be a number"
+    return None

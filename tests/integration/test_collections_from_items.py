@@ -60,10 +60,11 @@ def test_items_describe_their_collection(samples, described):
     assert doc["summaries"]["platform"] == ["sentinel-2a"]
     assert doc["renders"]["true-color"]["assets"] == ["B04", "B03", "B02"]
     assert doc["renders"]["true-color"]["minmax_zoom"][1] == 14
-    with samples.connection() as conn:
+    assert doc["stacube:from_items"]["properties"]["instruments"] == {"type": "array"}
+    assert doc["stacube:from_items"]["properties"]["platform"] == {"type": "string"}
+    with samples.connection() as conn:  # what pgSTAC reads through a wrapper: numbers, date-times
         queryables = conn.execute("SELECT get_queryables(%s::text)", (BARE,)).fetchone()[0]["properties"]
     assert queryables["eo:cloud_cover"]["type"] == "number"
-    assert queryables["instruments"]["type"] == "array"
 
 
 def test_numbers_sort_and_compare_as_numbers(samples, described):
@@ -124,12 +125,27 @@ def test_collection_links_to_another_catalogue_are_dropped(samples, tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED / "stacks").exists(), reason="needs ../shared/data/stacks")
-def test_every_shared_stack_registers_with_one_command(cli, samples):
-    out = cli("product", "add", *map(str, sorted(PRODUCTS.iterdir())))
-    assert out.returncode == 0, out.stderr
-    out = cli("dataset", "add", *map(str, sorted((SHARED / "stacks").iterdir())))
-    assert out.returncode == 0, out.stderr
-    assert "sentinel-2-ndvi-eolearn-sample: 68" in out.stdout
+def test_every_shared_stack_registers_with_one_command(cli, settings):
+    """In a catalog of its own (the shared stacks' items have the samples' ids)."""
+    import psycopg
+
+    from stacube.db.embedded import EmbeddedCluster
+    from stacube.db.migrate import migrate
+    from stacube.settings import Settings
+
+    name = "stacube_shared_stacks"
+    EmbeddedCluster(Settings(db_name=name)).ensure_database()
+    migrate(Settings(db_name=name))
+    env = {"STACUBE_DB_NAME": name}
+    try:
+        out = cli("product", "add", *map(str, sorted(PRODUCTS.iterdir())), env=env)
+        assert out.returncode == 0, out.stderr
+        out = cli("dataset", "add", *map(str, sorted((SHARED / "stacks").iterdir())), env=env)
+        assert out.returncode == 0, out.stderr
+        assert "sentinel-2-ndvi-eolearn-sample: 68" in out.stdout
+    finally:
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{settings.db_port}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_counts_cf_attributes_and_zarr_3(cli, samples, tmp_path):
