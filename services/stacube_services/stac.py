@@ -96,6 +96,7 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
                           settings=stac_settings, lifespan=lifespan or stac_lifespan(settings))
     api.client.landing_page_id = "stacube"
     api.client.base_conformance_classes.extend(COMPATIBLE_CONFORMANCE)
+    api.app.state.stacube_settings = settings  # items written through transactions describe their collection
 
     api.app.add_middleware(StacRequestMiddleware, prefix_path=prefix_path)
     api.app.add_middleware(JsonBodyMiddleware)

@@ -13,6 +13,9 @@
   links; pgSTAC does not store them).
 * Item search and item list responses carry ``application/geo+json`` also when the fields
   extension is used (stac-fastapi answers ``application/json`` then).
+* Items written through the transaction routes refine their collection as registered items do
+  (``item_assets``, summaries, queryables: :meth:`stacube.catalog.pgstac.Catalog.describe_items`),
+  once the write succeeded.
 * ``GET /collections/{id}/queryables`` lists every property of the collection's items with its
   JSON type: pgSTAC's queryables (the typed ones, :mod:`stacube.catalog.describe`) completed
   with the properties registration recorded (``stacube:from_items.properties``).
@@ -130,7 +133,8 @@ class StacRequestMiddleware:
             except ValueError as exc:
                 await error_response(400, "InvalidParameter", str(exc))(scope, receive, send)
                 return
-        elif (method == "POST" and (is_search or is_items)) or (method == "PUT" and is_items):
+        written: list[dict] = []
+        if (method == "POST" and (is_search or is_items)) or (method == "PUT" and is_items):
             body = await _read_body(receive)
             try:
                 body = self._rewrite_body(body, search=is_search)
@@ -138,6 +142,8 @@ class StacRequestMiddleware:
                 await error_response(400, "InvalidParameter", str(exc))(scope, receive, send)
                 return
             receive = _replay(body)
+            if not is_search:
+                written = _items_of(body, path)
         if method in ("GET", "POST") and (is_search or is_items):
             send = _geojson_send(send)
         queryables = QUERYABLES_PATH.match(path) if method == "GET" else None
@@ -146,7 +152,12 @@ class StacRequestMiddleware:
             # an uncompressed answer to complete (a queryables document is small)
             scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", [])
                                           if k.lower() != b"accept-encoding"]}
+        status: list[int] = []
+        if written:
+            send = _status_send(send, status)
         await self.app(scope, receive, send)
+        if written and status and status[0] in (200, 201):
+            await describe_written(scope, written)
 
     @staticmethod
     def _rewrite_get(scope):
@@ -299,3 +310,43 @@ def _queryables_send(send, scope, collection_id: str):
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
     return wrapped
+
+
+def _items_of(body: bytes, path: str) -> list[dict]:
+    """The items of a transaction body (an Item or an ItemCollection), with their collection."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    match = re.search(r"/collections/([^/]+)/items", path)
+    cid = unquote(match.group(1)) if match else None
+    features = doc.get("features") if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else [doc]
+    return [dict(f, collection=f.get("collection") or cid) for f in features or []
+            if isinstance(f, dict) and f.get("type") == "Feature"]
+
+
+def _status_send(send, status: list[int]):
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+        await send(message)
+
+    return wrapped
+
+
+async def describe_written(scope, items: list[dict]) -> None:
+    """Refine the items' collections from them (a worker thread; a failure is logged, the
+    items are stored all the same)."""
+    import logging
+
+    from anyio import to_thread
+
+    from stacube.catalog.pgstac import Catalog  # lazy: the STAC function starts without psycopg
+
+    settings = getattr(getattr(scope.get("app"), "state", None), "stacube_settings", None)
+    if settings is None:
+        return
+    try:
+        await to_thread.run_sync(Catalog(settings).describe_items, items)
+    except Exception:  # noqa: BLE001 - the write succeeded; its description can be redone
+        logging.getLogger("stacube").exception("describing the collection of written items failed")

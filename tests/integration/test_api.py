@@ -227,6 +227,29 @@ def test_transactions_need_the_api_key(samples):
         assert c.delete("/stac/collections/tx-test", headers={"X-API-Key": "s3cret"}).status_code in (200, 204)
 
 
+def test_items_written_through_transactions_describe_their_collection(samples):
+    from stacube_services.app import create_app
+
+    key = {"X-API-Key": "s3cret"}
+    doc = {"type": "Collection", "id": "tx-described", "description": "t", "license": "other",
+           "stac_version": "1.1.0", "links": [],
+           "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}}}
+    item = {k: v for k, v in samples.get_item(S2, "S2_L1C_20150711T100008").items() if k != "links"}
+    item["collection"] = "tx-described"
+    with TestClient(create_app(Settings(api_key="s3cret")), raise_server_exceptions=False) as c:
+        assert c.post("/stac/collections", json=doc, headers=key).status_code in (200, 201)
+        try:
+            r = c.post("/stac/collections/tx-described/items", json=item, headers=key)
+            assert r.status_code in (200, 201), r.text
+            stored = samples.get_collection("tx-described")
+            assert stored["item_assets"]["B04"]["eo:bands"][0]["common_name"] == "red"
+            assert stored["renders"]["true-color"]["assets"] == ["B04", "B03", "B02"]
+            queryables = c.get("/stac/collections/tx-described/queryables").json()["properties"]
+            assert queryables["platform"] == {"type": "string"} and queryables["eo:cloud_cover"]["type"] == "number"
+        finally:
+            c.delete("/stac/collections/tx-described", headers=key)
+
+
 def test_transactions_are_off_without_a_key(client):
     r = client.post("/stac/collections", json={"id": "x"})
     assert r.status_code == 405

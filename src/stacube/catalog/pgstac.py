@@ -129,21 +129,11 @@ class Catalog:
             loader = Loader(db=db)
             try:
                 with conn.transaction():
-                    _ensure_standard_queryables(conn)
-                    batches = _by_collection(conn, items)
-                    # queryables before the load: the partition of a new collection does not
-                    # exist yet, so pgSTAC has no index of it to maintain (~0.15 s a statement)
-                    for cid, batch in batches.items():
-                        _store_queryables(conn, cid, queryable_changes(
-                            conn, cid, batch, (_content(conn, cid) or {}).get("summaries")))
+                    batches = _describe_before(conn, items)
                     if mode == "upsert" and not _any_exists(conn, items):
                         mode = "insert"  # same result; pgSTAC's plain insert skips the staging table
                     loader.load_items(iter(items), insert_mode=Methods(mode))
-                    # the documents after the load: they then hold the extents pgSTAC computed
-                    for cid, batch in batches.items():
-                        refreshed = refresh_collection(_content(conn, cid), batch)
-                        if refreshed is not None:
-                            conn.execute("SELECT update_collection(%s)", (Jsonb(refreshed),))
+                    _describe_after(conn, batches)
             except psycopg.errors.UniqueViolation:  # written meanwhile by someone else: upsert after all
                 return self.load_items(items, mode="upsert")
             except psycopg.Error as exc:
@@ -151,6 +141,12 @@ class Catalog:
                     f"the catalog rejected the batch, nothing was loaded: {_pg_message(exc)}"
                 ) from exc
         return LoadResult(len(items), counts)
+
+    def describe_items(self, items: list[dict]) -> None:
+        """Refine the collections of items stored by other means (STAC transactions) from them,
+        as :meth:`load_items` does (:mod:`stacube.catalog.describe`)."""
+        with self.connection() as conn, conn.transaction():
+            _describe_after(conn, _describe_before(conn, items))
 
     def get_item(self, collection_id: str, item_id: str) -> dict:
         """One item, hydrated.
@@ -224,6 +220,28 @@ def _by_collection(conn: psycopg.Connection, items: list[dict]) -> dict[str, lis
     known = {r[0] for r in conn.execute(
         "SELECT id FROM collections WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (sorted(by),))}
     return {cid: batch for cid, batch in sorted(by.items()) if cid in known}  # the loader names others
+
+
+def _describe_before(conn: psycopg.Connection, items: list[dict]) -> dict[str, list[dict]]:
+    """Lock the batch's collections and write their queryables; the batch by collection.
+
+    Queryables go before the load: the partition of a new collection does not exist yet, so
+    pgSTAC has no index of it to maintain (~0.15 s a statement otherwise)."""
+    _ensure_standard_queryables(conn)
+    batches = _by_collection(conn, items)
+    for cid, batch in batches.items():
+        _store_queryables(conn, cid, queryable_changes(
+            conn, cid, batch, (_content(conn, cid) or {}).get("summaries")))
+    return batches
+
+
+def _describe_after(conn: psycopg.Connection, batches: dict[str, list[dict]]) -> None:
+    """Refine the collection documents (after the load: they then hold the extents pgSTAC
+    computed)."""
+    for cid, batch in batches.items():
+        refreshed = refresh_collection(_content(conn, cid), batch)
+        if refreshed is not None:
+            conn.execute("SELECT update_collection(%s)", (Jsonb(refreshed),))
 
 
 def _content(conn: psycopg.Connection, cid: str) -> dict | None:
