@@ -185,12 +185,6 @@ def _summarised_name(name: str) -> bool | None:
     return True if name in CATEGORICAL else None
 
 
-def summarisable(name: str, value) -> bool:
-    """Whether a property is summarised (see the module docstring)."""
-    kind = _summarised_name(name)
-    return _number(value) if kind is None else kind
-
-
 def derive_summaries(items: Iterable[dict], known: dict | None = None,
                      keys: Iterable[str] = ()) -> tuple[dict, list[str]]:
     """Summaries of the items' properties, merged into ``known`` (which holds ``keys`` derived
