@@ -184,3 +184,21 @@ def gather(stack, chosen, fill, out, p0, p1):
     for p in range(p0, p1):
         c = chosen[p]
         out[p] = stack[c, p] if c >= 0 else fill
+
+
+@njit(nogil=True, cache=True)
+def decode(mask, table, low, reference, use_reference, observed, clear, p0, p1):
+    """Quality decoding through a lookup table, for pixels ``p0:p1`` of ``(t, npix)`` arrays:
+    ``observed = table[mask] & 1`` (and ``reference`` finite, when ``use_reference``),
+    ``clear = observed & (table[mask] & 2)``; ``table`` is indexed by ``mask - low`` where
+    ``low`` is the smallest value of the mask's dtype (the table covers the whole dtype)."""
+    t = mask.shape[0]
+    for k in range(t):
+        for p in range(p0, p1):
+            code = table[np.int64(mask[k, p]) - low]
+            seen = (code & 1) != 0
+            if use_reference:
+                v = reference[k, p]
+                seen = seen & ((v - v) == 0)
+            observed[k, p] = seen
+            clear[k, p] = seen & ((code & 2) != 0)

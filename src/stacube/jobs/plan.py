@@ -127,7 +127,8 @@ def make_geobox(spec: CompositeSpec, sources: list[Source], ref_band: str) -> Ge
         res = resxy_(abs(rx), -abs(ry))
     elif native and same_crs(crs, native.crs):
         res = resxy_(abs(native.resolution[0]), -abs(native.resolution[1]))
-        anchor = xy_((native.origin[0] / res.x) % 1, (native.origin[1] / res.y) % 1)
+        # pixel edges at origin + k * |res| on both axes (y resolution is negative)
+        anchor = xy_((native.origin[0] / abs(res.x)) % 1, (native.origin[1] / abs(res.y)) % 1)
     elif native:
         native_box = BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs(native.crs)
         scale = bbox.span_x / max(native_box.span_x, 1e-12)
