@@ -202,3 +202,10 @@ def decode(mask, table, low, reference, use_reference, observed, clear, p0, p1):
                 seen = seen & ((v - v) == 0)
             observed[k, p] = seen
             clear[k, p] = seen & ((code & 2) != 0)
+
+
+@njit(nogil=True, cache=True)
+def warm_up(x):
+    """A trivial function: its first call loads numba's code generator (a few tenths of a
+    second once per process), which :func:`stacube.algo.reduce.warm_up` overlaps with reading."""
+    return x + 1

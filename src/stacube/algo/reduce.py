@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -81,6 +82,15 @@ def compiled():
 
 
 _JIT = None
+
+
+def warm_up() -> threading.Thread:
+    """Import the compiled loops and load numba's code generator on a background thread, so
+    that it overlaps with reading the stack (the loops' machine code then loads in
+    milliseconds)."""
+    thread = threading.Thread(target=lambda: compiled().warm_up(1), name="stacube-jit-warm-up", daemon=True)
+    thread.start()
+    return thread
 #: Bytes of one block of work values (``t`` values per pixel): it stays in the second-level
 #: cache of one core while it is filled, sorted and read.
 BLOCK_BYTES = 256 << 10

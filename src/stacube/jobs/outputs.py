@@ -33,31 +33,48 @@ def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int
                 attrs: dict | None = None) -> None:
     """Create an empty Zarr cube with its coordinates and metadata (no data chunks).
 
+    Written with zarr directly, as ``xarray.Dataset.to_zarr`` (format 2) lays it out: every
+    array names its dimensions in ``_ARRAY_DIMENSIONS``; ``spatial_ref`` holds the EPSG code and
+    the CF grid mapping (pyproj's ``CRS.to_cf()``, ``crs_wkt``, ``spatial_ref`` and
+    ``GeoTransform``, as odc-geo and rioxarray write them); ``x``/``y`` are pixel centres;
+    ``time`` is int64 seconds since 1970-01-01. No dask or xarray is needed to create it.
+
     Args:
         store: a local path or a zarr store (see :meth:`stacube.storage.Staging.zarr_store`).
     """
-    import dask.array as da
-    import xarray as xr
-    from odc.geo.xr import xr_coords
+    import zarr
 
     edge = chunk_edge(tile_edge)
     ny, nx = geobox.shape.y, geobox.shape.x
     chunks = (1, min(edge, ny), min(edge, nx))
-    coords = dict(xr_coords(geobox, crs_coord_name="spatial_ref"))
-    coords["time"] = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t in times])
-    data_vars = {}
-    encoding = {}
+    group = zarr.open_group(store=store, mode="w", zarr_format=2)
+    group.attrs.update(attrs or {})
+    crs, affine = geobox.crs, geobox.affine
+    wkt = crs.to_wkt()
+    units = crs.units[0] if crs.units else "metre"
+    cf = {"spatial_ref": wkt, **crs.proj.to_cf(),
+          "GeoTransform": " ".join(repr(float(v)) for v in (affine.c, affine.a, affine.b, affine.f, affine.d, affine.e))}
+    ref = group.create_array("spatial_ref", shape=(), dtype="int32", fill_value=None)
+    ref[...] = crs.epsg or 0
+    ref.attrs.update({**cf, "_ARRAY_DIMENSIONS": []})
+    for dim, count, start, step in (("x", nx, affine.c, affine.a), ("y", ny, affine.f, affine.e)):
+        axis = group.create_array(dim, shape=(count,), chunks=(count,), dtype="float64", fill_value=np.nan)
+        axis[:] = start + (np.arange(count) + 0.5) * step
+        axis.attrs.update({"units": units, "resolution": float(step), "crs": wkt, "_ARRAY_DIMENSIONS": [dim]})
+    seconds = np.array([np.datetime64(t.replace(tzinfo=None), "s").astype(np.int64) for t in times], dtype=np.int64)
+    time = group.create_array("time", shape=(len(times),), chunks=(max(1, len(times)),), dtype="int64",
+                              fill_value=None)
+    time[:] = seconds
+    time.attrs.update({"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian",
+                       "_ARRAY_DIMENSIONS": ["time"]})
     for name in variables:
-        dtype = variable_dtype(name)
         fill = variable_fill(name)
-        arr = da.full((len(times), ny, nx), fill, dtype=dtype, chunks=chunks)
-        data_vars[name] = xr.DataArray(arr, dims=("time", "y", "x"), attrs={"grid_mapping": "spatial_ref"})
         # counts have no nodata: 0 is a count, not a missing value
-        encoding[name] = {"chunks": chunks, "_FillValue": None if name.endswith("_count") else fill}
-    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs or {})
-    encoding["time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian",
-                        "dtype": "int64"}
-    ds.to_zarr(store, mode="w", compute=False, zarr_format=2, consolidated=True, encoding=encoding)
+        array = group.create_array(name, shape=(len(times), ny, nx), chunks=chunks, dtype=variable_dtype(name),
+                                   fill_value=None if name.endswith("_count") else fill)
+        array.attrs.update({"grid_mapping": "spatial_ref", "coordinates": "spatial_ref",
+                            "_ARRAY_DIMENSIONS": ["time", "y", "x"]})
+    zarr.consolidate_metadata(store, zarr_format=2)
 
 
 def write_region(store, tile_geobox, parent_geobox, arrays: dict[str, np.ndarray]) -> None:
