@@ -17,7 +17,8 @@ repetition interleaved (stacube, baselines, stacube 1 thread...):
   ``argmax`` of the ranked masks and ``take_along_axis``.
 
 Every output is compared with stacube's (identical values required). Figures: min and median
-wall time, speed-ups, 2-thread over 1-thread ratio, peak resident memory of the stacube call
+wall time, speed-ups, 2-thread over 1-thread ratio (with the CPU seconds of both: equal CPU
+time means the threads add no work, so on idle cores the ratio is the thread count), peak resident memory of the stacube call
 over the input stack (bands + quality), and the time over a bandwidth floor: (bytes read +
 bytes written) / copy bandwidth measured in the same run (``np.copyto`` of a 512 MiB buffer).
 
@@ -202,14 +203,16 @@ def main() -> None:
             }
             results = {}
             timings: dict[str, list[float]] = {k: [] for k in sides}
+            cpu: dict[str, list[float]] = {k: [] for k in sides}
             ours()  # compiled code loaded
             for rep in range(args.repeat):
                 names = list(sides) if rep % 2 == 0 else list(sides)[::-1]
                 for name in names:
                     gc.collect()
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     results[name] = sides[name]()
                     timings[name].append((time.perf_counter() - t0) * (args.size / part if name == "xarray" else 1))
+                    cpu[name].append(time.process_time() - c0)
             peak = peak_rss(ours)
             mine = {k: results["stacube"][k] for k in bands}
             out_item = 4 if method != "best-pixel" else 2
@@ -219,7 +222,8 @@ def main() -> None:
             best = {k: min(v) for k, v in timings.items()}
             mid = {k: statistics.median(v) for k, v in timings.items()}
             print(f"  {method:<10} stacube {best['stacube']:6.3f} s (median {mid['stacube']:6.3f}), "
-                  f"1 thread {best['stacube 1 thread']:6.3f} s -> threads {best['stacube 1 thread'] / best['stacube']:4.2f}x; "
+                  f"1 thread {best['stacube 1 thread']:6.3f} s -> threads {best['stacube 1 thread'] / best['stacube']:4.2f}x "
+                  f"(CPU s {min(cpu['stacube']):.3f} vs {min(cpu['stacube 1 thread']):.3f} on 1 thread); "
                   f"floor {floor:5.3f} s -> {best['stacube'] / floor:5.1f}x floor; "
                   f"peak {1 + peak / input_bytes:4.2f}x input")
             for base in ("xarray", "numpy"):

@@ -202,11 +202,16 @@ def select_stack(
 
 
 def count_stack(observed: np.ndarray, clear: np.ndarray, *, threads: int | None = None) -> dict[str, np.ndarray]:
-    """``clear_count`` and ``valid_count``: uint16 ``(y, x)`` numbers of clear and observed slices."""
+    """``clear_count`` and ``valid_count``: uint16 ``(y, x)`` numbers of clear and observed slices
+    (``numpy.sum`` over time, pixel blocks on ``threads`` threads)."""
     t, ny, nx = observed.shape
     valid_count = np.empty(ny * nx, dtype=np.uint16)
     clear_count = np.empty(ny * nx, dtype=np.uint16)
     seen, ok = flat(observed), flat(clear)
-    jit = compiled()
-    run_blocks(lambda p0, p1: jit.counts(seen, ok, valid_count, clear_count, p0, p1), ny * nx, 1 << 16, threads)
+
+    def run(p0: int, p1: int) -> None:
+        np.sum(seen[:, p0:p1], axis=0, dtype=np.uint16, out=valid_count[p0:p1])
+        np.sum(ok[:, p0:p1], axis=0, dtype=np.uint16, out=clear_count[p0:p1])
+
+    run_blocks(run, ny * nx, 1 << 16, threads)
     return {"clear_count": clear_count.reshape(ny, nx), "valid_count": valid_count.reshape(ny, nx)}

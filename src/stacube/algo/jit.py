@@ -137,18 +137,6 @@ def mean(stack, clear, nodata, use_nodata, out, p0, p1, block):
 
 
 @njit(nogil=True, cache=True)
-def counts(observed, clear, valid_count, clear_count, p0, p1):
-    """Per pixel of ``p0:p1``, the number of observed and of clear slices (uint16 outputs)."""
-    t = observed.shape[0]
-    valid_count[p0:p1] = 0
-    clear_count[p0:p1] = 0
-    for k in range(t):
-        for p in range(p0, p1):
-            valid_count[p] += observed[k, p]
-            clear_count[p] += clear[k, p]
-
-
-@njit(nogil=True, cache=True)
 def _first_in_order(mask, order, chosen, b0, b1, left):
     """``chosen[p]`` = the first slice of ``order`` where ``mask`` holds, for pixels of
     ``b0:b1`` still at -1; returns how many are still at -1. Stops when none is left."""

@@ -96,6 +96,10 @@ def warm_up() -> threading.Thread:
 BLOCK_BYTES = 256 << 10
 
 
+def _workers(threads: int | None) -> int:
+    return threads if threads is not None else (os.cpu_count() or 1)
+
+
 def flat(stack: np.ndarray) -> np.ndarray:
     """``(t, y, x)`` as a C-contiguous ``(t, y * x)`` array (a view when the stack is one)."""
     return np.ascontiguousarray(stack).reshape(stack.shape[0], -1)
@@ -173,16 +177,18 @@ def reduce_stack(
         values, nd, use, sentinel = kernel_input(stack, nodata.get(name))
         result = np.empty(ny * nx, dtype=np.float32)
         block = block_pixels(t, values.dtype.itemsize, block_bytes)
+        # each call works through several blocks with one work buffer: few allocations, few calls
+        span = block * max(1, math.ceil(ny * nx / (block * _workers(threads) * 8)))
         if t == 0:
             result[:] = np.nan
         elif method == "mean":
             run_blocks(lambda p0, p1: jit.mean(values, ok, nd, use, result, p0, p1, block),
-                       ny * nx, block, threads)
+                       ny * nx, span, threads)
         else:
             pairs = comparators(t, min(t - 1, math.floor((t - 1) * q / 100.0) + 1))
             run_blocks(lambda p0, p1: jit.order_statistic(values, ok, nd, use, sentinel, pairs, q, result,
                                                           p0, p1, block),
-                       ny * nx, block, threads)
+                       ny * nx, span, threads)
         out[name] = result.reshape(ny, nx)
     return out
 

@@ -9,7 +9,7 @@ parallel and a map read touches few chunks.
 
 COGs are written with rio-cogeo (``cog_translate``, DEFLATE, 512 px blocks, internal overviews;
 ``average`` overviews for reflectance and indices, ``nearest`` for provenance and counts) from a
-tiled GeoTIFF filled tile by tile, so memory stays bounded by one tile.
+tiled GeoTIFF filled tile by tile (uncompressed up to 512 MiB), so memory stays bounded by one tile.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import numpy as np
 from stacube.algo.tile import variable_dtype, variable_fill
 
 CHUNK = 512
+#: Uncompressed size above which the intermediate GeoTIFF of a COG is compressed (below it,
+#: compressing it costs more time than the disk it saves).
+TMP_COMPRESS_ABOVE = 512 << 20
 
 
 def chunk_edge(tile_edge: int) -> int:
@@ -115,10 +118,11 @@ def write_cog(cube, name: str, step: int, geobox, tiles, dst: Path) -> None:
     array = zarr.open_group(store=cube, mode="r", zarr_format=2)[name]
     ny, nx = geobox.shape.y, geobox.shape.x
     tmp = dst.with_suffix(".tmp.tif")
+    large = nx * ny * np.dtype(dtype).itemsize > TMP_COMPRESS_ABOVE
     profile = {
         "driver": "GTiff", "width": nx, "height": ny, "count": 1, "dtype": dtype,
         "crs": geobox.crs.to_wkt(), "transform": geobox.affine, "nodata": fill,
-        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
+        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate" if large else "none",
         "BIGTIFF": "IF_SAFER",
     }
     with rasterio.open(tmp, "w", **profile) as out:
