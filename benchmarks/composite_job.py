@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import ROOT, benchmark_settings, machine
 
 #: The real data (``STACUBE_SHARED_DATA`` overrides where ``../shared/data`` is).
@@ -184,7 +183,7 @@ def main() -> None:
                             if first_read is not None:
                                 startups.append(first_read)
                     if rep == 0:
-                        cog = next(out.glob(f"*/*/NDVI.tif"))
+                        cog = next(out.glob("*/*/NDVI.tif"))
                         same[method] = same_pixels(cog, work / f"plain-{method}.tif")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -38,7 +38,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-
 from common import machine, synthetic_stack
 
 from stacube.algo.composite import composite, selection_order
@@ -77,7 +76,7 @@ def xarray_baseline(bands: dict, observed: np.ndarray, clear: np.ndarray, method
 
 def numpy_baseline(bands: dict, observed: np.ndarray, clear: np.ndarray, method: str, order: np.ndarray,
                    rows: int = 64) -> dict:
-    t, ny, nx = clear.shape
+    _, ny, nx = clear.shape
     out = {name: np.empty((ny, nx), dtype=np.float32 if method != "best-pixel" else s.dtype)
            for name, s in bands.items()}
 

@@ -79,7 +79,7 @@ def choose(observed: np.ndarray, clear: np.ndarray, order: np.ndarray, *, fallba
     Returns:
         int16 ``(y, x)``: slice index, -1 where nothing qualifies.
     """
-    t, ny, nx = observed.shape
+    _, ny, nx = observed.shape
     chosen = np.empty(ny * nx, dtype=np.int16)
     compiled().choose(flat(observed), flat(clear), np.asarray(order, dtype=np.intp), fallback, chosen,
                       0, ny * nx, ny * nx)
@@ -181,7 +181,7 @@ def select_stack(
     """
     nodata = dict(nodata or {})
     jit = compiled()
-    t, ny, nx = observed.shape
+    _, ny, nx = observed.shape
     order = selection_order(method, times, clear_ratio).astype(np.intp)
     ok, seen = flat(clear), flat(observed)
     chosen = np.empty(ny * nx, dtype=np.int16)
@@ -204,7 +204,7 @@ def select_stack(
 def count_stack(observed: np.ndarray, clear: np.ndarray, *, threads: int | None = None) -> dict[str, np.ndarray]:
     """``clear_count`` and ``valid_count``: uint16 ``(y, x)`` numbers of clear and observed slices
     (``numpy.sum`` over time, pixel blocks on ``threads`` threads)."""
-    t, ny, nx = observed.shape
+    _, ny, nx = observed.shape
     valid_count = np.empty(ny * nx, dtype=np.uint16)
     clear_count = np.empty(ny * nx, dtype=np.uint16)
     seen, ok = flat(observed), flat(clear)
