@@ -139,15 +139,24 @@ def _pixel_offset(src_transform, geobox) -> tuple[int, int] | None:
     return round(col), round(row)
 
 
+class _OffGrid(Exception):
+    """A file is not on the output grid, or differs in dtype or nodata from the first item's."""
+
+
+def _same_nodata(a, b) -> bool:
+    return a == b or (a is not None and b is not None and np.isnan(a) and np.isnan(b))
+
+
 def _direct_load(items: list[dict], assets: list[str], geobox, pool) -> dict[str, tuple[np.ndarray, object]] | None:
     """Read the assets straight into ``(item, y, x)`` arrays when every file is on the GeoBox's
     grid (same CRS, pixel size and pixel edges): a windowed read per file, no resampling, the
     pixels odc-stac's nearest-neighbour load gives; files are read on ``pool`` threads (GDAL
-    decodes without the GIL). Outside a file: its nodata, else NaN (float) or 0.
+    decodes without the GIL), each opened, checked and closed by its task (open files stay
+    bounded by the threads). Outside a file: its nodata, else NaN (float) or 0.
 
     Returns:
-        ``{asset: (array, nodata)}``, or None when a file is not on the grid (odc-stac then
-        loads the source).
+        ``{asset: (array, nodata)}``, or None when a file is not on the grid or not of the
+        first item's dtype and nodata (odc-stac then loads the source).
 
     Raises:
         StorageError: a file cannot be read.
@@ -157,55 +166,50 @@ def _direct_load(items: list[dict], assets: list[str], geobox, pool) -> dict[str
 
     ny, nx = geobox.shape.y, geobox.shape.x
     try:
-        opened = [[rasterio.open(item["assets"][key]["href"]) for key in assets] for item in items]
+        hrefs = [[item["assets"][key]["href"] for key in assets] for item in items]
     except KeyError:
         return None
-    except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError, OSError) as exc:
-        raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
+    errors = (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError, OSError)
+    out = {}
     try:
-        offsets = [[_pixel_offset(src.transform, geobox) if src.count == 1 and same_crs(src.crs, geobox.crs)
-                    else None for src in row] for row in opened]
-        if any(o is None for row in offsets for o in row):
-            return None
-        out = {}
         for j, key in enumerate(assets):
-            files = [row[j] for row in opened]
-            dtype = np.result_type(*[np.dtype(src.dtypes[0]) for src in files])
-            nodata = files[0].nodata
-            if any(src.nodata != nodata and not (nodata is not None and src.nodata is not None
-                                                 and np.isnan(src.nodata) and np.isnan(nodata)) for src in files):
-                return None
-            out[key] = (np.empty((len(items), ny, nx), dtype=dtype), nodata)
+            with rasterio.open(hrefs[0][j]) as src:
+                out[key] = (np.empty((len(items), ny, nx), dtype=src.dtypes[0]), src.nodata)
+    except errors as exc:
+        raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
 
-        def read(task: tuple[int, int]) -> None:
-            i, j = task
-            src, (col, row) = opened[i][j], offsets[i][j]
-            array, nodata = out[assets[j]]
+    def read(task: tuple[int, int]) -> None:
+        i, j = task
+        array, nodata = out[assets[j]]
+        with rasterio.open(hrefs[i][j]) as src:
+            offset = _pixel_offset(src.transform, geobox) if src.count == 1 and same_crs(src.crs, geobox.crs) else None
+            if offset is None or np.dtype(src.dtypes[0]) != array.dtype or not _same_nodata(src.nodata, nodata):
+                raise _OffGrid(hrefs[i][j])
+            col, row = offset
             dst = array[i]
             c0, r0 = max(0, -col), max(0, -row)
             c1, r1 = min(nx, src.width - col), min(ny, src.height - row)
-            if c1 <= c0 or r1 <= r0:
-                dst[...] = _fill_value(dst.dtype, nodata)
-                return
             if (c0, r0, c1, r1) != (0, 0, nx, ny):
                 dst[...] = _fill_value(dst.dtype, nodata)
-            src.read(1, window=Window(col + c0, row + r0, c1 - c0, r1 - r0), out=dst[r0:r1, c0:c1])
+            if c1 > c0 and r1 > r0:
+                src.read(1, window=Window(col + c0, row + r0, c1 - c0, r1 - r0), out=dst[r0:r1, c0:c1])
 
-        tasks = [(i, j) for i in range(len(items)) for j in range(len(assets))]
-        try:
-            if (pool or 1) > 1 and len(tasks) > 1:
-                with ThreadPoolExecutor(pool) as threads:
-                    list(threads.map(read, tasks))
-            else:
-                for task in tasks:
-                    read(task)
-        except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError, OSError) as exc:
-            raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
-        return out
-    finally:
-        for row in opened:
-            for src in row:
-                src.close()
+    tasks = [(i, j) for i in range(len(items)) for j in range(len(assets))]
+    try:
+        if (pool or 1) > 1 and len(tasks) > 1:
+            threads = ThreadPoolExecutor(pool)
+            try:
+                list(threads.map(read, tasks))
+            finally:  # a file off the grid or unreadable: the reads not started are dropped
+                threads.shutdown(wait=True, cancel_futures=True)
+        else:
+            for task in tasks:
+                read(task)
+    except _OffGrid:
+        return None
+    except errors as exc:
+        raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
+    return out
 
 
 def _fill_value(dtype: np.dtype, nodata):
