@@ -117,23 +117,30 @@ def order_statistic(stack, clear, nodata, use_nodata, sentinel, pairs, q, out, p
 @njit(nogil=True, cache=True)
 def mean(stack, clear, nodata, use_nodata, out, p0, p1, block):
     """Per pixel of ``p0:p1``, the mean of its observations (float64 sum), float32 in ``out``
-    (NaN where there is none)."""
+    (NaN where there is none). Sums and counts are two loops over contiguous slices, which the
+    compiler vectorises."""
     t = stack.shape[0]
     total = np.empty(block, dtype=np.float64)
-    cnt = np.empty(block, dtype=np.int32)
+    count = np.empty(block, dtype=np.int32)
     for b0 in range(p0, p1, block):
         b1 = min(p1, b0 + block)
         m = b1 - b0
-        total[:m] = 0.0
-        cnt[:m] = 0
+        tot = total[:m]
+        cnt = count[:m]
+        tot[:] = 0.0
+        cnt[:] = 0
         for k in range(t):
+            src = stack[k, b0:b1]
+            mask = clear[k, b0:b1]
             for i in range(m):
-                v = stack[k, b0 + i]
-                ok = clear[k, b0 + i] & ((v - v) == 0) & ((not use_nodata) | (v != nodata))
-                total[i] += np.float64(v) if ok else 0.0
-                cnt[i] += ok
+                v = src[i]
+                ok = mask[i] & ((v - v) == 0) & ((not use_nodata) | (v != nodata))
+                tot[i] += np.float64(v) if ok else 0.0
+            for i in range(m):
+                v = src[i]
+                cnt[i] += mask[i] & ((v - v) == 0) & ((not use_nodata) | (v != nodata))
         for i in range(m):
-            out[b0 + i] = total[i] / cnt[i] if cnt[i] else np.nan
+            out[b0 + i] = tot[i] / cnt[i] if cnt[i] else np.nan
 
 
 @njit(nogil=True, cache=True)
@@ -144,11 +151,13 @@ def _first_in_order(mask, order, chosen, b0, b1, left):
         if left == 0:
             break
         k = order[i]
+        row = mask[k, b0:b1]
+        pick = chosen[b0:b1]
         taken = 0
-        for p in range(b0, b1):
-            c = chosen[p]
-            take = (c < 0) & mask[k, p]
-            chosen[p] = k if take else c
+        for p in range(b1 - b0):
+            c = pick[p]
+            take = (c < 0) & row[p]
+            pick[p] = k if take else c
             taken += take
         left -= taken
     return left
