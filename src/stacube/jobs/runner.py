@@ -128,7 +128,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
     try:
         stage = store.get(job_id, full=False)["stage"]
         if stage == Stage.SCENES:
-            _run_stage(settings, job_id, Stage.SCENES, executor, tick, max_attempts)
+            if tasks.scene_pass(plan):  # else the composite tiles count the scenes' pixels
+                _run_stage(settings, job_id, Stage.SCENES, executor, tick, max_attempts)
             tasks.finish_stage(settings, job_id, Stage.SCENES)
         elif stage == Stage.PREPARING:  # an earlier run died while preparing
             tasks.finish_stage(settings, job_id, Stage.PREPARING)

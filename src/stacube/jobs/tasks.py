@@ -60,8 +60,8 @@ def output_root(spec: CompositeSpec, settings: Settings) -> str:
 
 
 def start(settings: Settings, job_id: str) -> Plan:
-    """Plan a queued job (or return the plan of a running one) and create its scene tiles; a
-    job without a scene pass (:func:`scene_pass`) goes straight on to its composite tiles.
+    """Plan a queued job (or return the plan of a running one) and create its scene tiles (a
+    job without a scene pass has none: :func:`skip_scene_pass` moves it on).
 
     Raises:
         NotFound / InvalidInput / NoData: the job fails with that reason (and it is re-raised).
@@ -69,9 +69,7 @@ def start(settings: Settings, job_id: str) -> Plan:
     store = JobStore(settings)
     job = store.get(job_id)
     if job["state"] == "running" and job.get("plan"):
-        plan = load_plan(settings, job_id, job)
-        _skip_scene_pass(settings, job_id, plan)
-        return plan
+        return load_plan(settings, job_id, job)
     spec = CompositeSpec.model_validate(job["parameters"])
     try:
         plan = make_plan(spec, Catalog(settings), output_root(spec, settings), job_id=job_id)
@@ -81,9 +79,7 @@ def start(settings: Settings, job_id: str) -> Plan:
     store.update(job_id, plan=plan_to_doc(plan), state="running", stage=Stage.SCENES)
     if scene_pass(plan):
         store.add_tiles(job_id, Stage.SCENES, [tile_key(t) for t in plan.tile_indices()])
-    plan = load_plan(settings, job_id)
-    _skip_scene_pass(settings, job_id, plan)
-    return plan
+    return load_plan(settings, job_id)
 
 
 def scene_pass(plan: Plan) -> bool:
@@ -95,11 +91,20 @@ def scene_pass(plan: Plan) -> bool:
     return plan.spec.max_cloud is not None or (plan.spec.method == "best-pixel" and len(plan.tile_indices()) > 1)
 
 
-def _skip_scene_pass(settings: Settings, job_id: str, plan: Plan) -> None:
-    """Move a job without a scene pass from ``scenes`` on to ``composite`` (again, when a
-    process died while doing it)."""
-    if not scene_pass(plan) and JobStore(settings).get(job_id, full=False)["stage"] == Stage.SCENES:
-        finish_stage(settings, job_id, Stage.SCENES)
+def skip_scene_pass(settings: Settings, job_id: str, plan: Plan) -> Stage | None:
+    """Move a job without a scene pass (it has no ``scenes`` tiles) from ``scenes`` on to
+    ``composite``: :func:`finish_stage` does it (the selection without counts, the staging
+    cube, the composite tiles); None when the job needs its scene pass or is past preparing.
+
+    Raises:
+        NoData: no scene passes the filters (the job is failed).
+    """
+    if scene_pass(plan):
+        return None
+    stage = JobStore(settings).get(job_id, full=False)["stage"]
+    if stage not in (Stage.SCENES, Stage.PREPARING):  # PREPARING: a caller died while preparing
+        return None
+    return finish_stage(settings, job_id, stage)
 
 
 def execute_tile(settings: Settings, job_id: str, stage: str, tile: str) -> bool:
