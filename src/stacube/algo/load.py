@@ -11,6 +11,7 @@ concatenated along time in ``(datetime, id)`` order.
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -117,11 +118,14 @@ def _odc_load(items: list[dict], assets: list[str], geobox, pool) -> dict[str, t
 
     stac_items = [pystac.Item.from_dict(dict(i), preserve_dict=False) for i in items]
     try:
-        ds = odc.stac.load(
-            stac_items, bands=assets, geobox=geobox,
-            groupby=lambda item, parsed, idx: idx, pool=pool, fail_on_error=True,
-            resampling="nearest",
-        )
+        with warnings.catch_warnings():
+            # odc-loader warps into arrays it georeferences itself; rasterio's warning says nothing
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            ds = odc.stac.load(
+                stac_items, bands=assets, geobox=geobox,
+                groupby=lambda item, parsed, idx: idx, pool=pool, fail_on_error=True,
+                resampling="nearest",
+            )
     except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError, OSError) as exc:
         raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
     return {key: (ds[key].values, ds[key].attrs.get("nodata")) for key in assets}

@@ -84,10 +84,12 @@ def compiled():
 _JIT = None
 
 
-def warm_up() -> threading.Thread:
+def warm_up() -> threading.Thread | None:
     """Import the compiled loops and load numba's code generator on a background thread, so
     that it overlaps with reading the stack (the loops' machine code then loads in
     milliseconds)."""
+    if _JIT is not None:  # already loaded in this process
+        return None
     thread = threading.Thread(target=lambda: compiled().warm_up(1), name="stacube-jit-warm-up", daemon=True)
     thread.start()
     return thread
