@@ -111,7 +111,7 @@ def item_order_key(item: dict) -> tuple[str, str]:
     return (props.get("datetime") or props.get("start_datetime") or "", item["id"])
 
 
-def _odc_load(items: list[dict], assets: list[str], geobox, pool) -> dict[str, tuple[np.ndarray, object]]:
+def _odc_load(items: list[dict], assets: list[str], geobox, pool):
     import odc.stac
     import pystac
     import rasterio
@@ -128,7 +128,7 @@ def _odc_load(items: list[dict], assets: list[str], geobox, pool) -> dict[str, t
             )
     except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError, OSError) as exc:
         raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
-    return {key: (ds[key].values, ds[key].attrs.get("nodata")) for key in assets}
+    return ds
 
 
 def _pixel_offset(src_transform, geobox) -> tuple[int, int] | None:
@@ -232,7 +232,11 @@ def read_assets(items: list[dict], assets: list[str], geobox, pool: int | None =
         StorageError: an asset cannot be read.
     """
     pool = pool if pool is not None else (os.cpu_count() or 1)
-    return _direct_load(items, assets, geobox, pool) or _odc_load(items, assets, geobox, pool)
+    direct = _direct_load(items, assets, geobox, pool)
+    if direct is not None:
+        return direct
+    ds = _odc_load(items, assets, geobox, pool)
+    return {key: (ds[key].values, ds[key].attrs.get("nodata")) for key in assets}
 
 
 def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool = True,
