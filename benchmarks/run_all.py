@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["composite_throughput.py", "registration.py", "tile_latency.py", "fanout.py"]
+ORDER = ["composite_kernels.py", "composite_job.py", "registration.py", "tile_latency.py", "fanout.py"]
 
 
 def main() -> None:
     scripts = [HERE / name for name in ORDER if (HERE / name).exists()]
-    scripts += sorted(p for p in HERE.glob("*.py") if p.name not in ORDER and p.name not in ("common.py", "run_all.py"))
+    helpers = ("common.py", "run_all.py", "plain_composite.py")  # not benchmarks themselves
+    scripts += sorted(p for p in HERE.glob("*.py") if p.name not in ORDER and p.name not in helpers)
     failed = 0
     for script in scripts:
         print(f"\n=== {script.name} ===", flush=True)

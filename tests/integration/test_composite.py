@@ -58,6 +58,9 @@ def test_median_ndvi_matches_direct_computation(slovenia_median):
     # the output grid follows the source pixel edges: find the offset
     dx = round((src_transform.c - transform.c) / transform.a)
     dy = round((src_transform.f - transform.f) / transform.e)
+    # the output pixels are the source pixels: whole-pixel offsets on both axes
+    assert abs((src_transform.c - transform.c) / transform.a - dx) < 1e-6
+    assert abs((src_transform.f - transform.f) / transform.e - dy) < 1e-6
     window = got[dy:dy + expected.shape[0], dx:dx + expected.shape[1]]
     assert window.shape == expected.shape
     assert np.allclose(window, expected, atol=1e-6, equal_nan=True)

@@ -159,8 +159,10 @@ def test_jobs_api_validates_and_queues(flow):
     assert flow["plan"].succeeded == 1
     assert flow["plan_again"].succeeded == 1  # a duplicate plan message is acknowledged...
     tile_msgs = [json.loads(o["body"]) for o in flow["tiles"].outcomes]
-    scenes = [m for m in tile_msgs if m["stage"] == "scenes"]
-    assert len(scenes) == 4  # ... and sends no tile twice
+    # a median job needs no scene pass: the planner sends the composite tiles at once
+    assert not [m for m in tile_msgs if m["stage"] == "scenes"]
+    composite = [m for m in tile_msgs if m["stage"] == "composite"]
+    assert len(composite) == 4 + 1  # ... none twice (the one extra is the duplicate delivery)
 
 
 def test_workers_and_finalize_complete_the_job_once(flow, app_settings):
@@ -176,7 +178,11 @@ def test_workers_and_finalize_complete_the_job_once(flow, app_settings):
     with connect(app_settings) as conn:
         attempts = conn.execute("SELECT stage, tile, attempts FROM stacube.job_tiles WHERE job_id = %s",
                                 (flow["job_id"],)).fetchall()
-    assert len(attempts) == 8 and all(a[2] == 1 for a in attempts)  # no tile ran twice
+    assert len(attempts) == 4 and all(a[2] == 1 for a in attempts)  # no tile ran twice
+    assert {a[0] for a in attempts} == {"composite"}
+    scenes = {s["item_id"]: s for s in job["report"]["scenes"]}  # counted by the composite tiles
+    assert len(scenes) == 5 and scenes["S2_L1C_20150711T100008"]["clear_percent"] == 100.0
+    assert scenes["S2_L1C_20150731T100009"]["clear_pixels"] == 0 and scenes["S2_L1C_20150731T100009"]["valid_pixels"] > 0
     assert catalog_counts(app_settings)[JOB["output_collection"]] == len(job["report"]["steps"]) == 1
     assert flow["finalize_again"].succeeded == 1  # acknowledged, nothing redone
     assert any(j["id"] == flow["job_id"] for j in flow["jobs"]["jobs"])

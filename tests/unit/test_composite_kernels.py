@@ -1,5 +1,7 @@
 """Compositing kernels on small hand-computed stacks."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -67,7 +69,7 @@ def test_median_odd_and_even_counts_match_numpy():
     rng = np.random.default_rng(1)
     stack = rng.integers(1, 1000, size=(9, 40, 50)).astype(np.uint16)
     clear = rng.random((9, 40, 50)) < 0.6
-    got = reduce_stack({"v": stack}, clear, method="median", threads=2, block_pixels=300)["v"]
+    got = reduce_stack({"v": stack}, clear, method="median", threads=2, block_bytes=300)["v"]
     expected = np.ma.median(np.ma.masked_array(stack, ~clear), axis=0).filled(np.nan)
     assert np.allclose(got, expected, equal_nan=True)
     got_mean = reduce_stack({"v": stack}, clear, method="mean", threads=1)["v"]
@@ -111,13 +113,94 @@ def test_unknown_method_and_shape_mismatch():
         composite({"b": DATA[:2]}, OBS, CLEAR, method="median", times=T)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 20, 31, 40])
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 20, 31, 40, 68])
 def test_sorting_network_sorts(n):
-    from stacube.algo.reduce import network_sort
+    from stacube.algo.reduce import comparators
 
     rng = np.random.default_rng(n)
     block = rng.integers(0, 50, size=(n, 500)).astype(np.uint16)
-    assert np.array_equal(network_sort(block.copy()), np.sort(block, axis=0))
-    floats = rng.random((n, 100)).astype(np.float32)
-    floats[rng.random((n, 100)) < 0.3] = np.inf
-    assert np.array_equal(network_sort(floats.copy()), np.sort(floats, axis=0))
+    for a, b in comparators(n):
+        block[a], block[b] = np.minimum(block[a], block[b]), np.maximum(block[a], block[b])
+    assert np.all(np.diff(block.astype(int), axis=0) >= 0)
+    # pruned to the smallest half: those positions are in order and hold the smallest values
+    values = rng.random((n, 300))
+    half = values.copy()
+    top = n // 2
+    for a, b in comparators(n, top):
+        half[a], half[b] = np.minimum(half[a], half[b]), np.maximum(half[a], half[b])
+    assert np.array_equal(half[:top + 1], np.sort(values, axis=0)[:top + 1])
+
+
+DTYPES = [np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64]
+
+
+def masked_reference(stack, clear, nodata):
+    """The clear observations as float64 with NaN elsewhere (the numpy reference)."""
+    ok = clear & np.isfinite(stack.astype(np.float64))
+    if nodata is not None:
+        ok &= stack != nodata
+    return np.where(ok, stack.astype(np.float64), np.nan)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("t", [2, 7, 20, 68])
+def test_order_statistics_and_mean_equal_numpy(dtype, t):
+    """Integer stacks are sorted in their own dtype, long series too; every percentile equals
+    ``numpy.nanpercentile`` over the clear observations, the mean ``numpy.nanmean``."""
+    rng = np.random.default_rng(t)
+    top = 200 if np.dtype(dtype).kind in "ui" and np.dtype(dtype).itemsize == 1 else 3000
+    stack = rng.integers(0, top, size=(t, 23, 37)).astype(dtype)
+    clear = rng.random((t, 23, 37)) < 0.6
+    clear[:, 0, :5] = False  # pixels without any observation
+    if np.dtype(dtype).kind == "f":
+        stack[rng.random(stack.shape) < 0.05] = np.nan
+    reference = masked_reference(stack, clear, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels in the reference
+        for q in (0, 10, 25, 50, 75, 90, 100):
+            got = reduce_stack({"v": stack}, clear, method="percentile", q=q, nodata={"v": 0},
+                               block_bytes=700, threads=2)["v"]
+            expected = np.nanpercentile(reference, q, axis=0).astype(np.float32)
+            assert np.array_equal(got, expected, equal_nan=True), q
+        median = reduce_stack({"v": stack}, clear, method="median", nodata={"v": 0}, threads=1)["v"]
+        assert np.array_equal(median, np.nanmedian(reference, axis=0).astype(np.float32), equal_nan=True)
+        got = reduce_stack({"v": stack}, clear, method="mean", nodata={"v": 0}, threads=2, block_bytes=900)["v"]
+        assert np.allclose(got, np.nanmean(reference, axis=0), equal_nan=True, rtol=1e-6)
+
+
+def test_threads_and_block_sizes_give_the_same_result():
+    rng = np.random.default_rng(5)
+    stack = rng.integers(1, 60000, size=(33, 70, 90)).astype(np.uint16)
+    clear = rng.random(stack.shape) < 0.5
+    one = reduce_stack({"v": stack}, clear, method="median", threads=1)["v"]
+    for threads, block in ((2, 64), (2, 5000), (3, 1 << 20)):
+        assert np.array_equal(reduce_stack({"v": stack}, clear, method="median", threads=threads,
+                                           block_bytes=block)["v"], one, equal_nan=True)
+
+
+def test_selection_equals_a_numpy_loop():
+    """best-pixel, most-recent and least-recent against a plain loop over the slices."""
+    rng = np.random.default_rng(8)
+    t, ny, nx = 30, 41, 57
+    stack = rng.integers(1, 1000, size=(t, ny, nx)).astype(np.uint16)
+    observed = rng.random((t, ny, nx)) < 0.8
+    clear = observed & (rng.random((t, ny, nx)) < 0.3)
+    times = np.datetime64("2020-01-01", "ns") + np.arange(t) * np.timedelta64(5, "D")
+    ratio = clear.mean(axis=(1, 2))
+    for method in ("best-pixel", "most-recent", "least-recent"):
+        order = selection_order(method, times, ratio)
+        first_clear = np.full((ny, nx), -1)
+        first_observed = np.full((ny, nx), -1)
+        for k in order[::-1]:  # the last assignment wins: the first slice in order
+            first_clear = np.where(clear[k], k, first_clear)
+            first_observed = np.where(observed[k], k, first_observed)
+        expected = first_clear
+        if method == "best-pixel":
+            expected = np.where(first_clear >= 0, first_clear, first_observed)
+        out = composite({"b": stack}, observed, clear, method=method, times=times, clear_ratio=ratio,
+                        nodata={"b": 0}, threads=2)
+        values = np.where(expected >= 0, np.take_along_axis(stack, np.maximum(expected, 0)[None], 0)[0], 0)
+        assert np.array_equal(out["b"], values), method
+        assert np.array_equal(choose(observed, clear, order, fallback=method == "best-pixel"), expected)
+        assert np.array_equal(out["clear_count"], clear.sum(axis=0))
+        assert np.array_equal(out["valid_count"], observed.sum(axis=0))

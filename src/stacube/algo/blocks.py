@@ -29,7 +29,8 @@ def _blocks(ny: int, block_rows: int) -> list[tuple[int, int]]:
 
 
 def run_blocks(func, ny: int, block_rows: int, threads: int | None) -> None:
-    """Run ``func(r0, r1)`` over row blocks, on threads (numpy releases the GIL in its loops)."""
+    """Run ``func(r0, r1)`` over blocks of ``block_rows`` rows (or pixels) of ``ny``, on threads
+    (numpy and the compiled loops release the GIL)."""
     blocks = _blocks(ny, block_rows)
     workers = threads if threads is not None else min(len(blocks), os.cpu_count() or 1)
     if workers <= 1 or len(blocks) == 1:

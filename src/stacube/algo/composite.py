@@ -32,11 +32,15 @@ from collections.abc import Mapping
 import numpy as np
 
 from stacube.algo import methods
-from stacube.algo.blocks import PROVENANCE_NODATA, day_of_year, gather, run_blocks
-from stacube.algo.reduce import mean, median, reduce_stack
+from stacube.algo.blocks import PROVENANCE_NODATA, day_of_year, run_blocks
+from stacube.algo.reduce import compiled, flat, mean, median, reduce_stack
 from stacube.core.methods import MULTIBAND_SELECTION, SELECTION, STATISTICAL, percentile_of
 
-__all__ = ["PROVENANCE_NODATA", "choose", "composite", "mean", "median", "selection_order"]
+#: Pixels of one block of the selection loops (its masks are read slice by slice).
+SELECTION_BLOCK = 1 << 15
+
+__all__ = ["PROVENANCE_NODATA", "choose", "composite", "count_stack", "mean", "median", "select_stack",
+           "selection_order"]
 
 
 def selection_order(method: str, times: np.ndarray, clear_ratio: np.ndarray | None = None) -> np.ndarray:
@@ -75,15 +79,11 @@ def choose(observed: np.ndarray, clear: np.ndarray, order: np.ndarray, *, fallba
     Returns:
         int16 ``(y, x)``: slice index, -1 where nothing qualifies.
     """
-    chosen = np.full(observed.shape[1:], -1, dtype=np.int16)
-    free = np.ones(observed.shape[1:], dtype=bool)
-    passes = [clear, observed] if fallback else [clear]
-    for stack in passes:
-        for k in order:
-            take = stack[k] & free
-            chosen[take] = k
-            free &= ~take
-    return chosen
+    _, ny, nx = observed.shape
+    chosen = np.empty(ny * nx, dtype=np.int16)
+    compiled().choose(flat(observed), flat(clear), np.asarray(order, dtype=np.intp), fallback, chosen,
+                      0, ny * nx, ny * nx)
+    return chosen.reshape(ny, nx)
 
 
 def composite(
@@ -126,27 +126,11 @@ def composite(
         raise ValueError("observed and clear must have the same shape")
     out: dict[str, np.ndarray] = {}
     if method in SELECTION:
-        order = selection_order(method, times, clear_ratio)
-        doy = day_of_year(times)
-        fills = {}
         for name, stack in bands.items():
             if stack.shape != shape:
                 raise ValueError(f"band {name} has shape {stack.shape}, expected {shape}")
-            fills[name] = np.nan if stack.dtype.kind == "f" else nodata.get(name, 0)
-            out[name] = np.empty(shape[1:], dtype=stack.dtype)
-        provenance = np.empty(shape[1:], dtype=np.int16)
-
-        def run(r0: int, r1: int) -> None:
-            chosen = choose(observed[:, r0:r1], clear[:, r0:r1], order, fallback=method == "best-pixel")
-            for name, stack in bands.items():
-                out[name][r0:r1] = gather(stack[:, r0:r1], chosen, fills[name])
-            picked = chosen >= 0
-            block = np.full(chosen.shape, PROVENANCE_NODATA, dtype=np.int16)
-            block[picked] = doy[chosen[picked]]
-            provenance[r0:r1] = block
-
-        run_blocks(run, shape[1], max(1, 65536 // max(shape[2], 1)), threads)
-        out["provenance"] = provenance
+        out.update(select_stack(bands, observed, clear, method=method, times=times, clear_ratio=clear_ratio,
+                                nodata=nodata, threads=threads))
     elif method in STATISTICAL:
         for name, stack in bands.items():
             if stack.shape != shape:
@@ -169,6 +153,65 @@ def composite(
                                            threads=threads))
     else:
         raise ValueError(f"unknown method {method!r}")
-    out["clear_count"] = clear.sum(axis=0, dtype=np.uint16)
-    out["valid_count"] = observed.sum(axis=0, dtype=np.uint16)
+    out.update(count_stack(observed, clear, threads=threads))
     return out
+
+
+def select_stack(
+    bands: Mapping[str, np.ndarray],
+    observed: np.ndarray,
+    clear: np.ndarray,
+    *,
+    method: str,
+    times: np.ndarray,
+    clear_ratio: np.ndarray | None = None,
+    nodata: Mapping[str, float | int | None] | None = None,
+    threads: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Selection composites (``most-recent``, ``least-recent``, ``best-pixel``): per pixel the
+    slice of :func:`choose`, every band gathered at it, and ``provenance``.
+
+    Masks are read slice by slice in the order of :func:`selection_order` and the reading
+    stops for a block of pixels once each has its slice (compiled loops, pixel blocks on
+    ``threads`` threads).
+
+    Returns:
+        ``{band: (y, x)}`` in the band's dtype (``nodata``, else 0, where nothing is chosen;
+        NaN for floats) and ``provenance`` (int16 day of year, -1 where none).
+    """
+    nodata = dict(nodata or {})
+    jit = compiled()
+    _, ny, nx = observed.shape
+    order = selection_order(method, times, clear_ratio).astype(np.intp)
+    ok, seen = flat(clear), flat(observed)
+    chosen = np.empty(ny * nx, dtype=np.int16)
+    block = SELECTION_BLOCK
+    run_blocks(lambda p0, p1: jit.choose(seen, ok, order, method == "best-pixel", chosen, p0, p1, p1 - p0),
+               ny * nx, block, threads)
+    out = {}
+    for name, stack in bands.items():
+        fill = np.nan if stack.dtype.kind == "f" else nodata.get(name, 0)
+        values = flat(stack)
+        result = np.empty(ny * nx, dtype=stack.dtype)
+        run_blocks(lambda p0, p1: jit.gather(values, chosen, result.dtype.type(fill), result, p0, p1),
+                   ny * nx, block, threads)
+        out[name] = result.reshape(ny, nx)
+    provenance = np.append(day_of_year(times), np.int16(PROVENANCE_NODATA)).astype(np.int16)
+    out["provenance"] = provenance[chosen].reshape(ny, nx)  # chosen -1 -> the last entry
+    return out
+
+
+def count_stack(observed: np.ndarray, clear: np.ndarray, *, threads: int | None = None) -> dict[str, np.ndarray]:
+    """``clear_count`` and ``valid_count``: uint16 ``(y, x)`` numbers of clear and observed slices
+    (``numpy.sum`` over time, pixel blocks on ``threads`` threads)."""
+    _, ny, nx = observed.shape
+    valid_count = np.empty(ny * nx, dtype=np.uint16)
+    clear_count = np.empty(ny * nx, dtype=np.uint16)
+    seen, ok = flat(observed), flat(clear)
+
+    def run(p0: int, p1: int) -> None:
+        np.sum(seen[:, p0:p1], axis=0, dtype=np.uint16, out=valid_count[p0:p1])
+        np.sum(ok[:, p0:p1], axis=0, dtype=np.uint16, out=clear_count[p0:p1])
+
+    run_blocks(run, ny * nx, 1 << 16, threads)
+    return {"clear_count": clear_count.reshape(ny, nx), "valid_count": valid_count.reshape(ny, nx)}

@@ -10,12 +10,18 @@ concatenated along time in ``(datetime, id)`` order.
 
 from __future__ import annotations
 
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from stacube.algo.blocks import run_blocks
 from stacube.algo.harmonize import harmonized_scale_offset
+from stacube.algo.reduce import compiled, flat
 from stacube.catalog.quality import QualityRule
+from stacube.core.crs import same_crs
 from stacube.errors import StorageError
 
 
@@ -112,13 +118,125 @@ def _odc_load(items: list[dict], assets: list[str], geobox, pool):
 
     stac_items = [pystac.Item.from_dict(dict(i), preserve_dict=False) for i in items]
     try:
-        return odc.stac.load(
-            stac_items, bands=assets, geobox=geobox,
-            groupby=lambda item, parsed, idx: idx, pool=pool, fail_on_error=True,
-            resampling="nearest",
-        )
+        with warnings.catch_warnings():
+            # odc-loader warps into arrays it georeferences itself; rasterio's warning says nothing
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            ds = odc.stac.load(
+                stac_items, bands=assets, geobox=geobox,
+                groupby=lambda item, parsed, idx: idx, pool=pool, fail_on_error=True,
+                resampling="nearest",
+            )
     except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError, OSError) as exc:
         raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
+    return ds
+
+
+def _pixel_offset(src_transform, geobox) -> tuple[int, int] | None:
+    """``(col, row)`` of the GeoBox's first pixel in the file's grid when both grids share the
+    pixel size and the pixel edges (no resampling is needed), else None."""
+    a, g = src_transform, geobox.affine
+    if a.b or a.d or g.b or g.d or abs(a.a - g.a) > 1e-9 * abs(g.a) or abs(a.e - g.e) > 1e-9 * abs(g.e):
+        return None
+    col, row = (g.c - a.c) / a.a, (g.f - a.f) / a.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return round(col), round(row)
+
+
+class _OffGrid(Exception):
+    """A file is not on the output grid, or differs in dtype or nodata from the first item's."""
+
+
+def _same_nodata(a, b) -> bool:
+    return a == b or (a is not None and b is not None and np.isnan(a) and np.isnan(b))
+
+
+def _direct_load(items: list[dict], assets: list[str], geobox, pool) -> dict[str, tuple[np.ndarray, object]] | None:
+    """Read the assets straight into ``(item, y, x)`` arrays when every file is on the GeoBox's
+    grid (same CRS, pixel size and pixel edges): a windowed read per file, no resampling, the
+    pixels odc-stac's nearest-neighbour load gives; files are read on ``pool`` threads (GDAL
+    decodes without the GIL), each opened, checked and closed by its task (open files stay
+    bounded by the threads). Outside a file: its nodata, else NaN (float) or 0.
+
+    Returns:
+        ``{asset: (array, nodata)}``, or None when a file is not on the grid or not of the
+        first item's dtype and nodata (odc-stac then loads the source).
+
+    Raises:
+        StorageError: a file cannot be read.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    ny, nx = geobox.shape.y, geobox.shape.x
+    try:
+        hrefs = [[item["assets"][key]["href"] for key in assets] for item in items]
+    except KeyError:
+        return None
+    errors = (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError, OSError)
+    out = {}
+    try:
+        for j, key in enumerate(assets):
+            with rasterio.open(hrefs[0][j]) as src:
+                out[key] = (np.empty((len(items), ny, nx), dtype=src.dtypes[0]), src.nodata)
+    except errors as exc:
+        raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
+
+    def read(task: tuple[int, int]) -> None:
+        i, j = task
+        array, nodata = out[assets[j]]
+        with rasterio.open(hrefs[i][j]) as src:
+            offset = _pixel_offset(src.transform, geobox) if src.count == 1 and same_crs(src.crs, geobox.crs) else None
+            if offset is None or np.dtype(src.dtypes[0]) != array.dtype or not _same_nodata(src.nodata, nodata):
+                raise _OffGrid(hrefs[i][j])
+            col, row = offset
+            dst = array[i]
+            c0, r0 = max(0, -col), max(0, -row)
+            c1, r1 = min(nx, src.width - col), min(ny, src.height - row)
+            if (c0, r0, c1, r1) != (0, 0, nx, ny):
+                dst[...] = _fill_value(dst.dtype, nodata)
+            if c1 > c0 and r1 > r0:
+                src.read(1, window=Window(col + c0, row + r0, c1 - c0, r1 - r0), out=dst[r0:r1, c0:c1])
+
+    tasks = [(i, j) for i in range(len(items)) for j in range(len(assets))]
+    try:
+        if (pool or 1) > 1 and len(tasks) > 1:
+            threads = ThreadPoolExecutor(pool)
+            try:
+                list(threads.map(read, tasks))
+            finally:  # a file off the grid or unreadable: the reads not started are dropped
+                threads.shutdown(wait=True, cancel_futures=True)
+        else:
+            for task in tasks:
+                read(task)
+    except _OffGrid:
+        return None
+    except errors as exc:
+        raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
+    return out
+
+
+def _fill_value(dtype: np.dtype, nodata):
+    if nodata is not None:
+        return nodata
+    return np.nan if dtype.kind == "f" else 0
+
+
+def read_assets(items: list[dict], assets: list[str], geobox, pool: int | None = None
+                ) -> dict[str, tuple[np.ndarray, object]]:
+    """The assets of ``items`` on ``geobox``, one slice per item: ``{asset: ((item, y, x) array in
+    the files' dtype, the nodata the reader reports)}``. Files on the GeoBox's grid are read
+    directly (:func:`_direct_load`), others through ``odc.stac.load`` (nearest neighbour).
+
+    Raises:
+        StorageError: an asset cannot be read.
+    """
+    pool = pool if pool is not None else (os.cpu_count() or 1)
+    direct = _direct_load(items, assets, geobox, pool)
+    if direct is not None:
+        return direct
+    ds = _odc_load(items, assets, geobox, pool)
+    return {key: (ds[key].values, ds[key].attrs.get("nodata")) for key in assets}
 
 
 def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool = True,
@@ -128,7 +246,8 @@ def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool
     Args:
         sources: collections, their items, band mappings and quality rules.
         geobox: an ``odc.geo.geobox.GeoBox`` (CRS, resolution, extent) of the output.
-        bands: output band names to load (the first is the reference band for observations).
+        bands: output band names to load (the first is the reference band for observations);
+            none: only the quality asset is read (observations are what the mask says).
         quality: also load and decode the quality asset.
         pool: threads odc-stac reads with.
 
@@ -147,34 +266,24 @@ def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool
         keys = [src.assets[b] for b in bands]
         mask_key = src.rule.asset if (quality and src.rule) else None
         to_load = list(dict.fromkeys(keys + ([mask_key] if mask_key else [])))
-        ds = _odc_load(items, to_load, geobox, pool)
+        arrays = read_assets(items, to_load, geobox, pool)
         n = len(items)
         out_bands = {}
         for name, key in zip(bands, keys):
-            raw = ds[key].values
-            values = np.empty(raw.shape, dtype=np.float32)
-            for i, item in enumerate(items):
-                meta = raster_band(item, src.collection, key)
-                nodata = _nodata_value(meta.get("nodata", ds[key].attrs.get("nodata")))
-                scale, offset = band_scaling(item, src.collection, key, meta)
-                sl = raw[i]
-                np.multiply(sl, np.float32(scale), out=values[i], casting="unsafe")
-                if offset:
-                    values[i] += np.float32(offset)
-                if nodata is not None:
-                    missing = np.isnan(sl) if (isinstance(nodata, float) and np.isnan(nodata)) else sl == nodata
-                    values[i][missing] = np.nan
-            out_bands[name] = values
-        ref = out_bands[bands[0]]
-        valid = np.isfinite(ref)
+            raw, reported = arrays[key]
+            metas = [raster_band(i, src.collection, key) for i in items]
+            scaling = [band_scaling(i, src.collection, key, m) for i, m in zip(items, metas)]
+            out_bands[name] = physical_values(raw, metas, scaling, reported)
+        reference = out_bands[bands[0]] if bands else None
         if mask_key:
-            observed, clear = src.rule.decode(ds[mask_key].values)
-            observed &= valid
-            clear &= observed
+            observed, clear = decode_quality(src.rule, arrays[mask_key][0], reference, pool)
+        elif reference is not None:
+            observed = np.isfinite(reference)
+            clear = observed.copy()
         else:
-            observed, clear = valid, valid.copy()
+            raise ValueError(f"{src.id}: no quality rule and no band to load")
         times = np.array([_datetime64(item_order_key(i)[0]) for i in items], dtype="datetime64[ns]")
-        del ds
+        del arrays
         parts.append((out_bands, observed, clear, times, [i["id"] for i in items], [src.id] * n))
     if not parts:
         empty = np.zeros((0, ny, nx), dtype=np.float32)
@@ -192,6 +301,57 @@ def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool
         _merge([p[1] for p in parts], order), _merge([p[2] for p in parts], order),
         times[order], [ids[i] for i in order], [collections[i] for i in order], (ny, nx),
     )
+
+
+def decode_quality(rule: QualityRule, mask: np.ndarray, reference: np.ndarray | None = None,
+                   threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(observed, clear)`` bool stacks from a quality stack: the rule's decoding, and where
+    ``reference`` (the first band, float) is not finite, no observation.
+
+    8/16-bit masks go through the rule's lookup table in one compiled pass that writes both
+    stacks (no temporary arrays); other dtypes through :meth:`QualityRule.decode`.
+    """
+    if mask.dtype.kind not in "ui" or mask.dtype.itemsize > 2 or mask.ndim != 3:
+        observed, clear = rule.decode(mask)
+        if reference is not None:
+            observed &= np.isfinite(reference)
+        clear &= observed
+        return observed, clear
+    jit = compiled()
+    table = rule.lookup_table(mask.dtype)
+    low = int(np.iinfo(mask.dtype).min)
+    codes = flat(mask)
+    ref = flat(reference) if reference is not None else np.zeros((1, 1), dtype=np.float32)
+    observed = np.empty(mask.shape, dtype=bool)
+    clear = np.empty(mask.shape, dtype=bool)
+    seen, ok = observed.reshape(codes.shape), clear.reshape(codes.shape)
+    run_blocks(lambda p0, p1: jit.decode(codes, table, low, ref, reference is not None, seen, ok, p0, p1),
+               codes.shape[1], 1 << 16, threads)
+    return observed, clear
+
+
+def physical_values(raw: np.ndarray, metas: list[dict], scaling: list[tuple[float, float]],
+                    reported=None) -> np.ndarray:
+    """float32 physical values ``DN * scale + offset`` of a ``(item, y, x)`` stack, NaN where a
+    slice holds its nodata (the item's ``raster:bands`` nodata, else the reader's).
+
+    float32 slices with scale 1 and offset 0 are used as they are (no copy).
+    """
+    identity = raw.dtype == np.float32
+    values = raw if identity else np.empty(raw.shape, dtype=np.float32)
+    for i, (meta, (scale, offset)) in enumerate(zip(metas, scaling)):
+        nodata = _nodata_value(meta.get("nodata", reported))
+        sl = raw[i]
+        missing = None
+        if nodata is not None:
+            missing = np.isnan(sl) if (isinstance(nodata, float) and np.isnan(nodata)) else sl == nodata
+        if not (identity and scale == 1.0 and not offset):
+            np.multiply(sl, np.float32(scale), out=values[i], casting="unsafe")
+            if offset:
+                values[i] += np.float32(offset)
+        if missing is not None and missing.any():
+            values[i][missing] = np.nan
+    return values
 
 
 def _merge(arrays: list[np.ndarray], order: np.ndarray) -> np.ndarray:

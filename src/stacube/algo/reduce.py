@@ -1,35 +1,22 @@
 """Order statistics and means over the clear observations of each pixel: median, percentiles,
-mean, from one sort of each pixel's time series (Batcher sorting network) in row blocks.
+mean, from one sort of each pixel's time series (Batcher sorting network) in pixel blocks.
 
-Pure numpy over ``(time, y, x)`` stacks; see :func:`reduce_stack`.
+numpy arrays in and out, over ``(time, y, x)`` stacks; the loops are compiled
+(:mod:`stacube.algo.jit`). See :func:`reduce_stack`.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 
 import numpy as np
 
-from stacube.algo.blocks import run_blocks, valid_mask
-
-
-def _work_dtype(stack: np.ndarray) -> tuple[np.dtype, float | int]:
-    """Dtype and sentinel used while sorting: the sentinel sorts after every value.
-
-    Integer stacks keep their dtype when their largest value is below the dtype's maximum
-    (the maximum becomes the sentinel); otherwise they are widened.
-    """
-    dtype = stack.dtype
-    if dtype.kind == "f":
-        return np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64), np.inf
-    if dtype.kind in "ui" and dtype.itemsize <= 4:
-        top = np.iinfo(dtype).max
-        if stack.size and stack.max() < top:
-            return dtype, top
-        wide = np.dtype(np.int64)
-        return wide, np.iinfo(wide).max
-    return np.dtype(np.float64), np.nan
+from stacube.algo.blocks import run_blocks
 
 
 @lru_cache(maxsize=None)
@@ -58,18 +45,89 @@ def sorting_network(n: int) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
-def network_sort(block: np.ndarray) -> np.ndarray:
-    """Sort a ``(t, pixels)`` block along its first axis in place with a sorting network.
+@lru_cache(maxsize=None)
+def comparators(n: int, top: int | None = None) -> np.ndarray:
+    """The comparators of :func:`sorting_network` ``(n)`` that place the ``top + 1`` smallest
+    values in order (all of them by default), as an int32 ``(k, 2)`` array.
 
-    Each comparator is one vectorised ``minimum``/``maximum`` over all pixels: no transpose, and
-    SIMD-friendly for small ``t`` (tens of dates), where it beats ``numpy.sort`` per pixel.
+    A comparator is kept when one of its outputs is needed by a later kept comparator or is a
+    wanted position; the median of up to ``n`` values needs about 90 % of the full network.
     """
-    low = np.empty_like(block[0])
-    for a, b in sorting_network(block.shape[0]):
-        np.minimum(block[a], block[b], out=low)
-        np.maximum(block[a], block[b], out=block[b])
-        block[a] = low
-    return block
+    need = set(range(n if top is None else min(n, top + 1)))
+    kept = []
+    for a, b in reversed(sorting_network(n)):
+        if a in need or b in need:
+            kept.append((a, b))
+            need.update((a, b))
+    return np.array(kept[::-1], dtype=np.int32).reshape(-1, 2)
+
+
+def compiled():
+    """The compiled loops (:mod:`stacube.algo.jit`), imported and compiled on first use.
+
+    numba caches the machine code next to the module, or, where that folder is read-only (a
+    Lambda image), under ``$NUMBA_CACHE_DIR`` (default: a ``stacube-numba`` folder in the
+    temporary directory).
+    """
+    global _JIT
+    if _JIT is None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        cache = os.path.join(here, "__pycache__")
+        if "NUMBA_CACHE_DIR" not in os.environ and not os.access(cache if os.path.isdir(cache) else here, os.W_OK):
+            os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), "stacube-numba")
+        from stacube.algo import jit  # lazy: numba's import (0.3 s) only when a kernel runs
+
+        _JIT = jit
+    return _JIT
+
+
+_JIT = None
+
+
+def warm_up() -> threading.Thread | None:
+    """Import the compiled loops and load numba's code generator on a background thread, so
+    that it overlaps with reading the stack (the loops' machine code then loads in
+    milliseconds)."""
+    if _JIT is not None:  # already loaded in this process
+        return None
+    thread = threading.Thread(target=lambda: compiled().warm_up(1), name="stacube-jit-warm-up", daemon=True)
+    thread.start()
+    return thread
+#: Bytes of one block of work values (``t`` values per pixel): it stays in the second-level
+#: cache of one core while it is filled, sorted and read.
+BLOCK_BYTES = 256 << 10
+
+
+def _workers(threads: int | None) -> int:
+    return threads if threads is not None else (os.cpu_count() or 1)
+
+
+def flat(stack: np.ndarray) -> np.ndarray:
+    """``(t, y, x)`` as a C-contiguous ``(t, y * x)`` array (a view when the stack is one)."""
+    return np.ascontiguousarray(stack).reshape(stack.shape[0], -1)
+
+
+def block_pixels(t: int, itemsize: int, block_bytes: int = BLOCK_BYTES) -> int:
+    """Pixels per block: ``block_bytes`` of ``t`` values each, a multiple of the SIMD lanes."""
+    lanes = compiled().LANES
+    return max(lanes, block_bytes // max(1, t * itemsize) // lanes * lanes)
+
+
+def kernel_input(stack: np.ndarray, nodata) -> tuple[np.ndarray, object, bool, object]:
+    """``(values, nodata, use_nodata, sentinel)`` for the compiled loops: the flattened stack
+    (float16 widened to float32), ``nodata`` in its dtype (unused when None, NaN or not
+    representable), and the value that sorts after every observation."""
+    values = flat(stack if stack.dtype != np.float16 else stack.astype(np.float32))
+    dtype = values.dtype
+    if dtype.kind == "f":
+        use = nodata is not None and not np.isnan(nodata)
+        return values, dtype.type(nodata if use else 0), use, dtype.type(np.inf)
+    if dtype.kind not in "uib":
+        raise ValueError(f"cannot composite values of dtype {dtype}")
+    info = np.iinfo(dtype)
+    use = (nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata))
+           and float(nodata).is_integer() and info.min <= nodata <= info.max)
+    return values, dtype.type(nodata if use else 0), use, dtype.type(info.max)
 
 
 def reduce_stack(
@@ -79,73 +137,61 @@ def reduce_stack(
     method: str,
     q: float = 50.0,
     nodata: Mapping[str, float | int | None] | None = None,
-    block_pixels: int = 16384,
+    block_bytes: int = BLOCK_BYTES,
     threads: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Median, percentile or mean over the clear observations of each pixel, for several bands.
 
-    Values equal to a band's ``nodata`` (and NaN) are not observations. The image is processed
-    in blocks of about ``block_pixels`` pixels, kept as ``(time, pixels)``. For the median and
-    percentiles, values that are not clear observations get a sentinel that sorts last (the
-    dtype's maximum, or +inf), the block is sorted with :func:`network_sort`, and the order
-    statistics around rank ``(n - 1) * q / 100`` of the first ``n`` values are interpolated
-    linearly, as ``numpy.percentile`` (``linear`` method) does; the median is ``q = 50``.
+    Values equal to a band's ``nodata`` (and NaN, +-inf) are not observations. The image is
+    processed in blocks of ``block_bytes`` of values, on ``threads`` threads (the compiled
+    loops run without the GIL). For the median and percentiles, values that are not clear
+    observations get a sentinel that sorts last (the dtype's maximum, or +inf), each pixel's
+    series is sorted with the comparators of :func:`comparators` (``LANES`` pixels at once), and
+    the order statistics around rank ``(n - 1) * q / 100`` of the first ``n`` values are
+    interpolated linearly, as ``numpy.percentile`` (``linear`` method) does; the median is
+    ``q = 50`` (the mean of the two middle values for an even ``n``, as ``numpy.median``).
+    Integer stacks are sorted in their own dtype.
 
     Args:
+        bands: ``{name: (t, y, x)}`` arrays, integer or float.
+        clear: bool ``(t, y, x)``.
         method: ``median``, ``percentile`` (with ``q`` in 0..100) or ``mean``.
+        threads: threads (default: one per core).
 
     Returns:
         ``{band: float32 (y, x)}``, NaN where a pixel has no clear observation.
 
     Raises:
-        ValueError: ``q`` outside 0..100.
+        ValueError: ``q`` outside 0..100, or a stack that is neither integer nor float.
     """
     if method == "median":
         q = 50.0
     if not 0.0 <= q <= 100.0:
         raise ValueError(f"percentile {q} is outside 0..100")
+    if method not in ("median", "percentile", "mean"):
+        raise ValueError(f"not a reduction: {method}")
     nodata = dict(nodata or {})
+    jit = compiled()
     t, ny, nx = clear.shape
-    out = {name: np.empty((ny, nx), dtype=np.float32) for name in bands}
-    work = {name: _work_dtype(stack) for name, stack in bands.items()}
-    rows = max(1, block_pixels // max(nx, 1))
-
-    def run(r0: int, r1: int) -> None:
-        clear_block = clear[:, r0:r1].reshape(t, -1)
-        shared_n = None
-        for name, stack in bands.items():
-            dtype, sentinel = work[name]
-            block = stack[:, r0:r1].reshape(t, -1).astype(dtype, copy=True)
-            ok = valid_mask(block, clear_block, nodata.get(name))
-            if ok is clear_block:
-                if shared_n is None:
-                    shared_n = np.count_nonzero(clear_block, axis=0)
-                n = shared_n
-            else:
-                n = np.count_nonzero(ok, axis=0)
-            if method in ("median", "percentile"):
-                np.copyto(block, sentinel, where=~ok)
-                network_sort(block)
-                last = np.maximum(n - 1, 0)
-                rank = last * (q / 100.0)
-                lo = np.minimum(np.floor(rank).astype(np.intp), last)
-                hi = np.minimum(lo + 1, last)
-                frac = rank - lo
-                a = np.take_along_axis(block, lo[None], axis=0)[0].astype(np.float64)
-                b = np.take_along_axis(block, hi[None], axis=0)[0].astype(np.float64)
-                with np.errstate(invalid="ignore"):
-                    # numpy's lerp: exact at both ends, monotonic in frac
-                    value = np.where(frac >= 0.5, b - (b - a) * (1.0 - frac), a + (b - a) * frac)
-                value = value.astype(np.float32)
-            else:
-                np.copyto(block, 0, where=~ok)
-                total = block.sum(axis=0, dtype=np.float64)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    value = (total / np.maximum(n, 1)).astype(np.float32)
-            value[n == 0] = np.nan
-            out[name][r0:r1] = value.reshape(r1 - r0, nx)
-
-    run_blocks(run, ny, rows, threads)
+    ok = flat(clear)
+    out = {}
+    for name, stack in bands.items():
+        values, nd, use, sentinel = kernel_input(stack, nodata.get(name))
+        result = np.empty(ny * nx, dtype=np.float32)
+        block = block_pixels(t, values.dtype.itemsize, block_bytes)
+        # each call works through several blocks with one work buffer: few allocations, few calls
+        span = block * max(1, math.ceil(ny * nx / (block * _workers(threads) * 8)))
+        if t == 0:
+            result[:] = np.nan
+        elif method == "mean":
+            run_blocks(lambda p0, p1: jit.mean(values, ok, nd, use, result, p0, p1, block),
+                       ny * nx, span, threads)
+        else:
+            pairs = comparators(t, min(t - 1, math.floor((t - 1) * q / 100.0) + 1))
+            run_blocks(lambda p0, p1: jit.order_statistic(values, ok, nd, use, sentinel, pairs, q, result,
+                                                          p0, p1, block),
+                       ny * nx, span, threads)
+        out[name] = result.reshape(ny, nx)
     return out
 
 

@@ -19,6 +19,7 @@ from stacube.algo.blocks import PROVENANCE_NODATA
 from stacube.algo.composite import composite
 from stacube.algo.load import Source, Stack, load_stack
 from stacube.algo.masking import cleanup_clear, halo
+from stacube.algo.reduce import warm_up
 from stacube.core.indices import get_index, required_bands
 from stacube.core.methods import output_variables
 
@@ -120,15 +121,15 @@ def load_tile(inputs: CompositeInputs, geobox: GeoBox, bands: list[str], only: s
               pool: int | None = None) -> Stack:
     """The stack of the items that meet ``geobox``; with ``mask_cleanup``, loaded with a halo,
     cleaned, then cropped to ``geobox``."""
+    warm_up()
     margin = halo(inputs.mask_cleanup)
     padded = geobox.pad(margin) if margin else geobox
     stack = load_stack(_tile_sources(inputs.sources, padded, only=only), padded, bands, pool=pool)
     return clean_stack(stack, inputs.mask_cleanup, margin) if inputs.mask_cleanup else stack
 
 
-def tile_stats(inputs: CompositeInputs, geobox: GeoBox, pool: int | None = None) -> TileStats:
-    """Valid and clear pixel counts per item over one tile (quality band + reference band)."""
-    stack = load_tile(inputs, geobox, inputs.load_bands[:1], None, pool)
+def stack_stats(stack: Stack) -> TileStats:
+    """Valid and clear pixel counts per item of a loaded stack."""
     valid = stack.observed.sum(axis=(1, 2))
     clear = stack.clear.sum(axis=(1, 2))
     return TileStats(
@@ -137,23 +138,40 @@ def tile_stats(inputs: CompositeInputs, geobox: GeoBox, pool: int | None = None)
     )
 
 
-def compute_tile(inputs: CompositeInputs, geobox: GeoBox, used: dict[str, float],
+def tile_stats(inputs: CompositeInputs, geobox: GeoBox, pool: int | None = None) -> TileStats:
+    """Valid and clear pixel counts per item over one tile, from the quality band alone (the
+    reference band too for a source without a quality rule): the cheap pass that the cloud
+    filter and the best-pixel ranks of a job of several tiles need before compositing."""
+    masks_only = all(src.rule is not None for src in inputs.sources)
+    return stack_stats(load_tile(inputs, geobox, [] if masks_only else inputs.load_bands[:1], None, pool))
+
+
+def compute_tile(inputs: CompositeInputs, geobox: GeoBox, used: dict[str, float | None],
                  period_index: dict[str, int], n_steps: int, pool: int | None = None
                  ) -> dict[str, np.ndarray]:
-    """Composite one tile for every output time step.
+    """The composites of one tile (see :func:`composite_tile`), without the counts."""
+    return composite_tile(inputs, geobox, used, period_index, n_steps, pool)[0]
+
+
+def composite_tile(inputs: CompositeInputs, geobox: GeoBox, used: dict[str, float | None],
+                   period_index: dict[str, int], n_steps: int, pool: int | None = None
+                   ) -> tuple[dict[str, np.ndarray], TileStats]:
+    """Composite one tile for every output time step, and count each scene's valid and clear
+    pixels from the same read.
 
     Args:
         inputs: what to read and compute.
         geobox: the tile's GeoBox.
-        used: ``{item id: clear ratio}`` of the scenes to use (best-pixel ranks by the ratio).
+        used: ``{item id: clear ratio}`` of the scenes to use (best-pixel ranks by the ratio);
+            a ratio of None ranks by the scene's clear share of this tile (a job of one tile).
         period_index: ``{item id: output time step}``.
         n_steps: number of output time steps.
-        pool: threads odc-stac reads with.
+        pool: threads the files are read with (default: one per core).
 
     Returns:
-        ``{variable: (n_steps, y, x) array}`` for every output variable (dtypes and fills of
-        :func:`variable_dtype` / :func:`variable_fill`); ``valid_count`` is 0 where no scene
-        observed a pixel, and ``clear_count`` nodata (:data:`COUNT_NODATA`) there.
+        ``({variable: (n_steps, y, x) array}, per-scene counts)``: every output variable (dtypes
+        and fills of :func:`variable_dtype` / :func:`variable_fill`); ``valid_count`` is 0 where
+        no scene observed a pixel, and ``clear_count`` nodata (:data:`COUNT_NODATA`) there.
     """
     ny, nx = geobox.shape.y, geobox.shape.x
     out = {v: np.full((n_steps, ny, nx), variable_fill(v), dtype=variable_dtype(v))
@@ -161,8 +179,10 @@ def compute_tile(inputs: CompositeInputs, geobox: GeoBox, used: dict[str, float]
     if "valid_count" in out:
         out["valid_count"][:] = 0  # a count: no scene observed these pixels (yet)
     stack = load_tile(inputs, geobox, inputs.load_bands, set(used), pool)
+    stats = stack_stats(stack)
     if not stack.item_ids:
-        return out
+        return out, stats
+    ratio = {i: (used[i] if used[i] is not None else stats.clear[i] / (ny * nx)) for i in stack.item_ids}
     steps = np.array([period_index[i] for i in stack.item_ids])
     for step in range(n_steps):
         sub = stack.select(steps == step)
@@ -174,11 +194,11 @@ def compute_tile(inputs: CompositeInputs, geobox: GeoBox, used: dict[str, float]
             layers[name] = index.compute({c: sub.bands[c] for c in index.bands.values()})
         result = composite(
             layers, sub.observed, sub.clear, method=inputs.method, times=sub.times,
-            clear_ratio=np.array([used[i] for i in sub.item_ids]),
+            clear_ratio=np.array([ratio[i] for i in sub.item_ids]),
             spectral={b: sub.bands[b] for b in inputs.load_bands},
         )
         for var, value in result.items():
             out[var][step] = value
     if "clear_count" in out and "valid_count" in out:
         out["clear_count"][out["valid_count"] == 0] = COUNT_NODATA  # no observation: no count
-    return out
+    return out, stats

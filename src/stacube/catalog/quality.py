@@ -153,6 +153,11 @@ class QualityRule(BaseModel):
             clear &= cond.holds(mask)
         return observed, clear
 
+    def lookup_table(self, dtype) -> np.ndarray:
+        """uint8 codes of every value of an 8/16-bit integer ``dtype``, from its smallest value
+        up: bit 0 observed, bit 1 clear (read-only, cached per rule and dtype)."""
+        return _lookup_table(self.model_dump_json(), np.dtype(dtype).str)
+
     def clear_values(self, dtype: str = "uint16") -> list[int]:
         """Every mask value (of an 8/16-bit dtype) that decodes as clear."""
         lut = _lookup_table(self.model_dump_json(), np.dtype(dtype).str)

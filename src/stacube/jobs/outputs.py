@@ -10,7 +10,7 @@ parallel and a map read touches few chunks.
 
 COGs are written with rio-cogeo (``cog_translate``, DEFLATE, 512 px blocks, internal overviews;
 ``average`` overviews for reflectance and indices, ``nearest`` for provenance and counts) from a
-tiled GeoTIFF filled tile by tile, so memory stays bounded by one tile.
+tiled GeoTIFF filled tile by tile (uncompressed up to 512 MiB), so memory stays bounded by one tile.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ import numpy as np
 from stacube.algo.tile import variable_dtype, variable_fill
 
 CHUNK = 512
+#: Uncompressed size above which the intermediate GeoTIFF of a COG is compressed (below it,
+#: compressing it costs more time than the disk it saves).
+TMP_COMPRESS_ABOVE = 512 << 20
 
 
 def chunk_edge(tile_edge: int) -> int:
@@ -35,34 +38,62 @@ def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int
                 zarr_format: int = 2) -> None:
     """Create an empty Zarr cube with its coordinates and metadata (no data chunks).
 
+    Written with zarr directly, as ``xarray.Dataset.to_zarr`` lays it out: every array names its
+    dimensions (``_ARRAY_DIMENSIONS`` in format 2, ``dimension_names`` in 3); ``spatial_ref`` holds the EPSG code and
+    the CF grid mapping (pyproj's ``CRS.to_cf()``, ``crs_wkt``, ``spatial_ref`` and
+    ``GeoTransform``, as odc-geo and rioxarray write them); ``x``/``y`` are pixel centres;
+    ``time`` is int64 seconds since 1970-01-01. No dask or xarray is needed to create it.
+
     Args:
         store: a local path or a zarr store (see :meth:`stacube.storage.Staging.zarr_store`).
         attrs: global attributes.
         variable_attrs: ``{variable: CF attributes}`` (:mod:`stacube.core.cf`).
         zarr_format: 2 or 3 (the other functions read either).
     """
-    import dask.array as da
-    import xarray as xr
-    from odc.geo.xr import xr_coords
+    import zarr
 
     edge = chunk_edge(tile_edge)
     ny, nx = geobox.shape.y, geobox.shape.x
     chunks = (1, min(edge, ny), min(edge, nx))
-    coords = dict(xr_coords(geobox, crs_coord_name="spatial_ref"))
-    coords["time"] = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t in times])
-    data_vars = {}
-    encoding = {}
+    group = zarr.open_group(store=store, mode="w", zarr_format=zarr_format)
+    group.attrs.update(attrs or {})
+    crs, affine = geobox.crs, geobox.affine
+    wkt = crs.to_wkt()
+    units = crs.units[0] if crs.units else "metre"
+    cf = {"spatial_ref": wkt, **crs.proj.to_cf(),
+          "GeoTransform": " ".join(repr(float(v)) for v in (affine.c, affine.a, affine.b, affine.f, affine.d, affine.e))}
+    ref = _array(group, "spatial_ref", (), (), "int32", None, (), cf, zarr_format)
+    ref[...] = crs.epsg or 0
+    for dim, count, start, step in (("x", nx, affine.c, affine.a), ("y", ny, affine.f, affine.e)):
+        axis = _array(group, dim, (count,), (count,), "float64", np.nan, (dim,),
+                      {"units": units, "resolution": float(step), "crs": wkt}, zarr_format)
+        axis[:] = start + (np.arange(count) + 0.5) * step
+    seconds = np.array([np.datetime64(t.replace(tzinfo=None), "s").astype(np.int64) for t in times], dtype=np.int64)
+    time = _array(group, "time", (len(times),), (max(1, len(times)),), "int64", None, ("time",),
+                  {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian"}, zarr_format)
+    time[:] = seconds
     for name in variables:
-        dtype = variable_dtype(name)
         fill = variable_fill(name)
-        arr = da.full((len(times), ny, nx), fill, dtype=dtype, chunks=chunks)
-        var_attrs = {"grid_mapping": "spatial_ref", **((variable_attrs or {}).get(name) or {})}
-        data_vars[name] = xr.DataArray(arr, dims=("time", "y", "x"), attrs=var_attrs)
-        encoding[name] = zarr_encoding(chunks, fill, zarr_format)
-    ds = xr.Dataset(data_vars, coords=coords, attrs=attrs or {})
-    encoding["time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian",
-                        "dtype": "int64"}
-    ds.to_zarr(store, mode="w", compute=False, zarr_format=zarr_format, consolidated=True, encoding=encoding)
+        var_attrs = {"grid_mapping": "spatial_ref", "coordinates": "spatial_ref",
+                     **((variable_attrs or {}).get(name) or {})}
+        _array(group, name, (len(times), ny, nx), chunks, variable_dtype(name), fill, ("time", "y", "x"),
+               var_attrs, zarr_format)
+    zarr.consolidate_metadata(store, zarr_format=zarr_format)
+
+
+def _array(group, name: str, shape: tuple, chunks: tuple, dtype: str, fill, dims: tuple[str, ...],
+           attrs: dict, zarr_format: int):
+    """One array of the cube, with its dimension names where each Zarr format keeps them
+    (format 2: the ``_ARRAY_DIMENSIONS`` attribute xarray writes; format 3: ``dimension_names``)
+    and its nodata as the array's ``fill_value`` (and CF ``_FillValue`` in format 3)."""
+    extra = {"dimension_names": dims} if zarr_format == 3 else {}
+    array = group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, **extra)
+    if zarr_format == 2:
+        attrs = {**attrs, "_ARRAY_DIMENSIONS": list(dims)}
+    elif fill is not None and not (isinstance(fill, float) and np.isnan(fill)):
+        attrs = {**attrs, "_FillValue": fill}
+    array.attrs.update(attrs)
+    return array
 
 
 def zarr_encoding(chunks: tuple, fill, zarr_format: int, **extra) -> dict:
@@ -112,10 +143,11 @@ def write_cog(cube, name: str, step: int, geobox, tiles, dst: Path) -> None:
     array = zarr.open_group(store=cube, mode="r")[name]
     ny, nx = geobox.shape.y, geobox.shape.x
     tmp = dst.with_suffix(".tmp.tif")
+    large = nx * ny * np.dtype(dtype).itemsize > TMP_COMPRESS_ABOVE
     profile = {
         "driver": "GTiff", "width": nx, "height": ny, "count": 1, "dtype": dtype,
         "crs": geobox.crs.to_wkt(), "transform": geobox.affine, "nodata": fill,
-        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
+        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate" if large else "none",
         "BIGTIFF": "IF_SAFER",
     }
     with rasterio.open(tmp, "w", **profile) as out:

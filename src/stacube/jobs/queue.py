@@ -15,7 +15,8 @@ The steps follow the stage machine of :mod:`stacube.jobs.stages`, as
 
 1. :class:`QueueLauncher` (``POST /jobs``) sends the plan message;
 2. :func:`plan_job` plans the job (:func:`tasks.start`) and sends one tile message per ``scenes``
-   tile;
+   tile (a job without a scene pass, :func:`tasks.skip_scene_pass`, gets its ``composite`` tile
+   messages at once);
 3. :func:`run_tile` runs one tile (:func:`tasks.execute_tile`, the function the local executors
    use). Whoever finds a stage without pending tiles moves the job on with
    :func:`tasks.finish_stage` (exactly one caller does): after ``scenes`` it sends the composite
@@ -303,6 +304,7 @@ def plan_job(settings: Settings, message: JobMessage, *, attempt: int = 1) -> st
         return f"skipped: job {message.job_id} is already planned"
     try:
         plan = tasks.start(settings, message.job_id)
+        tasks.skip_scene_pass(settings, message.job_id, plan)  # no scene pass: composite tiles at once
         stage = JobStore(settings).get(message.job_id, full=False)["stage"]
         if stage in TILE_STAGES:
             sent = _tile_messages(settings, message.job_id, message.run, stage)

@@ -16,6 +16,7 @@ fan-out (:mod:`stacube.jobs.queue`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from stacube.catalog.pgstac import Catalog
@@ -140,7 +141,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
     try:
         stage = store.get(job_id, full=False)["stage"]
         if stage == Stage.SCENES:
-            _run_stage(settings, job_id, Stage.SCENES, executor, tick, max_attempts)
+            if tasks.scene_pass(plan):  # else the composite tiles count the scenes' pixels
+                _run_stage(settings, job_id, Stage.SCENES, executor, tick, max_attempts)
             tasks.finish_stage(settings, job_id, Stage.SCENES)
         elif stage == Stage.PREPARING:  # an earlier run died while preparing
             tasks.finish_stage(settings, job_id, Stage.PREPARING)
@@ -149,7 +151,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             tasks.finish_stage(settings, job_id, Stage.COMPOSITE)
         return tasks.finalize(settings, job_id, on_register=on_register,
                               on_cog=lambda d, t: tick("cogs", d, t),
-                              threads=getattr(executor, "workers", 1))
+                              # COGs are written here, whatever ran the tiles
+                              threads=max(getattr(executor, "workers", 1), os.cpu_count() or 1))
     except JobCancelled:
         tasks.discard_staging(settings, job_id)
         raise

@@ -6,7 +6,10 @@ its ``stage`` goes::
     scenes -> preparing -> composite -> finalize -> finalizing
 
 * ``scenes``: one tile task per tile of the output grid counts the valid and clear pixels of
-  every scene (:func:`stacube.algo.tile.tile_stats`);
+  every scene from the quality band (:func:`stacube.algo.tile.tile_stats`); only jobs whose
+  selection needs the counts before compositing have these tiles (the cloud filter, best-pixel
+  over several tiles: :func:`stacube.jobs.tasks.scene_pass`); the others pass through at once
+  and count from the composite read;
 * ``preparing``: the scene statistics become the scene selection, the staging cube is created
   and the ``composite`` tiles are recorded (one caller does it: the move is guarded);
 * ``composite``: one tile task per tile writes its region of the staging cube;

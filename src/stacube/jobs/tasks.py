@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from stacube import __version__
-from stacube.algo.tile import compute_tile, tile_stats
+from stacube.algo.tile import composite_tile, tile_stats
 from stacube.catalog.pgstac import Catalog
 from stacube.core.cf import variable_attrs
 from stacube.core.crs import crs_text
@@ -61,7 +61,8 @@ def output_root(spec: CompositeSpec, settings: Settings) -> str:
 
 
 def start(settings: Settings, job_id: str) -> Plan:
-    """Plan a queued job (or return the plan of a running one) and create its scene tiles.
+    """Plan a queued job (or return the plan of a running one) and create its scene tiles (a
+    job without a scene pass has none: :func:`skip_scene_pass` moves it on).
 
     Raises:
         NotFound / InvalidInput / NoData: the job fails with that reason (and it is re-raised).
@@ -77,8 +78,34 @@ def start(settings: Settings, job_id: str) -> Plan:
         store.update(job_id, state="failed", error=exc.message)
         raise
     store.update(job_id, plan=plan_to_doc(plan), state="running", stage=Stage.SCENES)
-    store.add_tiles(job_id, Stage.SCENES, [tile_key(t) for t in plan.tile_indices()])
+    if scene_pass(plan):
+        store.add_tiles(job_id, Stage.SCENES, [tile_key(t) for t in plan.tile_indices()])
     return load_plan(settings, job_id)
+
+
+def scene_pass(plan: Plan) -> bool:
+    """Whether the job needs the ``scenes`` pass before compositing: the cloud filter
+    (``max_cloud``) drops scenes, and best-pixel ranks scenes by their clear share of the whole
+    area, which a job of several tiles knows only after reading every tile. Otherwise each
+    composite tile counts its scenes' pixels from the read it composites
+    (:func:`stacube.algo.tile.composite_tile`) and the report is made from those counts."""
+    return plan.spec.max_cloud is not None or (plan.spec.method == "best-pixel" and len(plan.tile_indices()) > 1)
+
+
+def skip_scene_pass(settings: Settings, job_id: str, plan: Plan) -> Stage | None:
+    """Move a job without a scene pass (it has no ``scenes`` tiles) from ``scenes`` on to
+    ``composite``: :func:`finish_stage` does it (the selection without counts, the staging
+    cube, the composite tiles); None when the job needs its scene pass or is past preparing.
+
+    Raises:
+        NoData: no scene passes the filters (the job is failed).
+    """
+    if scene_pass(plan):
+        return None
+    stage = JobStore(settings).get(job_id, full=False)["stage"]
+    if stage not in (Stage.SCENES, Stage.PREPARING):  # PREPARING: a caller died while preparing
+        return None
+    return finish_stage(settings, job_id, stage)
 
 
 def execute_tile(settings: Settings, job_id: str, stage: str, tile: str) -> bool:
@@ -101,20 +128,18 @@ def execute_tile(settings: Settings, job_id: str, stage: str, tile: str) -> bool
     try:
         if stage == Stage.SCENES:
             stats = tile_stats(plan.inputs, plan.tiles[index])
-            result = {"valid": stats.valid, "clear": stats.clear}
         elif stage == Stage.COMPOSITE:
             sel = job["selection"]
-            arrays = compute_tile(plan.inputs, plan.tiles[index], sel["used"], sel["period_index"],
-                                  len(sel["steps"]))
+            arrays, stats = composite_tile(plan.inputs, plan.tiles[index], sel["used"], sel["period_index"],
+                                           len(sel["steps"]))
             staging = open_store(plan.output_root, settings).staging(job_id)
             outputs.write_region(staging.zarr_store("cube.zarr"), plan.tiles[index], plan.geobox, arrays)
-            result = None
         else:
             raise ValueError(f"unknown stage {stage!r}")
     except Exception as exc:
         store.finish_tile(job_id, stage, tile, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
-    return store.finish_tile(job_id, stage, tile, result=result) == 0
+    return store.finish_tile(job_id, stage, tile, result={"valid": stats.valid, "clear": stats.clear}) == 0
 
 
 def scene_table(plan: Plan, valid: dict[str, int], clear: dict[str, int]) -> list[dict]:
@@ -144,12 +169,22 @@ def scene_table(plan: Plan, valid: dict[str, int], clear: dict[str, int]) -> lis
     return rows
 
 
-def select_scenes(plan: Plan, valid: dict[str, int], clear: dict[str, int]) -> dict:
+def select_scenes(plan: Plan, valid: dict[str, int] | None, clear: dict[str, int] | None) -> dict:
     """The scenes used, their periods and the output steps.
+
+    Without counts (``valid`` None: a job without a scene pass, see :func:`scene_pass`) every
+    scene is used with an unknown clear ratio (None); :func:`final_selection` completes the
+    selection from the composite tiles' counts.
 
     Raises:
         NoData: no scene passes the filters.
     """
+    if valid is None:
+        valid = {i: 1 for i in plan.items}
+        clear = {}
+        known = False
+    else:
+        known = True
     scenes = scene_table(plan, valid, clear)
     used_rows = [r for r in scenes if r["used"]]
     if not used_rows:
@@ -173,8 +208,45 @@ def select_scenes(plan: Plan, valid: dict[str, int], clear: dict[str, int]) -> d
     for r in scenes:
         if r["used"] and r["item_id"] not in period_index:
             r.update(used=False, reason="outside every period")
-    used = {r["item_id"]: r["clear_pixels"] / total for r in scenes if r["used"]}
+    used = {r["item_id"]: (r["clear_pixels"] / total if known else None) for r in scenes if r["used"]}
     return {"scenes": scenes, "steps": steps, "used": used, "period_index": period_index}
+
+
+def final_selection(plan: Plan, prepared: dict, valid: dict[str, int], clear: dict[str, int]) -> dict:
+    """The selection of a job without a scene pass, completed from the composite tiles' counts:
+    the scene table (counts, scenes without a valid pixel dropped, best-pixel ranks) and the
+    steps that kept at least one scene.
+
+    Raises:
+        NoData: no scene has a valid pixel in the area.
+    """
+    scenes = scene_table(plan, valid, clear)
+    if not any(r["used"] for r in scenes):
+        raise NoData(f"none of the {len(scenes)} scenes has a valid pixel in the bbox")
+    used_ids = {r["item_id"] for r in scenes if r["used"]}
+    steps = []
+    for step in prepared["steps"]:
+        members = [i for i in step["items"] if i in used_ids]
+        if members:
+            steps.append({**step, "items": members})
+    for r in scenes:
+        if r["used"] and r["item_id"] not in prepared["period_index"]:
+            r.update(used=False, reason="outside every period")
+    total = scenes[0]["total_pixels"]
+    return {**prepared, "scenes": scenes, "steps": steps,
+            "used": {r["item_id"]: r["clear_pixels"] / total for r in scenes if r["used"]}}
+
+
+def gathered_counts(store: JobStore, job_id: str, stage: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Per-scene valid and clear pixels summed over the tiles of a stage."""
+    valid: dict[str, int] = {}
+    clear: dict[str, int] = {}
+    for result in store.tile_results(job_id, stage):
+        for k, v in (result or {}).get("valid", {}).items():
+            valid[k] = valid.get(k, 0) + v
+        for k, v in (result or {}).get("clear", {}).items():
+            clear[k] = clear.get(k, 0) + v
+    return valid, clear
 
 
 def prepare_composite(settings: Settings, job_id: str) -> dict:
@@ -185,13 +257,7 @@ def prepare_composite(settings: Settings, job_id: str) -> dict:
     """
     store = JobStore(settings)
     plan = load_plan(settings, job_id)
-    valid: dict[str, int] = {}
-    clear: dict[str, int] = {}
-    for result in store.tile_results(job_id, Stage.SCENES):
-        for k, v in result["valid"].items():
-            valid[k] = valid.get(k, 0) + v
-        for k, v in result["clear"].items():
-            clear[k] = clear.get(k, 0) + v
+    valid, clear = gathered_counts(store, job_id, Stage.SCENES) if scene_pass(plan) else (None, None)
     try:
         selection = select_scenes(plan, valid, clear)
     except NoData as exc:
@@ -257,6 +323,9 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
     job = store.get(job_id)
     plan = load_plan(settings, job_id, job)
     selection = job["selection"]
+    if not scene_pass(plan):
+        selection = final_selection(plan, selection, *gathered_counts(store, job_id, Stage.COMPOSITE))
+        store.update(job_id, selection=selection)
     steps = selection["steps"]
     out = open_store(plan.output_root, settings)
     staging = out.staging(job_id)

@@ -1,0 +1,208 @@
+"""Compiled loops of the compositing kernels (numba, ``nogil``), over ``(time, pixels)`` arrays.
+
+Imported on first use by :mod:`stacube.algo.reduce` and :mod:`stacube.algo.composite` (the
+compiled code is cached on disk, see :func:`stacube.algo.reduce.compiled`). Every function
+works on the pixel range ``p0:p1`` of C-contiguous ``(t, npix)`` arrays and writes only its
+own part of the outputs, so row blocks run on several threads at once.
+
+Order statistics sort each pixel's series with a comparator network applied to ``LANES``
+pixels side by side: one comparator is a ``min``/``max`` over a contiguous run of ``LANES``
+values, which the compiler turns into SIMD instructions; the ``(t, LANES)`` chunk stays in the
+first-level cache while it is sorted. Values that are not observations become a sentinel (the
+dtype's largest value, or +inf), which sorts after every observation; the count of observations
+is kept per pixel, so an observation equal to the sentinel is still counted and its order
+statistics stay right.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Pixels sorted side by side (a multiple of the widest SIMD register in 16-bit lanes).
+LANES = 64
+
+
+@njit(nogil=True, cache=True)
+def _load(stack, clear, nodata, use_nodata, sentinel, buf, cnt, b0, b1):
+    """Copy pixels ``b0:b1`` into ``buf`` (``(chunks, t, LANES)``), the sentinel where a value is
+    not a clear, finite, not-``nodata`` observation; ``cnt`` gets the count per pixel.
+
+    Counting compares with the sentinel (two simple loops the compiler vectorises); a block
+    where an observation equals the sentinel is counted again exactly.
+    """
+    t = stack.shape[0]
+    chunks = (b1 - b0 + LANES - 1) // LANES
+    cnt[:chunks * LANES] = 0
+    hits = 0
+    for k in range(t):
+        for c in range(chunks):
+            row = buf[c, k]
+            base = b0 + c * LANES
+            width = min(LANES, b1 - base)
+            src = stack[k, base:base + width]
+            mask = clear[k, base:base + width]
+            for j in range(width):
+                v = src[j]
+                ok = mask[j] & ((v - v) == 0) & ((not use_nodata) | (v != nodata))
+                row[j] = v if ok else sentinel
+                hits += ok & (v == sentinel)
+            for j in range(width, LANES):
+                row[j] = sentinel
+            counted = cnt[c * LANES:(c + 1) * LANES]
+            for j in range(LANES):
+                counted[j] += row[j] != sentinel
+    if hits:
+        cnt[:chunks * LANES] = 0
+        for k in range(t):
+            for i in range(b1 - b0):
+                v = stack[k, b0 + i]
+                cnt[i] += clear[k, b0 + i] & ((v - v) == 0) & ((not use_nodata) | (v != nodata))
+    return chunks
+
+
+@njit(nogil=True, cache=True)
+def _sort_chunks(buf, chunks, pairs):
+    """Apply the comparators ``pairs`` (``(n, 2)``, ``i < j``) to every chunk of ``buf``."""
+    for c in range(chunks):
+        chunk = buf[c]
+        for q in range(pairs.shape[0]):
+            lo = chunk[pairs[q, 0]]
+            hi = chunk[pairs[q, 1]]
+            for j in range(LANES):
+                x = lo[j]
+                y = hi[j]
+                lo[j] = min(x, y)
+                hi[j] = max(x, y)
+
+
+@njit(nogil=True, cache=True)
+def order_statistic(stack, clear, nodata, use_nodata, sentinel, pairs, q, out, p0, p1, block):
+    """Per pixel of ``p0:p1``, the ``q``-th percentile (0..100) of its observations, float32 in
+    ``out`` (NaN where there is none): rank ``(n - 1) * q / 100`` among the ``n`` sorted values,
+    linear between neighbours as ``numpy.percentile`` (its ``lerp``, computed in float64)."""
+    t = stack.shape[0]
+    chunks_max = (block + LANES - 1) // LANES
+    buf = np.empty((chunks_max, t, LANES), dtype=stack.dtype)
+    cnt = np.empty(chunks_max * LANES, dtype=np.int32)
+    share = q / 100.0
+    median = q == 50.0
+    for b0 in range(p0, p1, block):
+        b1 = min(p1, b0 + block)
+        chunks = _load(stack, clear, nodata, use_nodata, sentinel, buf, cnt, b0, b1)
+        _sort_chunks(buf, chunks, pairs)
+        for c in range(chunks):
+            chunk = buf[c]
+            base = b0 + c * LANES
+            width = min(LANES, b1 - base)
+            if median:
+                for j in range(width):
+                    n = cnt[c * LANES + j]
+                    value = (np.float64(chunk[max(n - 1, 0) >> 1, j]) + np.float64(chunk[n >> 1, j])) * 0.5
+                    out[base + j] = value if n else np.nan
+                continue
+            for j in range(width):
+                n = cnt[c * LANES + j]
+                last = max(n - 1, 0)
+                rank = last * share
+                lo = min(int(rank), last)
+                hi = min(lo + 1, last)
+                frac = rank - lo
+                a = np.float64(chunk[lo, j])
+                b = np.float64(chunk[hi, j])
+                value = b - (b - a) * (1.0 - frac) if frac >= 0.5 else a + (b - a) * frac
+                out[base + j] = value if n else np.nan
+
+
+@njit(nogil=True, cache=True)
+def mean(stack, clear, nodata, use_nodata, out, p0, p1, block):
+    """Per pixel of ``p0:p1``, the mean of its observations (float64 sum), float32 in ``out``
+    (NaN where there is none). Sums and counts are two loops over contiguous slices, which the
+    compiler vectorises."""
+    t = stack.shape[0]
+    total = np.empty(block, dtype=np.float64)
+    count = np.empty(block, dtype=np.int32)
+    for b0 in range(p0, p1, block):
+        b1 = min(p1, b0 + block)
+        m = b1 - b0
+        tot = total[:m]
+        cnt = count[:m]
+        tot[:] = 0.0
+        cnt[:] = 0
+        for k in range(t):
+            src = stack[k, b0:b1]
+            mask = clear[k, b0:b1]
+            for i in range(m):
+                v = src[i]
+                ok = mask[i] & ((v - v) == 0) & ((not use_nodata) | (v != nodata))
+                tot[i] += np.float64(v) if ok else 0.0
+            for i in range(m):
+                v = src[i]
+                cnt[i] += mask[i] & ((v - v) == 0) & ((not use_nodata) | (v != nodata))
+        for i in range(m):
+            out[b0 + i] = tot[i] / cnt[i] if cnt[i] else np.nan
+
+
+@njit(nogil=True, cache=True)
+def _first_in_order(mask, order, chosen, b0, b1, left):
+    """``chosen[p]`` = the first slice of ``order`` where ``mask`` holds, for pixels of
+    ``b0:b1`` still at -1; returns how many are still at -1. Stops when none is left."""
+    for i in range(order.shape[0]):
+        if left == 0:
+            break
+        k = order[i]
+        row = mask[k, b0:b1]
+        pick = chosen[b0:b1]
+        taken = 0
+        for p in range(b1 - b0):
+            c = pick[p]
+            take = (c < 0) & row[p]
+            pick[p] = k if take else c
+            taken += take
+        left -= taken
+    return left
+
+
+@njit(nogil=True, cache=True)
+def choose(observed, clear, order, fallback, chosen, p0, p1, block):
+    """Per pixel of ``p0:p1``, the first clear slice in ``order``; with ``fallback`` the first
+    observed one where none is clear; -1 where nothing qualifies (``chosen``: int16)."""
+    for b0 in range(p0, p1, block):
+        b1 = min(p1, b0 + block)
+        chosen[b0:b1] = -1
+        left = _first_in_order(clear, order, chosen, b0, b1, b1 - b0)
+        if fallback and left:
+            _first_in_order(observed, order, chosen, b0, b1, left)
+
+
+@njit(nogil=True, cache=True)
+def gather(stack, chosen, fill, out, p0, p1):
+    """``out[p] = stack[chosen[p], p]``, ``fill`` where ``chosen[p]`` is -1, for ``p0:p1``."""
+    for p in range(p0, p1):
+        c = chosen[p]
+        out[p] = stack[c, p] if c >= 0 else fill
+
+
+@njit(nogil=True, cache=True)
+def decode(mask, table, low, reference, use_reference, observed, clear, p0, p1):
+    """Quality decoding through a lookup table, for pixels ``p0:p1`` of ``(t, npix)`` arrays:
+    ``observed = table[mask] & 1`` (and ``reference`` finite, when ``use_reference``),
+    ``clear = observed & (table[mask] & 2)``; ``table`` is indexed by ``mask - low`` where
+    ``low`` is the smallest value of the mask's dtype (the table covers the whole dtype)."""
+    t = mask.shape[0]
+    for k in range(t):
+        for p in range(p0, p1):
+            code = table[np.int64(mask[k, p]) - low]
+            seen = (code & 1) != 0
+            if use_reference:
+                v = reference[k, p]
+                seen = seen & ((v - v) == 0)
+            observed[k, p] = seen
+            clear[k, p] = seen & ((code & 2) != 0)
+
+
+@njit(nogil=True, cache=True)
+def warm_up(x):
+    """A trivial function: its first call loads numba's code generator (a few tenths of a
+    second once per process), which :func:`stacube.algo.reduce.warm_up` overlaps with reading."""
+    return x + 1

@@ -1,0 +1,86 @@
+"""Reading assets: files on the output grid are read directly, with the pixels odc-stac gives."""
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from rasterio.warp import transform_geom
+
+from stacube.algo.load import _direct_load, _odc_load, decode_quality, read_assets
+from stacube.catalog.quality import preset
+
+ORIGIN = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
+
+
+def write(path, array, transform=ORIGIN, nodata=None, crs="EPSG:32633"):
+    with rasterio.open(path, "w", driver="GTiff", width=array.shape[1], height=array.shape[0], count=1,
+                       dtype=array.dtype, crs=crs, transform=transform, nodata=nodata, tiled=True,
+                       blockxsize=16, blockysize=16) as dst:
+        dst.write(array, 1)
+    return str(path)
+
+
+@pytest.fixture
+def items(tmp_path):
+    rng = np.random.default_rng(3)
+    docs = []
+    for i in range(3):
+        data = rng.integers(1, 5000, size=(40, 50)).astype(np.uint16)
+        data[:3] = 0
+        mask = rng.integers(0, 2, size=(40, 50)).astype(np.uint8)
+        # the third file starts 5 pixels further east and 2 pixels further south
+        transform = ORIGIN * Affine.translation(5, 2) if i == 2 else ORIGIN
+        west, north = transform * (0, 0)
+        east, south = transform * (50, 40)
+        footprint = transform_geom("EPSG:32633", "EPSG:4326", {"type": "Polygon", "coordinates": [[
+            (west, south), (east, south), (east, north), (west, north), (west, south)]]})
+        lons = [p[0] for p in footprint["coordinates"][0]]
+        lats = [p[1] for p in footprint["coordinates"][0]]
+        docs.append({"id": f"s{i}", "type": "Feature", "stac_version": "1.0.0",
+                     "properties": {"datetime": f"2020-01-0{i + 1}T00:00:00Z"}, "geometry": footprint,
+                     "bbox": [min(lons), min(lats), max(lons), max(lats)], "links": [], "assets": {
+                         "B04": {"href": write(tmp_path / f"b{i}.tif", data, transform, nodata=0),
+                                 "raster:bands": [{"data_type": "uint16", "nodata": 0}]},
+                         "CLM": {"href": write(tmp_path / f"m{i}.tif", mask, transform, nodata=255),
+                                 "raster:bands": [{"data_type": "uint8", "nodata": 255}]}}})
+    return docs
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (-7, -4), (30, 25)])
+def test_direct_read_equals_odc_stac(items, shift):
+    """Windows inside, across and partly outside the files: the same pixels and fill."""
+    geobox = GeoBox((32, 45), ORIGIN * Affine.translation(*shift), "EPSG:32633")
+    direct = _direct_load(items, ["B04", "CLM"], geobox, 2)
+    assert direct is not None
+    reference = _odc_load(items, ["B04", "CLM"], geobox, 1)
+    for key in ("B04", "CLM"):
+        assert direct[key][0].dtype == reference[key].dtype
+        assert np.array_equal(direct[key][0], reference[key].values)
+
+
+def test_files_off_the_grid_go_through_odc_stac(items):
+    half = GeoBox((20, 20), ORIGIN * Affine.translation(0.5, 0), "EPSG:32633")
+    assert _direct_load(items, ["B04"], half, 1) is None
+    coarse = GeoBox((20, 20), ORIGIN * Affine.scale(2), "EPSG:32633")
+    assert _direct_load(items, ["B04"], coarse, 1) is None
+    reference = _odc_load(items, ["B04"], half, 1)
+    assert np.array_equal(read_assets(items, ["B04"], half)["B04"][0], reference["B04"].values)
+
+
+@pytest.mark.parametrize("name,asset,dtype", [("binary-cloud", "CLM", np.uint8),
+                                              ("landsat-c1-bqa", "BQA", np.uint16),
+                                              ("sentinel-2-scl", "SCL", np.uint8)])
+def test_quality_decoding_in_one_pass_equals_the_rule(name, asset, dtype):
+    rule = preset(name, asset)
+    rng = np.random.default_rng(4)
+    mask = rng.integers(0, np.iinfo(dtype).max, size=(6, 21, 33), endpoint=True).astype(dtype)
+    reference = rng.random(mask.shape).astype(np.float32)
+    reference[reference < 0.1] = np.nan
+    observed, clear = decode_quality(rule, mask, reference, threads=2)
+    expected_observed, expected_clear = rule.decode(mask)
+    expected_observed &= np.isfinite(reference)
+    assert np.array_equal(observed, expected_observed)
+    assert np.array_equal(clear, expected_clear & expected_observed)
+    observed, clear = decode_quality(rule, mask)
+    assert np.array_equal(observed, rule.decode(mask)[0]) and np.array_equal(clear, rule.decode(mask)[1])
