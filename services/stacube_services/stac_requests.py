@@ -5,7 +5,7 @@
   evaluated by pgSTAC's ``query``) are rewritten into an equivalent CQL2 filter (``like`` /
   ``in``), joined with ``and`` to any filter the request already has.
 * ``POST /search``: ``collections`` given as one string is read as a one-element list;
-  ``"fields": null`` answers 400 (the extension defines an object).
+  ``"fields": null`` and a body that is not a JSON object answer 400.
 * Transactions: a request without a body answers 400; an item body without ``links`` gets ``"links": []`` (the server writes its own
   links; pgSTAC does not store them).
 * Item search and item list responses carry ``application/geo+json`` also when the fields
@@ -19,11 +19,14 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
+from stacube_services.body import read_body, replay
 from stacube_services.errors import error_response
 
 STRING_OPS = {"startsWith", "endsWith", "contains", "in"}
 ITEMS_PATH = re.compile(r"/collections/[^/]+/items(/[^/]+)?$")
 COLLECTIONS_PATH = re.compile(r"/collections(/|$)")
+#: Transactions: a collection, an item, items (single, ItemCollection or bulk).
+TRANSACTION_PATH = re.compile(r"^/collections(/[^/]+(/items(/[^/]+)?|/bulk_items)?)?/?$")
 
 
 def _like_escape(value: str) -> str:
@@ -93,12 +96,12 @@ class StacRequestMiddleware:
         is_search = path in ("/search", "/search/")
         is_items = bool(ITEMS_PATH.search(path))
         if method in ("POST", "PUT", "PATCH") and COLLECTIONS_PATH.match(path):
-            body = await _read_body(receive)
+            body, tail = await read_body(receive)
             if not body.strip():  # stac-fastapi's transaction routes fail on a missing body
                 await error_response(400, "InvalidParameter", f"{method} {path} needs a JSON body")(
                     scope, receive, send)
                 return
-            receive = _replay(body)
+            receive = replay(body, tail)
         if method == "GET" and (is_search or is_items):
             try:
                 scope = self._rewrite_get(scope)
@@ -106,13 +109,13 @@ class StacRequestMiddleware:
                 await error_response(400, "InvalidParameter", str(exc))(scope, receive, send)
                 return
         elif (method == "POST" and (is_search or is_items)) or (method == "PUT" and is_items):
-            body = await _read_body(receive)
+            body, tail = await read_body(receive)
             try:
                 body = self._rewrite_body(body, search=is_search)
             except ValueError as exc:
                 await error_response(400, "InvalidParameter", str(exc))(scope, receive, send)
                 return
-            receive = _replay(body)
+            receive = replay(body, tail)
         if method in ("GET", "POST") and (is_search or is_items):
             send = _geojson_send(send)
         await self.app(scope, receive, send)
@@ -150,6 +153,8 @@ class StacRequestMiddleware:
         except orjson.JSONDecodeError:
             return body  # JsonBodyMiddleware answers 400
         if not isinstance(doc, dict):
+            if search and doc is not None:  # stac-fastapi fails on other JSON values (a 500)
+                raise ValueError("the search body must be a JSON object")
             return body
         changed = False
         if not search:
@@ -177,31 +182,6 @@ class StacRequestMiddleware:
                     doc.pop("query")
                 changed = True
         return orjson.dumps(doc) if changed else body
-
-
-async def _read_body(receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes):
-    sent = False
-
-    async def receive():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive
 
 
 def _geojson_send(send):

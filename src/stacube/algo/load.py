@@ -6,10 +6,16 @@ overlapping scenes of the same day stay separate and every slice maps to one ite
 become float32 physical values (``DN * scale + offset`` from each item's ``raster:bands``, NaN
 for nodata); the quality band becomes the boolean ``observed`` and ``clear`` stacks. Sources are
 concatenated along time in ``(datetime, id)`` order.
+
+Every href a stack reads can go through a *read gate* first: a callable ``gate(href,
+collection) -> href`` that refuses what may not be read and returns the href to open (the
+server builds it from its read prefixes, :class:`stacube.access.gate.ReadGate`; the kernels
+only call it). :func:`gate_items` applies it, and the loader opens what it returns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +23,10 @@ import numpy as np
 from stacube.algo.harmonize import harmonized_scale_offset
 from stacube.catalog.quality import QualityRule
 from stacube.errors import StorageError
+
+
+#: ``gate(href, collection id) -> href to open``; raises when the href may not be read.
+Gate = Callable[[str, str | None], str]
 
 
 @dataclass
@@ -38,6 +48,43 @@ class Source:
     @property
     def id(self) -> str:
         return self.collection["id"]
+
+    def loaded_keys(self, bands: list[str], quality: bool = True) -> list[str]:
+        """The asset keys a load of ``bands`` opens (the quality asset too, with ``quality``)."""
+        keys = [self.assets[b] for b in bands if b in self.assets]
+        if quality and self.rule is not None:
+            keys.append(self.rule.asset)
+        return list(dict.fromkeys(keys))
+
+
+def gate_items(items: list[dict], keys: Iterable[str], gate: Gate | None) -> list[dict]:
+    """``items`` with the hrefs of their ``keys`` assets replaced by what ``gate`` says to open
+    (the items themselves when ``gate`` is None).
+
+    Raises:
+        whatever ``gate`` raises for an href that may not be read (nothing has been opened).
+    """
+    if gate is None:
+        return items
+    keys = list(keys)
+    out = []
+    for item in items:
+        assets = dict(item.get("assets") or {})
+        for key in keys:
+            asset = assets.get(key)
+            if isinstance(asset, dict) and asset.get("href") is not None:
+                assets[key] = {**asset, "href": gate(asset["href"], item.get("collection"))}
+        out.append({**item, "assets": assets})
+    return out
+
+
+def gated_sources(sources: list[Source], bands: list[str], gate: Gate | None,
+                  quality: bool = True) -> list[Source]:
+    """``sources`` whose items' loaded assets went through ``gate`` (see :func:`gate_items`)."""
+    if gate is None:
+        return sources
+    return [Source(s.collection, gate_items(s.items, s.loaded_keys(bands, quality), gate), s.assets, s.rule)
+            for s in sources]
 
 
 @dataclass
@@ -122,7 +169,7 @@ def _odc_load(items: list[dict], assets: list[str], geobox, pool):
 
 
 def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool = True,
-               pool: int | None = None) -> Stack:
+               pool: int | None = None, gate: Gate | None = None) -> Stack:
     """Load sources onto ``geobox``.
 
     Args:
@@ -131,13 +178,16 @@ def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool
         bands: output band names to load (the first is the reference band for observations).
         quality: also load and decode the quality asset.
         pool: threads odc-stac reads with.
+        gate: the read gate every href goes through first (None: hrefs are opened as they are).
 
     Returns:
         A :class:`Stack`; empty (zero slices) when no item is given.
 
     Raises:
         StorageError: an asset cannot be read.
+        AssetNotAllowed (from ``gate``): an href may not be read; nothing has been opened.
     """
+    sources = gated_sources(sources, bands, gate, quality)
     ny, nx = geobox.shape.y, geobox.shape.x
     parts = []
     for src in sources:

@@ -20,6 +20,7 @@ matches the collection's ``item_assets`` inherit its roles, ``eo:bands`` common 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ def iter_found(path: str | Path, *, collection: str | None = None,
         if (path / "manifest.json").exists():
             yield from iter_manifest(path, collections=collections or {})
             return
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        files = files_below(path)
         docs = [p for p in files if p.suffix.lower() in JSON_SUFFIXES | NDJSON_SUFFIXES]
         cogs = [p for p in files if p.suffix.lower() in COG_SUFFIXES]
         if docs:
@@ -84,6 +85,20 @@ def iter_found(path: str | Path, *, collection: str | None = None,
                                    template=(collections or {}).get(collection))
         return
     yield from iter_file(path)
+
+
+def files_below(folder: Path) -> list[Path]:
+    """The files below ``folder``, sorted, entering symbolic links to folders as folders (each
+    real folder once: a link back up does not loop)."""
+    found, seen = [], set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found.extend(Path(top) / n for n in names if (Path(top) / n).is_file())
+    return sorted(found)
 
 
 def iter_file(path: Path) -> Iterator[Found]:
@@ -157,7 +172,7 @@ def iter_cog_folder(root: Path, cogs: list[Path], *, collection: str,
             files_by_key = {f.stem: f for f in group}
             doc = item_from_cogs(item_id, when, files_by_key, collection=collection,
                                  asset_fields=assets, template=template)
-            yield Found(doc, None, str(folder / item_id))
+            yield Found(doc, None, str(folder if item_id == folder.name else folder / item_id))
 
 
 def _proj_v2(props: dict) -> dict:

@@ -25,13 +25,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from shapely.geometry import box
 
-from stacube.algo.load import Source, load_stack
+from stacube.algo.load import Gate, Source, load_stack
 from stacube.algo.observations import CLEAR, NO_OBSERVATION, merge_observations
 from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.pgstac import Catalog
@@ -248,8 +249,9 @@ def _variables(bands, indices) -> tuple[list[str], list[str]]:
 
 # -- from a cube ------------------------------------------------------------------------------
 def from_cube(settings: Settings, cube: str, *, geom, kind: str, time=None, bands=None, indices=None,
-              fill: bool = True, workers: int | None = None) -> TimeSeries:
-    """The time series from a Zarr cube (see the module docstring).
+              fill: bool = True, workers: int | None = None, gate: Gate | None = None) -> TimeSeries:
+    """The time series from a Zarr cube (see the module docstring); a fill reads its sources
+    through ``gate`` (see :mod:`stacube.algo.load`).
 
     Raises:
         NotFound: unknown cube. InvalidInput: a band or index the cube cannot give.
@@ -271,7 +273,8 @@ def from_cube(settings: Settings, cube: str, *, geom, kind: str, time=None, band
         raise InvalidInput(f"cube {cube} has no band {unknown[0]!r}; it has {', '.join(definition.bands)}")
     bbox = geom.bounds
     if fill:
-        definition, _, steps, (rows, cols) = fill_region(cube, bbox, time, settings=settings, workers=workers)
+        definition, _, steps, (rows, cols) = fill_region(cube, bbox, time, settings=settings, workers=workers,
+                                                         gate=gate)
     else:
         steps = steps_for(definition, time)
         rows, cols = window_for(definition, bbox)
@@ -292,12 +295,13 @@ def from_cube(settings: Settings, cube: str, *, geom, kind: str, time=None, band
 
 # -- from the items -----------------------------------------------------------------------------
 def from_items(settings: Settings, collections: list[str], *, geom, kind: str, time=None, bands=None,
-               indices=None, like: CubeDefinition | None = None) -> TimeSeries:
+               indices=None, like: CubeDefinition | None = None, gate: Gate | None = None) -> TimeSeries:
     """The time series straight from the source items (see the module docstring).
 
     Args:
         like: a cube whose grid and solar-day convention to use (the same pixels as the cube);
             default: the first collection's native grid.
+        gate: the read gate every href goes through (see :mod:`stacube.algo.load`).
 
     Raises:
         NotFound: unknown collection. InvalidInput: a band the collection lacks.
@@ -334,7 +338,7 @@ def from_items(settings: Settings, collections: list[str], *, geom, kind: str, t
         grid = parse_grid("native", native=native)
         geobox = grid.domain(geom.bounds, "EPSG:4326", 1)
         lon = geom.centroid.x
-    stack = load_stack(sources, geobox, load_bands)
+    stack = load_stack(sources, geobox, load_bands, gate=gate)
     days: dict[str, int] = {}
     first_time: dict[str, str] = {}
     by_id = {i["id"]: i for i in items}
@@ -358,13 +362,21 @@ def from_items(settings: Settings, collections: list[str], *, geom, kind: str, t
 
 
 # -- choosing the source --------------------------------------------------------------------------
-def find_cube(settings: Settings, collections: list[str], geom, time=None) -> str | None:
+def find_cube(settings: Settings, collections: list[str], geom, time=None,
+              usable: Callable[[CubeDefinition], bool] | None = None) -> str | None:
     """A masked-observations cube of exactly these collections whose domain holds the geometry
-    (and overlaps the time range), or None."""
+    (and overlaps the time range), or None.
+
+    Args:
+        usable: which cubes the caller may use (the HTTP API passes its access rule: the lookup
+            chooses on the caller's behalf, so it must not pick a cube the caller cannot read).
+    """
     start, end = parse_time(time)
     for row in CubeRecords(settings).list():
         definition = CubeDefinition.from_doc(row["definition"])
         if definition.mode != "observations" or sorted(definition.spec["collections"]) != sorted(collections):
+            continue
+        if usable is not None and not usable(definition):
             continue
         if not box(*definition.bbox_lonlat).contains(geom):
             continue
@@ -377,7 +389,8 @@ def find_cube(settings: Settings, collections: list[str], geom, time=None) -> st
 
 def timeseries(settings: Settings, *, collection=None, cube: str | None = None, lon=None, lat=None,
                geometry=None, time=None, bands=None, indices=None, source: str = "auto",
-               fill: bool = True) -> TimeSeries:
+               fill: bool = True, gate: Gate | None = None,
+               usable: Callable[[CubeDefinition], bool] | None = None) -> TimeSeries:
     """A time series from a cube when one exists (or is named), else from the source items.
 
     Args:
@@ -389,6 +402,8 @@ def timeseries(settings: Settings, *, collection=None, cube: str | None = None, 
             collection's red, green, blue, nir.
         source: ``auto``, ``cube`` or ``items``.
         fill: fill missing cube units first (cube source).
+        gate: the read gate of every source href (see :mod:`stacube.algo.load`).
+        usable: which cubes may be chosen for ``collection`` (see :func:`find_cube`).
 
     Raises:
         InvalidInput: inconsistent arguments. NotFound / NoData: see the two sources.
@@ -402,12 +417,14 @@ def timeseries(settings: Settings, *, collection=None, cube: str | None = None, 
     if source == "items":
         if not collections:
             collections = list(load_definition(settings, cube).spec["collections"])
-        return from_items(settings, collections, geom=geom, kind=kind, time=time, bands=bands, indices=indices)
+        return from_items(settings, collections, geom=geom, kind=kind, time=time, bands=bands, indices=indices,
+                          gate=gate)
     if cube is None:
-        cube = find_cube(settings, collections, geom, time)
+        cube = find_cube(settings, collections, geom, time, usable)
         if cube is None:
             if source == "cube":
                 raise NoData(f"no cube of {', '.join(collections)} holds this geometry")
             return from_items(settings, collections, geom=geom, kind=kind, time=time, bands=bands,
-                              indices=indices)
-    return from_cube(settings, cube, geom=geom, kind=kind, time=time, bands=bands, indices=indices, fill=fill)
+                              indices=indices, gate=gate)
+    return from_cube(settings, cube, geom=geom, kind=kind, time=time, bands=bands, indices=indices, fill=fill,
+                     gate=gate)
