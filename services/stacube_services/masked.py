@@ -54,7 +54,7 @@ from titiler.core.resources.enums import ImageType
 from titiler.core.utils import render_image
 
 from stacube.algo.harmonize import harmonized_scale_offset
-from stacube.algo.load import raster_band
+from stacube.algo.load import gate_items, raster_band
 from stacube.algo.masking import cleanup_clear, halo, parse_mask_cleanup
 from stacube.catalog.quality import rule_of
 from stacube.errors import InvalidInput, NotFound, StorageError
@@ -311,23 +311,6 @@ def masked_mosaic(items: list[dict], reader: ItemReader, shape: tuple[int, int],
 
 
 # -- routes ----------------------------------------------------------------------------------
-def gated_items(items: list[dict], keys, gate) -> list[dict]:
-    """The items with the hrefs of ``keys`` replaced by what the read gate says to open.
-
-    Raises:
-        AssetNotAllowed: an href outside the read prefixes (nothing has been read).
-    """
-    out = []
-    for item in items:
-        assets = dict(item.get("assets") or {})
-        for key in keys:
-            asset = assets.get(key)
-            if isinstance(asset, dict) and asset.get("href") is not None:
-                assets[key] = {**asset, "href": gate.check(asset["href"], item.get("collection"))}
-        out.append({**item, "assets": assets})
-    return out
-
-
 @define
 class MaskedTilesExtension(FactoryExtension):
     """The masked-tiles routes of a titiler-pgstac mosaic factory (collections or searches): they
@@ -390,7 +373,7 @@ class MaskedTilesExtension(FactoryExtension):
                 raise NotFound(f"no item of the mosaic intersects tile {tileMatrixSetId}/{z}/{x}/{y}")
             # every href through the read gate before any is read; the checked href is the one opened
             gate = request.app.state.stacube_access.gates.current()
-            items = gated_items(items, {*assets, *(r.asset for r in rules.values())}, gate)
+            items = gate_items(items, {*assets, *(r.asset for r in rules.values())}, gate)
             reader = ItemReader(rules, collections, list(assets), tms, z, x, y, size, unscale, cleanup)
             values, filled, used = masked_mosaic(items, reader, (size, size))
             if values is None:

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from conftest import ITEM, LEGACY, MINE, NO_BANDS, PUBLIC, S2, TILE, VICTIM
+from attack_world import ITEM, LEGACY, MINE, NO_BANDS, PUBLIC, S2, TILE, VICTIM
 
 
 def nested_not(n: int) -> str:

@@ -10,7 +10,8 @@ from http.client import HTTPConnection
 import pytest
 
 from attacks import ATTACKS, nested_not
-from conftest import ALPHA, ITEM, LEGACY, MiB, MINE, POINT, PUBLIC, S2, TILE, VICTIM, server_rss
+from attack_world import LEGACY, MiB, MINE, PUBLIC, S2, server_rss
+from stacube_testing import register_pointing_at
 
 BOUND = 512 * MiB
 SECONDS = 2.0
@@ -191,8 +192,6 @@ def test_a_workspace_runs_at_most_max_jobs_at_once(world):
 def test_the_read_gate_answers_alike_whether_a_file_exists_or_not(world, http, samples):
     """Refusals name the href as sent and the prefix its text suggests: nothing says whether the
     file is there."""
-    import copy
-
     from stacube.access.gate import ReadGate
 
     gate = ReadGate.from_settings(world.settings)
@@ -200,15 +199,7 @@ def test_the_read_gate_answers_alike_whether_a_file_exists_or_not(world, http, s
                             (world.hrefs["database"], world.hrefs["database"] + "-not-there")):
         a, b = gate.refusal(present), gate.refusal(absent)
         assert a.replace(present, "X") == b.replace(absent, "X"), (a, b)
-    template = samples.get_item(S2, ITEM)
-    items = []
-    for name, href in (("present", "/etc/passwd"), ("absent", "/etc/no-such-file")):
-        item = copy.deepcopy(template)
-        item.update(id=f"evil-{name}", collection=LEGACY, links=[])
-        for asset in item["assets"].values():
-            asset["href"] = href
-        items.append(item)
-    samples.load_items(items)
+    register_pointing_at(samples, LEGACY, {"present": "/etc/passwd", "absent": "/etc/no-such-file"})
     answers = [http.get(world.url(f"/raster/collections/{LEGACY}/items/evil-{n}/info?assets=B04"), timeout=30)
                for n in ("present", "absent")]
     assert [r.status_code for r in answers] == [403, 403]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from stacube.catalog.ingest import walk_folders
 from stacube.errors import InvalidInput
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -227,33 +228,42 @@ def local_path(href: str) -> str | None:
     return posixpath.normpath(href) if href.startswith("/") else None
 
 
+def _folder_roots(path) -> list[str]:
+    """The real folders a registered path covers: itself (its folder, for a file) and the real
+    folders of the symbolic links to folders below it."""
+    path = Path(path).absolute()
+    folder = path if path.is_dir() else path.parent
+    roots = [os.path.realpath(folder)]
+    if path.is_dir():
+        for top, _ in walk_folders(folder):
+            real = os.path.realpath(top)
+            if not any(_inside(real, r) for r in roots):
+                roots.append(real)
+    return roots
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def registered_roots(paths, items) -> dict[str, list[str]]:
     """The read prefixes ``stacube dataset add`` records for what it registered:
     ``{collection: [real path of a folder, ...]}``.
 
-    A local asset href found inside a folder (or file) that was registered makes that folder a
-    root of the item's collection; one reached through a symbolic link to a folder elsewhere
-    makes the link's real folder one. Hrefs outside every registered folder make none (they need
+    A registered folder covers itself and, through symbolic links to folders below it, their
+    real folders; a local asset href whose real path lies in one of them makes that folder a
+    root of the item's collection. Hrefs outside every registered folder make none (they need
     ``STACUBE_READ_PREFIXES``).
     """
-    folders = []
-    for path in paths:
-        path = Path(path).absolute()
-        folder = path if path.is_dir() else path.parent
-        folders.append((posixpath.normpath(str(folder)), os.path.realpath(folder)))
+    roots = [r for path in paths for r in _folder_roots(path)]
     out: dict[str, set[str]] = {}
     for item in items:
         for asset in (item.get("assets") or {}).values():
-            href = asset.get("href") if isinstance(asset, dict) else None
-            given = local_path(href)
-            if given is None:
+            given = local_path(asset.get("href") if isinstance(asset, dict) else None)
+            if given is None or not item.get("collection"):
                 continue
             real = os.path.realpath(given)
-            for written, resolved in folders:
-                if real == resolved or real.startswith(resolved.rstrip("/") + "/"):
-                    out.setdefault(item.get("collection"), set()).add(resolved)
-                    break
-                if given.startswith(written.rstrip("/") + "/"):
-                    out.setdefault(item.get("collection"), set()).add(posixpath.dirname(real))
-                    break
-    return {c: sorted(roots) for c, roots in out.items() if c}
+            root = next((r for r in roots if _inside(real, r)), None)
+            if root is not None:
+                out.setdefault(item["collection"], set()).add(root)
+    return {c: sorted(r) for c, r in out.items()}

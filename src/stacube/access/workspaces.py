@@ -8,7 +8,12 @@ Tables (:data:`TABLES`, which ``stacube db migrate`` creates through the entry p
   key: the key itself is shown once, at creation, and never stored), ``workspace``, ``admin``,
   ``label``, ``created``, ``revoked``;
 * ``stacube.collection_access`` - ``collection``, ``workspace`` (a workspace), ``visibility``
-  (``private`` | ``shared`` | ``public``), ``shared_with`` (workspace names), ``updated``.
+  (``private`` | ``shared`` | ``public``), ``shared_with`` (workspace names), ``updated``;
+* ``stacube.collection_prefixes`` - read prefixes of a collection (the folders ``stacube dataset
+  add`` registered it from); ``stacube.workspace_prefixes`` - read prefixes granted to a
+  workspace; both feed the read gate (:mod:`stacube.access.gate`);
+* ``stacube.workspaces.job_quota`` / ``max_jobs`` - a workspace's own job limits (NULL: the
+  server's), and ``stacube.held_jobs`` - jobs waiting for a slot (:class:`stacube.access.jobs.JobSlots`).
 
 Keys look like ``stk_`` followed by 43 URL-safe characters (256 random bits).
 """

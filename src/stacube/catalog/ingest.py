@@ -87,18 +87,22 @@ def iter_found(path: str | Path, *, collection: str | None = None,
     yield from iter_file(path)
 
 
-def files_below(folder: Path) -> list[Path]:
-    """The files below ``folder``, sorted, entering symbolic links to folders as folders (each
-    real folder once: a link back up does not loop)."""
-    found, seen = [], set()
+def walk_folders(folder: Path) -> Iterator[tuple[Path, list[str]]]:
+    """``(folder, file names)`` of ``folder`` and every folder below it, entering symbolic links
+    to folders as folders; each real folder once (a link back up does not loop)."""
+    seen = set()
     for top, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(top)
         if real in seen:
             dirs[:] = []
             continue
         seen.add(real)
-        found.extend(Path(top) / n for n in names if (Path(top) / n).is_file())
-    return sorted(found)
+        yield Path(top), names
+
+
+def files_below(folder: Path) -> list[Path]:
+    """The files below ``folder``, sorted (see :func:`walk_folders`)."""
+    return sorted(top / n for top, names in walk_folders(folder) for n in names if (top / n).is_file())
 
 
 def iter_file(path: Path) -> Iterator[Found]:
@@ -233,7 +237,8 @@ def item_from_cogs(item_id: str, when: datetime | None, files: dict[str, Path], 
                 with_proj=True, with_raster=True, with_eo=True, raster_max_size=256,
             ).to_dict()
         except rasterio.errors.RasterioIOError as exc:
-            raise InvalidInput(f"{path}: not a readable raster ({exc})") from exc
+            reason = str(exc).replace(f"'{path}' ", "").replace(str(path), "it")  # say the path once
+            raise InvalidInput(f"{path}: not a readable raster ({reason})") from exc
         first_datetime = first_datetime or described["properties"].get("datetime")
         if footprint is None or described["properties"].get("proj:shape", [0])[0] * \
                 described["properties"].get("proj:shape", [0, 0])[1] > footprint[2]:
