@@ -14,9 +14,11 @@ Key layout under the prefix (``<collection>`` is the first folder):
   ``s3://`` URL (``../scenes/B04.tif``). Put the COGs such items reference outside the prefix (or
   they are registered as COG items too).
 * ``<collection>/<item>/<asset>.tif``: a COG item. Each new COG (re)builds item ``<item>`` from
-  every ``.tif`` in its folder (asset key = file stem), described with rio-stac through GDAL's
-  ``/vsis3/``; the datetime is a ``YYYYMMDD`` date in the item or folder name, else the COG's
-  TIFF tags. ``<collection>/<name>.tif`` is a one-asset item ``<name>``.
+  every ``.tif`` in its folder (asset key = file stem without the scene ID the folder name
+  carries), described with rio-stac through GDAL's ``/vsis3/``; the acquisition time comes from
+  the COGs' tags, else a Landsat / Sentinel-2 scene ID or ISO date in the item, file or folder
+  names (:func:`stacube.catalog.scenes.acquisition_time`; a scene with none is refused), the
+  platform from the scene ID. ``<collection>/<name>.tif`` is a one-asset item ``<name>``.
 
 Every href is checked with the read gate (:class:`stacube.access.gate.ReadGate`) before it is
 opened or stored: a COG is read only from a key the servers may read, and an item whose asset
@@ -46,7 +48,8 @@ from urllib.parse import unquote_plus, urlparse
 
 from stacube.access.errors import AssetNotAllowed
 from stacube.access.gate import ReadGate
-from stacube.catalog.ingest import _date_in, item_from_cogs
+from stacube.catalog.ingest import item_from_cogs, scene_properties
+from stacube.catalog.scenes import acquisition_time, asset_key, find_scene_id
 from stacube.catalog.items import check_item
 from stacube.catalog.pgstac import Catalog
 from stacube.catalog.products import odc_to_collection, validate_collection
@@ -215,12 +218,16 @@ def _cog_item(obj: S3Object, collection: str, template: dict | None) -> dict:
                       if o["Key"].lower().endswith(COG_SUFFIXES)
                       and posixpath.dirname(o["Key"]) == folder)
         keys = keys or [obj.key]
-    files = {posixpath.splitext(posixpath.basename(k))[0]: Path(f"/vsis3/{obj.bucket}/{k}")
-             for k in keys}
-    when = _date_in(item_id) or _date_in(folder)
+    stems = [posixpath.splitext(posixpath.basename(k))[0] for k in keys]
+    scene = find_scene_id(item_id) or find_scene_id(stems[0])
+    files = {asset_key(stem, scene.id if scene else None): Path(f"/vsis3/{obj.bucket}/{k}")
+             for stem, k in zip(stems, keys)}
+    names = [item_id, *stems, *reversed(parts[1:-2])]
     try:
+        when, _ = acquisition_time(f"s3://{obj.bucket}/{folder}", names, list(files.values()))
         doc = item_from_cogs(item_id, when, files, collection=collection,
-                             asset_fields={k: {} for k in files}, template=template)
+                             asset_fields={k: {} for k in files}, template=template,
+                             properties=scene_properties(scene, template))
     except InvalidInput as exc:
         raise BadObject(f"{obj.url}: {exc.message}") from exc
     for asset in doc["assets"].values():
