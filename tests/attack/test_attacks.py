@@ -184,7 +184,7 @@ def test_a_workspace_runs_at_most_max_jobs_at_once(world):
         assert launched == [first["id"], other["id"]] and second["state"] == "queued"
         JobStore(world.settings).update(first["id"], state="completed")
         assert c.get(f"/{second['id']}", headers=world.headers["alpha"]).json()["held"] is False
-        assert launched[-1] == second["id"]
+        assert second["id"] in launched
         for job in (first, second, other):
             JobStore(world.settings).cancel(job["id"])
 
