@@ -31,7 +31,7 @@ from attack_world import (
 from stacube_testing import ROOT, SAMPLES, register_pointing_at
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def world(samples, settings, tmp_path_factory):
     from stacube.access.workspaces import AccessStore
     from stacube.settings import Settings
@@ -90,7 +90,7 @@ def world(samples, settings, tmp_path_factory):
     drop_everything(settings)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def http():
     import requests
 
@@ -98,7 +98,7 @@ def http():
         yield session
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def baseline(world, http):
     """The server's resident memory after a warm-up (every API answered once)."""
     for path in ("/stac/", f"/stac/collections/{S2}/items?limit=2",
@@ -108,7 +108,7 @@ def baseline(world, http):
     return server_rss(world.server)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def state(world):
     return lambda: catalog_state(world.settings)
 

@@ -65,7 +65,9 @@ def test_attack(attack, world, http, state, baseline):
 def test_no_attack_made_a_server_error_or_grew_the_memory(world, baseline):
     log = world.server.log_text()
     assert "Exception in ASGI application" not in log and "HTTP 500" not in log, log[-2000:]
-    assert server_rss(world.server) - baseline < BOUND
+    grown = server_rss(world.server) - baseline
+    print(f"server memory: {baseline / MiB:.0f} MiB warmed up, {grown / MiB:+.0f} MiB after every attack")
+    assert grown < BOUND
 
 
 def wait_job(http, world, job_id: str, who: str, seconds: float = 120) -> dict:
@@ -183,8 +185,8 @@ def test_a_workspace_runs_at_most_max_jobs_at_once(world):
         assert (first["held"], second["held"], other["held"]) == (False, True, False)
         assert launched == [first["id"], other["id"]] and second["state"] == "queued"
         JobStore(world.settings).update(first["id"], state="completed")
+        # released at the next request (here, or by the served instance's dispatcher: it shares the catalog)
         assert c.get(f"/{second['id']}", headers=world.headers["alpha"]).json()["held"] is False
-        assert second["id"] in launched
         for job in (first, second, other):
             JobStore(world.settings).cancel(job["id"])
 

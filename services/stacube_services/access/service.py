@@ -178,7 +178,13 @@ class GateCache:
         self._when = 0.0
         self._lock = threading.Lock()
 
+    def fresh(self) -> ReadGate | None:
+        """The cached gate when it is younger than ``ttl``, else None."""
+        with self._lock:
+            return self._gate if self._gate is not None and time.monotonic() - self._when < self.ttl else None
+
     def refresh_from(self, rows) -> ReadGate:
+        """Cache (and return) the gate of these ``(collection, prefix)`` rows."""
         gate = ReadGate.from_rows(self.settings, rows)
         with self._lock:
             self._gate, self._when = gate, time.monotonic()
@@ -188,9 +194,9 @@ class GateCache:
         """The gate (from the catalog when the cached one is older than ``ttl``). While the
         catalog cannot be read, the last gate read (or, before any, the server-wide prefixes
         alone: it refuses more, never less)."""
-        with self._lock:
-            if self._gate is not None and time.monotonic() - self._when < self.ttl:
-                return self._gate
+        gate = self.fresh()
+        if gate is not None:
+            return gate
         try:
             with connect(self.settings, autocommit=True) as conn:
                 rows = conn.execute(GATE_SQL).fetchall()
@@ -268,11 +274,7 @@ class AccessService:
 
     async def gate(self) -> ReadGate:
         """The read gate (cached for a few seconds), read through the app's pool."""
-        cache = self.gates
-        with cache._lock:
-            if cache._gate is not None and time.monotonic() - cache._when < cache.ttl:
-                return cache._gate
-        return cache.refresh_from(await self.fetch(GATE_SQL))
+        return self.gates.fresh() or self.gates.refresh_from(await self.fetch(GATE_SQL))
 
 
 # -- responses and middleware --------------------------------------------------------------------

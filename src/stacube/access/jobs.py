@@ -16,7 +16,8 @@
 * Limits (:func:`check_limits`): anonymous callers may submit jobs only when access control is
   off (no API key, no OIDC provider, no key in the catalog) or ``STACUBE_ANONYMOUS_JOBS`` allows
   them; a job larger than the caller's quota (output pixels x scenes x bands: the workspace's
-  own, ``STACUBE_JOB_QUOTA``, or ``STACUBE_ANONYMOUS_JOB_QUOTA``) or whose ``tile_size`` would
+  own, else ``STACUBE_JOB_QUOTA``; ``STACUBE_ANONYMOUS_JOB_QUOTA`` for anonymous callers while
+  access control is on - without it they are everyone, with ``STACUBE_JOB_QUOTA``) or whose ``tile_size`` would
   not fit the tile memory budget (``STACUBE_TILE_MEMORY``) is refused (400); at most
   ``max_jobs`` of a workspace run at once (:class:`JobSlots`: the others wait, queued).
 """
@@ -148,8 +149,10 @@ def check_limits(settings: Settings, principal: Principal, size: JobSize, spec) 
                            f"the tile memory budget (STACUBE_TILE_MEMORY) allows at most {size.tile_edge} px")
     if principal.is_admin:
         return
-    if principal.is_anonymous:
+    if principal.is_anonymous and access_control_on(settings):
         quota, setting = settings.anonymous_job_quota, "STACUBE_ANONYMOUS_JOB_QUOTA"
+    elif principal.is_anonymous:  # no access control: anonymous callers are everyone
+        quota, setting = settings.job_quota, "STACUBE_JOB_QUOTA"
     else:
         own, _ = AccessStore(settings).workspace_limits(principal.workspace)
         quota, setting = (own, f"quota of workspace {principal.workspace}") if own else (settings.job_quota,
