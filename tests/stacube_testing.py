@@ -39,3 +39,27 @@ def copy_stack(name: str, dest: Path) -> Path:
     target = dest / name
     shutil.copytree(SAMPLES / name, target)
     return target
+
+
+def register_pointing_at(catalog, collection: str, hrefs: dict[str, str], *,
+                         source: str = "sentinel-2-l1c-eolearn-sample",
+                         item_id: str = "S2_L1C_20150711T100008") -> list[dict]:
+    """Register (through the library, which stores what it is given) one copy of ``source``'s
+    item per entry of ``hrefs``, id ``evil-<name>``, every asset pointing at the href; the
+    collection is a copy of ``source`` made first when it does not exist."""
+    import copy
+
+    if collection not in catalog.collection_ids():
+        doc = copy.deepcopy(catalog.get_collection(source))
+        doc["id"] = collection
+        catalog.upsert_collection(doc)
+    template = catalog.get_item(source, item_id)
+    items = []
+    for name, href in hrefs.items():
+        item = copy.deepcopy(template)
+        item.update(id=f"evil-{name}", collection=collection, links=[])
+        for asset in item["assets"].values():
+            asset["href"] = href
+        items.append(item)
+    catalog.load_items(items)
+    return items

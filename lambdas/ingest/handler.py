@@ -20,6 +20,10 @@ Key layout under the prefix (``<collection>`` is the first folder):
   names (:func:`stacube.catalog.scenes.acquisition_time`; a scene with none is refused), the
   platform from the scene ID. ``<collection>/<name>.tif`` is a one-asset item ``<name>``.
 
+Every href is checked with the read gate (:class:`stacube.access.gate.ReadGate`) before it is
+opened or stored: a COG is read only from a key the servers may read, and an item whose asset
+hrefs lie outside the read prefixes is a bad object (the raster API would refuse them anyway).
+
 Collections are upserted first (keeping the extent already computed), then every item of the
 batch is loaded with pypgstac in one transaction (upsert: delivering an object again changes
 nothing). If the catalog rejects the batch, messages are loaded one by one to find the culprit.
@@ -42,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote_plus, urlparse
 
+from stacube.access.errors import AssetNotAllowed
+from stacube.access.gate import ReadGate
 from stacube.catalog.ingest import item_from_cogs, scene_properties
 from stacube.catalog.scenes import acquisition_time, asset_key, find_scene_id
 from stacube.catalog.items import check_item
@@ -239,11 +245,19 @@ def _collection(obj: S3Object, doc: dict) -> dict:
         raise BadObject(exc.message) from exc
 
 
-def read_message(message: Message, collections: dict[str, dict]) -> None:
+def _gated(gate: ReadGate, href: str, collection, where: str) -> str:
+    try:
+        return gate.check(href, collection)
+    except AssetNotAllowed as exc:
+        raise BadObject(f"{where}: {exc.message}") from exc
+
+
+def read_message(message: Message, collections: dict[str, dict], gate: ReadGate) -> None:
     """Fill ``message.collections`` and ``message.items`` from its objects.
 
     Args:
         collections: the catalog's collection documents by id (new collections are added).
+        gate: the read gate every href opened or stored goes through.
 
     Raises:
         BadObject / MissingCollection / StacubeError: the first problem found.
@@ -271,6 +285,7 @@ def read_message(message: Message, collections: dict[str, dict]) -> None:
             if folder_collection not in collections:
                 raise MissingCollection(f"{obj.url}: collection {folder_collection!r} is not "
                                         "registered (yet)")
+            _gated(gate, obj.url, folder_collection, obj.url)
             docs = [_cog_item(obj, folder_collection, collections[folder_collection])]
         else:
             log("info", "ingest: ignored (not JSON, YAML or a COG)", object=obj.url)
@@ -290,6 +305,9 @@ def read_message(message: Message, collections: dict[str, dict]) -> None:
                 raise MissingCollection(f"{obj.url}: item {doc.get('id')!r}: collection "
                                         f"{wanted!r} is not registered (yet)")
             _resolve_hrefs(doc, obj)
+            for asset in (doc.get("assets") or {}).values() if isinstance(doc.get("assets"), dict) else ():
+                if isinstance(asset, dict) and isinstance(asset.get("href"), str):
+                    _gated(gate, asset["href"], doc.get("collection"), f"{obj.url}: item {doc.get('id')!r}")
             try:
                 message.items.append(check_item(doc, collections=set(collections), source=obj.url))
             except InvalidInput as exc:
@@ -311,9 +329,10 @@ def register(messages: list[Message]) -> None:
     if not pending:
         return
     collections = {c["id"]: c for c in catalog.collections()}
+    gate = ReadGate.load(settings)
     for message in pending:
         try:
-            read_message(message, collections)
+            read_message(message, collections, gate)
             for collection in message.collections:
                 old = collections.get(collection["id"])
                 if old is not None and old is not collection and old.get("extent"):

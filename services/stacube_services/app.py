@@ -10,12 +10,10 @@ from __future__ import annotations
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.staticfiles import StaticFiles
 
 from stacube import __version__
-from stacube.access.cubes import CubesAccessMiddleware
-from stacube.access.files import FilesAccess
 from stacube.settings import Settings
+from stacube_services.access.files import AuthorisedFiles
 from stacube_services.cubes import create_cubes_app
 from stacube_services.errors import UnavailableMiddleware
 from stacube_services.files import local_output_dir
@@ -94,8 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/raster", MountedApp(raster_app))
     app.mount("/jobs", MountedApp(create_jobs_app(settings, mount="/jobs")))
     app.add_middleware(MountRoots, roots=("/jobs", "/raster", "/files"))
-    app.mount("/cubes", MountedApp(CubesAccessMiddleware(create_cubes_app(settings),
-                                                         service=app.state.stacube_access)))
+    app.mount("/cubes", MountedApp(create_cubes_app(settings, access=app.state.stacube_access)))
     try:
         from stacube_services.console import mount_console  # lazy: absent from API-only deployments
     except ImportError:  # no console in this deployment: "/" lists the APIs
@@ -107,7 +104,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if files is not None:
         # job outputs (COGs, Zarr, reports) for download, read-only
         files.mkdir(parents=True, exist_ok=True)
-        app.mount("/files", FilesAccess(StaticFiles(directory=files), service=app.state.stacube_access),
-                  name="files")
+        app.mount("/files", AuthorisedFiles(directory=files, service=app.state.stacube_access), name="files")
     app.add_middleware(UnavailableMiddleware)  # outermost: also covers errors of middlewares
     return app

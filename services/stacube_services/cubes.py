@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from stacube.core.grids import webmercator_zoom
@@ -40,6 +40,8 @@ from stacube.cubes.timeseries import timeseries
 from stacube.errors import InvalidInput, NotFound
 from stacube.core.times import parse_datetime_range
 from stacube.settings import Settings
+from stacube_services.access.cubes import CubeAccess, cube_dependencies
+from stacube_services.access.service import AccessService, GateCache
 from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
 from stacube_services.tms import checked_tile_matrix_set
 
@@ -197,29 +199,41 @@ def _series_response(ts, fmt: str) -> Response:
     return JSONResponse(ts.to_json())
 
 
-def create_cubes_app(settings: Settings) -> FastAPI:
-    """The cubes application (a factory: no global state)."""
+def create_cubes_app(settings: Settings, *, access: AccessService | None = None) -> FastAPI:
+    """The cubes application (a factory: no global state).
+
+    Args:
+        access: the access service of the app this one is mounted in (its callers' principals
+            and access rows); None: no access control (every cube is readable). Either way
+            every source href a fill or time series reads goes through the read gate.
+    """
     app = FastAPI(title="stacube cubes API", openapi_url="/api", docs_url="/api.html",
                   description="Tiles and time series of stacube's Zarr cubes.")
     add_error_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
+    caller, readable_cube, readable_collections = cube_dependencies(access)
+    gates = access.gates if access is not None else GateCache(settings)
+    Caller = Depends(caller)
+    cube_routes = [Depends(readable_cube)]
 
     def base(request: Request) -> str:
         root = request.scope.get("app_root_path") or request.scope.get("root_path", "")
         return f"{request.url.scheme}://{request.url.netloc}{root}".rstrip("/")
 
-    def series(fmt: str, **kwargs) -> Response:
+    def series(fmt: str, who: CubeAccess, **kwargs) -> Response:
         if fmt not in ("json", "csv"):
             raise InvalidInput(f"format {fmt!r}: use json or csv")
-        return _series_response(timeseries(settings, **kwargs), fmt)
+        return _series_response(timeseries(settings, gate=gates.current(), usable=who.usable, **kwargs), fmt)
 
     @app.get("/", summary="Cubes")
-    def list_cubes(request: Request) -> list[dict]:
-        return [cube_summary(CubeDefinition.from_doc(r["definition"]), base(request))
-                for r in CubeRecords(settings).list()]
+    def list_cubes(request: Request, who: CubeAccess = Caller) -> list[dict]:
+        definitions = [CubeDefinition.from_doc(r["definition"]) for r in CubeRecords(settings).list()]
+        return [cube_summary(d, base(request)) for d in definitions if who.usable(d)]
 
-    @app.get("/timeseries", summary="Time series of a collection at a point")
+    @app.get("/timeseries", summary="Time series of a collection at a point",
+             dependencies=[Depends(readable_collections)])
     def collection_series(
+        who: CubeAccess = Caller,
         collection: list[str] = Query(..., description="Collection id (repeatable)."),
         lon: float = Query(...), lat: float = Query(...),
         datetime: str | None = Query(None, description="START/END"),
@@ -228,44 +242,47 @@ def create_cubes_app(settings: Settings) -> FastAPI:
         source: str = Query("auto", description="auto | cube | items"),
         format: str = Query("json", description="json | csv"),
     ):
-        return series(format, collection=_split(collection), lon=lon, lat=lat, time=datetime,
+        return series(format, who, collection=_split(collection), lon=lon, lat=lat, time=datetime,
                       bands=_split(bands), indices=_split(index), source=source)
 
-    @app.post("/timeseries", summary="Time series of a collection over a GeoJSON geometry")
+    @app.post("/timeseries", summary="Time series of a collection over a GeoJSON geometry",
+              dependencies=[Depends(readable_collections)])
     def collection_series_post(
+        who: CubeAccess = Caller,
         geometry: dict[str, Any] = Body(..., description="GeoJSON Point, Polygon, MultiPolygon or Feature."),
         collection: list[str] = Query(...), datetime: str | None = Query(None),
         bands: list[str] | None = Query(None), index: list[str] | None = Query(None),
         source: str = Query("auto"), format: str = Query("json"),
     ):
-        return series(format, collection=_split(collection), geometry=geometry, time=datetime,
+        return series(format, who, collection=_split(collection), geometry=geometry, time=datetime,
                       bands=_split(bands), indices=_split(index), source=source)
 
-    @app.get("/{name}", summary="A cube")
+    @app.get("/{name}", summary="A cube", dependencies=cube_routes)
     def get_cube(name: str, request: Request) -> dict:
         return cube_summary(load_definition(settings, name), base(request))
 
-    @app.get("/{name}/timeseries", summary="Time series of a cube at a point")
+    @app.get("/{name}/timeseries", summary="Time series of a cube at a point", dependencies=cube_routes)
     def cube_series(
-        name: str, lon: float = Query(...), lat: float = Query(...), datetime: str | None = Query(None),
+        name: str, who: CubeAccess = Caller, lon: float = Query(...), lat: float = Query(...), datetime: str | None = Query(None),
         bands: list[str] | None = Query(None), index: list[str] | None = Query(None),
         source: str = Query("cube", description="cube | items"), format: str = Query("json"),
         fill: bool = Query(True, description="Fill missing parts of the cube first."),
     ):
-        return series(format, cube=name, lon=lon, lat=lat, time=datetime, bands=_split(bands),
+        return series(format, who, cube=name, lon=lon, lat=lat, time=datetime, bands=_split(bands),
                       indices=_split(index), source=source, fill=fill)
 
-    @app.post("/{name}/timeseries", summary="Time series of a cube over a GeoJSON geometry")
+    @app.post("/{name}/timeseries", summary="Time series of a cube over a GeoJSON geometry",
+              dependencies=cube_routes)
     def cube_series_post(
-        name: str, geometry: dict[str, Any] = Body(...), datetime: str | None = Query(None),
+        name: str, who: CubeAccess = Caller, geometry: dict[str, Any] = Body(...), datetime: str | None = Query(None),
         bands: list[str] | None = Query(None), index: list[str] | None = Query(None),
         source: str = Query("cube"), format: str = Query("json"), fill: bool = Query(True),
     ):
-        return series(format, cube=name, geometry=geometry, time=datetime, bands=_split(bands),
+        return series(format, who, cube=name, geometry=geometry, time=datetime, bands=_split(bands),
                       indices=_split(index), source=source, fill=fill)
 
     @app.get("/{name}/tiles/{tileMatrixSetId}/{z}/{x}/{tile}", summary="A map tile of a cube",
-             response_class=Response)
+             response_class=Response, dependencies=cube_routes)
     def tile(
         name: str, tileMatrixSetId: str, z: int, x: int, tile: str,
         variables: list[str] | None = Query(None, description="One or three variables (RGB)."),
@@ -287,7 +304,7 @@ def create_cubes_app(settings: Settings) -> FastAPI:
             tilesize=tilesize * scale, fmt=fmt)
         return Response(content, media_type=MEDIA[fmt], headers=headers)
 
-    @app.get("/{name}/{tileMatrixSetId}/tilejson.json", summary="TileJSON of a cube")
+    @app.get("/{name}/{tileMatrixSetId}/tilejson.json", summary="TileJSON of a cube", dependencies=cube_routes)
     def tilejson(name: str, tileMatrixSetId: str, request: Request) -> dict:
         import math
 

@@ -7,7 +7,9 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from stacube.access.errors import Unauthorized
 from stacube.errors import DatabaseUnavailable, StacubeError
+from stacube_services.body import read_body, replay
 
 logger = logging.getLogger("stacube")
 
@@ -17,6 +19,14 @@ def error_response(status: int, code: str, description: str) -> JSONResponse:
     return JSONResponse({"code": code, "description": description}, status_code=status)
 
 
+def stacube_error_response(exc: StacubeError) -> JSONResponse:
+    """The answer to a :class:`StacubeError` (401s carry ``WWW-Authenticate: Bearer``)."""
+    response = error_response(exc.status_code, type(exc).__name__, exc.message)
+    if isinstance(exc, Unauthorized):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="stacube"'
+    return response
+
+
 def add_error_handlers(app: FastAPI) -> None:
     """Map stacube errors and database input errors to JSON 4xx/503 answers."""
     import psycopg
@@ -24,7 +34,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StacubeError)
     async def _stacube(request: Request, exc: StacubeError):
-        return error_response(exc.status_code, type(exc).__name__, exc.message)
+        return stacube_error_response(exc)
 
     @app.exception_handler(psycopg.errors.DataError)
     async def _data(request: Request, exc: Exception):
@@ -84,6 +94,20 @@ def add_error_handlers(app: FastAPI) -> None:
         return error_response(503, "DatabaseUnavailable", "no database connection available; retry shortly")
 
 
+def add_raster_error_handlers(app: FastAPI) -> None:
+    """GDAL failing to open or read an asset answers 502 with one reason, the same whether the
+    file is missing, unreachable or not a raster (nothing tells whether it exists)."""
+    from rasterio.errors import RasterioError, RasterioIOError
+
+    for exc_type in (RasterioIOError, RasterioError):
+        app.add_exception_handler(exc_type, _unreadable_asset)
+
+
+async def _unreadable_asset(request: Request, exc: Exception):
+    return error_response(502, "StorageError", "cannot read an asset: GDAL could not open or read it "
+                                               "(missing, unreachable, or not a raster it reads)")
+
+
 async def _bad_input(request: Request, exc: Exception):
     return error_response(400, "InvalidParameter", _first_line(exc))
 
@@ -107,7 +131,8 @@ def _first_line(exc: Exception) -> str:
 
 
 class JsonBodyMiddleware:
-    """Answer 400 to a request whose JSON body does not parse, before any route sees it.
+    """Answer 4xx to a request body that is not JSON, before any route sees it: 400 when it does
+    not parse, 415 when it is sent as another media type (every route of these APIs takes JSON).
 
     Some request models validate raw bodies in ways that fail with a server error on garbage;
     this keeps malformed input a client error.
@@ -124,20 +149,13 @@ class JsonBodyMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
-        if ctype and "json" not in ctype:
-            await self.app(scope, receive, send)
-            return
-        chunks = []
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([], message), send)
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        body, tail = await read_body(receive)
         if body.strip():
+            if ctype and "json" not in ctype:
+                await error_response(415, "UnsupportedMediaType",
+                                     f"the body is sent as {ctype.split(';')[0]!r}; send JSON "
+                                     "(Content-Type: application/json)")(scope, receive, send)
+                return
             import orjson
 
             try:
@@ -146,20 +164,7 @@ class JsonBodyMiddleware:
                 await error_response(400, "InvalidJSON", f"request body is not valid JSON: {exc}")(
                     scope, receive, send)
                 return
-        await self.app(scope, _replay([body], None), send)
-
-
-def _replay(bodies, tail):
-    pending = [{"type": "http.request", "body": b, "more_body": False} for b in bodies]
-    if tail is not None:
-        pending.append(tail)
-
-    async def receive():
-        if pending:
-            return pending.pop(0)
-        return {"type": "http.disconnect"}
-
-    return receive
+        await self.app(scope, replay(body, tail), send)
 
 
 def database_unavailable(exc: BaseException) -> bool:

@@ -9,6 +9,12 @@ report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``. 
 own jobs only; inputs must be readable and outputs go into the caller's workspace
 (:mod:`stacube.access.jobs`): the job's id is scoped by the workspace, and the job claims its
 output collection for it when it registers its items.
+
+Every submission is sized first (:func:`stacube.jobs.estimate.estimate`: output pixels x scenes x
+bands) and refused above the caller's quota; anonymous callers may submit only where allowed;
+at most ``max_jobs`` of a workspace run at once, the others are held (``"held": true``, state
+``queued``) and launched as slots free (checked on every request, and every few seconds by the
+local launcher).
 """
 
 from __future__ import annotations
@@ -16,22 +22,36 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
-from stacube.access.asgi import AccessService, AuthMiddleware, PsycopgDb, principal_of
-from stacube.access.jobs import check_job, job_workspace, scoped_job_id, visible_job
+from stacube.access.jobs import (
+    JobSlots,
+    check_job,
+    check_limits,
+    check_submitter,
+    job_workspace,
+    scoped_job_id,
+    visible_job,
+)
+from stacube.catalog.pgstac import Catalog
 from stacube.errors import InvalidInput, NotFound, StacubeError
+from stacube.jobs.estimate import estimate
 from stacube.jobs.runner import submit as submit_job
 from stacube.jobs.spec import build_spec
 from stacube.jobs.state import ANY_WORKSPACE, JobStore
 from stacube.settings import Settings
 from stacube.storage.objects import s3_client
+from stacube_services.access.service import AccessService, AuthMiddleware, PsycopgDb, principal_of
 from stacube_services.errors import JsonBodyMiddleware, add_error_handlers, error_response
 from stacube_services.files import local_output_dir
+from stacube_services.limits import RequestLimits
+
+DISPATCH_EVERY = 2.0  # seconds between checks for held jobs (local launcher)
 
 HTTP_FORBIDDEN_PARAMETERS = ("output",)
 
@@ -63,6 +83,45 @@ class LocalLauncher:
         )
         for done in [j for j, p in self.processes.items() if p.poll() is not None]:
             self.processes.pop(done, None)
+
+
+class HeldJobs:
+    """Launches held jobs (:class:`stacube.access.jobs.JobSlots`) once their workspace has a free
+    slot: on every request, and every :data:`DISPATCH_EVERY` seconds from a daemon thread when
+    ``poll`` (a local launcher: slots free as job processes end, not on requests)."""
+
+    def __init__(self, settings: Settings, launcher: Launcher, *, poll: bool):
+        self.slots = JobSlots(settings)
+        self.launcher = launcher
+        self.poll = poll
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def dispatch(self) -> list[str]:
+        """Launch the held jobs a slot has freed for; returns their ids."""
+        launched = self.slots.releasable()
+        for job_id in launched:
+            self.launcher.launch(job_id)
+        if self.poll:
+            self._start()
+        return launched
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            stop = threading.Event()
+
+            def loop():
+                while not stop.wait(DISPATCH_EVERY):
+                    try:
+                        for job_id in self.slots.releasable():
+                            self.launcher.launch(job_id)
+                    except Exception:  # the database may be away for a while: try again later
+                        continue
+
+            self._thread = threading.Thread(target=loop, name="stacube-held-jobs", daemon=True)
+            self._thread.start()
 
 
 def default_launcher(settings: Settings) -> Launcher:
@@ -116,6 +175,8 @@ def job_document(job: dict, request: Request, settings: Settings, mount: str) ->
     }
     if "report" in job:
         doc["report"] = report
+    if "held" in job:
+        doc["held"] = job["held"]
     if report:
         out = report["outputs"]
         doc["downloads"] = {
@@ -141,13 +202,17 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
     add_error_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
     app.state.launcher = launcher
+    held = HeldJobs(settings, launcher, poll=isinstance(launcher, LocalLauncher))
     # the caller (API key or token): inputs it may read, outputs into its workspace, its own jobs only
     app.add_middleware(AuthMiddleware, service=AccessService(settings, PsycopgDb(settings)))
+    app.add_middleware(RequestLimits, settings=settings)
 
     def owned(request: Request, job_id: str, *, full: bool = True) -> dict:
+        held.dispatch()
         job = store.get(job_id, full=full)
         if not visible_job(principal_of(request), job):
             raise NotFound(f"unknown job {job_id!r}")
+        job["held"] = held.slots.is_held(job_id)
         return job
 
     @app.post("", status_code=202, summary="Submit a compositing job")
@@ -157,17 +222,24 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
         "datetime": "2015-07-01/2015-09-30", "method": "median", "indices": ["NDVI"]}])):
         """Validate the parameters, record the job and start it. Submitting the parameters of a
         job that is still running returns that job."""
+        principal = principal_of(request)
+        check_submitter(settings, principal)
         for name in HTTP_FORBIDDEN_PARAMETERS:
             if name in parameters:
                 raise InvalidInput(f"{name!r} cannot be set over HTTP (outputs go to the configured store)")
         spec = build_spec(**parameters)
-        principal = principal_of(request)
         spec = check_job(settings, principal, spec)
+        check_limits(settings, principal, estimate(spec, Catalog(settings)), spec)
         workspace = job_workspace(principal)
+        held.dispatch()
         job, created = submit_job(spec, settings, job_id=scoped_job_id(spec.job_id(), workspace),
                                   workspace=workspace)
         if created:
-            launcher.launch(job["id"])
+            job["held"] = not held.slots.admit(job["id"], workspace)
+            if not job["held"]:
+                launcher.launch(job["id"])
+        else:
+            job["held"] = held.slots.is_held(job["id"])
         status = 202 if created else 200
         return JSONResponse(job_document_json(job, request), status_code=status)
 
@@ -181,6 +253,7 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
     def list_jobs(request: Request, state: str | None = Query(None), limit: int = Query(50, ge=1, le=500),
                   offset: int = Query(0, ge=0)) -> dict:
         principal = principal_of(request)
+        held.dispatch()
         workspace = ANY_WORKSPACE if principal.is_admin else job_workspace(principal)
         jobs = store.list(state=state, limit=limit, offset=offset, workspace=workspace)
         return {"jobs": [job_document_json(j, request) for j in jobs]}

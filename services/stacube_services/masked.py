@@ -46,14 +46,16 @@ from urllib.parse import urlencode
 
 import numpy as np
 from cachetools import TTLCache
-from fastapi import APIRouter, Depends, Path, Query, Request
+from attrs import define
+from fastapi import Depends, Path, Query, Request
 from starlette.responses import Response
 from titiler.core.dependencies import ColorMapParams, ImageRenderingParams
+from titiler.core.factory import FactoryExtension
 from titiler.core.resources.enums import ImageType
 from titiler.core.utils import render_image
 
 from stacube.algo.harmonize import harmonized_scale_offset
-from stacube.algo.load import raster_band
+from stacube.algo.load import gate_items, raster_band
 from stacube.algo.masking import cleanup_clear, halo, parse_mask_cleanup
 from stacube.catalog.quality import rule_of
 from stacube.catalog.renders import render_query, render_zooms
@@ -63,6 +65,7 @@ from stacube_services.tms import checked_tile_matrix_set
 
 MAX_ITEMS = 100
 READ_THREADS = 4
+TAGS = ["Cloud-masked mosaics"]
 
 
 # -- catalog ---------------------------------------------------------------------------------
@@ -164,8 +167,9 @@ def _read(href: str, tms, z: int, x: int, y: int, size: int, buffer: int):
             scales, offsets = list(src.dataset.scales), list(src.dataset.offsets)
     except TileOutsideBounds:
         return None
-    except Exception as exc:  # rasterio/GDAL errors: the asset cannot be read
-        raise StorageError(f"cannot read {href}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    except Exception as exc:  # rasterio/GDAL errors: one answer, whatever the cause (existence stays unknown)
+        raise StorageError("cannot read an asset: GDAL could not open or read it (missing, unreachable, or "
+                           "not a raster it reads)") from exc
     array = image.array
     data = np.ma.getdata(array)
     valid = ~np.ma.getmaskarray(array).any(axis=0)
@@ -309,150 +313,153 @@ def masked_mosaic(items: list[dict], reader: ItemReader, shape: tuple[int, int],
 
 
 # -- routes ----------------------------------------------------------------------------------
-def masked_router(path_dependency) -> APIRouter:
-    """The masked-tiles routes of one mosaic kind (``path_dependency`` gives the search hash:
-    titiler-pgstac's ``CollectionIdParams`` or ``SearchIdParams``)."""
-    router = APIRouter()
+@define
+class MaskedTilesExtension(FactoryExtension):
+    """The masked-tiles routes of a titiler-pgstac mosaic factory (collections or searches): they
+    take the factory's ``path_dependency`` (the search hash), and so its route dependencies
+    (access) and the raster app's middleware (``index=``, tile checks) apply to them too."""
 
-    def tile(
-        request: Request,
-        search_id: Annotated[str, Depends(path_dependency)],
-        tileMatrixSetId: Annotated[str, Path(description="Tile matrix set identifier")],
-        z: Annotated[int, Path(description="Zoom level")],
-        x: Annotated[int, Path(description="Column")],
-        y: Annotated[int, Path(description="Row")],
-        format: Annotated[ImageType, Path(description="Output image format")],
-        render: Annotated[ImageRenderingParams, Depends()],
-        colormap: Annotated[Any, Depends(ColorMapParams)],
-        scale: int = 1,
-        assets: Annotated[list[str] | None, Query(description="Asset keys, in band order")] = None,
-        expression: Annotated[str | None, Query(description="Band math over b1..bn")] = None,
-        unscale: Annotated[bool, Query(description="Apply scale/offset (physical values)")] = False,
-        order: Annotated[Literal["most-recent", "best-clear"],
-                         Query(description="most-recent: datetime desc; best-clear: eo:cloud_cover asc")] = "most-recent",
-        max_items: Annotated[int, Query(ge=1, le=MAX_ITEMS, description="Items considered at most")] = 20,
-        mask_cleanup: Annotated[str | None, Query(description="OPEN,DILATE pixels, e.g. 2,3")] = None,
-        tilesize: Annotated[int | None, Query(ge=16, le=4096, description="Tile size in pixels")] = None,
-    ) -> Response:
-        tms = checked_tile_matrix_set(tileMatrixSetId, z, x, y)
-        if not assets:
-            raise InvalidInput("assets is required (or index=NAME)")
-        if not 1 <= scale <= 4:
-            raise InvalidInput("scale must be 1..4 (@1x..@4x)")
-        cleanup = parse_mask_cleanup(mask_cleanup)
-        size = (tilesize or 256) * scale
+    def register(self, factory) -> None:
+        path_dependency = factory.path_dependency
 
-        search = registered_search(request, search_id)
-        cache = _state_cache(request)
-        collection_ids = list(search.get("collections") or [])
-        if not collection_ids:
-            raise InvalidInput("a masked mosaic needs a search restricted to collections (\"collections\": [...])")
-        collections = {c: cache.collection(c) for c in collection_ids}
-        rules = {}
-        for cid, doc in collections.items():
-            rule = rule_of(doc)
-            if rule is None:
-                raise InvalidInput(f"collection {cid!r} has no quality rule (stacube:quality): "
-                                   "a masked mosaic needs one")
-            rules[cid] = rule
-            known = set((doc.get("item_assets") or {}))
-            missing = [a for a in assets if known and a not in known]
-            if missing:
-                raise InvalidInput(f"collection {cid!r} has no asset {missing[0]!r}")
+        def tile(
+            request: Request,
+            search_id: Annotated[str, Depends(path_dependency)],
+            tileMatrixSetId: Annotated[str, Path(description="Tile matrix set identifier")],
+            z: Annotated[int, Path(description="Zoom level")],
+            x: Annotated[int, Path(description="Column")],
+            y: Annotated[int, Path(description="Row")],
+            format: Annotated[ImageType, Path(description="Output image format")],
+            render: Annotated[ImageRenderingParams, Depends()],
+            colormap: Annotated[Any, Depends(ColorMapParams)],
+            scale: int = 1,
+            assets: Annotated[list[str] | None, Query(description="Asset keys, in band order")] = None,
+            expression: Annotated[str | None, Query(description="Band math over b1..bn")] = None,
+            unscale: Annotated[bool, Query(description="Apply scale/offset (physical values)")] = False,
+            order: Annotated[Literal["most-recent", "best-clear"],
+                             Query(description="most-recent: datetime desc; best-clear: eo:cloud_cover asc")] = "most-recent",
+            max_items: Annotated[int, Query(ge=1, le=MAX_ITEMS, description="Items considered at most")] = 20,
+            mask_cleanup: Annotated[str | None, Query(description="OPEN,DILATE pixels, e.g. 2,3")] = None,
+            tilesize: Annotated[int | None, Query(ge=16, le=4096, description="Tile size in pixels")] = None,
+        ) -> Response:
+            tms = checked_tile_matrix_set(tileMatrixSetId, z, x, y)
+            if not assets:
+                raise InvalidInput("assets is required (or index=NAME)")
+            if not 1 <= scale <= 4:
+                raise InvalidInput("scale must be 1..4 (@1x..@4x)")
+            cleanup = parse_mask_cleanup(mask_cleanup)
+            size = (tilesize or 256) * scale
 
-        polygon = tile_polygon(tms, z, x, y)
-        items = find_items(request, search_id, search, polygon, order, max_items)
-        items = [i for i in items if i.get("collection") in rules]
-        if not items:
-            raise NotFound(f"no item of the mosaic intersects tile {tileMatrixSetId}/{z}/{x}/{y}")
-        access = getattr(request.app.state, "stacube_access", None)
-        if access is not None:  # refuse hrefs outside the read prefixes before reading any
-            for item in items:
-                for key in {rules[item["collection"]].asset, *assets}:
-                    href = ((item.get("assets") or {}).get(key) or {}).get("href")
-                    if href is not None:
-                        access.prefixes.check(href)
-        reader = ItemReader(rules, collections, list(assets), tms, z, x, y, size, unscale, cleanup)
-        values, filled, used = masked_mosaic(items, reader, (size, size))
-        if values is None:
-            values = np.zeros((len(assets), size, size), dtype=np.float32 if unscale else np.uint16)
-        return _render(values, filled, used, tms, z, x, y, expression, format, colormap, render)
+            search = registered_search(request, search_id)
+            cache = _state_cache(request)
+            collection_ids = list(search.get("collections") or [])
+            if not collection_ids:
+                raise InvalidInput("a masked mosaic needs a search restricted to collections (\"collections\": [...])")
+            collections = {c: cache.collection(c) for c in collection_ids}
+            rules = {}
+            for cid, doc in collections.items():
+                rule = rule_of(doc)
+                if rule is None:
+                    raise InvalidInput(f"collection {cid!r} has no quality rule (stacube:quality): "
+                                       "a masked mosaic needs one")
+                rules[cid] = rule
+                known = set((doc.get("item_assets") or {}))
+                missing = [a for a in assets if known and a not in known]
+                if missing:
+                    raise InvalidInput(f"collection {cid!r} has no asset {missing[0]!r}")
 
-    suffix = "/masked/tiles/{tileMatrixSetId}/{z}/{x}/{y}"
-    doc = ("Cloud-masked mosaic tile: per pixel the first clear observation (quality rule of the "
-           "collection), most recent or clearest item first; nodata where no item is clear.")
-    # the scaled route first: "{y}.{format}" would also match "5837@2x.png"
-    router.add_api_route(suffix + "@{scale}x.{format}", tile, methods=["GET"], name="masked_tile_scaled",
-                         summary="Cloud-masked mosaic tile (scaled)", description=doc, response_class=Response)
-    router.add_api_route(suffix + ".{format}", tile, methods=["GET"], summary="Cloud-masked mosaic tile",
-                         name="masked_tile", description=doc, response_class=Response)
+            polygon = tile_polygon(tms, z, x, y)
+            items = find_items(request, search_id, search, polygon, order, max_items)
+            items = [i for i in items if i.get("collection") in rules]
+            if not items:
+                raise NotFound(f"no item of the mosaic intersects tile {tileMatrixSetId}/{z}/{x}/{y}")
+            # every href through the read gate before any is read; the checked href is the one opened
+            gate = request.app.state.stacube_access.gates.current()
+            items = gate_items(items, {*assets, *(r.asset for r in rules.values())}, gate)
+            reader = ItemReader(rules, collections, list(assets), tms, z, x, y, size, unscale, cleanup)
+            values, filled, used = masked_mosaic(items, reader, (size, size))
+            if values is None:
+                values = np.zeros((len(assets), size, size), dtype=np.float32 if unscale else np.uint16)
+            return _render(values, filled, used, tms, z, x, y, expression, format, colormap, render)
 
-    def tilejson(
-        request: Request,
-        search_id: Annotated[str, Depends(path_dependency)],
-        tileMatrixSetId: Annotated[str, Path(description="Tile matrix set identifier")],
-        tile_format: Annotated[ImageType, Query(description="Tile format (default png)")] = ImageType.png,
-        minzoom: Annotated[int | None, Query(description="Overwrite the zoom range's start")] = None,
-        maxzoom: Annotated[int | None, Query(description="Overwrite the zoom range's end")] = None,
-    ) -> dict:
-        """TileJSON 3.0.0 of the masked mosaic (the tile parameters of the request carry over)."""
-        tms = _tms(tileMatrixSetId)
-        bounds = mosaic_bounds(request, search_id)
-        low, high = minzoom if minzoom is not None else tms.minzoom, maxzoom if maxzoom is not None else tms.maxzoom
-        query = [(k, v) for k, v in request.query_params.multi_items() if k not in TILEJSON_ONLY]
-        url = str(request.url_for("masked_tile", tileMatrixSetId=tileMatrixSetId, z="{z}", x="{x}", y="{y}",
-                                  format=tile_format.value, **_path_ids(request)))
-        url = url.replace("%7B", "{").replace("%7D", "}")
-        return {
-            "tilejson": "3.0.0", "name": f"{_label(request)} (cloud-masked)", "scheme": "xyz",
-            "tiles": [f"{url}?{urlencode(query)}" if query else url],
-            "minzoom": low, "maxzoom": high, "bounds": bounds,
-            "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, low],
-        }
+        suffix = "/masked/tiles/{tileMatrixSetId}/{z}/{x}/{y}"
+        doc = ("Cloud-masked mosaic tile: per pixel the first clear observation (quality rule of the "
+               "collection), most recent or clearest item first; nodata where no item is clear.")
+        # the scaled route first: "{y}.{format}" would also match "5837@2x.png"
+        factory.router.add_api_route(suffix + "@{scale}x.{format}", tile, methods=["GET"], tags=TAGS,
+                                     name="masked_tile_scaled",
+                                     summary="Cloud-masked mosaic tile (scaled)", description=doc,
+                                     response_class=Response)
+        factory.router.add_api_route(suffix + ".{format}", tile, methods=["GET"], tags=TAGS,
+                                     summary="Cloud-masked mosaic tile", name="masked_tile", description=doc,
+                                     response_class=Response)
 
-    def wmts(
-        request: Request,
-        search_id: Annotated[str, Depends(path_dependency)],
-        tile_format: Annotated[ImageType, Query(description="Tile format (default png)")] = ImageType.png,
-    ) -> Response:
-        """WMTS capabilities of the masked mosaic in WebMercatorQuad: one layer per rendering of
-        the collection (STAC renders), and one for the request's own tile parameters."""
-        from titiler.core.utils import tms_limits
-        from titiler.mosaic.extensions.wmts import DEFAULT_TEMPLATES
+        def tilejson(
+            request: Request,
+            search_id: Annotated[str, Depends(path_dependency)],
+            tileMatrixSetId: Annotated[str, Path(description="Tile matrix set identifier")],
+            tile_format: Annotated[ImageType, Query(description="Tile format (default png)")] = ImageType.png,
+            minzoom: Annotated[int | None, Query(description="Overwrite the zoom range's start")] = None,
+            maxzoom: Annotated[int | None, Query(description="Overwrite the zoom range's end")] = None,
+        ) -> dict:
+            """TileJSON 3.0.0 of the masked mosaic (the tile parameters of the request carry over)."""
+            tms = _tms(tileMatrixSetId)
+            bounds = mosaic_bounds(request, search_id)
+            low, high = minzoom if minzoom is not None else tms.minzoom, maxzoom if maxzoom is not None else tms.maxzoom
+            query = [(k, v) for k, v in request.query_params.multi_items() if k not in TILEJSON_ONLY]
+            url = str(request.url_for("masked_tile", tileMatrixSetId=tileMatrixSetId, z="{z}", x="{x}", y="{y}",
+                                      format=tile_format.value, **_path_ids(request)))
+            url = url.replace("%7B", "{").replace("%7D", "}")
+            return {
+                "tilejson": "3.0.0", "name": f"{_label(request)} (cloud-masked)", "scheme": "xyz",
+                "tiles": [f"{url}?{urlencode(query)}" if query else url],
+                "minzoom": low, "maxzoom": high, "bounds": bounds,
+                "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, low],
+            }
 
-        tms = _tms("WebMercatorQuad")
-        bounds = mosaic_bounds(request, search_id)
-        collections = [_state_cache(request).collection(c) for c in registered_search(request, search_id)
-                       .get("collections") or []]
-        renders = dict(_renders_of(collections[0])) if collections else {}
-        own = [(k, v) for k, v in request.query_params.multi_items() if k.lower() not in WMTS_ONLY]
-        if any(k in ("assets", "index", "expression") for k, _ in own):
-            renders["default"] = {"query": own, "zooms": (tms.minzoom, tms.maxzoom)}
-        if not renders:
-            raise InvalidInput("no layer: the collection has no rendering (STAC renders); "
-                               "give assets= (or index=)")
-        url = str(request.url_for("masked_tile", tileMatrixSetId="WebMercatorQuad", z="{TileMatrix}",
-                                  x="{TileCol}", y="{TileRow}", format=tile_format.value, **_path_ids(request)))
-        url = url.replace("%7B", "{").replace("%7D", "}")
-        layers = []
-        for name, render in renders.items():
-            identifier = f"{_label(request)}_masked_{name}"
-            layers.append({
-                "title": identifier, "identifier": identifier, "tms_identifier": "WebMercatorQuad",
-                "tms_limits": tms_limits(tms, bounds, zooms=render["zooms"]), "tiles_url": url,
-                "query_string": urlencode(render["query"]), "bbox_crs_type": "WGS84BoundingBox",
-                "bbox_crs_uri": "urn:ogc:def:crs:OGC:2:84", "bbox": bounds,
-            })
-        matrices = [{"id": "WebMercatorQuad", "crs": tms.crs.srs, "matrices": tms.tileMatrices}]
-        return DEFAULT_TEMPLATES.TemplateResponse(
-            request, name="wmts.xml", media_type="application/xml",
-            context={"layers": layers, "tileMatrixSets": matrices, "media_type": tile_format.mediatype})
+        def wmts(
+            request: Request,
+            search_id: Annotated[str, Depends(path_dependency)],
+            tile_format: Annotated[ImageType, Query(description="Tile format (default png)")] = ImageType.png,
+        ) -> Response:
+            """WMTS capabilities of the masked mosaic in WebMercatorQuad: one layer per rendering of
+            the collection (STAC renders), and one for the request's own tile parameters."""
+            from titiler.core.utils import tms_limits
+            from titiler.mosaic.extensions.wmts import DEFAULT_TEMPLATES
 
-    router.add_api_route("/masked/{tileMatrixSetId}/tilejson.json", tilejson, methods=["GET"],
-                         summary="TileJSON of the cloud-masked mosaic", name="masked_tilejson")
-    router.add_api_route("/masked/WMTSCapabilities.xml", wmts, methods=["GET"], response_class=Response,
-                         summary="WMTS capabilities of the cloud-masked mosaic", name="masked_wmts")
-    return router
+            tms = _tms("WebMercatorQuad")
+            bounds = mosaic_bounds(request, search_id)
+            collections = [_state_cache(request).collection(c) for c in registered_search(request, search_id)
+                           .get("collections") or []]
+            renders = dict(_renders_of(collections[0])) if collections else {}
+            own = [(k, v) for k, v in request.query_params.multi_items() if k.lower() not in WMTS_ONLY]
+            if any(k in ("assets", "index", "expression") for k, _ in own):
+                renders["default"] = {"query": own, "zooms": (tms.minzoom, tms.maxzoom)}
+            if not renders:
+                raise InvalidInput("no layer: the collection has no rendering (STAC renders); "
+                                   "give assets= (or index=)")
+            url = str(request.url_for("masked_tile", tileMatrixSetId="WebMercatorQuad", z="{TileMatrix}",
+                                      x="{TileCol}", y="{TileRow}", format=tile_format.value, **_path_ids(request)))
+            url = url.replace("%7B", "{").replace("%7D", "}")
+            layers = []
+            for name, render in renders.items():
+                identifier = f"{_label(request)}_masked_{name}"
+                layers.append({
+                    "title": identifier, "identifier": identifier, "tms_identifier": "WebMercatorQuad",
+                    "tms_limits": tms_limits(tms, bounds, zooms=render["zooms"]), "tiles_url": url,
+                    "query_string": urlencode(render["query"]), "bbox_crs_type": "WGS84BoundingBox",
+                    "bbox_crs_uri": "urn:ogc:def:crs:OGC:2:84", "bbox": bounds,
+                })
+            matrices = [{"id": "WebMercatorQuad", "crs": tms.crs.srs, "matrices": tms.tileMatrices}]
+            return DEFAULT_TEMPLATES.TemplateResponse(
+                request, name="wmts.xml", media_type="application/xml",
+                context={"layers": layers, "tileMatrixSets": matrices, "media_type": tile_format.mediatype})
+
+        factory.router.add_api_route("/masked/{tileMatrixSetId}/tilejson.json", tilejson, methods=["GET"],
+                                     tags=TAGS, summary="TileJSON of the cloud-masked mosaic", name="masked_tilejson")
+        factory.router.add_api_route("/masked/WMTSCapabilities.xml", wmts, methods=["GET"],
+                                     response_class=Response, tags=TAGS, name="masked_wmts",
+                                     summary="WMTS capabilities of the cloud-masked mosaic")
 
 
 #: TileJSON / WMTS request parameters that do not go into tile URLs
@@ -520,15 +527,3 @@ def _render(values, filled, used, tms, z, x, y, expression, fmt, colormap, rende
             raise InvalidInput(f"expression {expression!r}: {exc}") from exc
     content, media_type = render_image(image, output_format=fmt, colormap=colormap, **render.as_dict())
     return Response(content, media_type=media_type, headers={"X-Assets": ",".join(used)})
-
-
-def add_masked_routes(app) -> None:
-    """Mount the masked-tiles routes on the raster app, under ``/collections/{collection_id}`` and
-    ``/searches/{search_id}`` (the raster middleware's ``index=`` and tile checks apply)."""
-    from titiler.pgstac.dependencies import CollectionIdParams, SearchIdParams
-
-    tags = ["Cloud-masked mosaics"]
-    app.include_router(masked_router(CollectionIdParams),
-                       prefix="/collections/{collection_id}", tags=tags)
-    app.include_router(masked_router(SearchIdParams),
-                       prefix="/searches/{search_id}", tags=tags)

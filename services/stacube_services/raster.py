@@ -11,32 +11,48 @@ TileJSON, map viewers). stacube adds:
   common names, with the spyndex formula as the expression, ``unscale=true`` (physical
   reflectance) and a default colormap and rescale range;
 * ``GET /indices``: the presets with their formulas;
-* limits: tiles larger than ``STACUBE_MAX_TILE_SIZE`` px and part/statistics requests larger
-  than 4096 px answer 400 with a reason.
+* limits (docs/security.md): tiles larger than ``STACUBE_MAX_TILE_SIZE`` px (buffer included),
+  part/preview/statistics requests larger than ``STACUBE_MAX_PART_SIZE`` px, ``buffer``,
+  ``padding`` and the mosaic scan limits (``scan_limit``, ``items_limit``, ``time_limit``) above
+  their maxima answer 400 with a reason; an answer above ``STACUBE_MAX_RESPONSE_SIZE`` (6 MB) is
+  refused with its size.
+
+Access control (:mod:`stacube_services.access.raster`) sits in titiler's hooks: a route
+dependency on every collection and search route, the register route's search dependency, and
+readers that open every asset through the read gate.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stacube.access.prefixes import ReadPrefixes
-from stacube.access.raster import guarded_readers, install_raster_access
 from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.renders import default_render, render_query, render_zooms
 from stacube.core.indices import PRESETS, RENDER, get_index
-from stacube.errors import InvalidInput, NotFound
+from stacube.errors import InvalidInput, NotFound, StacubeError
 from stacube.settings import Settings
+from stacube_services.access.raster import (
+    collection_readable,
+    gated_readers,
+    install_raster_access,
+    raster_access_service,
+    search_dependency,
+    search_usable,
+)
+from stacube_services.body import read_body, replay
 from stacube_services.catalog_cache import CollectionCache
-from stacube_services.errors import add_error_handlers, error_response
-from stacube_services.masked import add_masked_routes
-from stacube_services.stac_requests import _read_body, _replay
+from stacube_services.errors import add_error_handlers, add_raster_error_handlers, error_response
+from stacube_services.limits import RequestLimits, ResponseSizeLimit
+from stacube_services.masked import MaskedTilesExtension
 from stacube_services.tms import checked_tile_matrix_set
 
-MAX_PART_SIZE = 4096
+#: a part's size in its path: ``/bbox/.../{width}x{height}.{format}``, ``/feature/...``, ``/preview/...``
+PART_IN_PATH = re.compile(r"(?:/bbox/[^/]+|/feature|/preview)/(\d+(?:\.\d*)?)x(\d+(?:\.\d*)?)\.[A-Za-z0-9]+$")
 DB_WAIT = 5.0  # seconds a request waits for a database connection before answering 503
 
 
@@ -131,13 +147,19 @@ def _tile_index_error(path: str) -> str | None:
     return None
 
 
-def _limit_error(path: str, query: dict[str, str], max_tile: int) -> str | None:
+def _limit_error(path: str, query: dict[str, str], settings: Settings) -> str | None:
     def number(name):
         try:
             return float(query[name]) if name in query else None
         except ValueError:
             return None
 
+    max_tile, max_part = settings.max_tile_size, settings.max_part_size
+    buffer = number("buffer") or 0
+    for name, most in (("buffer", settings.max_buffer), ("padding", settings.max_padding)):
+        value = number(name)
+        if value is not None and not 0 <= value <= most:
+            return f"{name}={query[name]} must be between 0 and {most} px"
     if "/tiles/" in path:
         size = number("tilesize") or 256
         scale = 1
@@ -147,30 +169,36 @@ def _limit_error(path: str, query: dict[str, str], max_tile: int) -> str | None:
                 scale = int(tail.split("@", 1)[1].split("x", 1)[0])
             except ValueError:
                 scale = 1
-        if size * scale > max_tile:
-            return f"tile size {int(size * scale)} px exceeds the limit of {max_tile} px"
+        if (size + 2 * buffer) * scale > max_tile:
+            return f"tile size {int((size + 2 * buffer) * scale)} px (buffer included) exceeds the limit of {max_tile} px"
+    sized = PART_IN_PATH.search(path)  # .../bbox/{minx},{miny},{maxx},{maxy}/{width}x{height}.{format}
+    if sized:
+        for name, text in zip(("width", "height"), sized.groups()):
+            if not 1 <= float(text) <= max_part:
+                return f"{name}={text} must be between 1 and {max_part} px (STACUBE_MAX_PART_SIZE)"
     for name in ("max_size", "width", "height", "tilesize"):
         value = number(name)
         if value is not None and not value >= 1:  # numpy fails on negative sizes (a 500)
             return f"{name}={query[name]} must be a positive number of pixels"
-        if value is not None and value > MAX_PART_SIZE and name != "tilesize":
-            return f"{name}={int(value)} exceeds the limit of {MAX_PART_SIZE} px"
+        if value is not None and value > max_part and name != "tilesize":
+            return f"{name}={int(value)} exceeds the limit of {max_part} px (STACUBE_MAX_PART_SIZE)"
     if any(ord(c) < 32 for c in query.get("sortby", "")):  # titiler-pgstac fails on them
         return "sortby must not contain control characters"
-    for name in ("scan_limit", "items_limit", "time_limit"):  # pgSTAC takes 32-bit integers
+    for name, most in (("scan_limit", settings.mosaic_scan_limit), ("items_limit", settings.mosaic_items_limit),
+                       ("time_limit", settings.mosaic_time_limit)):
         value = number(name)
-        if value is not None and not 1 <= value <= 2**31 - 1:
-            return f"{name}={query[name]} must be between 1 and {2**31 - 1}"
+        if value is not None and not 1 <= value <= most:
+            return f"{name}={query[name]} must be between 1 and {most}"
     return _tile_index_error(path)
 
 
 class RasterRequestMiddleware:
     """Resolves ``index=`` and enforces size limits before titiler sees the request."""
 
-    def __init__(self, app: ASGIApp, *, parent: FastAPI, max_tile: int):
+    def __init__(self, app: ASGIApp, *, parent: FastAPI, settings: Settings):
         self.app = app
         self.parent = parent
-        self.max_tile = max_tile
+        self.settings = settings
         self.cache = CollectionCache(parent)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -179,10 +207,10 @@ class RasterRequestMiddleware:
             return
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         path = scope["path"][len(scope.get("root_path", "")):] if scope["path"].startswith(scope.get("root_path", "")) else scope["path"]
-        problem = _limit_error(path, dict(query), self.max_tile)
+        problem = _limit_error(path, dict(query), self.settings)
         if not problem and scope["method"] == "POST" and path.rstrip("/").endswith("/searches/register"):
-            body = await _read_body(receive)
-            receive = _replay(body)
+            body, tail = await read_body(receive)
+            receive = replay(body, tail)
             try:
                 doc = orjson.loads(body) if body.strip() else None
             except orjson.JSONDecodeError:
@@ -196,9 +224,10 @@ class RasterRequestMiddleware:
         names = [v for k, v in query if k == "index"]
         if names:
             try:
+                await self._check_access(scope, path)
                 collections = self._collections_for(path)
                 query = index_params(names[0], collections, query)
-            except (InvalidInput, NotFound) as exc:
+            except StacubeError as exc:  # bad index, unknown or hidden collection, database away
                 await error_response(exc.status_code, type(exc).__name__, exc.message)(scope, receive, send)
                 return
             scope = dict(scope)
@@ -212,6 +241,17 @@ class RasterRequestMiddleware:
                 scope = dict(scope)
                 scope["query_string"] = urlencode(query + extra).encode("latin-1")
         await self.app(scope, receive, send)
+
+    async def _check_access(self, scope, path: str) -> None:
+        """``index=`` on a collection or search the caller may not use answers like an unknown one."""
+        service = getattr(self.parent.state, "stacube_access", None)
+        parts = [p for p in path.split("/") if p]
+        if service is None or len(parts) < 2:
+            return
+        if parts[0] == "collections" and not await collection_readable(service, scope, parts[1]):
+            raise NotFound(f"unknown collection {parts[1]!r}")
+        if parts[0] == "searches" and not await search_usable(service, scope, parts[1]):
+            raise NotFound(f"unknown search {parts[1]!r}")
 
     def _collections_for(self, path: str) -> list[dict]:
         parts = [p for p in path.split("/") if p]
@@ -325,9 +365,11 @@ def create_raster_app(settings: Settings) -> FastAPI:
                                  ValidationError: status.HTTP_400_BAD_REQUEST,
                                  RioTilerError: status.HTTP_400_BAD_REQUEST,
                                  BackendError: status.HTTP_400_BAD_REQUEST})  # pgSTAC refused the search
+    add_raster_error_handlers(app)  # GDAL cannot read an asset: 502
 
-    # every asset is opened through readers that refuse hrefs outside STACUBE_READ_PREFIXES
-    item_reader, mosaic_reader = guarded_readers(ReadPrefixes.from_settings(settings))
+    service = raster_access_service(app, settings)
+    # every asset is opened through the read gate (STACUBE_READ_PREFIXES, the collections' roots)
+    item_reader, mosaic_reader = gated_readers(service.gates.current)
 
     def mosaic(path_dependency, prefix: str) -> MosaicTilerFactory:
         # WMTS layers: one per rendering of the collection (STAC renders), named after it
@@ -335,8 +377,9 @@ def create_raster_app(settings: Settings) -> FastAPI:
             path_dependency=path_dependency, router_prefix=prefix, add_statistics=True,
             dataset_reader=mosaic_reader,
             add_viewer=True, add_part=True, add_ogc_maps=False, get_renders=mosaic_renders,
-            extensions=[searchInfoExtension(),
-                        wmtsExtensionMosaic(layer_identifier_provider=layer_name)],
+            # cloud-masked mosaics: /collections/{id}/masked/..., /searches/{id}/masked/...
+            extensions=[searchInfoExtension(), wmtsExtensionMosaic(layer_identifier_provider=layer_name),
+                        MaskedTilesExtension()],
             templates=templates,
         )
 
@@ -346,6 +389,7 @@ def create_raster_app(settings: Settings) -> FastAPI:
     add_search_list_route(app, prefix="/searches", tags=["STAC Search"])
     add_search_register_route(
         app, prefix="/searches", tags=["STAC Search"],
+        search_dependency=search_dependency(app.state.stacube_search_budget),
         tile_dependencies=[searches.layer_dependency, searches.dataset_dependency,
                            searches.pixel_selection_dependency, searches.process_dependency,
                            searches.render_dependency, searches.assets_accessor_dependency,
@@ -360,7 +404,6 @@ def create_raster_app(settings: Settings) -> FastAPI:
         extensions=[wmtsExtension(), stacRenderExtension()], templates=templates,
     )
     app.include_router(items.router, tags=["STAC Item"], prefix="/collections/{collection_id}/items/{item_id}")
-    add_masked_routes(app)  # cloud-masked mosaics: /collections/{id}/masked/..., /searches/{id}/masked/...
     app.include_router(TMSFactory(templates=templates).router, tags=["Tiling Schemes"])
     app.include_router(AlgorithmFactory(templates=templates).router, tags=["Algorithms"])
     app.include_router(ColorMapFactory(templates=templates).router, tags=["ColorMaps"])
@@ -404,8 +447,9 @@ def create_raster_app(settings: Settings) -> FastAPI:
         except Exception:
             return {"database_online": False}
 
-    app.add_middleware(RasterRequestMiddleware, parent=app, max_tile=settings.max_tile_size)
-    # authentication and collection checks run first (requests rejected for their size pass on)
-    install_raster_access(app, settings,
-                          precheck=lambda path, query: _limit_error(path, query, settings.max_tile_size))
+    app.add_middleware(RasterRequestMiddleware, parent=app, settings=settings)
+    app.add_middleware(ResponseSizeLimit, limit=settings.max_response_size)
+    # authentication (outer), then the limits; the route dependencies check access
+    install_raster_access(app, settings)
+    app.add_middleware(RequestLimits, settings=settings)
     return app

@@ -3,8 +3,9 @@
 Extensions: core, collections, features (OGC API Features), item-search, filter (CQL2 text and
 JSON), sort, fields, query, free-text, token pagination, collection-search; transactions and
 bulk transactions when ``STACUBE_TRANSACTIONS`` is on (default: when ``STACUBE_API_KEY`` is set).
-Access control (:mod:`stacube.access.stac`): reads and searches see only the collections the
-caller may read; writes need an API key or token of the owning cube, or an admin's.
+Access control (:mod:`stacube_services.access.stac`): reads and searches see only the
+collections the caller may read; writes need an API key or token of the owning workspace, or an
+admin's. Request limits (:mod:`stacube_services.limits`) run before anything else.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ logging.getLogger("stac_fastapi.types.config").setLevel(logging.ERROR)
 from stac_fastapi.api.app import StacApi  # noqa: E402
 
 from stacube import __version__
-from stacube.access.stac import AccessCoreClient, AccessExtensions, install_stac_access
 from stacube.settings import Settings
+from stacube_services.access.stac import AccessCoreClient, AccessExtensions, install_stac_access
 from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
-from stacube_services.stac_requests import StacRequestMiddleware
+from stacube_services.limits import RequestLimits
+from stacube_services.stac_requests import TRANSACTION_PATH, StacRequestMiddleware
 
 
 #: the sort extension's classes as STAC API 1.0.0 names them too: stac-fastapi advertises the
@@ -101,6 +103,11 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
     api.app.add_middleware(StacRequestMiddleware, prefix_path=prefix_path)
     api.app.add_middleware(JsonBodyMiddleware)
     add_error_handlers(api.app)
-    install_stac_access(api.app, settings, prefix_path=prefix_path,
-                        transactions=transactions_enabled(settings))
+    install_stac_access(api, settings, prefix_path=prefix_path, transactions=transactions_enabled(settings))
+
+    def large_body(scope) -> bool:  # STAC transactions may carry larger bodies than searches
+        path = scope["path"]
+        return path.startswith(prefix_path) and bool(TRANSACTION_PATH.match(path[len(prefix_path):]))
+
+    api.app.add_middleware(RequestLimits, settings=settings, large_body=large_body)
     return api

@@ -5,7 +5,7 @@
   evaluated by pgSTAC's ``query``) are rewritten into an equivalent CQL2 filter (``like`` /
   ``in``), joined with ``and`` to any filter the request already has.
 * ``POST /search``: ``collections`` given as one string is read as a one-element list;
-  ``"fields": null`` answers 400 (the extension defines an object); a CQL2-text ``filter``
+  ``"fields": null`` and a body that is not a JSON object answer 400; a CQL2-text ``filter``
   (``"filter-lang": "cql2-text"``, or a string filter) is converted to CQL2-JSON, which is what
   stac-fastapi-pgstac's POST model takes; one that does not parse answers 400 with the parser's
   reason.
@@ -30,12 +30,15 @@ import orjson
 
 from stacube.core.filters import cql2_json
 from stacube.errors import InvalidInput
+from stacube_services.body import read_body, replay
 from stacube_services.errors import error_response
 
 STRING_OPS = {"startsWith", "endsWith", "contains", "in"}
 ITEMS_PATH = re.compile(r"/collections/[^/]+/items(/[^/]+)?$")
 QUERYABLES_PATH = re.compile(r"^/collections/([^/]+)/queryables/?$")
 COLLECTIONS_PATH = re.compile(r"/collections(/|$)")
+#: Transactions: a collection, an item, items (single, ItemCollection or bulk).
+TRANSACTION_PATH = re.compile(r"^/collections(/[^/]+(/items(/[^/]+)?|/bulk_items)?)?/?$")
 
 
 def _like_escape(value: str) -> str:
@@ -121,12 +124,12 @@ class StacRequestMiddleware:
         is_search = path in ("/search", "/search/")
         is_items = bool(ITEMS_PATH.search(path))
         if method in ("POST", "PUT", "PATCH") and COLLECTIONS_PATH.match(path):
-            body = await _read_body(receive)
+            body, tail = await read_body(receive)
             if not body.strip():  # stac-fastapi's transaction routes fail on a missing body
                 await error_response(400, "InvalidParameter", f"{method} {path} needs a JSON body")(
                     scope, receive, send)
                 return
-            receive = _replay(body)
+            receive = replay(body, tail)
         if method == "GET" and (is_search or is_items):
             try:
                 scope = self._rewrite_get(scope)
@@ -135,13 +138,13 @@ class StacRequestMiddleware:
                 return
         written: list[dict] = []
         if (method == "POST" and (is_search or is_items)) or (method == "PUT" and is_items):
-            body = await _read_body(receive)
+            body, tail = await read_body(receive)
             try:
                 body = self._rewrite_body(body, search=is_search)
             except ValueError as exc:
                 await error_response(400, "InvalidParameter", str(exc))(scope, receive, send)
                 return
-            receive = _replay(body)
+            receive = replay(body, tail)
             if not is_search:
                 written = _items_of(body, path)
         if method in ("GET", "POST") and (is_search or is_items):
@@ -192,6 +195,8 @@ class StacRequestMiddleware:
         except orjson.JSONDecodeError:
             return body  # JsonBodyMiddleware answers 400
         if not isinstance(doc, dict):
+            if search and doc is not None:  # stac-fastapi fails on other JSON values (a 500)
+                raise ValueError("the search body must be a JSON object")
             return body
         changed = False
         if not search:
@@ -222,31 +227,6 @@ class StacRequestMiddleware:
                     doc.pop("query")
                 changed = True
         return orjson.dumps(doc) if changed else body
-
-
-async def _read_body(receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes):
-    sent = False
-
-    async def receive():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive
 
 
 def _geojson_send(send):

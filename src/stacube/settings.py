@@ -70,6 +70,34 @@ class Settings(BaseSettings):
     )
     data_bucket: str | None = Field(None, description="Bucket of input scenes (AWS).")
     max_tile_size: int = Field(1024, description="Largest tile edge in pixels the raster API renders.")
+    # -- request limits (docs/security.md) ---------------------------------------------------------
+    max_body_size: ByteSize = Field(
+        "1MiB", description="Largest request body of searches, registrations, jobs and time series (413).")
+    max_transaction_size: ByteSize = Field(
+        "16MiB", description="Largest request body of STAC transactions (items, collections, bulk).")
+    max_limit: int = Field(1000, ge=1, description="Largest page size (`limit`) a listing or search answers.")
+    filter_max_length: int = Field(20000, ge=1, description="Longest CQL2 filter, in characters.")
+    filter_max_depth: int = Field(10, ge=1, description="Deepest nesting of CQL2 operators.")
+    filter_max_nodes: int = Field(2000, ge=1, description="Most operators and operands in one CQL2 filter.")
+    filter_max_not: int = Field(3, ge=0, description="Most NOT operators nested on one path of a CQL2 filter.")
+    max_part_size: int = Field(4096, ge=16, description="Largest width/height/max_size of part, preview and "
+                                                         "statistics requests, in pixels.")
+    max_response_size: ByteSize = Field(
+        "6MB", description="Largest raster answer (/bbox, /preview, /feature...): what a Lambda response carries.")
+    max_buffer: int = Field(64, ge=0, description="Largest `buffer` (pixels) around a raster tile.")
+    max_padding: int = Field(64, ge=0, description="Largest `padding` (pixels) of a raster tile read.")
+    mosaic_scan_limit: int = Field(10000, ge=1, description="Most items a mosaic tile scans (`scan_limit`).")
+    mosaic_items_limit: int = Field(100, ge=1, description="Most items a mosaic tile reads (`items_limit`).")
+    mosaic_time_limit: int = Field(5, ge=1, description="Most seconds a mosaic tile searches (`time_limit`).")
+    anonymous_searches: int = Field(
+        1000, ge=0, description="Registered searches kept for anonymous callers (least recently used go first).")
+    anonymous_jobs: bool | None = Field(
+        None, description="Anonymous callers may submit jobs (default: only when access control is off).")
+    job_quota: int = Field(
+        20_000_000_000, ge=1, description="Largest job a workspace may submit: output pixels x scenes x bands.")
+    anonymous_job_quota: int = Field(
+        200_000_000, ge=1, description="Largest job an anonymous caller may submit (output pixels x scenes x bands).")
+    max_jobs: int = Field(2, ge=1, description="Jobs of one workspace running at once (more wait, queued).")
     workers: int = Field(0, description="Worker processes of local jobs (0 = number of cores).")
     tile_memory: ByteSize = Field(
         "2GiB", description="Memory one job tile may use (sets the default tile size; e.g. 512MiB)."

@@ -56,8 +56,9 @@ def world(samples, settings, tmp_path_factory):
     jwks_path = tmp_path_factory.mktemp("oidc") / "jwks.json"
     jwks_path.write_text(json.dumps({"keys": [jwk]}))
     clear_cache()
+    # anonymous jobs allowed explicitly (with keys they are off by default: see tests/attack)
     app_settings = Settings(api_key=SETTINGS_ADMIN_KEY, transactions=True, oidc_jwks=str(jwks_path),
-                            oidc_issuer=ISSUER, oidc_audience=AUDIENCE)
+                            oidc_issuer=ISSUER, oidc_audience=AUDIENCE, anonymous_jobs=True)
     w = World(app_settings, {}, keys, key_ids, signer, jwks_path)
     w.headers = {
         "anonymous": {},

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from access_testing import ITEM, POINT, PRIVATE, PUBLIC, S2, TILE
-from stacube_testing import ROOT, SAMPLES
+from stacube_testing import ROOT, SAMPLES, register_pointing_at
 
 SSRF = "acc-ssrf"
 B04 = SAMPLES / "s2-l1c-slovenia-eolearn" / ITEM / "B04.tif"
@@ -39,18 +39,7 @@ def evil(samples, world, tmp_path_factory):
         "userinfo": f"https://{ROOT.name}@169.254.169.254/x.tif",
     }
     world.extra_collections.add(SSRF)
-    doc = copy.deepcopy(samples.get_collection(S2))
-    doc["id"] = SSRF
-    samples.upsert_collection(doc)
-    template = samples.get_item(S2, ITEM)
-    items = []
-    for name, href in hrefs.items():
-        item = copy.deepcopy(template)
-        item.update(id=f"evil-{name}", collection=SSRF, links=[])
-        for asset in item["assets"].values():
-            asset["href"] = href
-        items.append(item)
-    samples.load_items(items)  # the library registers what it is given, unchecked
+    register_pointing_at(samples, SSRF, hrefs)  # the library registers what it is given, unchecked
     yield {"hrefs": hrefs, "outside": outside, "outside_dir": outside_dir}
     link.unlink(missing_ok=True)
 

@@ -1,10 +1,14 @@
-"""schemathesis against the OpenAPI documents of the STAC, raster and jobs APIs of a running server.
+"""schemathesis against the OpenAPI documents of the STAC, raster, jobs and cubes APIs of a
+running server, and against the file downloads (``/files``).
 
 Every operation of each document gets a bounded number of generated requests (fixed seed:
 ``derandomize``, so a run is reproducible) that schemathesis derives from the document, sent
-with the transactions key. Checks: ``not_a_server_error`` (no 5xx) and
-``response_schema_conformance`` (the response matches the documented schema), minus the
-exclusions in ``SCHEMA_EXCLUSIONS``, each explained in ``docs/conformance.md``.
+with the transactions key: requests that fit the document, then hostile ones that do not
+(schemathesis's *negative* mode: values of the wrong type, out of range or huge, strings with NUL
+bytes and any Unicode). Checks: ``not_a_server_error`` (no 5xx, for every request) and
+``response_schema_conformance`` (the response matches the documented schema; requests that fit
+the document only), minus the exclusions in ``SCHEMA_EXCLUSIONS``, each explained in
+``docs/conformance.md``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,19 @@ SCHEMA_EXCLUSIONS = {
 }
 # the fields extension removes members the documented schemas require
 FIELDS = re.compile(r"^(GET|POST) /stac/(search|collections|collections/\{collection_id\}/items)$")
-APIS = {"stac": 30, "jobs": 30, "raster": 6}  # examples per operation
+APIS = {"stac": 30, "jobs": 30, "raster": 6, "cubes": 20, "files": 60}  # examples per operation (fitting the document)
+HOSTILE = {"stac": 8, "jobs": 8, "raster": 2, "cubes": 10, "files": 0}  # hostile examples per operation
+#: ``/files`` is a static file mount without an OpenAPI document: this one describes it (any
+#: string is a path, so the generated ones are hostile already; the examples are the classics).
+TRAVERSALS = ["../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "cubes/x/../../tmp/a", "tmp/", "a\x00b",
+              "..%2f..%2fetc%2fpasswd", "cubes/" + "x" * 5000, "./././report.json", "\\etc\\passwd"]
+FILES_DOCUMENT = {
+    "openapi": "3.0.3", "info": {"title": "job outputs", "version": "1"},
+    "paths": {"/files/{path}": {"get": {"parameters": [
+        {"name": "path", "in": "path", "required": True, "schema": {"type": "string"},
+         "examples": {f"e{i}": {"value": v} for i, v in enumerate(TRAVERSALS)}}],
+        "responses": {"200": {"description": "a file"}, "404": {"description": "no such file"}}}}},
+}
 
 
 def _uses_fields(case) -> bool:
@@ -36,16 +52,21 @@ def _uses_fields(case) -> bool:
     return "fields" in query or "fields" in body
 
 
-def fuzz(base: str, api: str, max_examples: int) -> tuple[list[dict], int, dict]:
+def fuzz(base: str, api: str, max_examples: int, hostile: int) -> tuple[list[dict], int, dict]:
     """Run the generated requests of one API; returns (failures, operations, status classes)."""
     import requests
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import response_schema_conformance
 
-    schema = schemathesis.openapi.from_url(f"{base}/{api}/api")
-    target = base if api == "stac" else f"{base}/{api}"  # the STAC document's paths carry /stac
+    if api == "files":
+        schema, target = schemathesis.openapi.from_dict(FILES_DOCUMENT), base
+    else:
+        schema = schemathesis.openapi.from_url(f"{base}/{api}/api")
+        target = base if api == "stac" else f"{base}/{api}"  # the STAC document's paths carry /stac
     session = requests.Session()
     session.headers["X-API-Key"] = API_KEY
     failures: list[dict] = []
@@ -58,14 +79,20 @@ def fuzz(base: str, api: str, max_examples: int) -> tuple[list[dict], int, dict]
         excluded = any(re.search(p, label) for p in SCHEMA_EXCLUSIONS)
         seen: set[tuple[str, int]] = set()
 
-        @given(case=operation.as_strategy())
-        @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
-        def run(case):
+        def run_mode(mode, examples):
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                      suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+            def run(case):
+                check_case(case, conform=mode is GenerationMode.POSITIVE and api != "files")
+
+            run()
+
+        def check_case(case, conform: bool):
             response = case.call(base_url=target, session=session, timeout=60)
             statuses[response.status_code // 100] = statuses.get(response.status_code // 100, 0) + 1
             checks = [not_a_server_error]
-            if not excluded and not (FIELDS.search(label) and _uses_fields(case)):
+            if conform and not excluded and not (FIELDS.search(label) and _uses_fields(case)):
                 checks.append(response_schema_conformance)
             for check in checks:
                 try:
@@ -79,17 +106,24 @@ def fuzz(base: str, api: str, max_examples: int) -> tuple[list[dict], int, dict]
                                          "reason": " ".join(str(exc).split())[:700],
                                          "request": case.as_curl_command()[:400]})
 
-        run()
+        if max_examples:
+            run_mode(GenerationMode.POSITIVE, max_examples)
+        if hostile:
+            try:
+                run_mode(GenerationMode.NEGATIVE, hostile)
+            except Unsatisfiable:  # nothing of the operation can be made hostile (no parameter, no body)
+                pass
     return failures, operations, statuses
 
 
-@pytest.mark.parametrize("api", list(APIS))
+@pytest.mark.parametrize("api", list(HOSTILE))
 def test_generated_requests_get_no_server_error_and_match_the_schema(fuzz_server, api):
     started = time.monotonic()
-    failures, operations, statuses = fuzz(fuzz_server.base, api, APIS[api])
+    failures, operations, statuses = fuzz(fuzz_server.base, api, APIS.get(api, 0), HOSTILE[api])
     elapsed = time.monotonic() - started
     print(f"{api}: {operations} operations, responses by class {statuses}, {elapsed:.0f} s")
-    assert operations >= {"stac": 15, "jobs": 4, "raster": 60}[api]
-    assert statuses.get(2, 0) > 0  # the generated requests reach real answers, not only 4xx
+    assert operations >= {"stac": 15, "jobs": 4, "raster": 60, "cubes": 6, "files": 1}[api]
+    if api != "files":  # random paths name no output
+        assert statuses.get(2, 0) > 0  # the generated requests reach real answers, not only 4xx
     assert failures == [], "\n".join(f"{f['operation']} [{f['status']}] {f['check']}: {f['reason']}\n    {f['request']}"
                                       for f in failures)

@@ -17,6 +17,8 @@ S2_DATES = "2015-07-01/2015-09-30"
 def register_private(catalog, root, name: str):
     """Register a copy of the Slovenia stack under ``root`` as collection ``name``; returns the
     copy's folder."""
+    from stacube.access.prefixes import registered_roots
+    from stacube.access.workspaces import AccessStore
     from stacube.catalog.register import add_datasets, add_product
 
     stack = copy_stack("s2-l1c-slovenia-eolearn", root)
@@ -29,7 +31,11 @@ def register_private(catalog, root, name: str):
         item["collection"] = name
     (stack / "manifest.json").write_text(json.dumps(manifest))
     add_product(catalog, product)
-    add_datasets(catalog, [stack])
+    items: list[dict] = []
+    add_datasets(catalog, [stack], on_item=items.append)
+    # as `stacube dataset add` does: the registered folder becomes a read prefix of the collection
+    for cid, roots in registered_roots([stack], items).items():
+        AccessStore(catalog.settings).add_collection_prefixes(cid, roots)
     return stack
 
 

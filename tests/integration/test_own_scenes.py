@@ -215,10 +215,11 @@ def test_plots_of_own_scenes(registered, composite, scenes, cli, settings, tmp_p
 
 @pytest.fixture(scope="module")
 def server(registered, composite, scenes, settings, tmp_path_factory):
-    """``stacube up`` as a user runs it; the scenes' folder is named a read prefix explicitly."""
+    """``stacube up`` as a user runs it, with no variable: the folder ``dataset add`` registered is a
+    read prefix of the collection, the composites lie under the output root."""
     port = free_port()
     log = tmp_path_factory.mktemp("up") / "up.log"
-    env = {**os.environ, "STACUBE_READ_PREFIXES": f"{scenes},{settings.data_dir.absolute()}"}
+    env = {k: v for k, v in os.environ.items() if k != "STACUBE_READ_PREFIXES"}
     with open(log, "wb") as handle:
         proc = subprocess.Popen([STACUBE, "up", "--port", str(port)], env=env, stdout=handle,
                                 stderr=subprocess.STDOUT)

@@ -17,8 +17,9 @@ class Forbidden(StacubeError):
     status_code = 403
 
 
-class AssetNotAllowed(StacubeError):
-    """An asset href lies outside the storage prefixes the server may read."""
+class AssetNotAllowed(InvalidInput):
+    """An asset href lies outside the storage prefixes the server may read (an input no retry
+    can fix, answered 403)."""
 
     status_code = 403
 

@@ -6,7 +6,7 @@ local file. A token is accepted when its signature verifies with the key its hea
 ``none`` or HMAC), and it carries an unexpired ``exp``, the configured ``iss``
 (``STACUBE_OIDC_ISSUER``) and ``aud`` (``STACUBE_OIDC_AUDIENCE``) when those are set.
 
-The caller's workspace is the claim ``STACUBE_OIDC_CUBE_CLAIM`` (default ``stacube_workspace``; a dotted path
+The caller's workspace is the claim ``STACUBE_OIDC_WORKSPACE_CLAIM`` (default ``stacube_workspace``; a dotted path
 such as ``ext.workspace`` reads nested claims). Admin rights come from ``STACUBE_OIDC_ADMIN_CLAIM``
 (default ``stacube_roles``): ``true``, the value ``STACUBE_OIDC_ADMIN_VALUE`` (default ``admin``),
 a list holding it or a space-separated string holding it (``realm_access.roles`` style claims work).
@@ -30,6 +30,8 @@ from stacube.access.policy import Principal
 JWKS_TTL = 300.0
 JWKS_MIN_REFRESH = 30.0
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+#: The JWK key type each algorithm family signs with.
+KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
 _CACHE: dict[str, tuple[float, object]] = {}
 _LOCK = threading.Lock()
@@ -132,7 +134,7 @@ class OidcValidator:
 
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise Unauthorized("malformed bearer token") from exc
         alg = header.get("alg")
         if alg not in ASYMMETRIC:
@@ -140,11 +142,12 @@ class OidcValidator:
         kid = header.get("kid")
         for refresh in (False, True):
             keys = load_jwks(self.jwks, refresh=refresh).keys
-            if kid is None and len(keys) == 1:
-                return keys[0], alg
-            for key in keys:
-                if key.key_id == kid:
-                    return key, alg
+            found = keys[0] if kid is None and len(keys) == 1 else next((k for k in keys if k.key_id == kid), None)
+            if found is not None:
+                if getattr(found, "key_type", None) != KEY_TYPES[alg[:2]]:
+                    raise Unauthorized(f"bearer token algorithm {alg} does not fit its key "
+                                       f"({getattr(found, 'key_type', '?')})")
+                return found, alg
         raise Unauthorized("bearer token signed by an unknown key")
 
     def claims(self, token: str) -> dict:
@@ -167,6 +170,8 @@ class OidcValidator:
             raise Unauthorized("bearer token is from another issuer") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid bearer token: {exc}") from exc
+        except (ValueError, TypeError, KeyError) as exc:  # e.g. a key the algorithm cannot use
+            raise Unauthorized(f"invalid bearer token: {type(exc).__name__}") from exc
 
     def principal(self, token: str) -> Principal:
         """The principal of a valid token (its workspace and admin claims).

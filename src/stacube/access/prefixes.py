@@ -13,8 +13,11 @@ configured prefixes (``STACUBE_READ_PREFIXES``, a comma-separated list):
 
 Everything else is refused: other schemes and GDAL paths (``/vsizip/``, ``/vsigs/``,
 ``NETCDF:...``, ``vrt://...``), relative paths, hrefs with ``..`` segments in a URL path or key,
-control characters. Unset, the prefixes are the data directory, the output root, the repository's
-``data/`` directory and the sample data next to it, and the data bucket (``STACUBE_DATA_BUCKET``).
+control characters. The defaults - the output root, the repository's ``data/`` directory and the
+sample data next to it, and the data bucket (``STACUBE_DATA_BUCKET``) - always apply;
+``STACUBE_READ_PREFIXES`` adds to them. The catalog's own files (the embedded database cluster
+``<data dir>/pg``, job logs ``<data dir>/jobs``, logs in the data directory) are never read,
+whatever the prefixes say (:func:`never_read`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from stacube.access.errors import AssetNotAllowed
+from stacube.catalog.ingest import walk_folders
 from stacube.errors import InvalidInput
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -138,32 +141,74 @@ class ReadPrefixes:
 
     @classmethod
     def from_settings(cls, settings) -> ReadPrefixes:
-        """From ``settings.read_prefixes``, else the defaults of the module docstring."""
-        if settings.read_prefixes:
-            return cls(settings.read_prefixes.split(","))
-        return cls(default_prefixes(settings))
+        """The defaults of the module docstring plus ``settings.read_prefixes``."""
+        extra = (settings.read_prefixes or "").split(",")
+        return cls(list(dict.fromkeys([*default_prefixes(settings), *(p.strip() for p in extra if p.strip())])))
 
     def allows(self, href: str) -> bool:
         """True when ``href`` lies under one of the prefixes."""
         loc = locate(href)
         return loc is not None and any(_under(loc, p) for p in self.locations)
 
-    def check(self, href: str) -> str:
-        """Return ``href`` when it may be read.
+    def covers(self, loc: Location) -> bool:
+        """True when the normalised location lies under one of the prefixes."""
+        return any(_under(loc, p) for p in self.locations)
 
-        Raises:
-            AssetNotAllowed: it lies outside every prefix (or is of a kind never read).
-        """
-        if not self.allows(href):
-            shown = href if isinstance(href, str) and len(href) <= 200 else f"{str(href)[:200]}..."
-            raise AssetNotAllowed(f"asset href {shown!r} is not under an allowed prefix")
-        return href
+
+def shown(href) -> str:
+    """An href as messages quote it (at most 200 characters)."""
+    return repr(href if isinstance(href, str) and len(href) <= 200 else f"{str(href)[:200]}...")
+
+
+def suggested_prefix(href: str) -> str | None:
+    """The prefix that would allow ``href``, worked out from the text alone (no file is looked
+    at, so the answer says nothing about what exists): its folder, bucket or host; None for an
+    href of a kind never read."""
+    if not isinstance(href, str) or href != href.strip() or _CONTROL.search(href):
+        return None
+    if href.startswith("/vsis3/"):
+        bucket = href[len("/vsis3/"):].partition("/")[0]
+        return f"s3://{bucket}" if bucket else None
+    if href.startswith("/vsicurl/"):
+        href = href[len("/vsicurl/"):]
+    elif href.startswith("/vsi"):
+        return None
+    match = _SCHEME.match(href)
+    scheme = match.group(1).lower() if match else ""
+    if scheme == "s3":
+        bucket = urlsplit(href).netloc
+        return f"s3://{bucket}" if bucket else None
+    if scheme in _DEFAULT_PORTS:
+        loc = _http_location(href)
+        return f"{scheme}://{urlsplit(href).netloc.lower()}" if loc else None
+    if scheme == "file":
+        href = unquote(urlsplit(href).path)
+    elif scheme:
+        return None
+    if not href.startswith("/") or _segments_escape(href):
+        return None
+    return posixpath.dirname(posixpath.normpath(href)) or "/"
+
+
+def never_read(settings) -> list[Location]:
+    """Local places no server reads whatever the prefixes say: the embedded database cluster
+    (``<data dir>/pg``, and where its symbolic link points), the job logs (``<data dir>/jobs``)."""
+    data_dir = Path(settings.data_dir).absolute()
+    places = {str(data_dir / "pg"), os.path.realpath(data_dir / "pg"), str(data_dir / "jobs"),
+              os.path.realpath(data_dir / "jobs")}
+    return [Location("local", "", os.path.realpath(p)) for p in sorted(places)]
+
+
+def is_log(loc: Location, data_dir) -> bool:
+    """A ``*.log`` file directly in the data directory (``stacube up``'s log)."""
+    return (loc.kind == "local" and loc.path.endswith(".log")
+            and posixpath.dirname(loc.path) == os.path.realpath(Path(data_dir).absolute()))
 
 
 def default_prefixes(settings) -> list[str]:
-    """The data directory, the output root, the repository's ``data/`` and the sample data beside
-    it (when they exist), and ``s3://$STACUBE_DATA_BUCKET``."""
-    out = [str(settings.data_dir.absolute()), settings.output_root]
+    """The output root, the repository's ``data/`` and the sample data beside it (when they
+    exist), and ``s3://$STACUBE_DATA_BUCKET``."""
+    out = [settings.output_root]
     repo = Path(__file__).resolve().parents[3]
     for candidate in (repo / "data", repo.parent / "shared" / "data"):
         if candidate.is_dir():
@@ -171,3 +216,54 @@ def default_prefixes(settings) -> list[str]:
     if settings.data_bucket:
         out.append(f"s3://{settings.data_bucket}")
     return out
+
+
+def local_path(href: str) -> str | None:
+    """The absolute path an href names as written (``..`` collapsed, no link resolved), or None
+    when it is not a local path."""
+    if not isinstance(href, str) or _SCHEME.match(href) and not href.lower().startswith("file:"):
+        return None
+    if href.lower().startswith("file:"):
+        href = unquote(urlsplit(href).path)
+    return posixpath.normpath(href) if href.startswith("/") else None
+
+
+def _folder_roots(path) -> list[str]:
+    """The real folders a registered path covers: itself (its folder, for a file) and the real
+    folders of the symbolic links to folders below it."""
+    path = Path(path).absolute()
+    folder = path if path.is_dir() else path.parent
+    roots = [os.path.realpath(folder)]
+    if path.is_dir():
+        for top, _ in walk_folders(folder):
+            real = os.path.realpath(top)
+            if not any(_inside(real, r) for r in roots):
+                roots.append(real)
+    return roots
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def registered_roots(paths, items) -> dict[str, list[str]]:
+    """The read prefixes ``stacube dataset add`` records for what it registered:
+    ``{collection: [real path of a folder, ...]}``.
+
+    A registered folder covers itself and, through symbolic links to folders below it, their
+    real folders; a local asset href whose real path lies in one of them makes that folder a
+    root of the item's collection. Hrefs outside every registered folder make none (they need
+    ``STACUBE_READ_PREFIXES``).
+    """
+    roots = [r for path in paths for r in _folder_roots(path)]
+    out: dict[str, set[str]] = {}
+    for item in items:
+        for asset in (item.get("assets") or {}).values():
+            given = local_path(asset.get("href") if isinstance(asset, dict) else None)
+            if given is None or not item.get("collection"):
+                continue
+            real = os.path.realpath(given)
+            root = next((r for r in roots if _inside(real, r)), None)
+            if root is not None:
+                out.setdefault(item["collection"], set()).add(root)
+    return {c: sorted(r) for c, r in out.items()}

@@ -8,7 +8,12 @@ Tables (:data:`TABLES`, which ``stacube db migrate`` creates through the entry p
   key: the key itself is shown once, at creation, and never stored), ``workspace``, ``admin``,
   ``label``, ``created``, ``revoked``;
 * ``stacube.collection_access`` - ``collection``, ``workspace`` (a workspace), ``visibility``
-  (``private`` | ``shared`` | ``public``), ``shared_with`` (workspace names), ``updated``.
+  (``private`` | ``shared`` | ``public``), ``shared_with`` (workspace names), ``updated``;
+* ``stacube.collection_prefixes`` - read prefixes of a collection (the folders ``stacube dataset
+  add`` registered it from); ``stacube.workspace_prefixes`` - read prefixes granted to a
+  workspace; both feed the read gate (:mod:`stacube.access.gate`);
+* ``stacube.workspaces.job_quota`` / ``max_jobs`` - a workspace's own job limits (NULL: the
+  server's), and ``stacube.held_jobs`` - jobs waiting for a slot (:class:`stacube.access.jobs.JobSlots`).
 
 Keys look like ``stk_`` followed by 43 URL-safe characters (256 random bits).
 """
@@ -18,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from stacube.access.prefixes import ReadPrefixes
 from stacube.access.policy import (
     AccessView,
     CollectionAccess,
@@ -29,9 +34,6 @@ from stacube.access.policy import (
 )
 from stacube.db.connection import DatabaseStore
 from stacube.errors import Conflict, InvalidInput, NotFound
-
-if TYPE_CHECKING:
-    pass
 
 TABLES = """
 CREATE SCHEMA IF NOT EXISTS stacube;
@@ -72,6 +74,25 @@ CREATE TABLE IF NOT EXISTS stacube.collection_access (
     shared_with text[] NOT NULL DEFAULT '{}',
     updated timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE stacube.workspaces ADD COLUMN IF NOT EXISTS job_quota bigint;
+ALTER TABLE stacube.workspaces ADD COLUMN IF NOT EXISTS max_jobs integer;
+CREATE TABLE IF NOT EXISTS stacube.collection_prefixes (
+    collection text NOT NULL,
+    prefix text NOT NULL,
+    created timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (collection, prefix)
+);
+CREATE TABLE IF NOT EXISTS stacube.workspace_prefixes (
+    workspace text NOT NULL REFERENCES stacube.workspaces (name) ON DELETE CASCADE,
+    prefix text NOT NULL,
+    created timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workspace, prefix)
+);
+CREATE TABLE IF NOT EXISTS stacube.held_jobs (
+    job_id text PRIMARY KEY,
+    label text,
+    created timestamptz NOT NULL DEFAULT now()
+);
 """
 
 KEY_PREFIX = "stk_"
@@ -86,6 +107,8 @@ CLAIM_SQL = ("INSERT INTO stacube.collection_access (collection, workspace, visi
 WORKSPACE_OF_SQL = "SELECT workspace FROM stacube.collection_access WHERE collection = %s"
 DROP_SQL = "DELETE FROM stacube.collection_access WHERE collection = %s AND workspace = %s"
 DROP_ANY_SQL = "DELETE FROM stacube.collection_access WHERE collection = %s"
+DROP_PREFIXES_SQL = "DELETE FROM stacube.collection_prefixes WHERE collection = %s"
+WORKSPACE_LIMITS_SQL = "SELECT job_quota, max_jobs FROM stacube.workspaces WHERE name = %s"
 
 
 def hash_key(key: str) -> str:
@@ -138,7 +161,9 @@ class AccessStore(DatabaseStore):
             return conn.execute(
                 "SELECT c.name, c.title, c.created, "
                 "(SELECT count(*) FROM stacube.collection_access a WHERE a.workspace = c.name) AS collections, "
-                "(SELECT count(*) FROM stacube.api_keys k WHERE k.workspace = c.name AND k.revoked IS NULL) AS keys "
+                "(SELECT count(*) FROM stacube.api_keys k WHERE k.workspace = c.name AND k.revoked IS NULL) AS keys, "
+                "c.job_quota, c.max_jobs, ARRAY(SELECT p.prefix FROM stacube.workspace_prefixes p "
+                "WHERE p.workspace = c.name ORDER BY p.prefix) AS read_prefixes "
                 "FROM stacube.workspaces c ORDER BY c.name").fetchall()
 
     def require_workspaces(self, names) -> None:
@@ -149,7 +174,7 @@ class AccessStore(DatabaseStore):
                 "SELECT name FROM stacube.workspaces WHERE name = ANY(%s)", (names,))}
         for name in names:
             if name not in known:
-                raise NotFound(f"unknown workspace {name!r} (create it with `stacube workspaces create`)")
+                raise NotFound(f"unknown workspace {name!r} (create it with `stacube workspace create`)")
 
     # -- keys ------------------------------------------------------------------------------
     def create_key(self, workspace: str | None, *, admin: bool = False, label: str | None = None) -> CreatedKey:
@@ -187,6 +212,11 @@ class AccessStore(DatabaseStore):
         if row is None:
             raise NotFound(f"unknown key {key_id!r}")
         return row
+
+    def has_active_keys(self) -> bool:
+        """Whether any API key is active (callers can authenticate)."""
+        with self._conn() as conn:
+            return conn.execute("SELECT 1 FROM stacube.api_keys WHERE revoked IS NULL LIMIT 1").fetchone() is not None
 
     def principal_for_key(self, key: str) -> Principal | None:
         """The principal of an active key, or None."""
@@ -262,6 +292,84 @@ class AccessStore(DatabaseStore):
         return row
 
     def drop(self, collection_id: str) -> None:
-        """Forget a collection's access row (after deleting the collection)."""
+        """Forget a collection's access row and read prefixes (after deleting the collection)."""
         with self._conn() as conn:
             conn.execute(DROP_ANY_SQL, (collection_id,))
+            conn.execute(DROP_PREFIXES_SQL, (collection_id,))
+
+    # -- read prefixes and limits ---------------------------------------------------------------
+    def add_collection_prefixes(self, collection_id: str, prefixes) -> list[str]:
+        """Record read prefixes of a collection (the roots its assets were registered from).
+
+        Raises:
+            InvalidInput: a prefix that is not a directory, ``s3://`` or ``http(s)://`` prefix.
+        """
+        prefixes = list(dict.fromkeys(prefixes))
+        ReadPrefixes(prefixes)  # validates
+        with self._conn() as conn:
+            for prefix in prefixes:
+                conn.execute("INSERT INTO stacube.collection_prefixes (collection, prefix) VALUES (%s, %s) "
+                             "ON CONFLICT DO NOTHING", (collection_id, prefix))
+        return prefixes
+
+    def collection_prefixes(self, collection_id: str | None = None) -> dict[str, list[str]]:
+        """``{collection: [prefix, ...]}`` of the registered roots (one collection's when given)."""
+        where, args = ("WHERE collection = %s", (collection_id,)) if collection_id else ("", ())
+        with self._conn() as conn:
+            rows = conn.execute(f"SELECT collection, prefix FROM stacube.collection_prefixes {where} "
+                                "ORDER BY collection, prefix", args).fetchall()
+        out: dict[str, list[str]] = {}
+        for r in rows:
+            out.setdefault(r["collection"], []).append(r["prefix"])
+        return out
+
+    def workspace_prefixes(self, workspace: str) -> list[str]:
+        """The read prefixes granted to ``workspace``."""
+        with self._conn() as conn:
+            rows = conn.execute("SELECT prefix FROM stacube.workspace_prefixes WHERE workspace = %s "
+                                "ORDER BY prefix", (workspace,)).fetchall()
+        return [r["prefix"] for r in rows]
+
+    def set_workspace(self, name: str, *, add_prefixes=(), remove_prefixes=(), job_quota: int | None = None,
+                      max_jobs: int | None = None, clear_limits: bool = False) -> dict:
+        """Grant or withdraw read prefixes and set the job limits of a workspace.
+
+        Args:
+            add_prefixes / remove_prefixes: read prefixes (directories, ``s3://``, ``https://``).
+            job_quota: the largest job (output pixels x scenes x bands) the workspace may submit.
+            max_jobs: jobs of the workspace running at once (more wait).
+            clear_limits: back to the server's defaults (``STACUBE_JOB_QUOTA``, ``STACUBE_MAX_JOBS``).
+
+        Raises:
+            NotFound: unknown workspace. InvalidInput: a malformed prefix or a limit below 1.
+        """
+        self.require_workspaces([name])
+        ReadPrefixes(list(add_prefixes))
+        for value, what in ((job_quota, "job quota"), (max_jobs, "max jobs")):
+            if value is not None and value < 1:
+                raise InvalidInput(f"{what} must be at least 1")
+        with self._conn() as conn:
+            for prefix in dict.fromkeys(add_prefixes):
+                conn.execute("INSERT INTO stacube.workspace_prefixes (workspace, prefix) VALUES (%s, %s) "
+                             "ON CONFLICT DO NOTHING", (name, prefix))
+            for prefix in remove_prefixes:
+                conn.execute("DELETE FROM stacube.workspace_prefixes WHERE workspace = %s AND prefix = %s",
+                             (name, prefix))
+            if clear_limits:
+                conn.execute("UPDATE stacube.workspaces SET job_quota = NULL, max_jobs = NULL WHERE name = %s",
+                             (name,))
+            if job_quota is not None:
+                conn.execute("UPDATE stacube.workspaces SET job_quota = %s WHERE name = %s", (job_quota, name))
+            if max_jobs is not None:
+                conn.execute("UPDATE stacube.workspaces SET max_jobs = %s WHERE name = %s", (max_jobs, name))
+            row = conn.execute("SELECT name, title, job_quota, max_jobs FROM stacube.workspaces WHERE name = %s",
+                               (name,)).fetchone()
+        return {**row, "read_prefixes": self.workspace_prefixes(name)}
+
+    def workspace_limits(self, name: str | None) -> tuple[int | None, int | None]:
+        """``(job quota, max jobs)`` set for a workspace (None: the server's default)."""
+        if name is None:
+            return None, None
+        with self._conn() as conn:
+            row = conn.execute(WORKSPACE_LIMITS_SQL, (name,)).fetchone()
+        return (row["job_quota"], row["max_jobs"]) if row else (None, None)

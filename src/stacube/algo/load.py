@@ -6,12 +6,18 @@ overlapping scenes of the same day stay separate and every slice maps to one ite
 become float32 physical values (``DN * scale + offset`` from each item's ``raster:bands``, NaN
 for nodata); the quality band becomes the boolean ``observed`` and ``clear`` stacks. Sources are
 concatenated along time in ``(datetime, id)`` order.
+
+Every href a stack reads can go through a *read gate* first: a callable ``gate(href,
+collection) -> href`` that refuses what may not be read and returns the href to open (the
+server builds it from its read prefixes, :class:`stacube.access.gate.ReadGate`; the kernels
+only call it). :func:`gate_items` applies it, and the loader opens what it returns.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -23,6 +29,10 @@ from stacube.algo.reduce import compiled, flat
 from stacube.catalog.quality import QualityRule
 from stacube.core.crs import same_crs
 from stacube.errors import StorageError
+
+
+#: ``gate(href, collection id) -> href to open``; raises when the href may not be read.
+Gate = Callable[[str, str | None], str]
 
 
 @dataclass
@@ -44,6 +54,43 @@ class Source:
     @property
     def id(self) -> str:
         return self.collection["id"]
+
+    def loaded_keys(self, bands: list[str], quality: bool = True) -> list[str]:
+        """The asset keys a load of ``bands`` opens (the quality asset too, with ``quality``)."""
+        keys = [self.assets[b] for b in bands if b in self.assets]
+        if quality and self.rule is not None:
+            keys.append(self.rule.asset)
+        return list(dict.fromkeys(keys))
+
+
+def gate_items(items: list[dict], keys: Iterable[str], gate: Gate | None) -> list[dict]:
+    """``items`` with the hrefs of their ``keys`` assets replaced by what ``gate`` says to open
+    (the items themselves when ``gate`` is None).
+
+    Raises:
+        whatever ``gate`` raises for an href that may not be read (nothing has been opened).
+    """
+    if gate is None:
+        return items
+    keys = list(keys)
+    out = []
+    for item in items:
+        assets = dict(item.get("assets") or {})
+        for key in keys:
+            asset = assets.get(key)
+            if isinstance(asset, dict) and asset.get("href") is not None:
+                assets[key] = {**asset, "href": gate(asset["href"], item.get("collection"))}
+        out.append({**item, "assets": assets})
+    return out
+
+
+def gated_sources(sources: list[Source], bands: list[str], gate: Gate | None,
+                  quality: bool = True) -> list[Source]:
+    """``sources`` whose items' loaded assets went through ``gate`` (see :func:`gate_items`)."""
+    if gate is None:
+        return sources
+    return [Source(s.collection, gate_items(s.items, s.loaded_keys(bands, quality), gate), s.assets, s.rule)
+            for s in sources]
 
 
 @dataclass
@@ -240,7 +287,7 @@ def read_assets(items: list[dict], assets: list[str], geobox, pool: int | None =
 
 
 def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool = True,
-               pool: int | None = None) -> Stack:
+               pool: int | None = None, gate: Gate | None = None) -> Stack:
     """Load sources onto ``geobox``.
 
     Args:
@@ -250,13 +297,16 @@ def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool
             none: only the quality asset is read (observations are what the mask says).
         quality: also load and decode the quality asset.
         pool: threads odc-stac reads with.
+        gate: the read gate every href goes through first (None: hrefs are opened as they are).
 
     Returns:
         A :class:`Stack`; empty (zero slices) when no item is given.
 
     Raises:
         StorageError: an asset cannot be read.
+        AssetNotAllowed (from ``gate``): an href may not be read; nothing has been opened.
     """
+    sources = gated_sources(sources, bands, gate, quality)
     ny, nx = geobox.shape.y, geobox.shape.x
     parts = []
     for src in sources:
@@ -378,8 +428,10 @@ def _datetime64(text: str) -> np.datetime64:
     return np.datetime64(value, "ns")
 
 
-def load_masks(sources: list[Source], geobox, *, pool: int | None = None) -> dict[str, np.ndarray]:
-    """The raw quality (mask) values of every item of ``sources`` that has a rule, on ``geobox``.
+def load_masks(sources: list[Source], geobox, *, pool: int | None = None,
+               gate: Gate | None = None) -> dict[str, np.ndarray]:
+    """The raw quality (mask) values of every item of ``sources`` that has a rule, on ``geobox``
+    (every href through ``gate`` first, see :func:`gate_items`).
 
     Returns:
         ``{item id: (y, x) array}`` in the mask asset's dtype (nodata where not covered).
@@ -388,7 +440,7 @@ def load_masks(sources: list[Source], geobox, *, pool: int | None = None) -> dic
         StorageError: a mask cannot be read.
     """
     out: dict[str, np.ndarray] = {}
-    for src in sources:
+    for src in gated_sources(sources, [], gate):
         if src.rule is None or not src.items:
             continue
         items = sorted(src.items, key=item_order_key)

@@ -25,6 +25,7 @@ and the item lacks ``eo:cloud_cover``, it is computed from an overview of the qu
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,7 +77,7 @@ def iter_found(path: str | Path, *, collection: str | None = None,
         if (path / "manifest.json").exists():
             yield from iter_manifest(path, collections=collections or {})
             return
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        files = files_below(path)
         docs = [p for p in files if p.suffix.lower() in JSON_SUFFIXES | NDJSON_SUFFIXES]
         cogs = [p for p in files if p.suffix.lower() in COG_SUFFIXES]
         if docs:
@@ -99,6 +100,24 @@ def iter_found(path: str | Path, *, collection: str | None = None,
                                    template=(collections or {}).get(collection))
         return
     yield from iter_file(path)
+
+
+def walk_folders(folder: Path) -> Iterator[tuple[Path, list[str]]]:
+    """``(folder, file names)`` of ``folder`` and every folder below it, entering symbolic links
+    to folders as folders; each real folder once (a link back up does not loop)."""
+    seen = set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        yield Path(top), names
+
+
+def files_below(folder: Path) -> list[Path]:
+    """The files below ``folder``, sorted (see :func:`walk_folders`)."""
+    return sorted(top / n for top, names in walk_folders(folder) for n in names if (top / n).is_file())
 
 
 def iter_file(path: Path) -> Iterator[Found]:
@@ -255,7 +274,7 @@ def cloud_cover(path: Path, rule: QualityRule, max_pixels: int = 512) -> float |
             values = src.read(1, out_shape=shape, resampling=Resampling.nearest)
             nodata = src.nodata
     except rasterio.errors.RasterioIOError as exc:
-        raise InvalidInput(f"{path}: not a readable raster ({exc})") from exc
+        raise unreadable(path, exc) from exc
     observed, clear = rule.decode(values)
     if nodata is not None and not np.isnan(nodata):
         observed &= values != nodata
@@ -263,6 +282,12 @@ def cloud_cover(path: Path, rule: QualityRule, max_pixels: int = 512) -> float |
     if not n:
         return None
     return round(100.0 * int((observed & ~clear).sum()) / n, 2)
+
+
+def unreadable(path: Path, exc: Exception) -> InvalidInput:
+    """The error for a file GDAL cannot read, naming its path once (GDAL's reason names it too)."""
+    reason = str(exc).replace(f"'{path}' ", "").replace(str(path), "it")
+    return InvalidInput(f"{path}: not a readable raster ({reason})")
 
 
 def _projection(props: dict) -> dict:
@@ -329,7 +354,7 @@ def item_from_cogs(item_id: str, when: datetime, files: dict[str, Path], *,
                     with_proj=True, with_raster=True, with_eo=True, raster_max_size=256,
                 ).to_dict()
         except rasterio.errors.RasterioIOError as exc:
-            raise InvalidInput(f"{path}: not a readable raster ({exc})") from exc
+            raise unreadable(path, exc) from exc
         if footprint is None or described["properties"].get("proj:shape", [0])[0] * \
                 described["properties"].get("proj:shape", [0, 0])[1] > footprint[2]:
             shape = described["properties"].get("proj:shape", [0, 0])

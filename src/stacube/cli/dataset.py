@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from stacube.cli.common import console, settings_from
+from stacube.cli.common import console, err_console, settings_from
 from stacube.errors import InvalidInput
 
 app = typer.Typer(help="Datasets (STAC Items): add, search, show.", no_args_is_help=True)
@@ -37,20 +37,47 @@ def dataset_add(
 ) -> None:
     """Register datasets. All are checked first; the load is one transaction (all or nothing).
 
+
     A folder of COGs is one scene per folder; its time comes from the GeoTIFF tags, then the
     Landsat / Sentinel-2 scene IDs or ISO dates in its names; a scene whose time cannot be
-    found is refused with its path, and nothing is registered.
+    found is refused with its path, and nothing is registered. The folders registered become
+    read prefixes of their collections (the raster API serves their assets at once); a warning
+    tells when hrefs lie where no server setting lets it read.
     """
     from stacube.catalog.register import add_datasets  # lazy: start-up
 
     if mode not in ("upsert", "insert", "ignore"):
         raise InvalidInput(f"--mode must be upsert, insert or ignore, not {mode!r}")
     t0 = time.perf_counter()
+    items: list[dict] = []
     result = add_datasets(_catalog(), paths, collection=collection, datetime_value=datetime_value,
-                          datetime_pattern=datetime_pattern, mode=mode)
+                          datetime_pattern=datetime_pattern, mode=mode, on_item=items.append)
     elapsed = time.perf_counter() - t0
     per = ", ".join(f"{c}: {n}" for c, n in sorted(result.collections.items()))
     console.print(f"registered {result.items} items ({per}) in {elapsed:.2f} s")
+    servable(settings_from(), paths, items)
+
+
+def servable(settings, paths, items: list[dict]) -> None:
+    """Record the registered folders as read prefixes of their collections, then warn (one line)
+    about asset hrefs the raster API would still refuse."""
+    from stacube.access.gate import ReadGate  # lazy: start-up
+    from stacube.access.prefixes import registered_roots, suggested_prefix  # lazy: start-up
+    from stacube.access.workspaces import AccessStore  # lazy: start-up
+
+    store = AccessStore(settings)
+    for cid, roots in registered_roots(paths, items).items():
+        store.add_collection_prefixes(cid, roots)
+    gate = ReadGate.load(settings)
+    refused = [(h, suggested_prefix(h)) for item in items for asset in (item.get("assets") or {}).values()
+               if isinstance(asset, dict) and isinstance(h := asset.get("href"), str)
+               and not gate.allows(h, item.get("collection"))]
+    if refused:
+        prefixes = list(dict.fromkeys(p for _, p in refused if p))
+        fix = (f"add {','.join(prefixes[:3])}{',...' if len(prefixes) > 3 else ''} to STACUBE_READ_PREFIXES"
+               if prefixes else "hrefs of this kind are never read")
+        err_console.print(f"warning: the raster API will refuse {len(refused)} asset href(s) (e.g. "
+                          f"{refused[0][0]}): {fix}", highlight=False, soft_wrap=True)
 
 
 @app.command("search")

@@ -95,10 +95,13 @@ def resume(
 @app.command("run")
 def run(job_id: str, workers: int | None = typer.Option(None, help="Tile worker processes.")) -> None:
     """Run a queued job to completion (what the jobs API's local launcher starts); a job that
-    was cancelled or failed meanwhile is left alone."""
+    was cancelled or failed meanwhile is left alone. Its inputs are read through the server's
+    read gate (only hrefs under the read prefixes)."""
+    from stacube.access.gate import ReadGate  # lazy: start-up
     from stacube.access.jobs import output_claim  # lazy: start-up
     from stacube.jobs.runner import run_job  # lazy: start-up
 
     settings = settings_from()
-    report = run_job(settings, job_id, workers=workers, restart=False, on_register=output_claim(settings))
+    report = run_job(settings, job_id, workers=workers, restart=False, on_register=output_claim(settings),
+                     gate=ReadGate.load(settings))
     typer.echo(json.dumps({"job_id": job_id, "status": report["status"]}))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stacube.algo.load import Gate
 from stacube.catalog.pgstac import Catalog
 from stacube.cubes.arrays import create_levels, delete_stores
 from stacube.cubes.definition import CubeDefinition, define_cube
@@ -28,7 +29,8 @@ class Created:
 
 
 def create_cube(spec: CubeSpec, settings: Settings, *, fill: bool = True, replace: bool = False,
-                workers: int | None = None, dask: str | None = None, progress=None) -> Created:
+                workers: int | None = None, dask: str | None = None, progress=None,
+                gate: Gate | None = None) -> Created:
     """Define a cube, create its (empty) stores, register it in the catalog and, with ``fill``,
     fill every unit with parallel workers.
 
@@ -39,6 +41,7 @@ def create_cube(spec: CubeSpec, settings: Settings, *, fill: bool = True, replac
         replace: replace a cube of the same name (its stores and bookkeeping).
         workers / dask: see :func:`stacube.jobs.executors.make_executor`.
         progress: ``progress(done, total)`` while filling.
+        gate: the read gate of the source hrefs (see :mod:`stacube.algo.load`).
 
     Raises:
         NotFound / InvalidInput / NoData: see :func:`stacube.cubes.definition.define_cube`.
@@ -71,5 +74,5 @@ def create_cube(spec: CubeSpec, settings: Settings, *, fill: bool = True, replac
     if fill:
         units = units_for(definition, slice(0, definition.geobox.shape.y), slice(0, definition.geobox.shape.x),
                           range(len(definition.steps)))
-        report = fill_units(settings, definition, units, workers=workers, dask=dask, progress=progress)
+        report = fill_units(settings, definition, units, workers=workers, dask=dask, progress=progress, gate=gate)
     return Created(definition, report)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 from odc.geo.geom import BoundingBox
 
+from stacube.algo.load import Gate
 from stacube.core.bbox import parse_bbox
 from stacube.core.times import parse_rfc3339, parse_time
 from stacube.cubes.arrays import open_level
@@ -125,7 +126,7 @@ def _executor(n_units: int, workers: int | None, dask: str | None, settings: Set
 
 def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit], *,
                workers: int | None = None, dask: str | None = None, executor=None,
-               progress=None, wait_seconds: float = 3600.0) -> FillReport:
+               progress=None, wait_seconds: float = 3600.0, gate: Gate | None = None) -> FillReport:
     """Make sure every unit is in the store: compute the missing ones, wait for those another
     process is computing, then update the pyramid above what this call computed.
 
@@ -135,6 +136,7 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
             process pool of ``settings.workers`` or one per core).
         progress: ``progress(done, total)`` as units finish.
         wait_seconds: longest wait for units computed elsewhere.
+        gate: the read gate of the source hrefs (see :mod:`stacube.algo.load`).
 
     Returns:
         A :class:`FillReport`.
@@ -170,8 +172,8 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
                 threads = (os.cpu_count() or 1) if getattr(executor, "workers", 1) == 1 else None
                 errors: list[BaseException] = []
                 try:
-                    for (_, _, unit, _), outcome in executor.map_unordered(
-                            fill_unit, [(settings, doc, u, threads) for u in claimed]):
+                    for (_, _, unit, *_), outcome in executor.map_unordered(
+                            fill_unit, [(settings, doc, u, threads, gate) for u in claimed]):
                         if isinstance(outcome, BaseException):
                             errors.append(outcome)
                             continue
@@ -240,7 +242,7 @@ def select_variables(definition: CubeDefinition, variables) -> list[str]:
 
 def fill_region(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", level: int = 0,
                 settings: Settings | None = None, workers: int | None = None, dask: str | None = None,
-                progress=None) -> tuple[CubeDefinition, FillReport, range, tuple[slice, slice]]:
+                progress=None, gate: Gate | None = None) -> tuple[CubeDefinition, FillReport, range, tuple[slice, slice]]:
     """Fill what a request needs; returns the definition, the report, and the request's steps
     and window (rows, columns of ``level``). See :func:`open_cube`."""
     settings = settings or Settings()
@@ -250,13 +252,13 @@ def fill_region(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326",
     steps = steps_for(definition, time)
     rows, cols = window_for(definition, bbox, bbox_crs, level)
     units = units_for(definition, rows, cols, steps, level)
-    report = fill_units(settings, definition, units, workers=workers, dask=dask, progress=progress)
+    report = fill_units(settings, definition, units, workers=workers, dask=dask, progress=progress, gate=gate)
     return definition, report, steps, (rows, cols)
 
 
 def open_cube(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", variables=None,
               level: int = 0, fill: bool = True, load: bool = True, settings: Settings | None = None,
-              workers: int | None = None, dask: str | None = None):
+              workers: int | None = None, dask: str | None = None, gate: Gate | None = None):
     """A region of a Zarr cube, computing the parts of it that are not in the store yet.
 
     Args:
@@ -269,6 +271,7 @@ def open_cube(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", v
         fill: compute missing units (False: read what is there; missing parts are NaN / 0).
         load: read the values now (False: a lazily indexed Dataset over the store).
         workers / dask: where missing units are computed (see :func:`fill_units`).
+        gate: the read gate of the source hrefs (see :mod:`stacube.algo.load`).
 
     Returns:
         ``xarray.Dataset`` with ``(time, y, x)`` variables in the cube's CRS (``spatial_ref``
@@ -283,7 +286,8 @@ def open_cube(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", v
     settings = settings or Settings()
     if fill:
         definition, report, steps, (rows, cols) = fill_region(
-            name, bbox, time, bbox_crs=bbox_crs, level=level, settings=settings, workers=workers, dask=dask)
+            name, bbox, time, bbox_crs=bbox_crs, level=level, settings=settings, workers=workers, dask=dask,
+            gate=gate)
     else:
         definition = load_definition(settings, name)
         if not 0 <= level < definition.levels:

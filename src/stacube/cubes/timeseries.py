@@ -32,13 +32,14 @@ import csv
 import io
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from shapely.geometry import box
 
-from stacube.algo.load import Source, load_masks, load_stack
+from stacube.algo.load import Gate, Source, load_masks, load_stack
 from stacube.algo.observations import CLEAR, NO_OBSERVATION, NOT_CLEAR, merge_observations
 from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.pgstac import Catalog
@@ -241,7 +242,7 @@ def _single_reason(sources: list[Source]) -> str | None:
 
 
 def name_statuses(rows: list[dict], quality: np.ndarray | None, mask: np.ndarray,
-                  step_items: list[list[str]], sources: list[Source], geobox) -> None:
+                  step_items: list[list[str]], sources: list[Source], geobox, gate: Gate | None = None) -> None:
     """Replace the ``not_clear`` statuses of ``rows`` by the reason the masks give (see the
     module docstring), in place.
 
@@ -251,6 +252,7 @@ def name_statuses(rows: list[dict], quality: np.ndarray | None, mask: np.ndarray
         step_items: per step, the ids of its items in slice order.
         sources: sources holding (at least) those items, with their rules.
         geobox: the grid of ``quality`` (where raw masks are read).
+        gate: the read gate of the masks' hrefs (see :mod:`stacube.algo.load`).
     """
     todo = [t for t, row in enumerate(rows) if row["status"] == NOT_CLEAR_STATUS]
     if not todo or quality is None or not any(s.rule for s in sources):
@@ -262,7 +264,7 @@ def name_statuses(rows: list[dict], quality: np.ndarray | None, mask: np.ndarray
         return
     wanted = {i for t in todo for i in step_items[t]}
     subset = [Source(s.collection, [i for i in s.items if i["id"] in wanted], s.assets, s.rule) for s in sources]
-    raw = load_masks([s for s in subset if s.items], geobox)
+    raw = load_masks([s for s in subset if s.items], geobox, gate=gate)
     rule_of_item = {i["id"]: s.rule for s in subset for i in s.items}
     for t in todo:
         counts: Counter = Counter()
@@ -301,8 +303,9 @@ def _variables(bands, indices) -> tuple[list[str], list[str]]:
 
 # -- from a cube ------------------------------------------------------------------------------
 def from_cube(settings: Settings, cube: str, *, geom, kind: str, time=None, bands=None, indices=None,
-              fill: bool = True, workers: int | None = None) -> TimeSeries:
-    """The time series from a Zarr cube (see the module docstring).
+              fill: bool = True, workers: int | None = None, gate: Gate | None = None) -> TimeSeries:
+    """The time series from a Zarr cube (see the module docstring); a fill reads its sources
+    through ``gate`` (see :mod:`stacube.algo.load`).
 
     Raises:
         NotFound: unknown cube. InvalidInput: a band or index the cube cannot give.
@@ -325,7 +328,8 @@ def from_cube(settings: Settings, cube: str, *, geom, kind: str, time=None, band
                            f"{listing(definition.variables, none='no variable')}")
     bbox = geom.bounds
     if fill:
-        definition, _, steps, (rows, cols) = fill_region(cube, bbox, time, settings=settings, workers=workers)
+        definition, _, steps, (rows, cols) = fill_region(cube, bbox, time, settings=settings, workers=workers,
+                                                         gate=gate)
     else:
         steps = steps_for(definition, time)
         rows, cols = window_for(definition, bbox)
@@ -349,19 +353,20 @@ def from_cube(settings: Settings, cube: str, *, geom, kind: str, time=None, band
             ids = sorted({i for t, row in enumerate(out_rows) if row["status"] == NOT_CLEAR_STATUS
                           for i in step_items[t]})
             sources = definition.make_sources(list(Catalog(settings).search({"ids": ids})))
-        name_statuses(out_rows, quality, mask, step_items, sources, region)
+        name_statuses(out_rows, quality, mask, step_items, sources, region, gate)
     return TimeSeries("cube", kind, geom.__geo_interface__, [*bands, *indices], out_rows, cube=cube,
                       collections=list(definition.spec["collections"]), crs=crs_text(region.crs))
 
 
 # -- from the items -----------------------------------------------------------------------------
 def from_items(settings: Settings, collections: list[str], *, geom, kind: str, time=None, bands=None,
-               indices=None, like: CubeDefinition | None = None) -> TimeSeries:
+               indices=None, like: CubeDefinition | None = None, gate: Gate | None = None) -> TimeSeries:
     """The time series straight from the source items (see the module docstring).
 
     Args:
         like: a cube whose grid and solar-day convention to use (the same pixels as the cube);
             default: the first collection's native grid.
+        gate: the read gate every href goes through (see :mod:`stacube.algo.load`).
 
     Raises:
         NotFound: unknown collection. InvalidInput: a band the collection lacks.
@@ -398,7 +403,7 @@ def from_items(settings: Settings, collections: list[str], *, geom, kind: str, t
         grid = parse_grid("native", native=native)
         geobox = grid.domain(geom.bounds, "EPSG:4326", 1)
         lon = geom.centroid.x
-    stack = load_stack(sources, geobox, load_bands)
+    stack = load_stack(sources, geobox, load_bands, gate=gate)
     days: dict[str, int] = {}
     first_time: dict[str, str] = {}
     by_id = {i["id"]: i for i in items}
@@ -420,19 +425,27 @@ def from_items(settings: Settings, collections: list[str], *, geom, kind: str, t
     step_items: list[list[str]] = [[] for _ in order]
     for item_id, step in zip(stack.item_ids, slice_steps):
         step_items[step].append(item_id)
-    name_statuses(out_rows, quality, mask, step_items, sources, geobox)
+    name_statuses(out_rows, quality, mask, step_items, sources, geobox, gate)
     return TimeSeries("items", kind, geom.__geo_interface__, [*bands, *indices], out_rows,
                       collections=list(collections), crs=crs_text(geobox.crs))
 
 
 # -- choosing the source --------------------------------------------------------------------------
-def find_cube(settings: Settings, collections: list[str], geom, time=None) -> str | None:
+def find_cube(settings: Settings, collections: list[str], geom, time=None,
+              usable: Callable[[CubeDefinition], bool] | None = None) -> str | None:
     """A masked-observations cube of exactly these collections whose domain holds the geometry
-    (and overlaps the time range), or None."""
+    (and overlaps the time range), or None.
+
+    Args:
+        usable: which cubes the caller may use (the HTTP API passes its access rule: the lookup
+            chooses on the caller's behalf, so it must not pick a cube the caller cannot read).
+    """
     start, end = parse_time(time)
     for row in CubeRecords(settings).list():
         definition = CubeDefinition.from_doc(row["definition"])
         if definition.mode != "observations" or sorted(definition.spec["collections"]) != sorted(collections):
+            continue
+        if usable is not None and not usable(definition):
             continue
         if not box(*definition.bbox_lonlat).contains(geom):
             continue
@@ -445,7 +458,8 @@ def find_cube(settings: Settings, collections: list[str], geom, time=None) -> st
 
 def timeseries(settings: Settings, *, collection=None, cube: str | None = None, lon=None, lat=None,
                geometry=None, time=None, bands=None, indices=None, source: str = "auto",
-               fill: bool = True) -> TimeSeries:
+               fill: bool = True, gate: Gate | None = None,
+               usable: Callable[[CubeDefinition], bool] | None = None) -> TimeSeries:
     """A time series from a cube when one exists (or is named), else from the source items.
 
     Args:
@@ -457,6 +471,8 @@ def timeseries(settings: Settings, *, collection=None, cube: str | None = None, 
             collection's red, green, blue, nir.
         source: ``auto``, ``cube`` or ``items``.
         fill: fill missing cube units first (cube source).
+        gate: the read gate of every source href (see :mod:`stacube.algo.load`).
+        usable: which cubes may be chosen for ``collection`` (see :func:`find_cube`).
 
     Raises:
         InvalidInput: inconsistent arguments. NotFound / NoData: see the two sources.
@@ -470,12 +486,14 @@ def timeseries(settings: Settings, *, collection=None, cube: str | None = None, 
     if source == "items":
         if not collections:
             collections = list(load_definition(settings, cube).spec["collections"])
-        return from_items(settings, collections, geom=geom, kind=kind, time=time, bands=bands, indices=indices)
+        return from_items(settings, collections, geom=geom, kind=kind, time=time, bands=bands, indices=indices,
+                          gate=gate)
     if cube is None:
-        cube = find_cube(settings, collections, geom, time)
+        cube = find_cube(settings, collections, geom, time, usable)
         if cube is None:
             if source == "cube":
                 raise NoData(f"no cube of {', '.join(collections)} holds this geometry")
             return from_items(settings, collections, geom=geom, kind=kind, time=time, bands=bands,
-                              indices=indices)
-    return from_cube(settings, cube, geom=geom, kind=kind, time=time, bands=bands, indices=indices, fill=fill)
+                              indices=indices, gate=gate)
+    return from_cube(settings, cube, geom=geom, kind=kind, time=time, bands=bands, indices=indices, fill=fill,
+                     gate=gate)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stacube.algo.load import load_stack
+from stacube.algo.load import Gate, gate_items, load_stack
 from stacube.algo.observations import merge_observations
 from stacube.algo.tile import compute_tile
 from stacube.catalog.pgstac import Catalog
@@ -85,22 +85,27 @@ def composites(definition: CubeDefinition, items: list[dict], geobox: GeoBox, st
 
 
 def compute_unit(definition: CubeDefinition, unit: Unit, catalog: Catalog,
-                 pool: int | None = None) -> tuple[dict[str, np.ndarray], int]:
-    """The arrays of one fill unit and the number of items read (``{}`` when none meets it)."""
+                 pool: int | None = None, gate: Gate | None = None) -> tuple[dict[str, np.ndarray], int]:
+    """The arrays of one fill unit and the number of items read (``{}`` when none meets it);
+    every href read goes through ``gate`` first (see :mod:`stacube.algo.load`)."""
     iy, ix, tb = unit
     items = unit_items(catalog, definition, unit)
     if not items:
         return {}, 0
+    keys = {k for src in definition.make_sources(items) for k in src.loaded_keys(definition.load_bands)}
+    items = gate_items(items, keys, gate)
     geobox = definition.unit_geobox(iy, ix)
     steps = definition.block_steps(tb)
     make = observations if definition.mode == "observations" else composites
     return make(definition, items, geobox, steps, pool=pool), len(items)
 
 
-def fill_unit(settings: Settings, definition_doc: dict, unit: Unit, read_threads: int | None = None) -> dict:
+def fill_unit(settings: Settings, definition_doc: dict, unit: Unit, read_threads: int | None = None,
+              gate: Gate | None = None) -> dict:
     """Compute one unit, write its chunks and record it done (or failed, and re-raise).
 
-    ``read_threads``: threads odc-stac reads the COGs with (None: one).
+    ``read_threads``: threads odc-stac reads the COGs with (None: one). ``gate``: the read gate
+    of the source hrefs (a picklable callable; None: hrefs opened as they are).
 
     Returns:
         ``{"unit", "items", "seconds"}``.
@@ -111,7 +116,7 @@ def fill_unit(settings: Settings, definition_doc: dict, unit: Unit, read_threads
     started = time.perf_counter()
     unit = tuple(unit)
     try:
-        arrays, n_items = compute_unit(definition, unit, Catalog(settings), pool=read_threads)
+        arrays, n_items = compute_unit(definition, unit, Catalog(settings), pool=read_threads, gate=gate)
         if arrays:
             iy, ix, tb = unit
             write_block(definition, settings, 0, definition.block_steps(tb).start, iy * definition.tile,

@@ -46,6 +46,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from stacube.algo.load import Gate
 from stacube.db.connection import connect
 from stacube.errors import InvalidInput, NotFound, StacubeError
 from stacube.jobs import tasks
@@ -284,8 +285,9 @@ def _finalize_message(settings: Settings, job_id: str, run: int) -> None:
 
 
 # -- the steps --------------------------------------------------------------------------------
-def plan_job(settings: Settings, message: JobMessage, *, attempt: int = 1) -> str:
-    """Plan a job and send its ``scenes`` tile messages.
+def plan_job(settings: Settings, message: JobMessage, *, attempt: int = 1, gate: Gate | None = None) -> str:
+    """Plan a job and send its ``scenes`` tile messages (``gate``: the read gate of the inputs,
+    see :func:`stacube.jobs.tasks.start`).
 
     A job already planned is not planned again; its pending tiles are sent again only when an
     earlier attempt of this message may have died before sending them (``attempt > 1``).
@@ -303,7 +305,7 @@ def plan_job(settings: Settings, message: JobMessage, *, attempt: int = 1) -> st
     if job["state"] == "running" and attempt == 1:
         return f"skipped: job {message.job_id} is already planned"
     try:
-        plan = tasks.start(settings, message.job_id)
+        plan = tasks.start(settings, message.job_id, gate=gate)
         tasks.skip_scene_pass(settings, message.job_id, plan)  # no scene pass: composite tiles at once
         stage = JobStore(settings).get(message.job_id, full=False)["stage"]
         if stage in TILE_STAGES:

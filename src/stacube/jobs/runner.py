@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from stacube.algo.load import Gate
 from stacube.catalog.pgstac import Catalog
 from stacube.errors import NotFound, StacubeError
 from stacube.jobs import tasks
@@ -102,7 +103,7 @@ def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: 
 def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None,
             workers: int | None = None, dask: str | None = None, executor=None,
             max_attempts: int = MAX_ATTEMPTS, restart: bool = True,
-            on_register: tasks.OnRegister | None = None) -> dict:
+            on_register: tasks.OnRegister | None = None, gate: Gate | None = None) -> dict:
     """Run (or resume) a job to completion and return its report.
 
     Args:
@@ -117,6 +118,7 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             with False such a job is left as it is (:class:`JobCancelled` is raised), which is
             what a launcher wants when a job was cancelled before its worker started.
         on_register: see :func:`stacube.jobs.tasks.finalize`.
+        gate: the read gate of the inputs (see :func:`stacube.jobs.tasks.start`).
 
     Raises:
         NotFound / InvalidInput / NoData: bad parameters or nothing to composite (job failed).
@@ -132,7 +134,7 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             raise JobCancelled(f"job {job_id} is {job['state']}; nothing to run")
         job, _ = store.submit(job_id, job["parameters"], kind=job["kind"], workspace=job["workspace"])
     tick = progress or (lambda stage, done, total: None)
-    plan = tasks.start(settings, job_id)
+    plan = tasks.start(settings, job_id, gate=gate)
     own = executor is None
     if own:
         n_tiles = len(plan.tile_indices())
@@ -176,7 +178,7 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
 
 
 def run_composite(spec: CompositeSpec, settings: Settings, *, progress: Progress | None = None,
-                  workers: int | None = None, dask: str | None = None) -> dict:
+                  workers: int | None = None, dask: str | None = None, gate: Gate | None = None) -> dict:
     """Submit and run a compositing job; returns its report (see :func:`run_job`)."""
     job, _ = submit(spec, settings)
-    return run_job(settings, job["id"], progress=progress, workers=workers, dask=dask)
+    return run_job(settings, job["id"], progress=progress, workers=workers, dask=dask, gate=gate)

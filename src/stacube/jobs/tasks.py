@@ -20,9 +20,11 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from stacube import __version__
+from stacube.algo.load import Gate, gated_sources
 from stacube.algo.tile import composite_tile, tile_stats
 from stacube.catalog.pgstac import Catalog
 from stacube.core.cf import variable_attrs
@@ -60,12 +62,18 @@ def output_root(spec: CompositeSpec, settings: Settings) -> str:
     return (spec.output or settings.output_root).rstrip("/")
 
 
-def start(settings: Settings, job_id: str) -> Plan:
+def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
     """Plan a queued job (or return the plan of a running one) and create its scene tiles (a
     job without a scene pass has none: :func:`skip_scene_pass` moves it on).
 
+    Args:
+        gate: the read gate (:data:`stacube.algo.load.Gate`) every input href goes through at
+            planning; the plan keeps the hrefs it returns, so tiles open exactly what was
+            checked. None: the hrefs are kept as they are.
+
     Raises:
-        NotFound / InvalidInput / NoData: the job fails with that reason (and it is re-raised).
+        NotFound / InvalidInput / NoData: the job fails with that reason (and it is re-raised);
+            so does an href the gate refuses.
     """
     store = JobStore(settings)
     job = store.get(job_id)
@@ -74,6 +82,10 @@ def start(settings: Settings, job_id: str) -> Plan:
     spec = CompositeSpec.model_validate(job["parameters"])
     try:
         plan = make_plan(spec, Catalog(settings), output_root(spec, settings), job_id=job_id)
+        if gate is not None:
+            sources = gated_sources(plan.inputs.sources, plan.inputs.load_bands, gate)
+            plan.inputs = replace(plan.inputs, sources=sources)
+            plan.items = {i["id"]: i for src in sources for i in src.items}
     except StacubeError as exc:
         store.update(job_id, state="failed", error=exc.message)
         raise

@@ -1,29 +1,32 @@
-"""The ASGI pieces every HTTP app shares: who is calling, and the access rows of the request.
+"""Who is calling, and the access rows of the request: shared by every HTTP app.
 
 :class:`AuthMiddleware` turns the request's credentials into a :class:`Principal` and puts it in
-the ASGI scope (``scope["stacube.principal"]``), where the apps' checks find it
+the ASGI scope (``scope["stacube.principal"]``), where the apps' route dependencies find it
 (:func:`principal_of`). Credentials: ``X-API-Key: <key>`` or ``Authorization: Bearer <key or
 JWT>``. None: anonymous. Invalid ones (unknown or revoked key, bad, expired or forged token)
 answer 401 JSON with a reason and ``WWW-Authenticate: Bearer``. An application mounted inside
-another (``stacube up`` mounts the raster and jobs APIs in the STAC app) reuses the principal the
-outer one found.
+another (``stacube up`` mounts the raster, jobs and cubes APIs in the STAC app) reuses the
+principal the outer one found.
 
 :class:`AccessService` reads through the app's own database pool (asyncpg for the STAC API,
 psycopg for the raster API, a connection per call for the jobs API), so it works the same under
-``stacube up`` and on Lambda. Nothing is cached across requests except the OIDC key sets.
+``stacube up`` and on Lambda. Nothing is cached across requests except the OIDC key sets and
+the read gate (:class:`GateCache`, a few seconds).
 """
 
 from __future__ import annotations
 
 import hmac
-import json
-from collections.abc import Iterable
+import threading
+import time
 from typing import Any, Protocol
 
+import anyio
+
 from stacube.access.errors import Unauthorized
+from stacube.access.gate import GATE_SQL, ReadGate
 from stacube.access.oidc import OidcValidator, looks_like_jwt
 from stacube.access.policy import ANONYMOUS, AccessView, Principal
-from stacube.access.prefixes import ReadPrefixes
 from stacube.access.workspaces import (
     ACCESS_ROWS_SQL,
     COLLECTION_IDS_SQL,
@@ -33,9 +36,32 @@ from stacube.access.workspaces import (
 )
 from stacube.db.connection import connect
 from stacube.errors import DatabaseUnavailable, StacubeError
+from stacube_services.errors import stacube_error_response
 
 PRINCIPAL_KEY = "stacube.principal"
 VIEW_KEY = "stacube.access_view"
+
+DB_ERRORS: tuple[type[BaseException], ...] = (OSError,)
+try:
+    import psycopg as _psycopg
+
+    DB_ERRORS += (_psycopg.Error,)
+except ImportError:  # pragma: no cover
+    pass
+try:
+    import asyncpg as _asyncpg
+
+    DB_ERRORS += (_asyncpg.PostgresError, _asyncpg.InterfaceError)
+except ImportError:  # pragma: no cover - the raster image has no asyncpg
+    pass
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable:
+    """The error to answer for a database error met while checking access."""
+    if type(exc).__name__ in ("UndefinedTableError", "UndefinedTable", "UndefinedColumnError",
+                              "UndefinedColumn"):
+        return DatabaseUnavailable("the catalog has no access tables: run `stacube db migrate`")
+    return DatabaseUnavailable("the catalog database is unavailable; retry shortly")
 
 
 # -- database adapters -------------------------------------------------------------------------
@@ -80,8 +106,6 @@ class PsycopgPoolDb:
         self.app = app
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple]:
-        import anyio
-
         def run():
             pool = getattr(self.app.state, "dbpool", None)
             if pool is None:
@@ -102,9 +126,6 @@ class PsycopgDb:
         self.settings = settings
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple]:
-        import anyio
-
-
         def run():
             with connect(self.settings, autocommit=True) as conn:
                 cur = conn.execute(sql, args)
@@ -145,6 +166,46 @@ def principal_of(scope_or_request) -> Principal:
     return scope.get(PRINCIPAL_KEY) or ANONYMOUS
 
 
+class GateCache:
+    """The read gate (:class:`stacube.access.gate.ReadGate`) of an app, read again from the
+    catalog at most every ``ttl`` seconds (registered roots and workspace prefixes change
+    rarely; every asset open asks for it)."""
+
+    def __init__(self, settings, ttl: float = 10.0):
+        self.settings = settings
+        self.ttl = ttl
+        self._gate: ReadGate | None = None
+        self._when = 0.0
+        self._lock = threading.Lock()
+
+    def fresh(self) -> ReadGate | None:
+        """The cached gate when it is younger than ``ttl``, else None."""
+        with self._lock:
+            return self._gate if self._gate is not None and time.monotonic() - self._when < self.ttl else None
+
+    def refresh_from(self, rows) -> ReadGate:
+        """Cache (and return) the gate of these ``(collection, prefix)`` rows."""
+        gate = ReadGate.from_rows(self.settings, rows)
+        with self._lock:
+            self._gate, self._when = gate, time.monotonic()
+        return gate
+
+    def current(self) -> ReadGate:
+        """The gate (from the catalog when the cached one is older than ``ttl``). While the
+        catalog cannot be read, the last gate read (or, before any, the server-wide prefixes
+        alone: it refuses more, never less)."""
+        gate = self.fresh()
+        if gate is not None:
+            return gate
+        try:
+            with connect(self.settings, autocommit=True) as conn:
+                rows = conn.execute(GATE_SQL).fetchall()
+        except (*DB_ERRORS, StacubeError):
+            with self._lock:
+                return self._gate or ReadGate.from_settings(self.settings)
+        return self.refresh_from(rows)
+
+
 class AccessService:
     """Authentication and access rows for one application.
 
@@ -158,13 +219,14 @@ class AccessService:
         self.db = db
         self.admin_key = settings.api_key
         self.oidc = OidcValidator.from_settings(settings)
-        self.prefixes = ReadPrefixes.from_settings(settings)
+        self.gates = GateCache(settings)
 
     async def authenticate(self, headers: dict[bytes, bytes]) -> Principal:
         """The principal of a request's headers.
 
         Raises:
             Unauthorized: invalid credentials (see the module docstring).
+            DatabaseUnavailable: keys cannot be looked up.
         """
         secret = presented_secret(headers)
         if secret is None:
@@ -174,67 +236,48 @@ class AccessService:
         if looks_like_jwt(secret):
             if self.oidc is None:
                 raise Unauthorized("bearer tokens are not accepted here (no OIDC provider configured)")
-            import anyio
-
             principal = await anyio.to_thread.run_sync(self.oidc.principal, secret)
-            if principal.workspace and not await self.db.fetch(WORKSPACE_SQL, principal.workspace):
+            if principal.workspace and not await self.fetch(WORKSPACE_SQL, principal.workspace):
                 raise Unauthorized(f"bearer token names an unknown workspace {principal.workspace!r}")
             return principal
-        rows = await self.db.fetch(KEY_SQL, hash_key(secret))
+        rows = await self.fetch(KEY_SQL, hash_key(secret))
         if not rows:
             raise Unauthorized("invalid or revoked API key")
         key_id, workspace, admin = rows[0]
         return Principal("admin" if admin else "member", workspace, key_id, "api-key")
 
+    async def fetch(self, sql: str, *args: Any) -> list[tuple]:
+        """Rows of a query; database errors become :class:`DatabaseUnavailable`."""
+        try:
+            return await self.db.fetch(sql, *args)
+        except DB_ERRORS as exc:
+            raise unavailable(exc) from exc
+
+    async def execute(self, sql: str, *args: Any) -> list[tuple]:
+        """Rows of a writing query; database errors become :class:`DatabaseUnavailable`."""
+        try:
+            return await self.db.execute(sql, *args)
+        except DB_ERRORS as exc:
+            raise unavailable(exc) from exc
+
     async def view(self, scope) -> AccessView:
         """The access rows, read once per request (cached in the scope)."""
         view = scope.get(VIEW_KEY)
         if view is None:
-            view = AccessView.from_rows(await self.db.fetch(ACCESS_ROWS_SQL))
+            view = AccessView.from_rows(await self.fetch(ACCESS_ROWS_SQL))
             scope[VIEW_KEY] = view
         return view
 
     async def collection_ids(self) -> list[str]:
         """Every collection id of the catalog."""
-        return [r[0] for r in await self.db.fetch(COLLECTION_IDS_SQL)]
+        return [r[0] for r in await self.fetch(COLLECTION_IDS_SQL)]
+
+    async def gate(self) -> ReadGate:
+        """The read gate (cached for a few seconds), read through the app's pool."""
+        return self.gates.fresh() or self.gates.refresh_from(await self.fetch(GATE_SQL))
 
 
 # -- responses and middleware --------------------------------------------------------------------
-def json_error(status: int, code: str, description: str, headers: dict[str, str] | None = None):
-    """The JSON error body of the stacube services, as an ASGI app."""
-    from starlette.responses import JSONResponse
-
-    return JSONResponse({"code": code, "description": description}, status_code=status, headers=headers)
-
-
-def error_for(exc: Exception):
-    """The response for an error raised while checking access."""
-    if isinstance(exc, Unauthorized):
-        return json_error(401, "Unauthorized", exc.message, {"WWW-Authenticate": 'Bearer realm="stacube"'})
-    if isinstance(exc, StacubeError):
-        return json_error(exc.status_code, type(exc).__name__, exc.message)
-    name = type(exc).__name__
-    if name in ("UndefinedTableError", "UndefinedTable"):
-        return json_error(503, "DatabaseUnavailable",
-                          "the catalog has no access tables: run `stacube db migrate`")
-    return json_error(503, "DatabaseUnavailable", "the catalog database is unavailable; retry shortly")
-
-
-DB_ERRORS: tuple[type[BaseException], ...] = (OSError,)
-try:
-    import psycopg as _psycopg
-
-    DB_ERRORS += (_psycopg.Error,)
-except ImportError:  # pragma: no cover
-    pass
-try:
-    import asyncpg as _asyncpg
-
-    DB_ERRORS += (_asyncpg.PostgresError, _asyncpg.InterfaceError)
-except ImportError:  # pragma: no cover - the raster image has no asyncpg
-    pass
-
-
 class AuthMiddleware:
     """Puts the caller's :class:`Principal` in the scope; 401 for invalid credentials.
 
@@ -252,79 +295,16 @@ class AuthMiddleware:
             return
         try:
             principal = await self.service.authenticate(_headers(scope))
-        except (StacubeError, *DB_ERRORS) as exc:
-            await error_for(exc)(scope, receive, send)
+        except StacubeError as exc:
+            await stacube_error_response(exc)(scope, receive, send)
             return
         scope[PRINCIPAL_KEY] = principal
         await self.app(scope, receive, send)
 
 
-async def read_body(receive) -> tuple[bytes, list[dict]]:
-    """The whole request body, and the messages after it (to replay)."""
-    chunks, more = [], True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), [message]
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks), []
-
-
-def replay(body: bytes, tail: Iterable[dict] = ()):
-    """A ``receive`` that hands ``body`` to the app again."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}, *tail]
-
-    async def receive():
-        if pending:
-            return pending.pop(0)
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
-async def rewrite_json_response(app, scope, receive, send, rewrite, *, fallback: bytes) -> None:
-    """Run ``app`` and send its response, the JSON body of a 200 replaced by ``rewrite(document)``
-    (``fallback`` when the body is not the JSON ``rewrite`` expects); other statuses pass as they are."""
-    start: dict = {}
-    chunks: list[bytes] = []
-
-    async def capture(message):
-        if message["type"] == "http.response.start":
-            start.update(message)
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, capture)
-    body = b"".join(chunks)
-    if start.get("status") == 200:
-        try:
-            body = json.dumps(rewrite(json.loads(body))).encode()
-        except (ValueError, AttributeError, TypeError):
-            body = fallback
-    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": start.get("status", 200), "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def with_body(scope, body: bytes) -> dict:
-    """The scope with its ``content-length`` set for a replaced body."""
-    scope = dict(scope)
-    headers = [(k, v) for k, v in scope.get("headers") or [] if k.lower() != b"content-length"]
-    headers.append((b"content-length", str(len(body)).encode()))
-    scope["headers"] = headers
-    return scope
-
-
-def relative_path(scope, prefix: str = "") -> str | None:
-    """The request path below the app's root path and ``prefix``; None when outside ``prefix``."""
-    path = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root):]
-    if prefix:
-        if path != prefix and not path.startswith(prefix + "/"):
-            return None
-        path = path[len(prefix):]
-    return path or "/"
+def access_of(request) -> AccessService:
+    """The :class:`AccessService` of the app serving ``request`` (or of the app it is mounted in)."""
+    service = getattr(request.app.state, "stacube_access", None)
+    if service is None:
+        raise DatabaseUnavailable("access control is not set up for this application")
+    return service
