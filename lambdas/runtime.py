@@ -184,24 +184,30 @@ def fail_record(record: dict, exc: BaseException, function: str) -> dict:
     return {"itemIdentifier": record.get("messageId", "")}
 
 
-def sqs_handler(process: Callable[[str, int], Any], function: str) -> Callable[[dict, Any], dict]:
+def sqs_handler(process: Callable[[str, int], Any], function: str, settings=None) -> Callable[[dict, Any], dict]:
     """A handler calling ``process(body, attempt)`` for each SQS record of the event.
 
     A record whose call raises is reported in ``batchItemFailures`` (and retried later); the
     others are deleted by the event source. ``process`` returns a short outcome for the log.
+    With ``settings``, the invocation's database calls share one connection
+    (:func:`stacube.db.connection.session`), closed when the invocation ends.
     """
+    from contextlib import nullcontext
+
+    from stacube.db.connection import session
 
     def handler(event: dict, context: Any = None) -> dict:
         failures = []
-        for record in event.get("Records") or []:
-            started = time.monotonic()
-            try:
-                outcome = process(record["body"], attempt_of(record))
-            except Exception as exc:  # noqa: BLE001 - reported to SQS, which retries
-                failures.append(fail_record(record, exc, function))
-                continue
-            log("info", f"{function}: {outcome}", message_id=record.get("messageId"),
-                attempt=attempt_of(record), seconds=round(time.monotonic() - started, 3))
+        with session(settings) if settings is not None else nullcontext():
+            for record in event.get("Records") or []:
+                started = time.monotonic()
+                try:
+                    outcome = process(record["body"], attempt_of(record))
+                except Exception as exc:  # noqa: BLE001 - reported to SQS, which retries
+                    failures.append(fail_record(record, exc, function))
+                    continue
+                log("info", f"{function}: {outcome}", message_id=record.get("messageId"),
+                    attempt=attempt_of(record), seconds=round(time.monotonic() - started, 3))
         return {"batchItemFailures": failures}
 
     return handler

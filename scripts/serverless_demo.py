@@ -244,7 +244,8 @@ def main() -> int:
         from obstore.store import S3Store
         from zarr.storage import ObjectStore
 
-        store = S3Store(OUTPUTS, prefix=f"outputs/{job_id}/cube.zarr", endpoint=endpoint,
+        zarr_key = report["outputs"]["zarr"].split(f"s3://{OUTPUTS}/", 1)[1]
+        store = S3Store(OUTPUTS, prefix=zarr_key, endpoint=endpoint,
                         client_options={"allow_http": True}, virtual_hosted_style_request=False,
                         region="us-east-1")
         cube = xr.open_zarr(ObjectStore(store, read_only=True), consolidated=True)

@@ -21,4 +21,4 @@ def process(body: str, attempt: int) -> str:
     return queue.plan_job(settings, queue.parse_job_message(body), attempt=attempt)
 
 
-handler = sqs_handler(process, "planner")
+handler = sqs_handler(process, "planner", settings)

@@ -193,14 +193,14 @@ def test_outputs_are_in_s3_and_match_a_local_run(flow, aws, samples, tmp_path_fa
     job_id = flow["job_id"]
     keys = {o["Key"] for o in aws.s3.list_objects_v2(Bucket=OUTPUT_BUCKET)["Contents"]}
     label = flow["job"]["report"]["steps"][0]["label"]
-    assert {f"outputs/{job_id}/report.json", f"outputs/{job_id}/cube.zarr/.zmetadata",
-            f"outputs/{job_id}/{label}/NDVI.tif"} <= keys
+    run = f"outputs/{job_id}/run-1"  # written in place, nothing copied at the commit
+    assert {f"{run}/report.json", f"{run}/cube.zarr/.zmetadata", f"{run}/{label}/NDVI.tif"} <= keys
     assert not any(k.startswith("tmp/") for k in keys)
     local = run_composite(build_spec(**{**JOB, "tile_size": 2048, "output_collection": "slovenia-local"},
                                      output=str(tmp_path_factory.mktemp("local"))), samples.settings, workers=1)
     with rasterio.open(local["outputs"]["cogs"][label]["NDVI"]) as src:
         expected = src.read(1)
-    with rasterio.open(f"s3://{OUTPUT_BUCKET}/outputs/{job_id}/{label}/NDVI.tif") as src:
+    with rasterio.open(f"s3://{OUTPUT_BUCKET}/{run}/{label}/NDVI.tif") as src:
         got = src.read(1)
     assert np.isfinite(got).sum() == 101 * 100
     assert np.allclose(got, expected, equal_nan=True)  # four Lambda tiles == one local tile
@@ -209,7 +209,7 @@ def test_outputs_are_in_s3_and_match_a_local_run(flow, aws, samples, tmp_path_fa
     from obstore.store import S3Store
     from zarr.storage import ObjectStore
 
-    store = S3Store(OUTPUT_BUCKET, prefix=f"outputs/{job_id}/cube.zarr", endpoint=aws.endpoint,
+    store = S3Store(OUTPUT_BUCKET, prefix=f"{run}/cube.zarr", endpoint=aws.endpoint,
                     client_options={"allow_http": True}, virtual_hosted_style_request=False,
                     region="us-east-1")
     cube = xr.open_zarr(ObjectStore(store, read_only=True), consolidated=True)

@@ -114,6 +114,7 @@ def flow_ready(aws, handlers, app_settings):
 
 def test_worker_recovers_a_stage_move_its_previous_attempt_did_not_make(aws, handlers, app_settings,
                                                                           flow_ready):
+    from stacube.db.connection import connect
     from stacube.jobs import tasks
     from stacube.jobs.state import JobStore
 
@@ -123,20 +124,29 @@ def test_worker_recovers_a_stage_move_its_previous_attempt_did_not_make(aws, han
     worker = handlers["worker"]
     for message in tiles[:-1]:
         assert worker(sqs_event(message), None) == {"batchItemFailures": []}
-    # the last tile's first attempt ran the tile, claimed the stage move and died preparing
+    # the last tile's first attempt ran the tile, claimed the stage move (and its lease) and died
+    # preparing
     last = tiles[-1]
     assert tasks.execute_tile(app_settings, job_id, "scenes", last["tile"]) is True
-    assert store.advance_stage(job_id, "scenes", "preparing")
-    duplicate = worker(sqs_event(last, attempt=1), None)  # another copy: someone is preparing
-    assert duplicate == {"batchItemFailures": []}
-    assert store.get(job_id, full=False)["stage"] == "preparing"
-    retried = worker(sqs_event(last, attempt=2), None)  # the same message again: finishes the move
+    assert store.advance_stage(job_id, "scenes", "preparing", lease=app_settings.stage_lease)
+    for attempt in (1, 2):  # copies while the lease runs: the holder may still be at work
+        assert worker(sqs_event(last, attempt=attempt), None) == {"batchItemFailures": []}
+        assert store.get(job_id, full=False)["stage"] == "preparing"
+    with connect(app_settings, autocommit=True) as conn:  # the holder's lease runs out
+        conn.execute("UPDATE stacube.jobs SET lease_until = now() - interval '1 second' WHERE id = %s", (job_id,))
+    retried = worker(sqs_event(last, attempt=2), None)  # the next delivery takes over and finishes the move
     assert retried == {"batchItemFailures": []}
-    assert store.get(job_id, full=False)["stage"] == "composite"
+    job = store.get(job_id, full=False)
+    assert job["stage"] == "composite" and job["sent_stage"] == "composite"
     sent = aws.sqs.receive_message(QueueUrl=aws.queues["tile"], MaxNumberOfMessages=10)["Messages"]
-    assert sorted(json.loads(m["Body"])["stage"] for m in sent) == ["composite"] * 4
+    bodies = [json.loads(m["Body"]) for m in sent]
+    assert sorted(b["stage"] for b in bodies) == ["composite"] * 4
+    assert all(b["plan"].endswith("/plan.json") and b["selection"].endswith("/selection.json") for b in bodies)
     for m in sent:
         aws.sqs.delete_message(QueueUrl=aws.queues["tile"], ReceiptHandle=m["ReceiptHandle"])
+    # a scenes message delivered again after the stage moved on: acknowledged, nothing sent again
+    assert worker(sqs_event(tiles[0], attempt=2), None) == {"batchItemFailures": []}
+    assert not aws.sqs.receive_message(QueueUrl=aws.queues["tile"], MaxNumberOfMessages=10).get("Messages")
     assert all(store.tile_attempts(job_id, "scenes", t["tile"]) == 1 for t in tiles)
 
 

@@ -129,8 +129,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
         if stage == Stage.SCENES:
             _run_stage(settings, job_id, Stage.SCENES, executor, tick, max_attempts)
             tasks.finish_stage(settings, job_id, Stage.SCENES)
-        elif stage == Stage.PREPARING:  # an earlier run died while preparing
-            tasks.finish_stage(settings, job_id, Stage.PREPARING)
+        elif stage == Stage.PREPARING:  # an earlier run died while preparing (this run is the only driver)
+            tasks.finish_stage(settings, job_id, Stage.PREPARING, claimed=True)
         if store.get(job_id, full=False)["stage"] == Stage.COMPOSITE:
             _run_stage(settings, job_id, Stage.COMPOSITE, executor, tick, max_attempts)
             tasks.finish_stage(settings, job_id, Stage.COMPOSITE)

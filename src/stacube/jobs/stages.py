@@ -3,13 +3,15 @@
 A job's ``state`` goes ``queued -> running -> completed | failed | cancelled``. While running,
 its ``stage`` goes::
 
-    scenes -> preparing -> composite -> finalize -> finalizing
+    scenes -> preparing -> composite [-> cogs] -> finalize -> finalizing
 
 * ``scenes``: one tile task per tile of the output grid counts the valid and clear pixels of
   every scene (:func:`stacube.algo.tile.tile_stats`);
 * ``preparing``: the scene statistics become the scene selection, the staging cube is created
   and the ``composite`` tiles are recorded (one caller does it: the move is guarded);
 * ``composite``: one tile task per tile writes its region of the staging cube;
+* ``cogs`` (queue-driven jobs with many COGs): one task per COG (variable and period) assembles
+  it from the staging cube, so finalize's work is spread over the workers;
 * ``finalize`` / ``finalizing``: COGs, report, commit, registration (one caller).
 
 Errors that retrying cannot fix (:data:`PERMANENT`) fail the job at once, wherever they happen;
@@ -33,12 +35,13 @@ class Stage(StrEnum):
     SCENES = "scenes"
     PREPARING = "preparing"
     COMPOSITE = "composite"
+    COGS = "cogs"
     FINALIZE = "finalize"
     FINALIZING = "finalizing"
 
 
 #: Stages made of tiles (run by tile tasks: executors locally, the worker function on AWS).
-TILE_STAGES = (Stage.SCENES, Stage.COMPOSITE)
+TILE_STAGES = (Stage.SCENES, Stage.COMPOSITE, Stage.COGS)
 
 
 class JobCancelled(Conflict):
