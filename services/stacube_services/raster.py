@@ -27,6 +27,7 @@ from stacube.access.prefixes import ReadPrefixes
 from stacube.access.raster import guarded_readers, install_raster_access
 from stacube.catalog.bands import resolve_band_assets
 from stacube.core.indices import PRESETS, RENDER, get_index
+from stacube.db.connection import connect_kwargs
 from stacube.errors import InvalidInput, NotFound
 from stacube.settings import Settings
 from stacube_services.catalog_cache import CollectionCache
@@ -36,7 +37,6 @@ from stacube_services.stac_requests import _read_body, _replay
 from stacube_services.tms import checked_tile_matrix_set
 
 MAX_PART_SIZE = 4096
-DB_WAIT = 5.0  # seconds a request waits for a database connection before answering 503
 
 
 def index_params(index_name: str, collections: list[dict], query: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -225,11 +225,13 @@ def create_raster_app(settings: Settings) -> FastAPI:
         from psycopg_pool import ConnectionPool
 
         # titiler-pgstac's pool, plus: connections are checked before use (a database restart
-        # leaves broken ones behind) and a request waits at most DB_WAIT s for one (then 503)
+        # leaves broken ones behind), a request waits at most STACUBE_DB_POOL_TIMEOUT s (5) for
+        # one, well under the function's 30 s (then 503), and behind a transaction pooler the
+        # connections send no startup options and prepare no statement (connect_kwargs)
         app.state.dbpool = ConnectionPool(
             conninfo=settings.dsn(), min_size=1, max_size=settings.db_pool_size, open=True,
-            kwargs={"options": "-c search_path=pgstac,public -c application_name=stacube-raster"},
-            check=ConnectionPool.check_connection, timeout=DB_WAIT)
+            kwargs={**connect_kwargs(settings, "stacube-raster"), "connect_timeout": 5},
+            check=ConnectionPool.check_connection, timeout=settings.db_pool_timeout)
         app.state.dbpool.wait()
         yield
         await close_db_connection(app)

@@ -163,7 +163,7 @@ def test_jobs_api_validates_and_queues(flow):
     assert len(scenes) == 4  # ... and sends no tile twice
 
 
-def test_workers_and_finalize_complete_the_job_once(flow, app_settings):
+def test_workers_and_finalize_complete_the_job_once(flow, handlers, app_settings):
     from stacube.db.connection import connect
 
     assert flow["tiles"].failed == 0 and flow["finalize"].failed == 0
@@ -184,6 +184,15 @@ def test_workers_and_finalize_complete_the_job_once(flow, app_settings):
     assert cog.startswith("http") and "Signature" in cog  # a presigned S3 URL that works
     with urllib.request.urlopen(cog) as answer:
         assert answer.read(4) == b"II*\x00"  # a (little-endian) TIFF
+    # links name objects: the cube's consolidated metadata, and its keys through the jobs API
+    with urllib.request.urlopen(job["downloads"]["zarr_metadata"]) as answer:
+        assert "NDVI/.zarray" in json.loads(answer.read())["metadata"]
+    assert job["downloads"]["zarr"].endswith(f"/jobs/{flow['job_id']}/zarr")
+    key = call(handlers["jobs_api"], "GET", f"/jobs/{flow['job_id']}/zarr/NDVI/.zarray")
+    assert key["statusCode"] == 307 and "Signature" in key["headers"]["location"]
+    with urllib.request.urlopen(key["headers"]["location"]) as answer:
+        assert json.loads(answer.read())["zarr_format"] == 2
+    assert call(handlers["jobs_api"], "GET", f"/jobs/{flow['job_id']}/zarr/a/../b")["statusCode"] == 404
 
 
 def test_outputs_are_in_s3_and_match_a_local_run(flow, aws, samples, tmp_path_factory):

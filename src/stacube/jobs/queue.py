@@ -547,13 +547,14 @@ def start_container_task(settings: Settings, message: JobMessage) -> str:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    network = {"subnets": [s for s in (settings.finalize_subnets or "").split(",") if s],
-               "securityGroups": [g for g in (settings.finalize_security_groups or "").split(",") if g],
-               "assignPublicIp": "DISABLED"}
+    subnets = [s for s in (settings.finalize_subnets or "").split(",") if s]
+    groups = [g for g in (settings.finalize_security_groups or "").split(",") if g]
+    network = {"networkConfiguration": {"awsvpcConfiguration": {
+        "subnets": subnets, "securityGroups": groups, "assignPublicIp": "DISABLED"}}} if subnets else {}
     try:
         answer = boto3.client("ecs").run_task(
             cluster=settings.finalize_cluster, taskDefinition=settings.finalize_task_definition,
-            launchType="FARGATE", count=1, networkConfiguration={"awsvpcConfiguration": network},
+            launchType="FARGATE", count=1, **network,
             overrides={"containerOverrides": [{"name": "finalize", "command": [message.body()]}]})
     except (BotoCoreError, ClientError) as exc:
         raise QueueUnavailable(f"cannot start the finalize task: {exc}") from exc
