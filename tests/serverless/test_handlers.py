@@ -211,3 +211,67 @@ def test_raster_function_process_runs_without_xarray(samples):
     assert out.returncode == 0, out.stderr[-2000:]
     status, size = out.stdout.split()[-2:]
     assert status == "200" and int(size) > 1000
+
+
+# -- ingest at scale --------------------------------------------------------------------------
+def _s3_event(key, size=None):
+    obj = {"key": key, **({"size": size} if size is not None else {})}
+    return {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                         "s3": {"bucket": {"name": DATA_BUCKET}, "object": obj}}]}
+
+
+def test_cogs_of_one_scene_arriving_apart_or_at_once_end_up_in_one_item(aws, handlers, app_settings):
+    import threading
+
+    from stacube.catalog.pgstac import Catalog
+    from stacube_testing import SAMPLES
+
+    catalog = Catalog(app_settings)
+    catalog.upsert_collection({
+        "type": "Collection", "stac_version": "1.1.0", "id": "cog-merge", "description": "COGs", "license": "other",
+        "links": [], "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}}})
+    scene = SAMPLES / "s2-l1c-slovenia-eolearn" / "S2_L1C_20150711T100008"
+    ingest = handlers["ingest"]
+    for band in ("B04", "B08", "B02", "B03"):
+        aws.s3.put_object(Bucket=DATA_BUCKET, Key=f"ingest/cog-merge/S2A_20150711/{band}.tif",
+                          Body=(scene / f"{band}.tif").read_bytes())
+    for band in ("B04", "B08"):  # two batches, one after the other
+        assert ingest(sqs_event(_s3_event(f"ingest/cog-merge/S2A_20150711/{band}.tif")), None) == {"batchItemFailures": []}
+    answers = []
+    threads = [threading.Thread(target=lambda b=b: answers.append(ingest(sqs_event(
+        _s3_event(f"ingest/cog-merge/S2A_20150711/{b}.tif")), None))) for b in ("B02", "B03")]
+    for t in threads:  # two batches at the same time
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [{"batchItemFailures": []}] * 2
+    item = catalog.get_item("cog-merge", "S2A_20150711")
+    assert set(item["assets"]) == {"B02", "B03", "B04", "B08"}
+    assert item["properties"]["datetime"].startswith("2015-07-11")
+
+
+def test_a_large_ndjson_is_streamed_checked_first_then_loaded_in_chunks(aws, handlers, app_settings, monkeypatch):
+    import lambdas.ingest.handler as module
+    from stacube.catalog.pgstac import Catalog
+
+    monkeypatch.setattr(module, "STREAM_BYTES", 100)
+    monkeypatch.setattr(module, "STREAM_CHUNK", 2)
+    Catalog(app_settings).upsert_collection({
+        "type": "Collection", "stac_version": "1.1.0", "id": "streamed", "description": "ndjson", "license": "other",
+        "links": [], "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}}})
+
+    def item(i):
+        return json.dumps({"type": "Feature", "stac_version": "1.1.0", "id": f"s{i}", "geometry": {
+            "type": "Point", "coordinates": [14.5, 45.9]}, "bbox": [14.5, 45.9, 14.5, 45.9],
+            "properties": {"datetime": f"2020-01-0{i + 1}T00:00:00Z"}, "links": [], "assets": {}})
+
+    good = "\n".join(item(i) for i in range(5)) + "\n"
+    aws.s3.put_object(Bucket=DATA_BUCKET, Key="ingest/streamed/items.ndjson", Body=good)
+    answer = handlers["ingest"](sqs_event(_s3_event("ingest/streamed/items.ndjson", len(good))), None)
+    assert answer == {"batchItemFailures": []}
+    assert Catalog(app_settings).item_counts()["streamed"] == 5
+    bad = "\n".join(item(i) for i in range(5, 8)) + "\n{not json\n"
+    aws.s3.put_object(Bucket=DATA_BUCKET, Key="ingest/streamed/bad.ndjson", Body=bad)
+    answer = handlers["ingest"](sqs_event(_s3_event("ingest/streamed/bad.ndjson", len(bad)), attempt=3), None)
+    assert len(answer["batchItemFailures"]) == 1
+    assert Catalog(app_settings).item_counts()["streamed"] == 5  # checked before anything was loaded
