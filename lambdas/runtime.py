@@ -38,6 +38,21 @@ def log(level: str, message: str, **fields: Any) -> None:
 
 
 # -- HTTP -------------------------------------------------------------------------------------
+#: Set by the CloudFront function in front of the API to the host the client asked for, so
+#: the links the apps build point at the distribution, not at API Gateway.
+FORWARDED_HOST = b"x-stacube-forwarded-host"
+
+
+def forwarded_host(scope: dict) -> dict:
+    """``scope`` with its ``host`` header replaced by :data:`FORWARDED_HOST` when present."""
+    headers = scope.get("headers") or []
+    wanted = next((v for k, v in headers if k.lower() == FORWARDED_HOST), None)
+    if not wanted:
+        return scope
+    kept = [(k, v) for k, v in headers if k.lower() not in (b"host", FORWARDED_HOST)]
+    return {**scope, "headers": [(b"host", wanted), *kept]}
+
+
 class RootPath:
     """Serves an ASGI app under ``root_path`` (its API Gateway base path).
 
@@ -51,6 +66,8 @@ class RootPath:
         self.root_path = "/" + root_path.strip("/") if root_path.strip("/") else ""
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            scope = forwarded_host(scope)
         if scope["type"] in ("http", "websocket") and self.root_path:
             scope = dict(scope)
             path = scope.get("path") or "/"

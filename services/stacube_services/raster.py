@@ -30,6 +30,7 @@ from stacube.core.indices import PRESETS, RENDER, get_index
 from stacube.db.connection import connect_kwargs
 from stacube.errors import InvalidInput, NotFound
 from stacube.settings import Settings
+from stacube_services.cache import CacheHeaders, is_derived
 from stacube_services.catalog_cache import CollectionCache
 from stacube_services.errors import add_error_handlers, error_response
 from stacube_services.masked import add_masked_routes
@@ -324,4 +325,7 @@ def create_raster_app(settings: Settings) -> FastAPI:
     # authentication and collection checks run first (requests rejected for their size pass on)
     install_raster_access(app, settings,
                           precheck=lambda path, query: _limit_error(path, query, settings.max_tile_size))
+    collections = CollectionCache(app)
+    app.add_middleware(CacheHeaders, api="raster",  # tiles of job outputs are immutable
+                       derived=lambda collection_id: is_derived(collections.collection(collection_id)))
     return app

@@ -20,6 +20,7 @@ from stac_fastapi.api.app import StacApi  # noqa: E402
 from stacube import __version__
 from stacube.access.stac import AccessCoreClient, AccessExtensions, install_stac_access
 from stacube.settings import Settings
+from stacube_services.cache import CacheHeaders
 from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
 from stacube_services.stac_requests import StacRequestMiddleware
 
@@ -113,4 +114,5 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
     add_error_handlers(api.app)
     install_stac_access(api.app, settings, prefix_path=prefix_path,
                         transactions=transactions_enabled(settings))
+    api.app.add_middleware(CacheHeaders, api="stac")  # what CloudFront and browsers may keep
     return api

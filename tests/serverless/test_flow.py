@@ -243,3 +243,15 @@ def test_the_outputs_are_searchable_and_tileable(flow, handlers):
     assert answer["statusCode"] == 200, response_body(answer)[:300]
     assert answer["headers"]["content-type"] == "image/png" and answer["isBase64Encoded"]
     assert response_body(answer)[:8] == b"\x89PNG\r\n\x1a\n"
+    # what CloudFront may keep: a job's tiles for good, a search for a minute, an error never
+    assert answer["headers"]["cache-control"] == "public, max-age=31536000, immutable"
+    searched = call(handlers["stac_api"], "GET", "/stac/search", query={"collections": collection})
+    assert searched["headers"]["cache-control"] == "public, max-age=60"
+    mosaic = call(handlers["raster_api"], "GET", f"/raster/collections/{COLLECTION}/tiles/WebMercatorQuad/"
+                  f"{tile.z}/{tile.x}/{tile.y}.png", query={"assets": "B04"})
+    assert mosaic["statusCode"] == 200 and mosaic["headers"]["cache-control"] == "public, max-age=300"
+    missing = call(handlers["stac_api"], "GET", "/stac/collections/nope")
+    assert missing["statusCode"] == 404 and missing["headers"]["cache-control"] == "no-store"
+    private = call(handlers["stac_api"], "GET", "/stac/search", query={"collections": collection},
+                   headers={"x-api-key": "someone"})
+    assert private["headers"].get("cache-control") in ("private, max-age=60", "no-store")
