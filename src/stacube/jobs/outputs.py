@@ -54,22 +54,39 @@ def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int
         data_vars[name] = xr.DataArray(arr, dims=("time", "y", "x"), attrs={"grid_mapping": "spatial_ref"})
         # counts have no nodata: 0 is a count, not a missing value
         encoding[name] = {"chunks": chunks, "_FillValue": None if name.endswith("_count") else fill}
+    for key in [k for k in _ARRAYS if k[0] == (store if isinstance(store, str) else repr(store))]:
+        del _ARRAYS[key]  # a cube made again: its arrays are opened afresh
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs or {})
     encoding["time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian",
                         "dtype": "int64"}
     ds.to_zarr(store, mode="w", compute=False, zarr_format=2, consolidated=True, encoding=encoding)
 
 
+_ARRAYS: dict[tuple[str, str], object] = {}
+
+
+def _array(store, name: str, steps: int):
+    """The cube's array ``name``, opened once per process and store (a tile then only writes its
+    chunks: no metadata read per tile); opened again when its time steps differ (a re-run)."""
+    import zarr
+
+    key = (store if isinstance(store, str) else repr(store), name)
+    array = _ARRAYS.get(key)
+    if array is None or array.shape[0] != steps:
+        if len(_ARRAYS) >= 64:
+            _ARRAYS.clear()
+        array = zarr.open_group(store=store, mode="r+", zarr_format=2)[name]
+        _ARRAYS[key] = array
+    return array
+
+
 def write_region(store, tile_geobox, parent_geobox, arrays: dict[str, np.ndarray]) -> None:
     """Write one tile's ``(time, y, x)`` arrays into the cube (idempotent: a retried tile
     overwrites its own chunks)."""
-    import zarr
-
     y0, x0 = _offset(tile_geobox, parent_geobox)
-    group = zarr.open_group(store=store, mode="r+", zarr_format=2)
     for name, value in arrays.items():
         t, ny, nx = value.shape
-        group[name][:, y0:y0 + ny, x0:x0 + nx] = value
+        _array(store, name, t)[:, y0:y0 + ny, x0:x0 + nx] = value
 
 
 def _offset(tile_geobox, parent_geobox) -> tuple[int, int]:

@@ -47,8 +47,9 @@ def submit(spec: CompositeSpec, settings: Settings, *, job_id: str | None = None
     for collection in spec.collections:
         if collection not in known:
             raise NotFound(f"unknown collection {collection!r}")
+    # an active job that made no progress for ``job_max_age`` is stuck: it starts afresh
     return JobStore(settings).submit(job_id or spec.job_id(), spec.model_dump(mode="json"),
-                                     workspace=workspace)
+                                     workspace=workspace, stale_after=settings.job_max_age)
 
 
 def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: Progress,

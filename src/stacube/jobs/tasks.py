@@ -403,6 +403,10 @@ def _write_outputs(settings: Settings, job: dict, plan: Plan, selection: dict, s
         var, index, path = cog
         outputs.write_cog(cube, var, index, plan.geobox, plan.tiles, path)
 
+    # each COG being written needs its temporary GeoTIFF and the COG on local disk (at most 4
+    # bytes a pixel each, before compression): as many at once as the disk holds
+    per_cog = 3 * 4 * int(plan.geobox.shape.x * plan.geobox.shape.y)
+    threads = min(threads, max(1, shutil.disk_usage(work).free // max(per_cog, 1)))
     with ThreadPoolExecutor(max(1, min(threads, len(cogs) or 1))) as pool:
         for done, _ in enumerate(pool.map(write, cogs), start=1):
             if on_cog:

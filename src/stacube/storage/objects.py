@@ -302,8 +302,21 @@ class S3Store(OutputStore):
         return S3Staging(self, name, run)
 
 
+_ZARR_STORES: dict[tuple, object] = {}
+
+
 def _s3_zarr_store(bucket: str, prefix: str, settings: Settings, *, read_only: bool = False):
-    """A zarr store (obstore) over ``s3://bucket/prefix``, honouring ``STACUBE_S3_ENDPOINT``."""
+    """A zarr store (obstore) over ``s3://bucket/prefix``, honouring ``STACUBE_S3_ENDPOINT``
+    (one per process and prefix: its client and connections are reused by every tile)."""
+    key = (bucket, prefix.strip("/"), settings.s3_endpoint, read_only)
+    if key not in _ZARR_STORES:
+        if len(_ZARR_STORES) >= 32:
+            _ZARR_STORES.clear()
+        _ZARR_STORES[key] = _new_s3_zarr_store(bucket, prefix, settings, read_only=read_only)
+    return _ZARR_STORES[key]
+
+
+def _new_s3_zarr_store(bucket: str, prefix: str, settings: Settings, *, read_only: bool = False):
     from obstore.store import S3Store as ObS3Store
     from zarr.storage import ObjectStore
 
