@@ -72,29 +72,7 @@ def job_spec(size: int, tile_size: int, name: str) -> dict:
 
 
 # -- the pieces on loopback ----------------------------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    import urllib.request
-
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("moto_server did not start")
+from lambdas.local_events import free_port, start_moto_server  # noqa: E402
 
 
 class PgBouncer:
@@ -377,7 +355,7 @@ class Bench:
 
     def setup(self) -> dict:
         self.db_port = self.start_database()
-        self.moto, endpoint = start_moto()
+        self.moto, endpoint = start_moto_server()
         env = {"AWS_ACCESS_KEY_ID": "scale", "AWS_SECRET_ACCESS_KEY": "scale", "AWS_DEFAULT_REGION": "us-east-1",
                "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint, "STACUBE_S3_ENDPOINT": endpoint}
         os.environ.update(env)
@@ -582,8 +560,9 @@ class Bench:
                                 mode="r", zarr_format=2)[var]
         region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, array.chunks))
         values, fill = array[region], array.fill_value
-        return bool(np.all(np.isnan(values)) if fill is None or (isinstance(fill, float) and np.isnan(fill))
-                    else np.all(values == fill))
+        if fill is None or (np.asarray(fill).dtype.kind == "f" and np.isnan(fill)):
+            return bool(np.all(np.isnan(values)))
+        return bool(np.all(values == fill))
 
     def main(self) -> dict:
         from stacube.jobs.state import JobStore  # noqa: F401 - fail early if the package is broken

@@ -21,7 +21,10 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
+
+from stacube.db.connection import session
 
 #: Deliveries of a message before SQS moves it to the dead-letter queue (the queues'
 #: ``maxReceiveCount``, see ``infra/stacube_infra/queues.py``).
@@ -209,10 +212,6 @@ def sqs_handler(process: Callable[[str, int], Any], function: str, settings=None
     With ``settings``, the invocation's database calls share one connection
     (:func:`stacube.db.connection.session`), closed when the invocation ends.
     """
-    from contextlib import nullcontext
-
-    from stacube.db.connection import session
-
     def handler(event: dict, context: Any = None) -> dict:
         failures = []
         with session(settings) if settings is not None else nullcontext():

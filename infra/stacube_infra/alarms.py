@@ -41,19 +41,7 @@ class Alarms(Construct):
         self, scope: Construct, construct_id: str, metric: cloudwatch.IMetric, description: str
     ) -> cloudwatch.Alarm:
         """An alarm on ``metric > 0`` that notifies the topic."""
-        alarm = cloudwatch.Alarm(
-            scope,
-            construct_id,
-            alarm_name=f"{self._config.prefix}-{construct_id}",
-            alarm_description=description,
-            metric=metric,
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
-        return alarm
+        return self.above(scope, construct_id, metric, 0, description)
 
     def above(
         self,

@@ -299,17 +299,29 @@ def _stream_items(obj: S3Object, folder_collection: str | None, collections: dic
             raise BadObject(f"{obj.url}: line {number}: malformed JSON: {exc}") from exc
         if not isinstance(doc, dict):
             raise BadObject(f"{obj.url}: line {number}: expected a STAC Item object")
-        if folder_collection and not doc.get("collection"):
-            doc["collection"] = folder_collection
-        wanted = doc.get("collection")
-        if isinstance(wanted, str) and wanted and wanted not in collections:
-            raise MissingCollection(f"{obj.url}: item {doc.get('id')!r}: collection {wanted!r} is not "
-                                    "registered (yet)")
-        _resolve_hrefs(doc, obj)
-        try:
-            yield check_item(doc, collections=set(collections), source=f"{obj.url}:{number}")
-        except InvalidInput as exc:
-            raise BadObject(exc.message) from exc
+        yield checked_item(obj, doc, folder_collection, collections, source=f"{obj.url}:{number}")
+
+
+def checked_item(obj: S3Object, doc: dict, folder_collection: str | None, collections: dict[str, dict],
+                 *, source: str) -> dict:
+    """An item of ``obj``: its collection (the folder's when it names none), its relative hrefs
+    resolved, checked.
+
+    Raises:
+        MissingCollection: its collection is not registered (yet).
+        BadObject: it is not a valid item.
+    """
+    if folder_collection and not doc.get("collection"):
+        doc["collection"] = folder_collection
+    wanted = doc.get("collection")
+    if isinstance(wanted, str) and wanted and wanted not in collections:
+        raise MissingCollection(f"{obj.url}: item {doc.get('id')!r}: collection {wanted!r} is not "
+                                "registered (yet)")
+    _resolve_hrefs(doc, obj)
+    try:
+        return check_item(doc, collections=set(collections), source=source)
+    except InvalidInput as exc:
+        raise BadObject(exc.message) from exc
 
 
 def load_stream(catalog: Catalog, obj: S3Object, folder_collection: str | None,
@@ -390,17 +402,7 @@ def read_message(message: Message, collections: dict[str, dict]) -> None:
                 continue
             if not isinstance(doc, dict):
                 raise BadObject(f"{obj.url}: expected a STAC Item object")
-            if folder_collection and not doc.get("collection"):
-                doc["collection"] = folder_collection
-            wanted = doc.get("collection")
-            if isinstance(wanted, str) and wanted and wanted not in collections:
-                raise MissingCollection(f"{obj.url}: item {doc.get('id')!r}: collection "
-                                        f"{wanted!r} is not registered (yet)")
-            _resolve_hrefs(doc, obj)
-            try:
-                message.items.append(check_item(doc, collections=set(collections), source=obj.url))
-            except InvalidInput as exc:
-                raise BadObject(exc.message) from exc
+            message.items.append(checked_item(obj, doc, folder_collection, collections, source=obj.url))
 
 
 def _unique(items: list[dict]) -> list[dict]:

@@ -82,15 +82,17 @@ SUMMARY_COLUMNS = ("id, kind, parameters, state, stage, error, workspace, tiles_
                    "lease_until, committed")
 _JOB_COLUMNS = ", ".join(f"j.{c.strip()}" for c in SUMMARY_COLUMNS.split(","))
 
-# One statement records a finished tile and counts it: the tile's row changes only when it was
-# not done yet (a duplicate delivery changes nothing), and only then does the job's counter move.
-_TILE_DONE = """
+# The tile's row, locked, if the job is still at that run and stage.
+_OLD_TILE = """
 WITH old AS (
     SELECT t.state FROM stacube.job_tiles t JOIN stacube.jobs j ON j.id = t.job_id
     WHERE t.job_id = %(job)s AND t.stage = %(stage)s AND t.tile = %(tile)s AND j.run = %(run)s
         AND j.stage = %(stage)s
     FOR UPDATE OF t
-), changed AS (
+)"""
+# One statement records a finished tile and counts it: the tile's row changes only when it was
+# not done yet (a duplicate delivery changes nothing), and only then does the job's counter move.
+_TILE_DONE = _OLD_TILE + """, changed AS (
     UPDATE stacube.job_tiles t SET state = 'done', result = %(result)s, error = NULL,
         attempts = t.attempts + 1, updated = now()
     FROM old WHERE t.job_id = %(job)s AND t.stage = %(stage)s AND t.tile = %(tile)s AND old.state <> 'done'
@@ -101,13 +103,7 @@ UPDATE stacube.jobs j SET tiles_done = j.tiles_done + 1,
 FROM changed WHERE j.id = %(job)s
 RETURNING j.tiles_done, j.tiles_total
 """
-_TILE_FAILED = """
-WITH old AS (
-    SELECT t.state FROM stacube.job_tiles t JOIN stacube.jobs j ON j.id = t.job_id
-    WHERE t.job_id = %(job)s AND t.stage = %(stage)s AND t.tile = %(tile)s AND j.run = %(run)s
-        AND j.stage = %(stage)s
-    FOR UPDATE OF t
-), changed AS (
+_TILE_FAILED = _OLD_TILE + """, changed AS (
     UPDATE stacube.job_tiles t SET state = 'failed', error = %(error)s, attempts = t.attempts + 1, updated = now()
     FROM old WHERE t.job_id = %(job)s AND t.stage = %(stage)s AND t.tile = %(tile)s AND old.state <> 'done'
     RETURNING old.state AS before
