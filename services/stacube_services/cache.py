@@ -72,12 +72,15 @@ class CacheHeaders:
         api: ``raster`` or ``stac``.
         derived: ``derived(collection id) -> bool`` (blocking; run in a worker thread, only for
             raster item tiles).
+        prefix: only paths under it are this API's (``/stac`` when the STAC app is the root of
+            ``stacube up``'s application, whose other APIs are mounted on it).
     """
 
-    def __init__(self, app, api: str, derived: Callable[[str], bool] | None = None):
+    def __init__(self, app, api: str, derived: Callable[[str], bool] | None = None, prefix: str = ""):
         self.app = app
         self.api = api
         self.derived = derived
+        self.prefix = prefix.rstrip("/")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -88,6 +91,9 @@ class CacheHeaders:
         root = scope.get("root_path") or ""
         path = scope.get("path") or "/"
         path = path[len(root):] if root and path.startswith(root) else path
+        if self.prefix and path != self.prefix and not path.startswith(self.prefix + "/"):
+            await self.app(scope, receive, send)
+            return
         derived_now = None
         item = _ITEM_TILE.search(path) if self.api == "raster" and self.derived else None
         if item and not credentials and scope["method"] in ("GET", "HEAD"):

@@ -114,5 +114,6 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
     add_error_handlers(api.app)
     install_stac_access(api.app, settings, prefix_path=prefix_path,
                         transactions=transactions_enabled(settings))
-    api.app.add_middleware(CacheHeaders, api="stac")  # what CloudFront and browsers may keep
+    # what CloudFront and browsers may keep (under stacube up, the other APIs are mounted on this app)
+    api.app.add_middleware(CacheHeaders, api="stac", prefix=prefix_path)
     return api

@@ -119,7 +119,12 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             raise JobCancelled(f"job {job_id} is {job['state']}; nothing to run")
         job, _ = store.submit(job_id, job["parameters"], kind=job["kind"], workspace=job["workspace"])
     tick = progress or (lambda stage, done, total: None)
-    plan = tasks.start(settings, job_id)
+    try:
+        plan = tasks.start(settings, job_id)
+    except StacubeError as exc:  # the plan could not be stored (the output store is unusable...)
+        if store.state(job_id) in ("queued", "running"):
+            tasks.fail(settings, job_id, exc.message)
+        raise
     own = executor is None
     if own:
         n_tiles = len(plan.tile_indices())
