@@ -14,12 +14,14 @@ Key layout under the prefix (``<collection>`` is the first folder):
   ``s3://`` URL (``../scenes/B04.tif``). Put the COGs such items reference outside the prefix (or
   they are registered as COG items too).
 * ``<collection>/<item>/<asset>.tif``: a COG item. The new COGs of a folder in a batch are
-  described once, with rio-stac through GDAL's ``/vsis3/`` (asset key = file stem), and added
-  to item ``<item>``: the item is read, its assets merged and written back in one transaction
-  holding a lock on the item, so COGs of one scene arriving in different batches, even at the
-  same time, all end up in it (and no folder is listed or described again). The datetime is a
-  ``YYYYMMDD`` date in the item or folder name, else the COG's TIFF tags.
-  ``<collection>/<name>.tif`` is a one-asset item ``<name>``.
+  described once, with rio-stac through GDAL's ``/vsis3/`` (asset key = file stem without the
+  scene ID the folder name carries), and added to item ``<item>``: the item is read, its assets
+  merged and written back in one transaction holding a lock on the item, so COGs of one scene
+  arriving in different batches, even at the same time, all end up in it (and no folder is
+  listed or described again). The acquisition time comes from the COGs' tags, else a Landsat /
+  Sentinel-2 scene ID or ISO date in the item, file or folder names
+  (:func:`stacube.catalog.scenes.acquisition_time`; a scene with none is refused), the platform
+  from the scene ID. ``<collection>/<name>.tif`` is a one-asset item ``<name>``.
 
 Collections are upserted first (keeping the extent already computed), then every item of the
 batch is loaded with pypgstac in one transaction (upsert: delivering an object again changes
@@ -49,7 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote_plus, urlparse
 
-from stacube.catalog.ingest import _date_in, item_from_cogs
+from stacube.catalog.ingest import item_from_cogs, scene_properties
+from stacube.catalog.scenes import acquisition_time, asset_key, find_scene_id
 from stacube.catalog.items import check_item
 from stacube.catalog.pgstac import Catalog
 from stacube.catalog.products import odc_to_collection, validate_collection
@@ -225,14 +228,20 @@ def describe_cogs(objs: list[S3Object], collection: str, template: dict | None) 
     """An item of the given COGs of one folder (one asset each, described once).
 
     Raises:
-        BadObject: a COG cannot be read.
+        BadObject: a COG cannot be read, or the scene's acquisition time cannot be told.
     """
     item_id, folder = cog_item_key(objs[0])
-    files = {posixpath.splitext(posixpath.basename(o.key))[0]: Path(f"/vsis3/{o.bucket}/{o.key}") for o in objs}
-    when = _date_in(item_id) or _date_in(folder)
+    parts = _relative(objs[0])
+    stems = [posixpath.splitext(posixpath.basename(o.key))[0] for o in objs]
+    scene = find_scene_id(item_id) or find_scene_id(stems[0])
+    files = {asset_key(stem, scene.id if scene else None): Path(f"/vsis3/{o.bucket}/{o.key}")
+             for stem, o in zip(stems, objs)}
+    names = [item_id, *stems, *reversed(parts[1:-2])]
     try:
+        when, _ = acquisition_time(f"s3://{objs[0].bucket}/{folder}", names, list(files.values()))
         doc = item_from_cogs(item_id, when, files, collection=collection,
-                             asset_fields={k: {} for k in files}, template=template)
+                             asset_fields={k: {} for k in files}, template=template,
+                             properties=scene_properties(scene, template))
     except InvalidInput as exc:
         raise BadObject(f"{', '.join(o.url for o in objs)}: {exc.message}") from exc
     for asset in doc["assets"].values():

@@ -13,7 +13,7 @@ Mounted at ``/cubes``:
 * ``GET /{name}/{tileMatrixSetId}/tilejson.json`` - TileJSON with the same query;
 * ``GET /{name}/timeseries?lon=&lat=`` and ``POST /{name}/timeseries`` (a GeoJSON Point,
   Polygon, MultiPolygon or Feature as the body) - per-date values of ``bands`` and ``index``
-  with the clear/cloud flag and valid-pixel share (``format=json`` or ``csv``);
+  with the status (clear, nodata or the mask's reason) and valid-pixel share (``format=json`` or ``csv``);
 * ``GET /timeseries?collection=...`` and ``POST /timeseries?collection=...`` - the same from a
   cube of that collection when one holds the geometry, else from the source items
   (``source=auto|cube|items``).

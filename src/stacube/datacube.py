@@ -27,6 +27,7 @@ import numpy as np
 from stacube.catalog.bands import asset_common_name, data_bands, resolve_bands
 from stacube.catalog.quality import rule_of
 from stacube.catalog.pgstac import Catalog
+from stacube.core.geobox import check_anchor, output_anchor, source_grid_in
 from stacube.core.times import format_interval, parse_datetime_range
 from stacube.errors import InvalidInput, NoData
 from stacube.settings import Settings
@@ -152,6 +153,7 @@ class Datacube:
         like: Any = None,
         datasets: list[dict] | None = None,
         resampling: str = "nearest",
+        anchor: str | None = None,
         **query: Any,
     ):
         """Load measurements of a product as an ``xarray.Dataset`` (see the module docstring).
@@ -161,6 +163,9 @@ class Datacube:
             measurements: names, common names or aliases (default: all data measurements).
             output_crs / resolution: output grid (ODC style ``(-y, x)`` tuples accepted);
                 default: the product's storage settings, else its native grid.
+            anchor: where pixel edges fall (:func:`stacube.core.geobox.check_anchor`): by default
+                on the datasets' own pixel edges when the output CRS is theirs (odc-stac's own
+                default is multiples of the resolution).
             group_by: ``solar_day`` (ODC's default for most products), ``time`` or None (one
                 slice per dataset).
             dask_chunks: e.g. ``{"x": 2048, "y": 2048}`` for a lazy Dask-backed load.
@@ -194,8 +199,10 @@ class Datacube:
             if output_crs and res is None:
                 raise InvalidInput("output_crs needs resolution= as well")
             if crs:  # otherwise odc-stac uses the native grid of the data
-                kwargs["crs"] = crs
-                kwargs["resolution"] = abs(float(res[-1] if isinstance(res, (tuple, list)) else res))
+                size = abs(float(res[-1] if isinstance(res, (tuple, list)) else res))
+                grid = source_grid_in(crs, collection, items, mapping[names[0]])
+                kwargs.update(crs=crs, resolution=size,
+                              anchor=output_anchor(check_anchor(anchor), grid, (size, -size)))
             bbox = self._bbox(query)
             if bbox is not None:
                 kwargs["bbox"] = bbox

@@ -292,7 +292,8 @@ def test_unreadable_asset_leaves_no_outputs_and_no_items(samples, tmp_path):
 def test_jobs_on_named_grids_cover_whole_grid_tiles(samples, tmp_path, grid, crs):
     from stacube.core.grids import EASE2_LOWER_LEFT, WEBMERCATOR_ORIGIN
 
-    spec = build_spec(**NEW_YORK, method="median", bands=["red"], grid=grid, tile_size=64, output=str(tmp_path))
+    spec = build_spec(**NEW_YORK, method="median", bands=["red"], grid=grid, grid_tiles=True, tile_size=64,
+                      output=str(tmp_path))
     report = run_composite(spec, samples.settings, workers=1)
     g = report["grid"]
     assert g["crs"] == crs

@@ -216,3 +216,22 @@ def _datetime64(text: str) -> np.datetime64:
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
     return np.datetime64(value, "ns")
+
+
+def load_masks(sources: list[Source], geobox, *, pool: int | None = None) -> dict[str, np.ndarray]:
+    """The raw quality (mask) values of every item of ``sources`` that has a rule, on ``geobox``.
+
+    Returns:
+        ``{item id: (y, x) array}`` in the mask asset's dtype (nodata where not covered).
+
+    Raises:
+        StorageError: a mask cannot be read.
+    """
+    out: dict[str, np.ndarray] = {}
+    for src in sources:
+        if src.rule is None or not src.items:
+            continue
+        items = sorted(src.items, key=item_order_key)
+        values = _odc_load(items, [src.rule.asset], geobox, pool)[src.rule.asset].values
+        out.update({item["id"]: values[i] for i, item in enumerate(items)})
+    return out

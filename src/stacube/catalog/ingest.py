@@ -7,20 +7,25 @@
 * a sample-stack folder with a ``manifest.json`` (see ``data/README.md``): one item per manifest
   entry, assets described with rio-stac from the COG headers plus the manifest's band metadata;
 * a folder of COGs (``--collection`` required): each folder holding ``.tif`` files is one item
-  with an asset per file (key = file stem) unless the file names carry different dates, in which
-  case each file is an item. The datetime comes from ``--datetime``, the GDAL ``IMAGERY``
-  ``ACQUISITIONDATETIME`` / ``TIFFTAG_DATETIME`` tags, or a ``YYYYMMDD`` / ``YYYY-MM-DD`` date in
-  the path.
+  with an asset per file (key = file stem without the scene ID) unless its files carry different
+  scene IDs (one item per ID) or dates (one item per file); see :func:`scene_groups`. The item id
+  is the Landsat / Sentinel-2 scene or product ID in the folder name, else the folder name. The
+  acquisition time comes from ``--datetime``, else ``--datetime-pattern``, the GeoTIFF tags, scene
+  IDs and ISO dates in the names (:func:`stacube.catalog.scenes.acquisition_time`); a scene whose
+  time cannot be found is refused (never "now"). ``platform`` and ``instruments`` come from the
+  scene ID, else the collection's one platform.
 
 Items get the projection (v2, per asset), raster and eo fields from rio-stac; assets whose key
 matches the collection's ``item_assets`` inherit its roles, ``eo:bands`` common names and
-``raster:bands`` scale/offset when the file does not say.
+``raster:bands`` scale/offset when the file does not say. When the collection has a quality rule
+and the item lacks ``eo:cloud_cover``, it is computed from an overview of the quality COG
+(:func:`cloud_cover`).
 """
 
 from __future__ import annotations
 
 import json
-import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,12 +34,21 @@ from pathlib import Path
 import orjson
 
 from stacube.catalog.products import EXTENSIONS
+from stacube.catalog.quality import QualityRule, rule_of
+from stacube.catalog.scenes import (
+    PLATFORM_INSTRUMENTS,
+    DatetimePattern,
+    SceneId,
+    acquisition_time,
+    asset_key,
+    find_scene_id,
+    iso_date_in,
+)
 from stacube.errors import InvalidInput
 
 JSON_SUFFIXES = {".json", ".geojson"}
 NDJSON_SUFFIXES = {".ndjson", ".jsonl", ".geojsonl"}
 COG_SUFFIXES = {".tif", ".tiff"}
-DATE_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d\d)-?([01]\d)-?([0-3]\d)(?:T(\d\d)(\d\d)(\d\d))?")
 
 
 @dataclass
@@ -47,8 +61,8 @@ class Found:
 
 
 def iter_found(path: str | Path, *, collection: str | None = None,
-               datetime_value: str | None = None, collections: dict[str, dict] | None = None
-               ) -> Iterator[Found]:
+               datetime_value: str | None = None, collections: dict[str, dict] | None = None,
+               datetime_pattern: DatetimePattern | None = None) -> Iterator[Found]:
     """Every item in a file or folder (see the module docstring).
 
     Raises:
@@ -71,7 +85,7 @@ def iter_found(path: str | Path, *, collection: str | None = None,
             if not collection:
                 raise InvalidInput(f"{path}: a folder of COGs needs --collection")
             yield from iter_cog_folder(path, cogs, collection=collection,
-                                       datetime_value=datetime_value,
+                                       datetime_value=datetime_value, datetime_pattern=datetime_pattern,
                                        template=(collections or {}).get(collection))
         else:
             raise InvalidInput(f"{path}: no STAC JSON, ndjson, manifest.json or COG found")
@@ -80,7 +94,7 @@ def iter_found(path: str | Path, *, collection: str | None = None,
         if not collection:
             raise InvalidInput(f"{path}: a COG needs --collection")
         yield from iter_cog_folder(path.parent, [path], collection=collection,
-                                   datetime_value=datetime_value,
+                                   datetime_value=datetime_value, datetime_pattern=datetime_pattern,
                                    template=(collections or {}).get(collection))
         return
     yield from iter_file(path)
@@ -118,18 +132,6 @@ def iter_file(path: Path) -> Iterator[Found]:
 
 
 # -- COGs -------------------------------------------------------------------------------------
-def _date_in(text: str) -> datetime | None:
-    match = DATE_IN_NAME.search(text)
-    if not match:
-        return None
-    y, m, d, hh, mm, ss = match.groups()
-    try:
-        return datetime(int(y), int(m), int(d), int(hh or 0), int(mm or 0), int(ss or 0),
-                        tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
-
 def _parse_user_datetime(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -138,26 +140,128 @@ def _parse_user_datetime(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+@dataclass
+class SceneFiles:
+    """The COGs of one scene: its item id, the ID its names carry, ``{asset key: path}`` and the
+    names its time may be read from (most specific first)."""
+
+    item_id: str
+    scene: SceneId | None
+    files: dict[str, Path]
+    names: list[str]
+
+
+def _keyed(item_id: str, scene: SceneId | None, files: list[Path], where: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for f in sorted(files):
+        key = asset_key(f.stem, scene.id if scene else None)
+        if key in out:
+            raise InvalidInput(f"{where}: {out[key].name} and {f.name} would both be asset {key!r} of "
+                               f"item {item_id!r}")
+        out[key] = f
+    return out
+
+
+def scene_groups(root: Path, folder: Path, files: list[Path]) -> list[SceneFiles]:
+    """Split the COGs of one folder into scenes.
+
+    A folder is one scene (item id: the scene ID in its name, else the folder name; a lone file
+    given directly: its stem) unless its files carry different scene IDs (grouped by ID, asset keys
+    without the ID: ``LC08_..._T1_B4.TIF`` -> ``B4``) or different dates (one item per file).
+    """
+    parents = list(reversed(folder.relative_to(root).parts[:-1])) if folder != root else []
+    whole = folder != root or len(files) > 1  # a folder of one scene, not a lone file
+    ids = {f: find_scene_id(f.stem) for f in files}
+    distinct = {s.id.upper(): s for s in ids.values() if s}
+    if len(distinct) > 1:
+        groups: dict[str, list[Path]] = {}
+        for f in files:
+            groups.setdefault(ids[f].id.upper() if ids[f] else f"\0{f.stem}", []).append(f)
+        out = []
+        for key, members in sorted(groups.items()):
+            scene = distinct.get(key)
+            item_id = scene.id if scene else members[0].stem
+            out.append(SceneFiles(item_id, scene, _keyed(item_id, scene, members, folder),
+                                  [m.stem for m in sorted(members)] + [folder.name, *parents]))
+        return out
+    if len({iso_date_in(f.name) for f in files} - {None}) > 1:
+        return [SceneFiles(f.stem, ids[f], {f.stem: f}, [f.stem, folder.name, *parents]) for f in sorted(files)]
+    scene = (find_scene_id(folder.name) if whole else None) or next(iter(distinct.values()), None)
+    item_id = scene.id if scene else (folder.name if whole else files[0].stem)
+    stems = [f.stem for f in sorted(files)]
+    names = [folder.name, *stems, *parents] if whole else [*stems, folder.name, *parents]
+    return [SceneFiles(item_id, scene, _keyed(item_id, scene, files, folder), list(dict.fromkeys(names)))]
+
+
 def iter_cog_folder(root: Path, cogs: list[Path], *, collection: str,
-                    datetime_value: str | None, template: dict | None) -> Iterator[Found]:
-    """Items built from COG files (grouping rule in the module docstring)."""
+                    datetime_value: str | None, template: dict | None,
+                    datetime_pattern: DatetimePattern | None = None) -> Iterator[Found]:
+    """Items built from COG files (grouping in :func:`scene_groups`; the acquisition time from
+    ``--datetime``, else :func:`stacube.catalog.scenes.acquisition_time`).
+
+    Raises:
+        InvalidInput: a scene whose time cannot be found (its folder and what was tried).
+    """
     by_dir: dict[Path, list[Path]] = {}
     for cog in cogs:
         by_dir.setdefault(cog.parent, []).append(cog)
+    fixed = _parse_user_datetime(datetime_value) if datetime_value else None
     for folder, files in sorted(by_dir.items()):
-        dates = {_date_in(f.name) for f in files}
-        if len(dates - {None}) > 1:
-            groups = [(f.stem, [f]) for f in files]
-        else:
-            groups = [(folder.name if folder != root or len(files) > 1 else files[0].stem, files)]
-        for item_id, group in groups:
-            when = (_parse_user_datetime(datetime_value) if datetime_value
-                    else _date_in(item_id) or _date_in(str(folder)))
-            assets = {f.stem: {} for f in group}
-            files_by_key = {f.stem: f for f in group}
-            doc = item_from_cogs(item_id, when, files_by_key, collection=collection,
-                                 asset_fields=assets, template=template)
-            yield Found(doc, None, str(folder / item_id))
+        for group in scene_groups(root, folder, files):
+            where = folder / group.item_id if len(group.files) == 1 and folder.name != group.item_id else folder
+            when = fixed or acquisition_time(where, group.names, list(group.files.values()),
+                                             pattern=datetime_pattern)[0]
+            properties = scene_properties(group.scene, template)
+            doc = item_from_cogs(group.item_id, when, group.files, collection=collection,
+                                 asset_fields={k: {} for k in group.files}, template=template,
+                                 properties=properties)
+            yield Found(doc, None, str(where))
+
+
+def scene_properties(scene: SceneId | None, template: dict | None) -> dict:
+    """``platform`` and ``instruments`` of an item: from its scene ID, else the collection's
+    when it names exactly one platform (``summaries``; instruments of known platforms as their
+    scene IDs would give them)."""
+    summaries = (template or {}).get("summaries") or {}
+    platforms = summaries.get("platform") or []
+    platform = (scene.platform if scene else None) or (platforms[0] if len(platforms) == 1 else None)
+    instruments = list(scene.instruments) if scene and scene.instruments else (
+        list(PLATFORM_INSTRUMENTS.get(platform) or (summaries.get("instruments") if platform else None) or []))
+    props: dict = {}
+    if platform:
+        props["platform"] = platform
+    if instruments:
+        props["instruments"] = instruments
+    return props
+
+
+def cloud_cover(path: Path, rule: QualityRule, max_pixels: int = 512) -> float | None:
+    """``eo:cloud_cover``: the not-clear share of observed pixels (percent, 2 decimals) of a
+    quality (mask) COG decoded with ``rule``, read from an overview of at most ``max_pixels``
+    per side (nearest); None when no pixel is observed.
+
+    Raises:
+        InvalidInput: the file cannot be read.
+    """
+    import numpy as np
+    import rasterio
+    from rasterio.enums import Resampling
+
+    try:
+        with rasterio.open(path) as src:
+            factor = max(1, -(-max(src.width, src.height) // max_pixels))
+            shape = (max(1, src.height // factor), max(1, src.width // factor))
+            values = src.read(1, out_shape=shape, resampling=Resampling.nearest)
+            nodata = src.nodata
+    except rasterio.errors.RasterioIOError as exc:
+        raise InvalidInput(f"{path}: not a readable raster ({exc})") from exc
+    observed, clear = rule.decode(values)
+    if nodata is not None and not np.isnan(nodata):
+        observed &= values != nodata
+    n = int(observed.sum())
+    if not n:
+        return None
+    return round(100.0 * int((observed & ~clear).sum()) / n, 2)
 
 
 def _proj_v2(props: dict) -> dict:
@@ -186,23 +290,26 @@ def _clean_raster_band(band: dict) -> dict:
     return band
 
 
-def item_from_cogs(item_id: str, when: datetime | None, files: dict[str, Path], *,
+def item_from_cogs(item_id: str, when: datetime, files: dict[str, Path], *,
                    collection: str, asset_fields: dict[str, dict], template: dict | None,
                    properties: dict | None = None) -> dict:
     """A STAC Item with one asset per COG, described by rio-stac.
 
     Args:
         item_id: the item id.
-        when: acquisition time (None: read from the files' GDAL tags).
+        when: acquisition time (aware; see :func:`stacube.catalog.scenes.acquisition_time`).
         files: ``{asset key: path}``.
         collection: collection id.
         asset_fields: ``{asset key: extra fields}`` merged into each asset (roles, eo:bands...).
-        template: the collection document; its ``item_assets`` fill in missing asset fields.
+        template: the collection document; its ``item_assets`` fill in missing asset fields, and
+            its quality rule gives ``eo:cloud_cover`` when ``properties`` lack it.
         properties: extra item properties.
 
     Raises:
-        InvalidInput: a file cannot be opened as a raster.
+        InvalidInput: no acquisition time; a file cannot be opened as a raster.
     """
+    if when is None:
+        raise InvalidInput(f"item {item_id!r}: no acquisition time")
     import rasterio
     from rio_stac import create_stac_item
 
@@ -210,16 +317,16 @@ def item_from_cogs(item_id: str, when: datetime | None, files: dict[str, Path], 
     assets: dict[str, dict] = {}
     footprint = None
     item_props: dict = dict(properties or {})
-    first_datetime = None
     for key, path in files.items():
         try:
-            described = create_stac_item(
-                str(path), input_datetime=when, id=item_id, collection=collection,
-                with_proj=True, with_raster=True, with_eo=True, raster_max_size=256,
-            ).to_dict()
+            with warnings.catch_warnings():  # rio-stac parses TIFF-format date tags noisily; the time is given
+                warnings.filterwarnings("ignore", message="Could not get parse date")
+                described = create_stac_item(
+                    str(path), input_datetime=when, id=item_id, collection=collection,
+                    with_proj=True, with_raster=True, with_eo=True, raster_max_size=256,
+                ).to_dict()
         except rasterio.errors.RasterioIOError as exc:
             raise InvalidInput(f"{path}: not a readable raster ({exc})") from exc
-        first_datetime = first_datetime or described["properties"].get("datetime")
         if footprint is None or described["properties"].get("proj:shape", [0])[0] * \
                 described["properties"].get("proj:shape", [0, 0])[1] > footprint[2]:
             shape = described["properties"].get("proj:shape", [0, 0])
@@ -248,7 +355,12 @@ def item_from_cogs(item_id: str, when: datetime | None, files: dict[str, Path], 
     if footprint is None:
         raise InvalidInput(f"item {item_id!r}: no files")
     geometry, bbox, _ = footprint
-    item_props["datetime"] = (when.isoformat().replace("+00:00", "Z") if when else first_datetime)
+    item_props["datetime"] = when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    rule = rule_of(template) if template else None
+    if rule is not None and rule.asset in files and "eo:cloud_cover" not in item_props:
+        cover = cloud_cover(Path(files[rule.asset]), rule)
+        if cover is not None:
+            item_props["eo:cloud_cover"] = cover
     return {
         "type": "Feature",
         "stac_version": "1.1.0",

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from stacube.catalog.products import ID_PATTERN, STAC_VERSION
+from stacube.core.times import parse_rfc3339
 from stacube.errors import InvalidInput
 
 REMOTE_SCHEMES = {"http", "https", "s3", "gs", "az", "abfs", "abfss"}
@@ -17,15 +18,10 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")  # RFC 3986 scheme, as urlpa
 
 
 def _parse_datetime(value, field: str, item_id: str) -> datetime:
-    if not isinstance(value, str):
-        raise InvalidInput(f"item {item_id!r}: properties.{field} must be an RFC 3339 string")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_rfc3339(value)
     except ValueError as exc:
-        raise InvalidInput(f"item {item_id!r}: properties.{field} {value!r} is not RFC 3339") from exc
-    if parsed.tzinfo is None:
-        raise InvalidInput(f"item {item_id!r}: properties.{field} {value!r} has no time zone")
-    return parsed
+        raise InvalidInput(f"item {item_id!r}: properties.{field} {exc}") from exc
 
 
 def _check_position(pos, item_id: str) -> None:

@@ -25,6 +25,7 @@ RSE 118: 0 land, 1 water, 2 shadow, 3 snow, 4 cloud, 255 fill), s2cloudless (Sen
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal
 
@@ -158,6 +159,50 @@ class QualityRule(BaseModel):
         offset = -int(np.iinfo(np.dtype(dtype)).min)
         return [int(i) - offset for i in np.flatnonzero(lut & 2)]
 
+    # -- why a pixel is not clear ---------------------------------------------------------------
+    def reason_names(self) -> list[str]:
+        """Names of the not-clear statuses the mask distinguishes (code ``k`` of
+        :meth:`reason_table` is ``reason_names()[k - 1]``): categorical and binary masks name their not-clear classes
+        (Fmask ``cloud_shadow``, ``snow``, ``cloud``); bit-field masks name the clear condition
+        that fails (``cloud``, ``cloud_shadow``: ``_confidence`` dropped); ``not_clear`` when
+        the rule documents nothing."""
+        if self.kind == "bitfield":
+            return [_status_name(c.name) or f"bits_{c.offset}_{c.offset + (c.length or 1) - 1}"
+                    for c in self.clear]
+        fill = self.fill_values()
+        clear = {v for c in self.clear for v in c.values}
+        names = [_status_name(c.name) or f"value_{c.value}" for c in self.classes
+                 if c.value not in fill and c.value not in clear]
+        return list(dict.fromkeys(names)) or ["not_clear"]
+
+    def reason_table(self, mask: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Why each pixel is not clear.
+
+        Args:
+            mask: integer array of the quality asset's raw values.
+
+        Returns:
+            ``(codes, names)``: uint8 codes of ``mask.shape`` (0: clear or not observed; ``k``:
+            ``names[k - 1]``) and the names, :meth:`reason_names` plus ``not_clear`` when a
+            not-clear value is documented by no class or condition.
+        """
+        mask = np.asarray(mask)
+        observed, clear = self.decode(mask)
+        todo = observed & ~clear
+        codes = np.zeros(mask.shape, dtype=np.uint8)
+        names = self.reason_names()
+        if self.kind == "bitfield":
+            for k, cond in reversed(list(enumerate(self.clear, start=1))):  # the first failing wins
+                codes[todo & ~cond.holds(mask)] = k
+            codes[todo & (codes == 0)] = _append(names, "not_clear")
+            return codes, names
+        by_value = {c.value: names.index(_status_name(c.name) or f"value_{c.value}") + 1
+                    for c in self.classes if (_status_name(c.name) or f"value_{c.value}") in names}
+        for value in np.unique(mask[todo]) if todo.any() else []:
+            code = by_value.get(int(value)) or _append(names, "not_clear")
+            codes[todo & (mask == value)] = code
+        return codes, names
+
     # -- STAC --------------------------------------------------------------------------------
     def fill_values(self) -> set[int]:
         """Whole mask values that mean no observation (categorical rules and the nodata)."""
@@ -188,6 +233,21 @@ class QualityRule(BaseModel):
     def to_stac(self) -> dict:
         """The ``stacube:quality`` document stored in the collection."""
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+
+
+def _status_name(name: str | None) -> str | None:
+    """A condition or class name as a status: ``cloud_shadow_confidence`` -> ``cloud_shadow``."""
+    if not name:
+        return None
+    name = re.sub(r"\W+", "_", name.strip().lower()).strip("_")
+    return name.removesuffix("_confidence") or None
+
+
+def _append(names: list[str], name: str) -> int:
+    """The 1-based code of ``name`` in ``names``, appending it when missing."""
+    if name not in names:
+        names.append(name)
+    return names.index(name) + 1
 
 
 @lru_cache(maxsize=64)

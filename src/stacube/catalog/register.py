@@ -9,6 +9,7 @@ from stacube.catalog.ingest import iter_found
 from stacube.catalog.items import check_item
 from stacube.catalog.products import attach_quality, read_product_file
 from stacube.catalog.quality import parse_rule, preset
+from stacube.catalog.scenes import DatetimePattern
 from stacube.catalog.pgstac import Catalog, LoadResult
 from stacube.errors import InvalidInput
 
@@ -32,9 +33,13 @@ def add_product(catalog: Catalog, path: str | Path, *, quality_asset: str | None
         if not (quality_preset and quality_asset):
             raise InvalidInput("--quality-asset and --quality-preset go together")
         attach_quality(collection, preset(quality_preset, quality_asset))
-    existing = catalog.collection_ids()
-    if collection["id"] in existing:
-        # Keep the extent pgSTAC computed from the items already loaded.
+    return upsert_product(catalog, collection)
+
+
+def upsert_product(catalog: Catalog, collection: dict) -> dict:
+    """Write a checked collection document, keeping the extent of one already registered
+    (pgSTAC computed it from the items loaded). Returns the document written."""
+    if collection["id"] in catalog.collection_ids():
         old = catalog.get_collection(collection["id"])
         if old.get("extent"):
             collection["extent"] = old["extent"]
@@ -43,20 +48,27 @@ def add_product(catalog: Catalog, path: str | Path, *, quality_asset: str | None
 
 
 def collect_items(catalog: Catalog, paths: Iterable[str | Path], *, collection: str | None = None,
-                  datetime_value: str | None = None,
+                  datetime_value: str | None = None, datetime_pattern: str | None = None,
                   on_item: Callable[[dict], None] | None = None) -> list[dict]:
     """Read and check every item of every path; raise on the first bad one.
 
+    Args:
+        datetime_value: acquisition time of every COG item (``--datetime``).
+        datetime_pattern: how to read acquisition times from names
+            (:class:`stacube.catalog.scenes.DatetimePattern`).
+
     Raises:
-        InvalidInput: ``<source>: item <id>: <reason>``; nothing has been written.
+        InvalidInput: ``<source>: item <id>: <reason>``, or a scene whose time cannot be found;
+            nothing has been written.
     """
+    pattern = DatetimePattern(datetime_pattern) if datetime_pattern else None
     documents = {c["id"]: c for c in catalog.collections()}
     known = set(documents)
     items: list[dict] = []
     seen: dict[tuple[str, str], str] = {}
     for path in paths:
         for found in iter_found(path, collection=collection, datetime_value=datetime_value,
-                                collections=documents):
+                                datetime_pattern=pattern, collections=documents):
             doc = check_item(found.doc, collections=known, collection=collection,
                              base=found.base, source=found.source)
             key = (doc["collection"], doc["id"])
@@ -72,8 +84,8 @@ def collect_items(catalog: Catalog, paths: Iterable[str | Path], *, collection: 
 
 
 def add_datasets(catalog: Catalog, paths: Iterable[str | Path], *, collection: str | None = None,
-                 datetime_value: str | None = None, mode: str = "upsert",
-                 on_item: Callable[[dict], None] | None = None) -> LoadResult:
+                 datetime_value: str | None = None, datetime_pattern: str | None = None,
+                 mode: str = "upsert", on_item: Callable[[dict], None] | None = None) -> LoadResult:
     """Register datasets from files and folders (see :mod:`stacube.catalog.ingest`).
 
     All items are read and checked before anything is written; the load is one transaction.
@@ -83,7 +95,7 @@ def add_datasets(catalog: Catalog, paths: Iterable[str | Path], *, collection: s
         InvalidInput: a bad item (its id and the reason) or source; the catalog is unchanged.
     """
     items = collect_items(catalog, paths, collection=collection, datetime_value=datetime_value,
-                          on_item=on_item)
+                          datetime_pattern=datetime_pattern, on_item=on_item)
     if not items:
         raise InvalidInput("no items found in the given paths")
     return catalog.load_items(items, mode=mode)

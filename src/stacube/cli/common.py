@@ -29,6 +29,20 @@ def split_list(value: str | None, what: str) -> list[str]:
     return parts
 
 
+def int_list(value: str | None, what: str) -> list[int] | None:
+    """``"0,1"`` -> ``[0, 1]`` (None stays None).
+
+    Raises:
+        InvalidInput: an entry is not an integer.
+    """
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in split_list(value, what)]
+    except ValueError as exc:
+        raise InvalidInput(f"{what} {value!r}: expected comma-separated integers") from exc
+
+
 def when(value) -> str:
     """A timestamp to the second, or empty."""
     return str(value)[:19] if value else ""

@@ -8,7 +8,7 @@ import logging
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stacube.cli.common import console, err_console, settings_from, split_list
+from stacube.cli.common import console, err_console, int_list, settings_from, split_list
 
 STAGES = {"scenes": "scene statistics", "composite": "compositing tiles", "cogs": "writing COGs"}
 
@@ -40,7 +40,9 @@ def composite(
     datetime_value: str = typer.Option(..., "--datetime", help="START/END (ISO 8601)."),
     method: str = typer.Option(..., help="most-recent | least-recent | best-pixel | median | mean | geomedian | "
                                          "max-ndvi | medoid | pNN (percentile, e.g. p25)."),
-    bands: str | None = typer.Option(None, help="Comma-separated common names or asset keys (default red,green,blue)."),
+    bands: str | None = typer.Option(
+        None, help="Comma-separated common names or asset keys (default red,green,blue; with --index "
+                   "and no --bands, only the indices are written)."),
     index: list[str] = typer.Option(None, "--index", help="Index preset (NDVI, NDWI, NDBI, EVI, NBR); repeatable."),
     max_cloud: float | None = typer.Option(None, help="Drop scenes whose non-clear share of valid pixels exceeds this percent."),
     mask_asset: str | None = typer.Option(None, help="Override the product's quality asset."),
@@ -48,8 +50,13 @@ def composite(
     period: str | None = typer.Option(None, help="One composite per period: P16D, P1M, P1Y..."),
     crs: str | None = typer.Option(None, help="Output CRS (default: the first collection's)."),
     resolution: float | None = typer.Option(None, help="Output pixel size in CRS units."),
+    anchor: str | None = typer.Option(
+        None, help="Where output pixel edges fall: native (the sources' pixel edges; default), edge "
+                   "(multiples of the resolution), center, floating, or FX,FY pixel fractions."),
     grid: str | None = typer.Option(None, help="Named grid (native, webmercator[-z<N>], equal-area-<R>m|km): "
-                                               "outputs cover its whole tiles."),
+                                               "outputs cover the area in whole pixels of it."),
+    grid_tiles: bool = typer.Option(False, "--grid-tiles",
+                                    help="With --grid: cover the whole tiles of the grid that meet the area."),
     output: str | None = typer.Option(None, help="Output root URI (default .stacube/data; s3://bucket/prefix works)."),
     output_collection: str | None = typer.Option(None, help="Collection the results are registered in."),
     tile_size: int | None = typer.Option(
@@ -67,20 +74,15 @@ def composite(
     Writes one COG per band/index/count and per period, a Zarr cube and a JSON report, then
     registers the results as STAC Items (searchable and tileable at once).
     """
-    from stacube.errors import InvalidInput  # lazy: start-up
     from stacube.jobs.runner import submit  # lazy: start-up
     from stacube.jobs.spec import build_spec  # lazy: start-up
 
-    clear_values = None
-    if clear is not None:
-        try:
-            clear_values = [int(v) for v in split_list(clear, "--clear")]
-        except ValueError as exc:
-            raise InvalidInput(f"--clear {clear!r}: expected comma-separated integers") from exc
+    clear_values = int_list(clear, "--clear")
     spec = build_spec(
         collections=collection, bbox=bbox, bbox_crs=bbox_crs, datetime=datetime_value, method=method,
         bands=split_list(bands, "--bands"), indices=index or [], max_cloud=max_cloud,
-        mask_asset=mask_asset, clear=clear_values, period=period, crs=crs, resolution=resolution, grid=grid,
+        mask_asset=mask_asset, clear=clear_values, period=period, crs=crs, resolution=resolution, anchor=anchor,
+        grid=grid, grid_tiles=grid_tiles or None,
         output=output, output_collection=output_collection, tile_size=tile_size, mask_cleanup=mask_cleanup,
     )
     settings = settings_from()

@@ -26,17 +26,28 @@ def dataset_add(
     paths: list[Path] = typer.Argument(..., help="Item JSON / ndjson files, manifest folders, COG folders."),
     collection: str | None = typer.Option(None, "--collection", "-c",
                                           help="Collection of the items (required for COGs)."),
-    datetime_value: str | None = typer.Option(None, "--datetime", help="Acquisition time for COGs."),
+    datetime_value: str | None = typer.Option(
+        None, "--datetime", help="Acquisition time of every COG item (overrides what the files say)."),
+    datetime_pattern: str | None = typer.Option(
+        None, "--datetime-pattern",
+        help="How names carry the date: strptime codes ('%Y%m%d', '%Y_%j') or a regex with named "
+             "groups year, month, day (or doy), hour, minute, second. Tried before the GeoTIFF tags "
+             "and the Landsat/Sentinel-2 IDs and ISO dates stacube reads by itself."),
     mode: str = typer.Option("upsert", help="upsert (default), insert or ignore."),
 ) -> None:
-    """Register datasets. All are checked first; the load is one transaction (all or nothing)."""
+    """Register datasets. All are checked first; the load is one transaction (all or nothing).
+
+    A folder of COGs is one scene per folder; its time comes from the GeoTIFF tags, then the
+    Landsat / Sentinel-2 scene IDs or ISO dates in its names; a scene whose time cannot be
+    found is refused with its path, and nothing is registered.
+    """
     from stacube.catalog.register import add_datasets  # lazy: start-up
 
     if mode not in ("upsert", "insert", "ignore"):
         raise InvalidInput(f"--mode must be upsert, insert or ignore, not {mode!r}")
     t0 = time.perf_counter()
     result = add_datasets(_catalog(), paths, collection=collection, datetime_value=datetime_value,
-                          mode=mode)
+                          datetime_pattern=datetime_pattern, mode=mode)
     elapsed = time.perf_counter() - t0
     per = ", ".join(f"{c}: {n}" for c, n in sorted(result.collections.items()))
     console.print(f"registered {result.items} items ({per}) in {elapsed:.2f} s")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stacube.cli.common import console, settings_from
+from stacube.cli.common import console, settings_from, split_list
 from stacube.cli.timeseries import (
     SeriesBands,
     SeriesCollections,
@@ -44,15 +44,17 @@ def plot_timeseries(
     index: SeriesIndex = None,
     source: SeriesSource = "auto",
     title: str | None = typer.Option(None, help="Plot title."),
+    max_gap: float = typer.Option(60.0, "--max-gap",
+                                  help="Days between clear dates over which the line breaks (0: never)."),
 ) -> None:
-    """Plot a time series (values, clear/cloud dates, clear and valid shares) to a PNG."""
+    """Plot a time series (values, not-clear dates by the mask's reason, clear and valid shares) to a PNG."""
     from stacube.cubes.timeseries import timeseries  # lazy: start-up
     from stacube.plots import plot_timeseries as draw  # lazy: start-up
 
     _png(out)
     ts = timeseries(settings_from(), **series_options(collection, cube, lon, lat, geometry, datetime_value,
                                                        bands, index, source))
-    draw(ts, out, title=title)
+    draw(ts, out, title=title, max_gap_days=max_gap)
     console.print(f"{out}: {len(ts.rows)} dates of {', '.join(ts.variables)} from {ts.source}")
 
 
@@ -62,8 +64,11 @@ def plot_composite(
     out: Path = typer.Option(..., "--output", "-o", help="PNG file to write."),
     index: str | None = typer.Option(None, help="Index panel (default NDVI when possible)."),
     step: str | None = typer.Option(None, help="Period label of a job with several (default: the first)."),
+    rgb: str | None = typer.Option(
+        None, "--rgb", help="Three bands shown as red, green, blue (e.g. swir16,nir,red); default true colour, "
+                            "else false colour (swir16, nir, red) when blue or green is missing."),
 ) -> None:
-    """Plot a composite: RGB with a percentile stretch and an index panel, to a PNG."""
+    """Plot a composite: a colour panel with a percentile stretch and an index panel, to a PNG."""
     from stacube.plots import find_composite  # lazy: start-up
     from stacube.plots import plot_composite as draw  # lazy: start-up
     from stacube.storage.objects import configure_gdal  # lazy: start-up
@@ -72,5 +77,5 @@ def plot_composite(
     settings = settings_from()
     configure_gdal(settings)
     layers = find_composite(settings, ref, step=step)
-    draw(layers, out, index=index)
+    draw(layers, out, index=index, rgb=split_list(rgb, "--rgb") or None)
     console.print(f"{out}: {layers.label}, {layers.when}")

@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from stacube.cli.common import console, settings_from, split_list
+from stacube.cli.common import console, int_list, settings_from, split_list
 
-app = typer.Typer(help="Products (STAC Collections): add, list, show, delete, share.", no_args_is_help=True)
+app = typer.Typer(help="Products (STAC Collections): add, create, list, show, delete, share.", no_args_is_help=True)
 
 
 def _catalog():
@@ -45,10 +45,53 @@ def product_add(
     catalog = _catalog()
     for f, product_id in zip(files, ids):
         _set_access(catalog.settings, product_id, workspace=workspace, visibility=visibility, share_with=shares)
-        doc = add_product(catalog, f, quality_asset=quality_asset, quality_preset=quality_preset)
-        rule = doc.get("stacube:quality")
-        extra = f", quality {rule['asset']} ({rule.get('preset') or rule['kind']})" if rule else ""
-        console.print(f"product {doc['id']}: {len(doc.get('item_assets', {}))} measurements{extra}")
+        _print_added(add_product(catalog, f, quality_asset=quality_asset, quality_preset=quality_preset))
+
+
+def _print_added(doc: dict) -> None:
+    rule = doc.get("stacube:quality")
+    extra = f", quality {rule['asset']} ({rule.get('preset') or rule['kind']})" if rule else ""
+    console.print(f"product {doc['id']}: {len(doc.get('item_assets', {}))} measurements{extra}")
+
+
+@app.command("create")
+def product_create(
+    name: str = typer.Argument(..., help="Product (collection) id."),
+    from_cogs: Path = typer.Option(..., "--from-cogs", help="A folder of scene folders of COGs (or one scene folder)."),
+    band: list[str] = typer.Option(None, "--band", help="STEM=COMMON_NAME (e.g. B4=red); repeatable."),
+    quality_asset: str | None = typer.Option(None, help="Quality (mask) band, by file stem."),
+    quality_preset: str | None = typer.Option(
+        None, help="Its decoding rule: fmask, sentinel-2-scl, binary-cloud, binary-valid, landsat-c1-bqa, "
+                   "landsat-c2-qa-pixel."),
+    clear: str | None = typer.Option(None, help="Instead of a preset: the mask values that are clear (0,1)."),
+    title: str | None = typer.Option(None, help="Title (the ODC description)."),
+    platform: str | None = typer.Option(None, help="Platform, e.g. landsat-7 (default: what the scene IDs say)."),
+    print_yaml: bool = typer.Option(False, "--print-yaml",
+                                    help="Print the ODC product definition instead of registering it."),
+) -> None:
+    """Describe a product from the COGs of one scene folder and register it.
+
+    Measurements come from the files (asset key = file stem without the scene ID; dtype,
+    nodata, scale/offset, units); common names from --band or the band designations of the
+    sensor the scene IDs name; storage CRS and resolution from the files; a band named BQA,
+    QA_PIXEL, SCL or Fmask is the quality band unless --quality-asset says otherwise.
+    `stacube product add` of the --print-yaml output gives the same product.
+    """
+    import yaml
+
+    from stacube.catalog.describe import describe_cogs, parse_band_options  # lazy: start-up
+    from stacube.catalog.products import odc_to_collection  # lazy: start-up
+    from stacube.catalog.register import upsert_product  # lazy: start-up
+
+    doc = describe_cogs(name, from_cogs, bands=parse_band_options(band or []), quality_asset=quality_asset,
+                        quality_preset=quality_preset, clear=int_list(clear, "--clear"), title=title,
+                        platform=platform)
+    collection = odc_to_collection(doc, source=str(from_cogs))
+    if print_yaml:
+        typer.echo(f"# ODC product definition of {from_cogs}; register with: stacube product add FILE")
+        typer.echo(yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100), nl=False)
+        return
+    _print_added(upsert_product(_catalog(), collection))
 
 
 def _platforms(doc: dict) -> str:

@@ -1,13 +1,15 @@
 """Named output grids: a CRS, a square pixel size and an anchor, cut into square tiles.
 
-A grid is infinite; a cube or a job on a grid covers the whole tiles of it that intersect its
-domain, so the pixel edges and the tile (and chunk) boundaries of every output on a grid
-coincide, and two workers writing two tiles never touch the same Zarr chunk. Names accepted by
-``--grid``:
+A grid is infinite; a cube on a grid (and a job with ``--grid-tiles``) covers the whole tiles of
+it that intersect its domain, so the pixel edges and the tile (and chunk) boundaries of every
+output on a grid coincide, and two workers writing two tiles never touch the same Zarr chunk; a
+job covers its area in whole pixels of the grid (:meth:`Grid.domain` with ``tile=1``). Names
+accepted by ``--grid``:
 
 * ``native``: the first collection's CRS and pixel size (``stacube:storage``, else the first
-  item's ``proj:transform``), anchored on the source pixel edges: a cube in the scenes' own UTM
-  zone reads them without resampling.
+  item's ``proj:transform``), anchored on the source pixel edges
+  (:func:`stacube.core.geobox.source_grid`): a cube in the scenes' own UTM zone reads them
+  without resampling.
 * ``webmercator`` or ``webmercator-z<N>``: EPSG:3857 at the pixel size of WebMercatorQuad zoom
   ``N`` (default: the coarsest zoom whose ground pixel at the domain's centre latitude is at least
   as fine as the native one), anchored at the tile matrix origin: a 512-px tile is exactly one

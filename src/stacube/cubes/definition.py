@@ -30,7 +30,7 @@ from stacube.algo.tile import CompositeInputs, variable_dtype, variable_fill
 from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.pgstac import Catalog
 from stacube.catalog.quality import parse_rule, rule_of
-from stacube.core.geobox import NativeGrid, geobox_from_doc, geobox_to_doc, native_grid
+from stacube.core.geobox import geobox_from_doc, geobox_to_doc, source_grid
 from stacube.core.grids import Grid, parse_grid
 from stacube.core.indices import get_index, required_bands
 from stacube.core.methods import output_variables
@@ -186,19 +186,6 @@ class CubeDefinition:
 
 
 # -- resolution against the catalog ------------------------------------------------------------
-def source_grid(collection: dict, items: list[dict], asset_key: str) -> NativeGrid | None:
-    """The grid a cube on ``--grid native`` follows: the collection's ``stacube:storage`` CRS
-    and resolution when it declares them (anchored on the items' pixel edges when they are in
-    that CRS), else the items' own grid (:func:`stacube.core.geobox.native_grid`)."""
-    storage = collection.get("stacube:storage") or {}
-    native = native_grid(items, asset_key)
-    crs, res = storage.get("crs"), (storage.get("resolution") or [None])[0]
-    if crs is None or res is None:
-        return native
-    origin = native.origin if native is not None and native.crs == crs else (0.0, 0.0)
-    return NativeGrid(crs, (float(res), -float(res)), origin)
-
-
 def default_bands(collection: dict) -> list[str]:
     """The first of red, green, blue, nir the collection has.
 

@@ -10,10 +10,16 @@ Two sources give the same answer on the same grid:
 
 Per date (a solar day; a period for composite cubes):
 
-* point: the values of the pixel that contains the point; ``status`` is ``clear``, ``cloud``
-  (observed, but not clear by the quality rule: cloud, shadow, ...) or ``nodata``;
+* point: the values of the pixel that contains the point; ``status`` is ``clear``, ``nodata``,
+  or, observed but not clear, the name the mask gives the reason (``cloud``, ``cloud_shadow``,
+  ``snow``...: :meth:`stacube.catalog.quality.QualityRule.reason_table`; ``not_clear`` when
+  the mask names none);
 * polygon: the means over the clear pixels whose centres fall inside the polygon (every touched
-  pixel when no centre does); ``status`` is ``clear`` when any pixel is clear.
+  pixel when no centre does); ``status`` is ``clear`` when any pixel is clear, else the most
+  frequent reason among its observed pixels.
+
+Reasons come from the rule alone when it has one (s2cloudless: ``cloud``), else from the raw
+masks of that date's items (read only for dates that are observed but not clear).
 
 Also per date: ``pixel_count`` (pixels of the geometry), ``valid_count`` / ``valid_share``
 (observed) and ``clear_count`` / ``clear_share``. Values are physical (reflectance,
@@ -25,29 +31,31 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from shapely.geometry import box
 
-from stacube.algo.load import Source, load_stack
-from stacube.algo.observations import CLEAR, NO_OBSERVATION, merge_observations
+from stacube.algo.load import Source, load_masks, load_stack
+from stacube.algo.observations import CLEAR, NO_OBSERVATION, NOT_CLEAR, merge_observations
 from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.pgstac import Catalog
-from stacube.catalog.quality import rule_of
+from stacube.catalog.quality import parse_rule, rule_of
 from stacube.core.crs import crs_text
+from stacube.core.geobox import source_grid
 from stacube.core.grids import parse_grid
 from stacube.core.indices import get_index, required_bands
 from stacube.core.times import format_interval, item_datetime, parse_rfc3339, parse_time, solar_day
 from stacube.cubes.arrays import open_level
-from stacube.cubes.definition import QUALITY, CubeDefinition, default_bands, source_grid
+from stacube.cubes.definition import QUALITY, CubeDefinition, default_bands
 from stacube.cubes.fill import fill_region, load_definition, steps_for, window_for
 from stacube.cubes.records import CubeRecords
 from stacube.errors import InvalidInput, NoData
 from stacube.settings import Settings
 
-STATUS = {CLEAR: "clear", 1: "cloud", NO_OBSERVATION: "nodata"}
+NOT_CLEAR_STATUS = "not_clear"
 COUNT_COLUMNS = ("status", "clear_share", "valid_share", "clear_count", "valid_count", "pixel_count")
 
 
@@ -218,12 +226,57 @@ def summarise(times: list[str], layers: dict[str, np.ndarray], quality: np.ndarr
             values = stack[t][mask].astype(np.float64)
             values = values[np.isfinite(values)]
             row[name] = float(values.mean()) if values.size else float("nan")
-        row["status"] = "clear" if clear else ("cloud" if valid else "nodata")
+        row["status"] = "clear" if clear else (NOT_CLEAR_STATUS if valid else "nodata")
         row["clear_share"] = round(clear / n, 6) if n else 0.0
         row["valid_share"] = round(valid / n, 6) if n else 0.0
         row["clear_count"], row["valid_count"], row["pixel_count"] = clear, valid, n
         rows.append(row)
     return rows
+
+
+def _single_reason(sources: list[Source]) -> str | None:
+    """The one not-clear reason every source's rule can give, or None."""
+    names = {tuple(s.rule.reason_names()) for s in sources if s.rule is not None}
+    return next(iter(names))[0] if len(names) == 1 and len(next(iter(names))) == 1 else None
+
+
+def name_statuses(rows: list[dict], quality: np.ndarray | None, mask: np.ndarray,
+                  step_items: list[list[str]], sources: list[Source], geobox) -> None:
+    """Replace the ``not_clear`` statuses of ``rows`` by the reason the masks give (see the
+    module docstring), in place.
+
+    Args:
+        quality: uint8 ``(t, y, x)`` flags of the rows' steps.
+        mask: bool ``(y, x)`` pixels of the geometry.
+        step_items: per step, the ids of its items in slice order.
+        sources: sources holding (at least) those items, with their rules.
+        geobox: the grid of ``quality`` (where raw masks are read).
+    """
+    todo = [t for t, row in enumerate(rows) if row["status"] == NOT_CLEAR_STATUS]
+    if not todo or quality is None or not any(s.rule for s in sources):
+        return
+    single = _single_reason(sources)
+    if single:
+        for t in todo:
+            rows[t]["status"] = single
+        return
+    wanted = {i for t in todo for i in step_items[t]}
+    subset = [Source(s.collection, [i for i in s.items if i["id"] in wanted], s.assets, s.rule) for s in sources]
+    raw = load_masks([s for s in subset if s.items], geobox)
+    rule_of_item = {i["id"]: s.rule for s in subset for i in s.items}
+    for t in todo:
+        counts: Counter = Counter()
+        pending = (quality[t] == NOT_CLEAR) & mask
+        for item_id in step_items[t]:
+            if item_id not in raw or rule_of_item.get(item_id) is None or not pending.any():
+                continue
+            codes, reason = rule_of_item[item_id].reason_table(raw[item_id])
+            here = pending & (codes > 0)
+            for code, n in zip(*np.unique(codes[here], return_counts=True)):
+                counts[reason[int(code) - 1]] += int(n)
+            pending &= ~here
+        if counts:
+            rows[t]["status"] = counts.most_common(1)[0][0]
 
 
 def _with_indices(layers: dict[str, np.ndarray], indices: list[str]) -> dict[str, np.ndarray]:
@@ -283,9 +336,19 @@ def from_cube(settings: Settings, cube: str, *, geom, kind: str, time=None, band
     mask = pixel_mask(geom, kind, region)
     layers = _with_indices({n: ds[n].values for n in names}, indices)
     steps_docs = definition.steps[steps.start:steps.stop]
+    quality = ds[QUALITY].values if has_quality else None
     out_rows = summarise([s["time"] for s in steps_docs], {v: layers[v] for v in [*bands, *indices]},
-                         ds[QUALITY].values if has_quality else None, mask, kind,
+                         quality, mask, kind,
                          labels=[s["label"] for s in steps_docs] if definition.mode == "composite" else None)
+    if any(row["status"] == NOT_CLEAR_STATUS for row in out_rows):
+        step_items = [list(s["items"]) for s in steps_docs]
+        sources = [Source(src["collection"], [], src["assets"], parse_rule(src["rule"]) if src["rule"] else None)
+                   for src in definition.sources]
+        if not _single_reason(sources):
+            ids = sorted({i for t, row in enumerate(out_rows) if row["status"] == NOT_CLEAR_STATUS
+                          for i in step_items[t]})
+            sources = definition.make_sources(list(Catalog(settings).search({"ids": ids})))
+        name_statuses(out_rows, quality, mask, step_items, sources, region)
     return TimeSeries("cube", kind, geom.__geo_interface__, [*bands, *indices], out_rows, cube=cube,
                       collections=list(definition.spec["collections"]), crs=crs_text(region.crs))
 
@@ -353,6 +416,10 @@ def from_items(settings: Settings, collections: list[str], *, geom, kind: str, t
     layers = _with_indices(merged, indices)
     out_rows = summarise([first_time[d] for d in order], {v: layers[v] for v in [*bands, *indices]},
                          quality, mask, kind)
+    step_items: list[list[str]] = [[] for _ in order]
+    for item_id, step in zip(stack.item_ids, slice_steps):
+        step_items[step].append(item_id)
+    name_statuses(out_rows, quality, mask, step_items, sources, geobox)
     return TimeSeries("items", kind, geom.__geo_interface__, [*bands, *indices], out_rows,
                       collections=list(collections), crs=crs_text(geobox.crs))
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from odc.geo import resxy_, xy_
+from odc.geo import resxy_
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import BoundingBox
 
@@ -20,8 +20,7 @@ from stacube.algo.tile import CompositeInputs
 from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.pgstac import Catalog
 from stacube.catalog.quality import QualityRule, clear_values_rule, parse_rule, rule_of
-from stacube.core.crs import same_crs
-from stacube.core.geobox import NativeGrid, geobox_from_doc, geobox_to_doc, native_grid
+from stacube.core.geobox import geobox_from_doc, geobox_to_doc, output_anchor, source_grid, source_grid_in
 from stacube.core.grids import parse_grid
 from stacube.core.period import Period, make_periods
 from stacube.core.times import format_interval, item_datetime
@@ -106,54 +105,54 @@ def _check_size(geobox: GeoBox, where: str) -> GeoBox:
 
 
 def make_geobox(spec: CompositeSpec, sources: list[Source], ref_band: str) -> GeoBox:
-    """The output GeoBox: CRS and resolution from the spec, else the first collection's storage
-    settings, else its first item's native grid (whose pixel edges the output then follows).
+    """The output GeoBox of a job without ``--grid``.
+
+    CRS: ``--crs``, else the first collection's source grid (``stacube:storage``, else its first
+    item's native grid). Resolution: ``--resolution``, else that of the source grid in the output
+    CRS (the storage grid, else the native one), else the native one scaled to the output CRS.
+    Pixel edges: ``--anchor`` (:func:`stacube.core.geobox.output_anchor`); by default those of the
+    source grid when it is in the output CRS, so outputs coincide with the source pixels; the
+    extent covers the area in whole pixels.
 
     Raises:
         InvalidInput: no CRS can be found, or the output would be absurdly large.
     """
     first = sources[0]
-    storage = first.collection.get("stacube:storage") or {}
-    native = native_grid(first.items, first.assets[ref_band])
-    crs = spec.crs or storage.get("crs") or (native.crs if native else None)
+    asset = first.assets[ref_band]
+    native = source_grid(first.collection, first.items, asset)
+    crs = spec.crs or (native.crs if native else None)
     if crs is None:
         raise InvalidInput(f"collection {first.id!r} declares no CRS: pass --crs")
     bbox = BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs(crs)
-    anchor = "default"
+    on_grid = source_grid_in(crs, first.collection, first.items, asset)
     if spec.resolution:
         res = resxy_(spec.resolution, -spec.resolution)
-    elif storage.get("resolution") and (spec.crs is None or spec.crs == storage.get("crs")):
-        rx, ry = storage["resolution"]
-        res = resxy_(abs(rx), -abs(ry))
-    elif native and same_crs(crs, native.crs):
-        res = resxy_(abs(native.resolution[0]), -abs(native.resolution[1]))
-        anchor = xy_((native.origin[0] / res.x) % 1, (native.origin[1] / res.y) % 1)
+    elif on_grid:
+        res = resxy_(abs(on_grid.resolution[0]), -abs(on_grid.resolution[1]))
     elif native:
         native_box = BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs(native.crs)
         scale = bbox.span_x / max(native_box.span_x, 1e-12)
         res = resxy_(abs(native.resolution[0]) * scale, -abs(native.resolution[1]) * scale)
     else:
         raise InvalidInput(f"cannot tell the resolution of {first.id!r}: pass --resolution")
+    anchor = output_anchor(spec.anchor, on_grid, (res.x, res.y))
     return _check_size(GeoBox.from_bbox(bbox, crs, resolution=res, anchor=anchor), "")
 
 
 def grid_geobox(spec: CompositeSpec, sources: list[Source], ref_band: str, tile: int) -> GeoBox:
-    """The output GeoBox on a named grid (``--grid``, see :mod:`stacube.core.grids`): the whole
-    ``tile`` x ``tile`` px tiles of the grid that intersect the bbox, so every job on a grid cuts
-    the same tiles and their outputs line up.
+    """The output GeoBox on a named grid (``--grid``, see :mod:`stacube.core.grids`): the area in
+    whole pixels of the grid, or, with ``--grid-tiles``, the whole ``tile`` x ``tile`` px tiles of
+    the grid that meet it (every job on a grid then cuts the same tiles).
 
     Raises:
         InvalidInput: unknown grid name; the output would be absurdly large.
     """
     first = sources[0]
-    storage = first.collection.get("stacube:storage") or {}
-    native = native_grid(first.items, first.assets[ref_band])
-    if storage.get("crs") and storage.get("resolution"):
-        res = float(storage["resolution"][0])
-        native = NativeGrid(storage["crs"], (res, -res), native.origin if native else (0.0, 0.0))
+    native = source_grid(first.collection, first.items, first.assets[ref_band])
     box = BoundingBox(*spec.bbox, crs=spec.bbox_crs).to_crs("EPSG:4326")
     grid = parse_grid(spec.grid, native=native, centre=((box.left + box.right) / 2, (box.bottom + box.top) / 2))
-    return _check_size(grid.domain(spec.bbox, spec.bbox_crs, tile), f" on grid {grid.name}")
+    domain = grid.domain(spec.bbox, spec.bbox_crs, tile if spec.grid_tiles else 1)
+    return _check_size(domain, f" on grid {grid.name}")
 
 
 def tile_bytes_per_pixel(dates: int, bands: int, variables: int, steps: int) -> int:
@@ -225,6 +224,7 @@ def make_plan(spec: CompositeSpec, catalog: Catalog, output_root: str, *, job_id
         geobox = grid_geobox(spec, sources, inputs.load_bands[0], tile)
     else:
         geobox = make_geobox(spec, sources, inputs.load_bands[0])
+    if not spec.grid_tiles:
         tile = min(tile, max(geobox.shape.x, geobox.shape.y))
     return Plan(
         spec=spec, job_id=job_id or spec.job_id(), inputs=inputs, geobox=geobox, tile_shape=(tile, tile),

@@ -14,6 +14,7 @@ import json
 from pydantic import Field, field_validator, model_validator
 
 from stacube.algo.masking import parse_mask_cleanup
+from stacube.core.geobox import check_anchor
 from stacube.core.spec import SpecModel
 
 
@@ -23,6 +24,10 @@ class CompositeSpec(SpecModel):
     bbox: tuple[float, float, float, float] = Field(description="MINX,MINY,MAXX,MAXY in bbox_crs.")
     datetime: str = Field(description="START/END (ISO 8601; either end may be '..').")
     method: str = Field(description="One of stacube.core.methods.METHODS, or pNN (a percentile, e.g. p25).")
+    bands: list[str] = Field(
+        default_factory=list,
+        description="Common names or asset keys (default red, green, blue; with indices and no bands, only "
+                    "the indices are written).")
     max_cloud: float | None = Field(
         None, ge=0, le=100,
         description="Percent: drop scenes whose measured non-clear share of valid pixels in the area exceeds it.")
@@ -30,9 +35,15 @@ class CompositeSpec(SpecModel):
     clear: list[int] | None = None
     crs: str | None = None
     resolution: float | None = Field(None, gt=0)
+    anchor: str | None = Field(
+        None, description="Where output pixel edges fall (odc-stac anchor): native (the sources' pixel "
+                          "edges, default), edge (multiples of the resolution), center, floating or FX,FY.")
     grid: str | None = Field(
-        None, description="Named grid: native, webmercator[-z<N>], equal-area-<R>m|km; "
-                          "outputs cover its whole tiles (instead of --crs/--resolution).")
+        None, description="Named grid: native, webmercator[-z<N>], equal-area-<R>m|km (instead of "
+                          "--crs/--resolution); outputs cover the area in whole pixels of it.")
+    grid_tiles: bool = Field(
+        False, description="With grid: cover the whole tiles of the grid that meet the area, so jobs on "
+                           "one grid cut the same tiles.")
     output_collection: str | None = Field(None, description="Collection of the results.")
     tile_size: int | None = Field(
         None, ge=16, le=16384,
@@ -45,10 +56,19 @@ class CompositeSpec(SpecModel):
     def _mask_cleanup(cls, value):
         return parse_mask_cleanup(value)
 
+    @field_validator("anchor", mode="before")
+    @classmethod
+    def _anchor(cls, value):
+        return check_anchor(value)
+
     @model_validator(mode="after")
     def _combinations(self) -> CompositeSpec:
         if self.grid and (self.crs or self.resolution):
             raise ValueError("--grid sets the CRS and resolution: drop --crs/--resolution")
+        if self.grid and self.anchor:
+            raise ValueError("--grid sets the pixel alignment: drop --anchor")
+        if self.grid_tiles and not self.grid:
+            raise ValueError("--grid-tiles needs --grid")
         if (self.mask_asset is None) != (self.clear is None):
             raise ValueError("--mask-asset and --clear go together")
         return self
@@ -56,8 +76,9 @@ class CompositeSpec(SpecModel):
     def job_id(self) -> str:
         """A stable id: the same parameters give the same job (re-running is idempotent)."""
         doc = self.model_dump(mode="json", exclude={"output", "tile_size"})
-        if doc.get("mask_cleanup") is None:  # jobs without cleanup keep their ids
-            doc.pop("mask_cleanup", None)
+        for key, default in (("mask_cleanup", None), ("anchor", None), ("grid_tiles", False)):
+            if doc.get(key) == default:  # jobs that do not use an option keep their ids
+                doc.pop(key, None)
         digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.method}-{digest}"
 
