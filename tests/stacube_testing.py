@@ -12,7 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "data" / "samples"
 PRODUCTS = ROOT / "data" / "products"
-SHARED = ROOT.parent / "shared" / "data"
+#: the shared test data beside the repository (``STACUBE_SHARED_DATA`` overrides: a clone elsewhere,
+#: or a path that does not exist to check that every test runs, or skips, without it)
+SHARED = Path(os.environ.get("STACUBE_SHARED_DATA") or ROOT.parent / "shared" / "data")
 STACUBE = str(Path(sys.executable).parent / "stacube")
 
 

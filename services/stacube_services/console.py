@@ -2,7 +2,8 @@
 
 The front end (``services/console``, built by ``scripts/build-console.sh`` into
 ``console_dist/`` next to this module) talks only to the public STAC, raster and jobs
-endpoints, whose base URLs it reads from ``GET /console/config.json``. Routes:
+endpoints (and the cubes API's time series), whose base URLs it reads from
+``GET /console/config.json``. Routes:
 
 * ``GET /``: the console (``index.html``; a short page with the API links when the bundle
   has not been built);
@@ -10,10 +11,12 @@ endpoints, whose base URLs it reads from ``GET /console/config.json``. Routes:
 * ``GET /console/assets/...``: the bundle (content-hashed names, cached for a year, gzip).
 
 Configuration (environment, ``STACUBE_CONSOLE_`` prefix): ``STAC_URL``, ``RASTER_URL``,
-``JOBS_URL``, ``FILES_URL`` (default: same origin, relative to the page, so a path prefix
-works), ``BASEMAP_URL`` (an XYZ raster template, e.g. OpenStreetMap's; unset: no basemap, the
-console then needs no internet at all) with ``BASEMAP_ATTRIBUTION``, and ``DIST`` (another
-bundle directory).
+``JOBS_URL``, ``FILES_URL``, ``CUBES_URL`` (default: same origin, relative to the page, so a
+path prefix works), ``BASEMAP_URL`` (an XYZ raster template, e.g. OpenStreetMap's; unset: no
+basemap, the console then needs no internet at all) with ``BASEMAP_ATTRIBUTION``,
+``IMAGERY_URL`` with ``IMAGERY_ATTRIBUTION`` (an XYZ imagery template for the map's "Imagery"
+basemap; unset: the catalog's own true-colour mosaics, no internet needed), and ``DIST``
+(another bundle directory).
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ class ConsoleSettings(BaseSettings):
     raster_url: str = Field("raster", description="Raster API base URL.")
     jobs_url: str = Field("jobs", description="Jobs API base URL.")
     files_url: str = Field("files", description="Base URL of job outputs.")
+    cubes_url: str = Field("cubes", description="Cubes API base URL (time series).")
+    imagery_url: str | None = Field(None, description="XYZ raster tiles template of an imagery basemap "
+                                                      "(unset: the catalog's own true-colour mosaics).")
+    imagery_attribution: str = Field("", description="Imagery basemap credit.")
     basemap_url: str | None = Field(None, description="XYZ raster tiles template of a basemap.")
     basemap_attribution: str = Field("© OpenStreetMap contributors", description="Basemap credit.")
     dist: Path | None = Field(None, description="Directory of the built console (default: console_dist).")
@@ -68,7 +75,10 @@ def console_config(console: ConsoleSettings) -> dict:
         "raster_url": console.raster_url,
         "jobs_url": console.jobs_url,
         "files_url": console.files_url,
+        "cubes_url": console.cubes_url,
         "basemap": basemap,
+        "imagery": ({"tiles": [console.imagery_url], "attribution": console.imagery_attribution}
+                    if console.imagery_url else None),
         "version": __version__,
     }
 

@@ -42,6 +42,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from threading import Lock
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 import numpy as np
 from cachetools import TTLCache
@@ -55,6 +56,7 @@ from stacube.algo.harmonize import harmonized_scale_offset
 from stacube.algo.load import raster_band
 from stacube.algo.masking import cleanup_clear, halo, parse_mask_cleanup
 from stacube.catalog.quality import rule_of
+from stacube.catalog.renders import render_query, render_zooms
 from stacube.errors import InvalidInput, NotFound, StorageError
 from stacube_services.catalog_cache import CollectionCache
 from stacube_services.tms import checked_tile_matrix_set
@@ -380,11 +382,127 @@ def masked_router(path_dependency) -> APIRouter:
     doc = ("Cloud-masked mosaic tile: per pixel the first clear observation (quality rule of the "
            "collection), most recent or clearest item first; nodata where no item is clear.")
     # the scaled route first: "{y}.{format}" would also match "5837@2x.png"
-    router.add_api_route(suffix + "@{scale}x.{format}", tile, methods=["GET"],
+    router.add_api_route(suffix + "@{scale}x.{format}", tile, methods=["GET"], name="masked_tile_scaled",
                          summary="Cloud-masked mosaic tile (scaled)", description=doc, response_class=Response)
     router.add_api_route(suffix + ".{format}", tile, methods=["GET"], summary="Cloud-masked mosaic tile",
-                         description=doc, response_class=Response)
+                         name="masked_tile", description=doc, response_class=Response)
+
+    def tilejson(
+        request: Request,
+        search_id: Annotated[str, Depends(path_dependency)],
+        tileMatrixSetId: Annotated[str, Path(description="Tile matrix set identifier")],
+        tile_format: Annotated[ImageType, Query(description="Tile format (default png)")] = ImageType.png,
+        minzoom: Annotated[int | None, Query(description="Overwrite the zoom range's start")] = None,
+        maxzoom: Annotated[int | None, Query(description="Overwrite the zoom range's end")] = None,
+    ) -> dict:
+        """TileJSON 3.0.0 of the masked mosaic (the tile parameters of the request carry over)."""
+        tms = _tms(tileMatrixSetId)
+        bounds = mosaic_bounds(request, search_id)
+        low, high = minzoom if minzoom is not None else tms.minzoom, maxzoom if maxzoom is not None else tms.maxzoom
+        query = [(k, v) for k, v in request.query_params.multi_items() if k not in TILEJSON_ONLY]
+        url = str(request.url_for("masked_tile", tileMatrixSetId=tileMatrixSetId, z="{z}", x="{x}", y="{y}",
+                                  format=tile_format.value, **_path_ids(request)))
+        url = url.replace("%7B", "{").replace("%7D", "}")
+        return {
+            "tilejson": "3.0.0", "name": f"{_label(request)} (cloud-masked)", "scheme": "xyz",
+            "tiles": [f"{url}?{urlencode(query)}" if query else url],
+            "minzoom": low, "maxzoom": high, "bounds": bounds,
+            "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, low],
+        }
+
+    def wmts(
+        request: Request,
+        search_id: Annotated[str, Depends(path_dependency)],
+        tile_format: Annotated[ImageType, Query(description="Tile format (default png)")] = ImageType.png,
+    ) -> Response:
+        """WMTS capabilities of the masked mosaic in WebMercatorQuad: one layer per rendering of
+        the collection (STAC renders), and one for the request's own tile parameters."""
+        from titiler.core.utils import tms_limits
+        from titiler.mosaic.extensions.wmts import DEFAULT_TEMPLATES
+
+        tms = _tms("WebMercatorQuad")
+        bounds = mosaic_bounds(request, search_id)
+        collections = [_state_cache(request).collection(c) for c in registered_search(request, search_id)
+                       .get("collections") or []]
+        renders = dict(_renders_of(collections[0])) if collections else {}
+        own = [(k, v) for k, v in request.query_params.multi_items() if k.lower() not in WMTS_ONLY]
+        if any(k in ("assets", "index", "expression") for k, _ in own):
+            renders["default"] = {"query": own, "zooms": (tms.minzoom, tms.maxzoom)}
+        if not renders:
+            raise InvalidInput("no layer: the collection has no rendering (STAC renders); "
+                               "give assets= (or index=)")
+        url = str(request.url_for("masked_tile", tileMatrixSetId="WebMercatorQuad", z="{TileMatrix}",
+                                  x="{TileCol}", y="{TileRow}", format=tile_format.value, **_path_ids(request)))
+        url = url.replace("%7B", "{").replace("%7D", "}")
+        layers = []
+        for name, render in renders.items():
+            identifier = f"{_label(request)}_masked_{name}"
+            layers.append({
+                "title": identifier, "identifier": identifier, "tms_identifier": "WebMercatorQuad",
+                "tms_limits": tms_limits(tms, bounds, zooms=render["zooms"]), "tiles_url": url,
+                "query_string": urlencode(render["query"]), "bbox_crs_type": "WGS84BoundingBox",
+                "bbox_crs_uri": "urn:ogc:def:crs:OGC:2:84", "bbox": bounds,
+            })
+        matrices = [{"id": "WebMercatorQuad", "crs": tms.crs.srs, "matrices": tms.tileMatrices}]
+        return DEFAULT_TEMPLATES.TemplateResponse(
+            request, name="wmts.xml", media_type="application/xml",
+            context={"layers": layers, "tileMatrixSets": matrices, "media_type": tile_format.mediatype})
+
+    router.add_api_route("/masked/{tileMatrixSetId}/tilejson.json", tilejson, methods=["GET"],
+                         summary="TileJSON of the cloud-masked mosaic", name="masked_tilejson")
+    router.add_api_route("/masked/WMTSCapabilities.xml", wmts, methods=["GET"], response_class=Response,
+                         summary="WMTS capabilities of the cloud-masked mosaic", name="masked_wmts")
     return router
+
+
+#: TileJSON / WMTS request parameters that do not go into tile URLs
+TILEJSON_ONLY = {"tile_format", "minzoom", "maxzoom"}
+WMTS_ONLY = {"tile_format", "service", "request", "acceptversions", "sections", "updatesequence",
+             "acceptformats", "tilesize", "minzoom", "maxzoom"}
+
+
+def _tms(tms_id: str):
+    import morecantile
+
+    try:
+        return morecantile.tms.get(tms_id)
+    except Exception as exc:  # morecantile's own error types
+        raise InvalidInput(f"unknown tile matrix set {tms_id!r}") from exc
+
+
+def _path_ids(request: Request) -> dict:
+    return {k: v for k, v in request.path_params.items() if k in ("collection_id", "search_id")}
+
+
+def _label(request: Request) -> str:
+    ids = request.path_params
+    return ids.get("collection_id") or f"search-{ids.get('search_id')}"
+
+
+def _renders_of(collection: dict):
+    """``(name, {"query": [(param, value)], "zooms": (min, max)})`` of a collection's renders."""
+    for name, render in (collection.get("renders") or {}).items():
+        if isinstance(render, dict) and render.get("assets"):
+            yield name, {"query": render_query(render), "zooms": render_zooms(render) or (0, 24)}
+
+
+def mosaic_bounds(request: Request, search_id: str) -> list[float]:
+    """Longitude/latitude bounds of a mosaic: its search's bbox, else its collections' extents."""
+    search = registered_search(request, search_id)
+    bbox = search.get("bbox")
+    if isinstance(bbox, list) and len(bbox) in (4, 6):
+        return [float(v) for v in bbox[:2] + bbox[-2:]]
+    boxes = []
+    for cid in search.get("collections") or []:
+        try:
+            box = _state_cache(request).collection(cid)["extent"]["spatial"]["bbox"][0]
+            boxes.append(box[:2] + box[-2:])
+        except (KeyError, IndexError, TypeError):
+            continue
+    if not boxes:
+        return [-180.0, -85.0511287798066, 180.0, 85.0511287798066]
+    return [min(b[0] for b in boxes), max(-85.0511287798066, min(b[1] for b in boxes)),
+            max(b[2] for b in boxes), min(85.0511287798066, max(b[3] for b in boxes))]
 
 
 def _render(values, filled, used, tms, z, x, y, expression, fmt, colormap, render) -> Response:

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from stacube.access.prefixes import ReadPrefixes
 from stacube.access.raster import guarded_readers, install_raster_access
 from stacube.catalog.bands import resolve_band_assets
+from stacube.catalog.renders import default_render, render_query, render_zooms
 from stacube.core.indices import PRESETS, RENDER, get_index
 from stacube.db.connection import connect_kwargs
 from stacube.errors import InvalidInput, NotFound
@@ -70,6 +71,36 @@ def index_params(index_name: str, collections: list[dict], query: list[tuple[str
         out.append(("colormap_name", cmap))
     if "rescale" not in given:
         out.append(("rescale", f"{lo},{hi}"))
+    return out
+
+
+#: the routes that draw pixels (and so need assets), by the last part(s) of their path
+RENDERED = ("/tiles/", "/tilejson.json", "/map.html", "/point/", "/bbox/", "/statistics", "/feature")
+
+
+def renders_by_default(path: str, query: list[tuple[str, str]]) -> bool:
+    """Whether a request draws pixels but names nothing to draw (no ``assets``, ``expression``
+    or ``index``): it then gets the collection's default rendering."""
+    given = {k for k, _ in query}
+    if given & {"assets", "expression", "index"}:
+        return False
+    if not path.startswith(("/collections/", "/searches/")) or path.endswith("WMTSCapabilities.xml"):
+        return False
+    return any(part in path or path.endswith(part.rstrip("/")) for part in RENDERED)
+
+
+def render_params(collections: list[dict], path: str) -> list[tuple[str, str]]:
+    """Query parameters of the first collection's default rendering (STAC ``renders``), when
+    every collection of the request has one drawing the same assets; [] otherwise. ``minzoom``
+    and ``maxzoom`` (from ``minmax_zoom``) go to TileJSON and map requests only."""
+    renders = [default_render(c) for c in collections]
+    if not renders or any(r is None for r in renders) or \
+            any(r["assets"] != renders[0]["assets"] for r in renders):
+        return []
+    out = render_query(renders[0])
+    zooms = render_zooms(renders[0])
+    if zooms and path.endswith(("tilejson.json", "map.html")):
+        out += [("minzoom", str(zooms[0])), ("maxzoom", str(zooms[1]))]
     return out
 
 
@@ -173,6 +204,14 @@ class RasterRequestMiddleware:
                 return
             scope = dict(scope)
             scope["query_string"] = urlencode(query).encode("latin-1")
+        elif renders_by_default(path, query):
+            try:
+                extra = render_params(self._collections_for(path), path)
+            except (InvalidInput, NotFound):
+                extra = []  # titiler answers for itself
+            if extra:
+                scope = dict(scope)
+                scope["query_string"] = urlencode(query + extra).encode("latin-1")
         await self.app(scope, receive, send)
 
     def _collections_for(self, path: str) -> list[dict]:
@@ -182,6 +221,48 @@ class RasterRequestMiddleware:
         if len(parts) >= 2 and parts[0] == "searches":
             return [self.cache.collection(c) for c in self.cache.search_collections(parts[1])]
         raise InvalidInput("index= works on /collections/{id}/..., /collections/{id}/items/{item}/... and /searches/{id}/...")
+
+
+class MosaicId(str):
+    """A mosaic's search hash (what titiler-pgstac's backends read) that also carries a name for
+    people (``label``: the collection id), which WMTS layer identifiers use."""
+
+    label: str
+
+
+def labelled(dependency, label_of):
+    """``dependency`` (a titiler-pgstac path dependency returning a search hash) returning a
+    :class:`MosaicId` labelled ``label_of(its keyword arguments)``."""
+    import inspect
+
+    def wrapper(*args, **kwargs):
+        value = MosaicId(dependency(*args, **kwargs))
+        value.label = label_of(kwargs)
+        return value
+
+    wrapper.__signature__ = inspect.signature(dependency)
+    wrapper.__name__ = dependency.__name__
+    return wrapper
+
+
+def layer_name(src_path) -> str:
+    """WMTS layer identifier prefix: the collection id (or ``search-<hash>``)."""
+    return getattr(src_path, "label", None) or str(src_path)
+
+
+def mosaic_renders(backend) -> dict:
+    """The renderings of a mosaic as titiler query parameters (titiler-pgstac's own function:
+    the collection's STAC ``renders``, recorded with its search), each with its zoom range."""
+    from titiler.extensions.render import _adapt_render_for_v2
+
+    renders = backend.info().metadata.defaults_params or {}
+    for render in renders.values():
+        _adapt_render_for_v2(render)
+        # the rendering's zooms (minmax_zoom) bound its WMTS layer in WebMercatorQuad
+        zooms = [render.pop(k, None) for k in ("minzoom", "maxzoom")]
+        if None not in zooms:
+            render["tilematrixsets"] = {"WebMercatorQuad": tuple(int(z) for z in zooms)}
+    return renders
 
 
 def create_raster_app(settings: Settings) -> FastAPI:
@@ -252,14 +333,18 @@ def create_raster_app(settings: Settings) -> FastAPI:
     item_reader, mosaic_reader = guarded_readers(ReadPrefixes.from_settings(settings))
 
     def mosaic(path_dependency, prefix: str) -> MosaicTilerFactory:
+        # WMTS layers: one per rendering of the collection (STAC renders), named after it
         return MosaicTilerFactory(
             path_dependency=path_dependency, router_prefix=prefix, add_statistics=True,
             dataset_reader=mosaic_reader,
-            add_viewer=True, add_part=True, add_ogc_maps=False,
-            extensions=[searchInfoExtension(), wmtsExtensionMosaic()], templates=templates,
+            add_viewer=True, add_part=True, add_ogc_maps=False, get_renders=mosaic_renders,
+            extensions=[searchInfoExtension(),
+                        wmtsExtensionMosaic(layer_identifier_provider=layer_name)],
+            templates=templates,
         )
 
-    searches = mosaic(SearchIdParams, "/searches/{search_id}")
+    searches = mosaic(labelled(SearchIdParams, lambda kw: f"search-{kw['search_id']}"),
+                      "/searches/{search_id}")
     app.include_router(searches.router, tags=["STAC Search"], prefix="/searches/{search_id}")
     add_search_list_route(app, prefix="/searches", tags=["STAC Search"])
     add_search_register_route(
@@ -269,7 +354,8 @@ def create_raster_app(settings: Settings) -> FastAPI:
                            searches.render_dependency, searches.assets_accessor_dependency,
                            searches.reader_dependency, searches.backend_dependency],
     )
-    collections = mosaic(CollectionIdParams, "/collections/{collection_id}")
+    collections = mosaic(labelled(CollectionIdParams, lambda kw: kw["collection_id"]),
+                         "/collections/{collection_id}")
     app.include_router(collections.router, tags=["STAC Collection"], prefix="/collections/{collection_id}")
     items = MultiBaseTilerFactory(
         reader=item_reader, path_dependency=ItemIdParams,

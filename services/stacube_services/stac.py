@@ -25,6 +25,14 @@ from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
 from stacube_services.stac_requests import StacRequestMiddleware
 
 
+#: the sort extension's classes as STAC API 1.0.0 names them too: stac-fastapi advertises the
+#: v1.1.0 forms only, which pystac-client (matching ``v1.0.*``) does not recognise
+COMPATIBLE_CONFORMANCE = [
+    "https://api.stacspec.org/v1.0.0/item-search#sort",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features#sort",
+]
+
+
 def postgres_settings(settings: Settings, pool_size: int | None = None):
     """stac-fastapi-pgstac connection settings from stacube's DSN."""
     from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
@@ -108,6 +116,8 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
     api = instantiate_api(client=AccessCoreClient, extensions=AccessExtensions(settings=stac_settings),
                           settings=stac_settings, lifespan=lifespan or stac_lifespan(settings))
     api.client.landing_page_id = "stacube"
+    api.client.base_conformance_classes.extend(COMPATIBLE_CONFORMANCE)
+    api.app.state.stacube_settings = settings  # items written through transactions describe their collection
 
     api.app.add_middleware(StacRequestMiddleware, prefix_path=prefix_path)
     api.app.add_middleware(JsonBodyMiddleware)

@@ -5,24 +5,36 @@
   evaluated by pgSTAC's ``query``) are rewritten into an equivalent CQL2 filter (``like`` /
   ``in``), joined with ``and`` to any filter the request already has.
 * ``POST /search``: ``collections`` given as one string is read as a one-element list;
-  ``"fields": null`` answers 400 (the extension defines an object).
+  ``"fields": null`` answers 400 (the extension defines an object); a CQL2-text ``filter``
+  (``"filter-lang": "cql2-text"``, or a string filter) is converted to CQL2-JSON, which is what
+  stac-fastapi-pgstac's POST model takes; one that does not parse answers 400 with the parser's
+  reason.
 * Transactions: a request without a body answers 400; an item body without ``links`` gets ``"links": []`` (the server writes its own
   links; pgSTAC does not store them).
 * Item search and item list responses carry ``application/geo+json`` also when the fields
   extension is used (stac-fastapi answers ``application/json`` then).
+* Items written through the transaction routes refine their collection as registered items do
+  (``item_assets``, summaries, queryables: :meth:`stacube.catalog.pgstac.Catalog.describe_items`),
+  once the write succeeded.
+* ``GET /collections/{id}/queryables`` lists every property of the collection's items with its
+  JSON type: pgSTAC's queryables (the typed ones, :mod:`stacube.catalog.derive`) completed
+  with the properties registration recorded (``stacube:from_items.properties``).
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import orjson
 
+from stacube.core.filters import cql2_json
+from stacube.errors import InvalidInput
 from stacube_services.errors import error_response
 
 STRING_OPS = {"startsWith", "endsWith", "contains", "in"}
 ITEMS_PATH = re.compile(r"/collections/[^/]+/items(/[^/]+)?$")
+QUERYABLES_PATH = re.compile(r"^/collections/([^/]+)/queryables/?$")
 COLLECTIONS_PATH = re.compile(r"/collections(/|$)")
 
 
@@ -77,6 +89,22 @@ def _join(existing, lang: str | None, extra: list[dict]):
     return {"op": "and", "args": [existing, *extra]}, "cql2-json"
 
 
+def cql2_text_to_json(text) -> tuple[dict, str]:
+    """A POST body's CQL2-text ``filter`` as ``(CQL2-JSON, "cql2-json")``.
+
+    Raises:
+        ValueError: not a string, or the text does not parse (the parser's reason).
+    """
+    if isinstance(text, dict):  # "filter-lang": "cql2-text" with a JSON filter: keep the filter
+        return text, "cql2-json"
+    if not isinstance(text, str):
+        raise ValueError('filter: with "filter-lang": "cql2-text" the filter is a CQL2 text string')
+    try:
+        return cql2_json(text), "cql2-json"
+    except InvalidInput as exc:
+        raise ValueError(f"{exc.message} (POST bodies take cql2-json; cql2-text is converted)") from exc
+
+
 class StacRequestMiddleware:
     """Applies the adjustments listed in the module docstring (``prefix_path``: the API root)."""
 
@@ -105,7 +133,8 @@ class StacRequestMiddleware:
             except ValueError as exc:
                 await error_response(400, "InvalidParameter", str(exc))(scope, receive, send)
                 return
-        elif (method == "POST" and (is_search or is_items)) or (method == "PUT" and is_items):
+        written: list[dict] = []
+        if (method == "POST" and (is_search or is_items)) or (method == "PUT" and is_items):
             body = await _read_body(receive)
             try:
                 body = self._rewrite_body(body, search=is_search)
@@ -113,9 +142,22 @@ class StacRequestMiddleware:
                 await error_response(400, "InvalidParameter", str(exc))(scope, receive, send)
                 return
             receive = _replay(body)
+            if not is_search:
+                written = _items_of(body, path)
         if method in ("GET", "POST") and (is_search or is_items):
             send = _geojson_send(send)
+        queryables = QUERYABLES_PATH.match(path) if method == "GET" else None
+        if queryables:
+            send = _queryables_send(send, scope, unquote(queryables.group(1)))
+            # an uncompressed answer to complete (a queryables document is small)
+            scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", [])
+                                          if k.lower() != b"accept-encoding"]}
+        status: list[int] = []
+        if written:
+            send = _status_send(send, status)
         await self.app(scope, receive, send)
+        if written and status and status[0] in (200, 201):
+            await describe_written(scope, written)
 
     @staticmethod
     def _rewrite_get(scope):
@@ -167,6 +209,9 @@ class StacRequestMiddleware:
         if isinstance(doc.get("collections"), str):
             doc["collections"] = [doc["collections"]]
             changed = True
+        if isinstance(doc.get("filter"), str) or doc.get("filter-lang") == "cql2-text":
+            doc["filter"], doc["filter-lang"] = cql2_text_to_json(doc.get("filter"))
+            changed = True
         if isinstance(doc.get("query"), dict):
             kept, extra = split_query(doc["query"])
             if extra:
@@ -216,3 +261,92 @@ def _geojson_send(send):
         await send(message)
 
     return wrapped
+
+
+async def recorded_properties(scope, collection_id: str) -> dict:
+    """``{property: JSON Schema}`` registration recorded for a collection (empty when none)."""
+    app = scope.get("app")
+    pool = getattr(getattr(app, "state", None), "readpool", None)
+    if pool is None:
+        return {}
+    value = await pool.fetchval(
+        "SELECT content->'stacube:from_items'->'properties' FROM pgstac.collections WHERE id = $1",
+        collection_id)
+    doc = orjson.loads(value) if isinstance(value, (str, bytes)) else value
+    return doc if isinstance(doc, dict) else {}
+
+
+def _queryables_send(send, scope, collection_id: str):
+    """Completes a 200 queryables answer with the recorded properties (pgSTAC's win)."""
+    start: dict | None = None
+    chunks: list[bytes] = []
+
+    async def wrapped(message):
+        nonlocal start
+        if message["type"] == "http.response.start":
+            if message["status"] != 200:
+                await send(message)
+                return
+            start = message
+            return
+        if start is None:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(chunks)
+        try:
+            doc = orjson.loads(body)
+            extra = await recorded_properties(scope, collection_id)
+            if isinstance(doc, dict) and isinstance(doc.get("properties"), dict) and extra:
+                doc["properties"] = {**extra, **doc["properties"]}
+                body = orjson.dumps(doc)
+        except orjson.JSONDecodeError:
+            pass
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return wrapped
+
+
+def _items_of(body: bytes, path: str) -> list[dict]:
+    """The items of a transaction body (an Item or an ItemCollection), with their collection."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    match = re.search(r"/collections/([^/]+)/items", path)
+    cid = unquote(match.group(1)) if match else None
+    features = doc.get("features") if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else [doc]
+    return [dict(f, collection=f.get("collection") or cid) for f in features or []
+            if isinstance(f, dict) and f.get("type") == "Feature"]
+
+
+def _status_send(send, status: list[int]):
+    async def wrapped(message):
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+        await send(message)
+
+    return wrapped
+
+
+async def describe_written(scope, items: list[dict]) -> None:
+    """Refine the items' collections from them (a worker thread; a failure is logged, the
+    items are stored all the same)."""
+    import logging
+
+    from anyio import to_thread
+
+    from stacube.catalog.pgstac import Catalog  # lazy: the STAC function starts without psycopg
+
+    settings = getattr(getattr(scope.get("app"), "state", None), "stacube_settings", None)
+    if settings is None:
+        return
+    try:
+        await to_thread.run_sync(Catalog(settings).describe_items, items)
+    except Exception:  # noqa: BLE001 - the write succeeded; its description can be redone
+        logging.getLogger("stacube").exception("describing the collection of written items failed")

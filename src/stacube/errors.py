@@ -58,3 +58,10 @@ class StorageError(StacubeError):
 
     status_code = 502
     exit_code = 3
+
+
+def listing(values, *, none: str) -> str:
+    """``"a, b, c"`` for an error message that lists choices; ``none`` (why there is nothing
+    to choose from) when there are none, so no message ends with an empty list."""
+    values = [str(v) for v in values]
+    return ", ".join(values) if values else none

@@ -9,7 +9,9 @@ and ``urllib``. :func:`install` answers those URLs from local files instead:
    (``pystac.validation.local_validator.get_local_schema_cache``);
 3. an extension schema (``stac-extensions.github.io``) found in neither is answered with a
    permissive schema (``{}``) and recorded as *stubbed*: the document's core and GeoJSON parts are
-   still validated, its extension fields are not.
+   still validated, its extension fields are not. So are the core schemas of STAC versions
+   pystac does not ship (1.0.0: documents copied from a STAC 1.0 catalogue), whose documents
+   are then checked by the tool's semantic checks only.
 
 Any other connection to an address outside 127.0.0.0/8 / ::1 is refused (and recorded) at the
 socket level, so a test cannot reach the network whatever library it goes through.
@@ -85,7 +87,8 @@ class SchemaSource:
             if candidate in self.bundled:
                 RECORD.served.setdefault(clean, f"pystac:{candidate}")
                 return self.bundled[candidate]
-        if parsed.hostname in EXTENSION_HOSTS:
+        if parsed.hostname in EXTENSION_HOSTS or (parsed.hostname == "schemas.stacspec.org"
+                                                  and not parsed.path.startswith("/v1.1.")):
             if clean not in RECORD.stubbed:
                 RECORD.stubbed.append(clean)
             return {"$schema": "http://json-schema.org/draft-07/schema#", "$id": clean}

@@ -189,7 +189,10 @@ def test_median_cube_is_the_median_of_the_clear_observations(filled, cube_settin
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: NaN expected
             expected = np.nanmedian(sub, axis=0)
         assert np.allclose(ds.red.values[step], expected, equal_nan=True, atol=1e-6)
-        assert np.array_equal(ds.clear_count.values[step], (obs.quality.values[months == month] == 2).sum(axis=0))
+        quality = obs.quality.values[months == month]  # 0 no observation, 1 not clear, 2 clear
+        expected_clear = np.where((quality > 0).any(axis=0), (quality == 2).sum(axis=0), np.nan)
+        assert np.array_equal(ds.clear_count.values[step], expected_clear, equal_nan=True)
+        assert np.array_equal(ds.valid_count.values[step], (quality > 0).sum(axis=0))
     assert definition.mode == "composite"
 
 

@@ -120,7 +120,7 @@ def test_holdings_map_shows_the_sample_collections(page, artifacts_dir):
     assert a[2] - a[0] > b[2] - b[0] + 10, (a, b)  # bluer inside the extent
     # filter by platform
     page.select_option("#filter-platform", "sentinel-2a")
-    expect(page.locator("#holdings-count")).to_contain_text("2 of")
+    expect(page.locator("#holdings-count")).to_contain_text("3 of")  # S2 L1C, its NDVI, WorldCereal S2
     assert page.locator(f'li.card[data-collection="{L8}"]').is_hidden()
     page.select_option("#filter-platform", "")
     # a click on the extent opens the collection
@@ -272,10 +272,9 @@ def test_mosaic_job_from_the_form(page, server, artifacts_dir):
     assert {r["item"] for r in shown} == set(by_id)
     for row in shown:
         scene = by_id[row["item"]]
-        (c, c_txt), (v, v_txt), (t, t_txt), (p, p_txt) = row["nums"]
-        assert int(c) == scene["clear_pixels"] and int(c_txt.replace(",", "")) == scene["clear_pixels"]
-        assert int(v) == scene["valid_pixels"] and int(v_txt.replace(",", "")) == scene["valid_pixels"]
-        assert int(t) == scene["total_pixels"] and int(t_txt.replace(",", "")) == scene["total_pixels"]
+        (c, c_txt), (p, p_txt) = row["nums"]
+        assert int(c) == scene["clear_pixels"]
+        assert c_txt.replace(",", "") == f"{scene['clear_pixels']}of {scene['valid_pixels']} valid"
         assert float(p) == pytest.approx(scene["clear_percent"])
         assert float(p_txt) == pytest.approx(scene["clear_percent"], abs=0.051)
         assert row["used"] == ("true" if scene["used"] else "false")
@@ -283,6 +282,9 @@ def test_mosaic_job_from_the_form(page, server, artifacts_dir):
         if not scene["used"]:
             assert row["reason"] == scene["reason"] and "max-cloud 50%" in row["reason"]
     assert sum(not s["used"] for s in report["scenes"]) == 2  # the two cloudy dates
+    # clean %, used and reason are in view: the table does not scroll sideways
+    assert page.evaluate("(() => { const w = document.querySelector('#scenes-table').parentElement;"
+                         " return w.scrollWidth <= w.clientWidth; })()")
 
     # the result layer renders (true colour of the composite item)
     tiles = Tiles(page, f"/collections/{job['collection']}/items/")
@@ -365,3 +367,58 @@ def test_tasks_list_and_cancel(page, server):
     if completed.count():
         expect(completed.first.locator(".state .icon")).to_have_text("✔")
         expect(completed.first.locator(".state")).to_contain_text("Completed")
+
+
+def test_scenes_without_a_clear_pixel_are_not_shown_as_used(page, server):
+    """Without --max-cloud the two fully cloudy dates are kept by the job, but they give no clear
+    pixel: the table says so instead of "used"."""
+    from urllib.request import Request, urlopen
+
+    params = {"collections": [S2], "bbox": [14.5514, 45.8659, 14.5642, 45.8750],
+              "datetime": "2015-07-01/2015-09-30", "method": "median", "bands": ["red"]}
+    req = Request(f"{server}/jobs/", data=json.dumps(params).encode(), headers={"Content-Type": "application/json"})
+    with urlopen(req, timeout=30) as resp:
+        job = json.loads(resp.read())
+    page.goto(f"/#/tasks/{job['id']}")
+    expect(page.locator("#scenes-table")).to_be_visible(timeout=150_000)
+    report = json.loads(http_get(f"{server}/jobs/{job['id']}")[1])["report"]
+    cloudy = [s["item_id"] for s in report["scenes"] if s["clear_pixels"] == 0]
+    assert len(cloudy) == 2
+    for item in cloudy:
+        row = page.locator(f'#scenes-table tr[data-item="{item}"]')
+        expect(row.locator("[data-used]")).to_have_attribute("data-used", "false")
+        expect(row).to_contain_text("no clear pixel in the area")
+    expect(page.locator("#scenes-table caption")).to_contain_text("3 used")
+
+
+def test_tasks_table_fits_its_panel(page, server):
+    page.goto("/#/tasks")
+    expect(page.locator("#tasks-table")).to_be_visible()
+    wrap = page.locator("#tasks-list .table-wrap")
+    assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth")
+    panel = page.locator("main").bounding_box()
+    for link in page.locator("#tasks-table td.actions a, #tasks-table td.actions button").all():
+        box = link.bounding_box()
+        assert box["x"] + box["width"] <= panel["x"] + panel["width"]
+
+
+def test_collection_page_title_description_time_series_and_imagery(page, artifacts_dir):
+    """An ODC product's title is its description: printed once, no "null". A click on the map
+    charts the collection's NDVI there; the imagery basemap draws the catalog's true colour."""
+    page.goto(f"/#/collections/{S2}")
+    expect(page.locator("#time-slider")).to_be_visible()
+    assert "null" not in page.locator("main").inner_text()
+    assert page.locator("main p.lead").count() == 0
+    map_box = page.locator("#map").bounding_box()
+    page.wait_for_timeout(500)
+    point = map_call(page, f"return map.project({json.dumps(SLOVENIA_CENTRE)});")
+    page.mouse.click(map_box["x"] + point["x"], map_box["y"] + point["y"])
+    chart = page.locator("#timeseries-chart")
+    expect(chart).to_be_visible(timeout=60_000)
+    expect(chart.locator("circle")).to_have_count(3)  # the three clear dates of the five
+    expect(chart.locator("figcaption")).to_contain_text("NDVI")
+    tiles = Tiles(page, f"/raster/collections/{S2}/tiles/WebMercatorQuad/")
+    page.select_option("#basemap", "imagery")
+    url, n, std = tiles.painted(lambda u: "assets=" not in u)  # the default rendering, server side
+    assert n > 0 and std > 1
+    page.screenshot(path=str(artifacts_dir / "console-collection-timeseries.png"))

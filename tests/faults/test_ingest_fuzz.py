@@ -1,6 +1,7 @@
 """Fuzzing the ingest path with malformed STAC Items and corrupt or truncated COGs.
 
-Items: real ones (public catalogues in ``../shared/data/stac`` and the samples) mutated by
+Items: real ones (public catalogues: ``tests/data/stac``, and ``../shared/data/stac`` when
+present; the samples) mutated by
 hypothesis: wrong types, missing members, bad geometries, bad datetimes, huge / NaN / infinite
 numbers, unicode, deep nesting. Each batch goes through ``add_datasets`` (and a few through
 ``stacube dataset add`` and the S3 ingest function): it is either loaded whole, or rejected with
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from stacube.catalog.register import add_datasets
 from stacube.errors import InvalidInput
-from stacube_testing import SAMPLES, SHARED
+from stacube_testing import ROOT, SAMPLES, SHARED
 
 TARGET = "ingest-fuzz"
 S2_STACK = SAMPLES / "s2-l1c-slovenia-eolearn"
@@ -40,8 +41,9 @@ def checksum(catalog) -> tuple[int, str]:
 
 def base_items(catalog) -> list[dict]:
     """A few real items, moved into the fuzz collection."""
-    items = []
-    for path in sorted((SHARED / "stac").glob("*/*.ndjson"))[:6]:
+    shipped = ROOT / "tests" / "data" / "stac" / "earth-search-sentinel-2-c1-l2a.ndjson"
+    items = [orjson.loads(line) for line in shipped.read_bytes().splitlines()[:3]]
+    for path in sorted((SHARED / "stac").glob("*/*.ndjson"))[:6]:  # the shared data, when present
         with open(path, "rb") as f:
             line = f.readline()
         if line.strip():

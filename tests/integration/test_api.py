@@ -136,6 +136,66 @@ def test_rgb_mosaic_tile_and_tilejson(client):
     assert tj["tiles"][0].startswith("http://testserver/raster/collections/")
 
 
+def test_numbers_sort_numerically_and_searches_count_matches(client):
+    r = client.get(f"/stac/search?collections={L8}&sortby=-eo:cloud_cover&limit=50")
+    covers = [f["properties"]["eo:cloud_cover"] for f in r.json()["features"]]
+    assert covers == sorted(covers, reverse=True) and covers[0] > 10 > covers[-1]
+    assert r.json()["numberMatched"] == 19
+    items = client.get(f"/stac/collections/{S2}/items?limit=2").json()
+    assert items["numberMatched"] == 5 and items["numberReturned"] == 2
+    assert "https://api.stacspec.org/v1.0.0/item-search#sort" in client.get("/stac/conformance").json()["conformsTo"]
+    queryables = client.get(f"/stac/collections/{L8}/queryables").json()["properties"]
+    assert queryables["eo:cloud_cover"]["type"] == "number"
+
+
+@pytest.mark.parametrize("query", [{"gt": 10}, {"gt": "10"}])
+def test_query_operands_given_as_text_compare_as_numbers(client, query):
+    r = client.post("/stac/search", json={"collections": [L8], "query": {"eo:cloud_cover": query}, "limit": 50})
+    covers = [f["properties"]["eo:cloud_cover"] for f in r.json()["features"]]
+    assert covers and all(c > 10 for c in covers)
+
+
+def test_cql2_text_post_bodies(client):
+    r = client.post("/stac/search", json={"collections": [L8], "filter-lang": "cql2-text",
+                                          "filter": "eo:cloud_cover < 10", "limit": 50})
+    assert r.status_code == 200
+    assert r.json()["features"] and all(f["properties"]["eo:cloud_cover"] < 10 for f in r.json()["features"])
+    bad = client.post("/stac/search", json={"filter-lang": "cql2-text", "filter": "eo:cloud_cover <<< 10"})
+    assert bad.status_code == 400
+    assert "invalid CQL2 filter" in bad.json()["description"] and "cql2-json" in bad.json()["description"]
+    assert "loc" not in bad.text  # not a pydantic dump
+
+
+def test_tilejson_wmts_and_viewer_need_no_assets(client):
+    tj = client.get(f"/raster/collections/{S2}/WebMercatorQuad/tilejson.json")
+    assert tj.status_code == 200
+    assert tj.json()["minzoom"] == 12 and tj.json()["maxzoom"] == 14
+    assert "assets=B04&assets=B03&assets=B02" in tj.json()["tiles"][0]
+    tile = client.get(tj.json()["tiles"][0].replace("http://testserver", "").format(z=14, x=8854, y=5837))
+    assert tile.status_code == 200 and png_pixels(tile.content)[..., 3].any()
+    plain = client.get(f"/raster/collections/{S2}/tiles/WebMercatorQuad/{S2_TILE}.png")
+    assert plain.status_code == 200 and png_pixels(plain.content)[..., 3].any()
+    assert client.get(f"/raster/collections/{S2}/WebMercatorQuad/map.html").status_code == 200
+    wmts = client.get(f"/raster/collections/{S2}/WMTSCapabilities.xml")
+    assert wmts.status_code == 200
+    assert f"<ows:Identifier>{S2}_WebMercatorQuad_true-color</ows:Identifier>" in wmts.text
+    assert "rescale=" in wmts.text and "%2C" in wmts.text  # commas encoded in the tile URLs
+
+
+def test_cloud_masked_mosaic_tilejson_and_wmts(client):
+    tj = client.get(f"/raster/collections/{S2}/masked/WebMercatorQuad/tilejson.json")
+    assert tj.status_code == 200
+    url = tj.json()["tiles"][0]
+    assert "/masked/tiles/WebMercatorQuad/{z}/{x}/{y}.png?assets=B04" in url
+    assert [tj.json()["minzoom"], tj.json()["maxzoom"]] == [12, 14]
+    tile = client.get(url.replace("http://testserver", "").format(z=14, x=8854, y=5837))
+    assert tile.status_code == 200 and png_pixels(tile.content)[..., 3].any()
+    wmts = client.get(f"/raster/collections/{S2}/masked/WMTSCapabilities.xml")
+    assert wmts.status_code == 200 and f"{S2}_masked_true-color" in wmts.text
+    own = client.get(f"/raster/collections/{S2}/masked/WMTSCapabilities.xml?index=NDVI")
+    assert f"{S2}_masked_default" in own.text and "expression=" in own.text
+
+
 def test_registered_search_mosaic_with_index(client):
     r = client.post("/raster/searches/register", json={"collections": [L8], "filter-lang": "cql2-json",
                                                          "filter": {"op": "<", "args": [{"property": "eo:cloud_cover"}, 10]}})
@@ -165,6 +225,29 @@ def test_transactions_need_the_api_key(samples):
         assert c.post("/stac/collections", json=doc, headers={"X-API-Key": "s3cret"}).status_code in (200, 201)
         assert c.post("/stac/search", json={"collections": ["tx-test"]}).status_code == 200  # reads stay open
         assert c.delete("/stac/collections/tx-test", headers={"X-API-Key": "s3cret"}).status_code in (200, 204)
+
+
+def test_items_written_through_transactions_describe_their_collection(samples):
+    from stacube_services.app import create_app
+
+    key = {"X-API-Key": "s3cret"}
+    doc = {"type": "Collection", "id": "tx-described", "description": "t", "license": "other",
+           "stac_version": "1.1.0", "links": [],
+           "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}}}
+    item = {k: v for k, v in samples.get_item(S2, "S2_L1C_20150711T100008").items() if k != "links"}
+    item["collection"] = "tx-described"
+    with TestClient(create_app(Settings(api_key="s3cret")), raise_server_exceptions=False) as c:
+        assert c.post("/stac/collections", json=doc, headers=key).status_code in (200, 201)
+        try:
+            r = c.post("/stac/collections/tx-described/items", json=item, headers=key)
+            assert r.status_code in (200, 201), r.text
+            stored = samples.get_collection("tx-described")
+            assert stored["item_assets"]["B04"]["eo:bands"][0]["common_name"] == "red"
+            assert stored["renders"]["true-color"]["assets"] == ["B04", "B03", "B02"]
+            queryables = c.get("/stac/collections/tx-described/queryables").json()["properties"]
+            assert queryables["platform"] == {"type": "string"} and queryables["eo:cloud_cover"]["type"] == "number"
+        finally:
+            c.delete("/stac/collections/tx-described", headers=key)
 
 
 def test_transactions_are_off_without_a_key(client):

@@ -88,7 +88,8 @@ def test_outputs_are_valid_cogs_and_a_georeferenced_zarr(slovenia_median):
         assert src.dtypes[0] == "uint16"
     ds = xr.open_zarr(report["outputs"]["zarr"])
     assert ds["NDVI"].dims == ("time", "y", "x") and ds.sizes["time"] == 1
-    assert ds["clear_count"].dtype == np.uint16
+    # stored as uint16 with a nodata (65535: no observation), which xarray masks as NaN
+    assert ds["clear_count"].encoding["dtype"] == np.uint16 and ds["clear_count"].encoding["_FillValue"] == 65535
     from odc.geo.xr import ODCExtensionDa  # noqa: F401 (registers .odc)
     assert ds["NDVI"].odc.geobox.crs.epsg == 32633
     assert ds["NDVI"].odc.geobox.shape == tuple(report["grid"]["shape"])
@@ -166,7 +167,8 @@ def test_best_pixel_against_an_independent_load(samples, new_york_best):
     red, _, _ = read(report["outputs"]["cogs"][label]["red"])
     provenance, _, _ = read(report["outputs"]["cogs"][label]["provenance"])
     clear_count, _, _ = read(report["outputs"]["cogs"][label]["clear_count"])
-    assert np.array_equal(clear_count, clear.sum(0))
+    # 0 is a count (observed, never clear); no observation at all is the nodata, 65535
+    assert np.array_equal(clear_count, np.where(observed.any(0), clear.sum(0), 65535))
     # scene stats of the report equal the independent mask counts
     for s in used:
         t = order[s["item_id"]]

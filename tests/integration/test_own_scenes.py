@@ -21,7 +21,7 @@ import rasterio
 import yaml
 
 import own_scenes
-from stacube.catalog.describe import describe_cogs, parse_band_options
+from stacube.catalog.from_cogs import describe_cogs, parse_band_options
 from stacube.catalog.products import odc_to_collection
 from stacube.catalog.register import upsert_product
 from stacube.cubes.timeseries import timeseries

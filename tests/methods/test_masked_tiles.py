@@ -174,7 +174,6 @@ def test_scaled_tile_and_unscaled_values(client):
     (f"/raster/collections/{S2}/masked/tiles/WebMercatorQuad/14/99999/5837.png?assets=B04", 400),
     (f"/raster/collections/{S2}/masked/tiles/WebMercatorQuad/40/1/1.png?assets=B04", 400),
     (f"/raster/collections/{S2}/masked/tiles/NoSuchTMS/14/8854/5837.png?assets=B04", 400),
-    (f"/raster/collections/{S2}/masked/tiles/{S2_TILE}.png", 400),
     (f"/raster/collections/{S2}/masked/tiles/{S2_TILE}.png?assets=NOPE", 400),
     (f"/raster/collections/{S2}/masked/tiles/{S2_TILE}.png?assets=B04&order=random", 422),
     (f"/raster/collections/{S2}/masked/tiles/{S2_TILE}.png?assets=B04&max_items=0", 422),

@@ -5,7 +5,7 @@
 // and against a deployed stack alike.
 
 export const config = {
-  stac: '', raster: '', jobs: '', files: '', basemap: null, version: '',
+  stac: '', raster: '', jobs: '', files: '', cubes: '', basemap: null, imagery: null, version: '',
 };
 
 function absolute(url) {
@@ -25,7 +25,9 @@ export async function loadConfig() {
     raster: absolute(doc.raster_url || 'raster'),
     jobs: absolute(doc.jobs_url || 'jobs'),
     files: absolute(doc.files_url || 'files'),
+    cubes: absolute(doc.cubes_url || 'cubes'),
     basemap: doc.basemap || null,
+    imagery: doc.imagery || null,
     version: doc.version || '',
   });
   return config;
@@ -180,6 +182,19 @@ export const raster = {
 // ---------------------------------------------------------------------------------- jobs
 
 // the collection URL with its slash: the jobs app answers it without a redirect
+// -------------------------------------------------------------------------------- cubes
+export const cubes = {
+  /** Time series at a point: of a cube (``cube``), or of a collection (its cube or its items). */
+  timeseries: ({ collection, cube, lon, lat, bands = [], indices = [] }, signal) => {
+    const p = new URLSearchParams({ lon: String(lon), lat: String(lat) });
+    for (const b of bands) p.append('bands', b);
+    for (const i of indices) p.append('index', i);
+    if (cube) return fetchJSON(`${config.cubes}/${enc(cube)}/timeseries?${p}`, { signal });
+    p.append('collection', collection);
+    return fetchJSON(`${config.cubes}/timeseries?${p}`, { signal });
+  },
+};
+
 export const jobs = {
   async list() {
     const doc = await fetchJSON(`${config.jobs}/`);

@@ -1,6 +1,7 @@
 // stacube web console: a hash router over views that share one map.
 import './style.css';
 import { config, loadConfig } from './api.js';
+import { loadCollections } from './catalog.js';
 import { MapView } from './map.js';
 import { clear, errorBox, extLink, h } from './ui.js';
 import collectionView from './views/collection.js';
@@ -110,6 +111,12 @@ async function start() {
     document.getElementById('main').focus();
   });
   mapView = new MapView(document.getElementById('map'), config);
+  const basemap = document.getElementById('basemap');
+  basemap.addEventListener('change', async () => {
+    await mapView.ready;
+    const collections = basemap.value === 'imagery' && !config.imagery ? await loadCollections().catch(() => []) : [];
+    await mapView.setBasemap(basemap.value, { collections, rasterUrl: config.raster });
+  });
   window.stacubeConsole = { map: mapView.map, config };
   window.addEventListener('hashchange', route);
   await route();

@@ -2,8 +2,9 @@
 //
 // No tiles from the internet: the style is a plain background with land and borders from
 // Natural Earth (bundled, world-atlas) and a graticule; an XYZ raster basemap is added only
-// when one is configured (STACUBE_CONSOLE_BASEMAP_URL). Views add their layers through
-// MapView, which removes them when the view changes.
+// when one is configured (STACUBE_CONSOLE_BASEMAP_URL). An "Imagery" basemap (the map's
+// Basemap selector) shows configured imagery tiles or the catalog's own true-colour mosaics.
+// Views add their layers through MapView, which removes them when the view changes.
 import {
   AttributionControl, Map as MLMap, NavigationControl, Popup, ScaleControl, setWorkerUrl,
 } from 'maplibre-gl';
@@ -110,6 +111,9 @@ export class MapView {
     // raster layers of the views go below this marker, vector layers above it
     style.layers.push({ id: 'anchor', type: 'background', layout: { visibility: 'none' }, paint: {} });
     this.hasBasemap = !!style.sources.basemap;
+    this.config = config;
+    this.imageryIds = [];
+    this.basemapKind = 'plain';
     this.map = new MLMap({
       container, style, center: [10, 25], zoom: 1.2, attributionControl: false, dragRotate: false,
       pitchWithRotate: false, maxPitch: 0, renderWorldCopies: true,
@@ -229,6 +233,54 @@ export class MapView {
         ...(dash ? { 'line-dasharray': dash } : {}),
       },
     });
+  }
+
+  /** One point marker (a circle), added or moved. */
+  marker(id, lngLat) {
+    const data = { type: 'FeatureCollection', features: [{ type: 'Feature', properties: {}, geometry: { type: 'Point', coordinates: lngLat } }] };
+    if (this.map.getSource(id)) {
+      this.map.getSource(id).setData(data);
+      return;
+    }
+    this.addSource(id, { type: 'geojson', data });
+    this.addLayer({ id, type: 'circle', source: id, paint: { 'circle-radius': 6, 'circle-color': COLORS.hover, 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } });
+  }
+
+  // ------------------------------------------------------------------ basemaps
+
+  /**
+   * Switch the basemap: ``plain`` (land and borders) or ``imagery``: the configured imagery
+   * tiles (STACUBE_CONSOLE_IMAGERY_URL), else the catalog's own true-colour mosaics, one
+   * raster layer per collection with a ``true-color`` rendering, within its extent and zooms
+   * (useful where the data is small: the sample scenes cover a few km).
+   */
+  async setBasemap(kind, { collections = [], rasterUrl = '' } = {}) {
+    for (const id of this.imageryIds || []) {
+      if (this.map.getLayer(id)) this.map.removeLayer(id);
+      if (this.map.getSource(id)) this.map.removeSource(id);
+    }
+    this.imageryIds = [];
+    this.basemapKind = kind;
+    if (kind !== 'imagery') return;
+    const add = (id, spec) => {
+      this.map.addSource(id, spec);
+      this.map.addLayer({ id, type: 'raster', source: id }, this.map.getLayer('borders') ? 'borders' : 'graticule');
+      this.imageryIds.push(id);
+    };
+    if (this.config.imagery && this.config.imagery.tiles) {
+      add('imagery', { type: 'raster', tiles: this.config.imagery.tiles, tileSize: 256, attribution: this.config.imagery.attribution || '' });
+      return;
+    }
+    for (const c of collections) {
+      const render = (c.renders || {})['true-color'];
+      if (!render) continue;
+      const bbox = (((c.extent || {}).spatial || {}).bbox || [])[0];
+      const spec = { type: 'raster', tileSize: 256, tiles: [`${rasterUrl}/collections/${encodeURIComponent(c.id)}/tiles/WebMercatorQuad/{z}/{x}/{y}.png`] };
+      if (bbox && bbox.length >= 4 && !isGlobal(bbox)) spec.bounds = [bbox[0], Math.max(-85, bbox[1]), bbox.at(-2), Math.min(85, bbox.at(-1))];
+      const zooms = render.minmax_zoom;
+      if (zooms && zooms.length === 2) Object.assign(spec, { minzoom: zooms[0], maxzoom: zooms[1] });
+      add(`imagery-${c.id}`, spec);
+    }
   }
 
   setData(id, data) {

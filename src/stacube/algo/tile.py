@@ -25,7 +25,10 @@ from stacube.core.methods import output_variables
 if TYPE_CHECKING:
     from odc.geo.geobox import GeoBox
 
-FILL = {"provenance": PROVENANCE_NODATA, "clear_count": 0, "valid_count": 0}
+#: nodata of the counts: 0 is a count (``clear_count`` 0: observed, never clear), so nodata is
+#: the largest uint16; ``clear_count`` is nodata where nothing was observed (``valid_count`` 0)
+COUNT_NODATA = 65535
+FILL = {"provenance": PROVENANCE_NODATA, "clear_count": COUNT_NODATA, "valid_count": COUNT_NODATA}
 DTYPES = {"provenance": "int16", "clear_count": "uint16", "valid_count": "uint16"}
 
 
@@ -149,11 +152,14 @@ def compute_tile(inputs: CompositeInputs, geobox: GeoBox, used: dict[str, float]
 
     Returns:
         ``{variable: (n_steps, y, x) array}`` for every output variable (dtypes and fills of
-        :func:`variable_dtype` / :func:`variable_fill`).
+        :func:`variable_dtype` / :func:`variable_fill`); ``valid_count`` is 0 where no scene
+        observed a pixel, and ``clear_count`` nodata (:data:`COUNT_NODATA`) there.
     """
     ny, nx = geobox.shape.y, geobox.shape.x
     out = {v: np.full((n_steps, ny, nx), variable_fill(v), dtype=variable_dtype(v))
            for v in inputs.variables}
+    if "valid_count" in out:
+        out["valid_count"][:] = 0  # a count: no scene observed these pixels (yet)
     stack = load_tile(inputs, geobox, inputs.load_bands, set(used), pool)
     if not stack.item_ids:
         return out
@@ -173,4 +179,6 @@ def compute_tile(inputs: CompositeInputs, geobox: GeoBox, used: dict[str, float]
         )
         for var, value in result.items():
             out[var][step] = value
+    if "clear_count" in out and "valid_count" in out:
+        out["clear_count"][out["valid_count"] == 0] = COUNT_NODATA  # no observation: no count
     return out

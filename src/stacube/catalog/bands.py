@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stacube.catalog.quality import QUALITY_KEY
-from stacube.errors import InvalidInput
+from stacube.errors import InvalidInput, listing
 
 #: STAC eo extension common band names (eo v1.1 / STAC 1.1 ``eo:common_name``).
 COMMON_NAMES = (
@@ -58,8 +58,10 @@ def resolve_bands(collection: dict, names: list[str]) -> dict[str, str]:
             out[name] = mapping[name.lower()]
         else:
             known = sorted({k for k in mapping if k in COMMON_NAMES} | set(mapping.values()))
+            none = ("none known: it declares no item_assets and no item is registered yet"
+                    if not collection.get("item_assets") else "none")
             raise InvalidInput(
-                f"collection {collection['id']!r} has no band {name!r}; it has: {', '.join(known)}"
+                f"collection {collection['id']!r} has no band {name!r}; it has: {listing(known, none=none)}"
             )
     return out
 

@@ -44,6 +44,7 @@ from stacube.catalog.scenes import (
     find_scene_id,
     iso_date_in,
 )
+from stacube.core.crs import proj_fields
 from stacube.errors import InvalidInput
 
 JSON_SUFFIXES = {".json", ".geojson"}
@@ -264,11 +265,13 @@ def cloud_cover(path: Path, rule: QualityRule, max_pixels: int = 512) -> float |
     return round(100.0 * int((observed & ~clear).sum()) / n, 2)
 
 
-def _proj_v2(props: dict) -> dict:
+def _projection(props: dict) -> dict:
+    """Projection fields of an asset from rio-stac's item properties (both ``proj:code`` and
+    ``proj:epsg``: see :func:`stacube.core.crs.proj_fields`)."""
     out = {}
-    epsg = props.get("proj:epsg")
+    epsg = props.get("proj:epsg") or props.get("proj:code")
     if epsg:
-        out["proj:code"] = f"EPSG:{epsg}"
+        out.update(proj_fields(int(epsg) if isinstance(epsg, int) else str(epsg)))
     elif props.get("proj:wkt2"):
         out["proj:wkt2"] = props["proj:wkt2"]
     for key in ("proj:shape", "proj:bbox"):
@@ -337,7 +340,7 @@ def item_from_cogs(item_id: str, when: datetime, files: dict[str, Path], *,
             "type": "image/tiff; application=geotiff; profile=cloud-optimized",
             "title": key,
             "roles": ["data"],
-            **_proj_v2(described["properties"]),
+            **_projection(described["properties"]),
             "raster:bands": [_clean_raster_band(b) for b in source.get("raster:bands", [])],
         }
         template_asset = item_assets.get(key) or {}

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
+from stacube.catalog.derive import standard_type_error
 from stacube.catalog.products import ID_PATTERN, STAC_VERSION
 from stacube.core.times import parse_rfc3339
 from stacube.errors import InvalidInput
@@ -144,6 +145,9 @@ def check_item(doc, *, collections: set[str], collection: str | None = None,
         end = _parse_datetime(props["end_datetime"], "end_datetime", item_id)
         if start > end:
             raise InvalidInput(f"{where}item {item_id!r}: start_datetime is after end_datetime")
+    problem = standard_type_error(props)
+    if problem:
+        raise InvalidInput(f"{where}item {item_id!r}: {problem}")
     if "geometry" not in doc:
         raise InvalidInput(f"{where}item {item_id!r}: no \"geometry\"")
     _check_geometry(doc["geometry"], item_id)

@@ -63,6 +63,7 @@ def composite(
         None, help="Tile edge in output pixels (default: what fits STACUBE_TILE_MEMORY, 2 GiB)."),
     mask_cleanup: str | None = typer.Option(None, help="OPEN,DILATE pixels: remove cloud specks by opening, "
                                                        "then grow clouds by dilation (e.g. 2,3)."),
+    zarr_format: int = typer.Option(2, "--zarr-format", help="Zarr format of the Zarr output: 2 or 3."),
     workers: int | None = typer.Option(None, help="Tile worker processes (1: in-process; default: cores)."),
     dask: str | None = typer.Option(None, "--dask", help="Run tiles on a Dask cluster (scheduler address)."),
     as_json: bool = typer.Option(False, "--json", help="Print the job report as JSON on stdout."),
@@ -74,7 +75,8 @@ def composite(
     Writes one COG per band/index/count and per period, a Zarr cube and a JSON report, then
     registers the results as STAC Items (searchable and tileable at once).
     """
-    from stacube.jobs.runner import submit  # lazy: start-up
+    from stacube.errors import InvalidInput  # lazy: start-up
+    from stacube.jobs.runner import check, submit  # lazy: start-up
     from stacube.jobs.spec import build_spec  # lazy: start-up
 
     clear_values = int_list(clear, "--clear")
@@ -84,8 +86,10 @@ def composite(
         mask_asset=mask_asset, clear=clear_values, period=period, crs=crs, resolution=resolution, anchor=anchor,
         grid=grid, grid_tiles=grid_tiles or None,
         output=output, output_collection=output_collection, tile_size=tile_size, mask_cleanup=mask_cleanup,
+        zarr_format=zarr_format,
     )
     settings = settings_from()
+    check(spec, settings)  # input errors and an unwritable --output end here: no job is recorded
     job, _ = submit(spec, settings)
     report = run_with_progress(settings, job["id"], workers=workers, dask=dask, transient=as_json)
     if as_json:

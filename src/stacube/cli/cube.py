@@ -73,6 +73,7 @@ def create(
     time_chunk: int | None = typer.Option(None, help="Time steps per chunk (default 32)."),
     levels: int | None = typer.Option(None, help="Pyramid levels including full resolution (default: automatic)."),
     output: str | None = typer.Option(None, help="Root URI of cubes (default <output root>/cubes; s3:// works)."),
+    zarr_format: int = typer.Option(2, "--zarr-format", help="Zarr format of the stores: 2 or 3."),
     fill: bool = typer.Option(True, "--fill/--no-fill", help="Compute the whole cube now, or only when read."),
     replace: bool = typer.Option(False, help="Replace a cube of the same name."),
     workers: int | None = typer.Option(None, help="Worker processes (1: in-process; default: cores)."),
@@ -87,7 +88,7 @@ def create(
         name=name, collections=collection, grid=grid, datetime=datetime_value, bbox=bbox, bbox_crs=bbox_crs,
         bands=split_list(bands, "--bands"), indices=index or [], method=method, period=period,
         max_cloud_cover=max_cloud_cover, tile_size=tile_size, chunk=chunk, time_chunk=time_chunk, levels=levels,
-        output=output,
+        output=output, zarr_format=zarr_format,
     )
     tick, stop = _progress(f"filling cube {name}", as_json)
     try:

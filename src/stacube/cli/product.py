@@ -1,4 +1,4 @@
-"""``stacube product``: products (STAC Collections): add, list, show, delete, share."""
+"""``stacube product``: products (STAC Collections): add, list, show, quality, delete, share."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from rich.table import Table
 
 from stacube.cli.common import console, int_list, settings_from, split_list
 
-app = typer.Typer(help="Products (STAC Collections): add, create, list, show, delete, share.", no_args_is_help=True)
+app = typer.Typer(help="Products (STAC Collections): add, create, list, show, quality, delete, share.",
+                  no_args_is_help=True)
 
 
 def _catalog():
@@ -51,7 +52,9 @@ def product_add(
 def _print_added(doc: dict) -> None:
     rule = doc.get("stacube:quality")
     extra = f", quality {rule['asset']} ({rule.get('preset') or rule['kind']})" if rule else ""
-    console.print(f"product {doc['id']}: {len(doc.get('item_assets', {}))} measurements{extra}")
+    measured = (f"{len(doc['item_assets'])} measurements" if doc.get("item_assets")
+                else "no item_assets declared (described from its items as they are registered)")
+    console.print(f"product {doc['id']}: {measured}{extra}")
 
 
 @app.command("create")
@@ -79,7 +82,7 @@ def product_create(
     """
     import yaml
 
-    from stacube.catalog.describe import describe_cogs, parse_band_options  # lazy: start-up
+    from stacube.catalog.from_cogs import describe_cogs, parse_band_options  # lazy: start-up
     from stacube.catalog.products import odc_to_collection  # lazy: start-up
     from stacube.catalog.register import upsert_product  # lazy: start-up
 
@@ -96,6 +99,61 @@ def product_create(
 
 def _platforms(doc: dict) -> str:
     return ", ".join(str(p) for p in (doc.get("summaries") or {}).get("platform", []))
+
+
+@app.command("quality")
+def product_quality(
+    product: str,
+    asset: str | None = typer.Option(None, "--asset", help="Quality (mask) asset of the product."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Named decoding rule: fmask, sentinel-2-scl, binary-cloud, binary-valid, "
+                               "landsat-c1-bqa, landsat-c2-qa-pixel."),
+    clear: str | None = typer.Option(None, "--clear", help="Comma-separated clear values of --asset "
+                                                           "(a categorical mask)."),
+    rule: Path | None = typer.Option(None, "--rule", help="A rule document (JSON/YAML, as stacube:quality)."),
+    remove: bool = typer.Option(False, "--remove", help="Remove the product's quality rule."),
+) -> None:
+    """Show or set the quality rule of a registered product, without registering its items again:
+    ``--asset A --preset P``, ``--asset A --clear 0,1``, ``--rule FILE`` or ``--remove``."""
+    import yaml
+
+    from stacube.catalog.quality import parse_rule, preset as named_rule  # lazy: start-up
+    from stacube.catalog.register import mask_rule, set_quality  # lazy: start-up
+    from stacube.errors import InvalidInput  # lazy: start-up
+
+    catalog = _catalog()
+    given = [n for n, v in (("--preset", preset), ("--clear", clear), ("--rule", rule), ("--remove", remove)) if v]
+    if len(given) > 1:
+        raise InvalidInput(f"{' and '.join(given)} exclude each other: give one")
+    if not given:
+        if asset:
+            raise InvalidInput("--asset needs --preset or --clear")
+        doc = catalog.get_collection(product)
+        current = doc.get("stacube:quality")
+        typer.echo(json.dumps(current, indent=2) if current else f"{product}: no quality rule")
+        return
+    if remove:
+        set_quality(catalog, product, None)
+        console.print(f"product {product}: quality rule removed")
+        return
+    if rule is not None:
+        try:
+            parsed = parse_rule(yaml.safe_load(rule.read_text()), where=str(rule))
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidInput(f"cannot read {rule}: {exc}") from exc
+    elif not asset:
+        raise InvalidInput(f"{given[0]} needs --asset (the mask asset)")
+    elif preset:
+        parsed = named_rule(preset, asset)
+    else:
+        try:
+            values = [int(v) for v in split_list(clear, "--clear")]
+        except ValueError as exc:
+            raise InvalidInput(f"--clear {clear!r}: expected comma-separated integers") from exc
+        parsed = mask_rule(catalog, product, asset, values)
+    doc = set_quality(catalog, product, parsed)
+    stored = doc["stacube:quality"]
+    console.print(f"product {product}: quality {stored['asset']} ({stored.get('preset') or stored['kind']})")
 
 
 @app.command("list")

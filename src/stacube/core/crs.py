@@ -53,3 +53,22 @@ def same_crs(a, b) -> bool:
     a = _parsed(a) if isinstance(a, str) else CRS.from_user_input(a)
     b = _parsed(b) if isinstance(b, str) else CRS.from_user_input(b)
     return a == b
+
+
+def proj_fields(crs) -> dict:
+    """The projection-extension fields of a CRS that stacube writes on items and assets.
+
+    ``{"proj:code": "EPSG:n", "proj:epsg": n}`` when the CRS has an EPSG code: ``proj:code``
+    is projection v2, ``proj:epsg`` the v1 field that stackstac and older clients read (both
+    are kept so either kind of client finds the CRS); ``{"proj:code": None, "proj:wkt2": ...}``
+    otherwise.
+
+    Args:
+        crs: as :func:`crs_text` takes it, or an EPSG code (int).
+    """
+    if isinstance(crs, int):
+        return {"proj:code": f"EPSG:{crs}", "proj:epsg": crs}
+    text = crs_text(crs)
+    if text.startswith("EPSG:"):
+        return {"proj:code": text, "proj:epsg": int(text[5:])}
+    return {"proj:code": None, "proj:wkt2": text}

@@ -8,7 +8,7 @@ validation errors into one :class:`~stacube.errors.InvalidInput` line naming the
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -50,6 +50,8 @@ class SpecModel(BaseModel):
     indices: list[str] = Field(default_factory=list, description="Spectral indices (NDVI, EVI...).")
     period: str | None = Field(None, description="P<n>D, P<n>W, P<n>M or P<n>Y.")
     output: str | None = Field(None, description="Root URI of the outputs.")
+    zarr_format: Literal[2, 3] = Field(2, description="Zarr format of the Zarr outputs: 2, or 3 "
+                                                      "(zarr-python 3's default).")
 
     @field_validator("collections", "bands", check_fields=False)
     @classmethod

@@ -1,6 +1,7 @@
 """The Zarr stores of a cube: one store per pyramid level, ``<cube uri>/<level>.zarr``.
 
-Each store is Zarr format 2 with consolidated metadata, one ``(time, y, x)`` array per variable,
+Each store is Zarr format 2 (or 3, the cube's ``zarr_format``) with consolidated metadata, one
+``(time, y, x)`` array per variable,
 and CF georeferencing written by odc-geo (``odc.geo.xr.xr_coords``): a ``spatial_ref``
 grid-mapping variable with ``crs_wkt`` and ``GeoTransform``, ``x``/``y`` pixel-centre
 coordinates, and ``time`` (int64 seconds since 1970-01-01), so ``xarray.open_zarr`` +
@@ -45,8 +46,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from stacube.core.indices import get_index
+from stacube.core.cf import variable_attrs as cf_attrs
 from stacube.cubes.definition import QUALITY, QUALITY_ATTRS, CubeDefinition
+from stacube.jobs.outputs import zarr_encoding
 from stacube.errors import StorageError
 from stacube.settings import Settings
 from stacube.storage.objects import S3Store, zarr_store_at
@@ -56,7 +58,12 @@ _OPEN: OrderedDict[str, object] = OrderedDict()
 _OPEN_LOCK = Lock()
 
 
-def compressor():
+def compressor(zarr_format: int = 2):
+    """Blosc-LZ4 with byte shuffle, as Zarr 2 (numcodecs) or Zarr 3 (zarr.codecs) spells it."""
+    if zarr_format == 3:
+        from zarr.codecs import BloscCodec
+
+        return BloscCodec(cname=BLOSC["cname"], clevel=BLOSC["clevel"], shuffle="shuffle")
     import numcodecs
 
     return numcodecs.Blosc(cname=BLOSC["cname"], clevel=BLOSC["clevel"], shuffle=numcodecs.Blosc.SHUFFLE)
@@ -68,21 +75,11 @@ def store_for(definition: CubeDefinition, level: int, settings: Settings, *, rea
 
 
 def variable_attrs(definition: CubeDefinition, var: str) -> dict:
-    """CF attributes of a variable."""
-    attrs = {"grid_mapping": "spatial_ref"}
+    """CF attributes of a variable (:func:`stacube.core.cf.variable_attrs`, and the quality flag)."""
     if var == QUALITY:
-        attrs.update(QUALITY_ATTRS)
-    elif var in definition.bands:
-        mode = "clear observations" if definition.mode == "observations" else f"{definition.spec['method']} composite"
-        attrs.update(long_name=f"{var} reflectance ({mode})", units="1")
-    elif var in definition.indices:
-        idx = get_index(var)
-        attrs.update(long_name=f"{idx.long_name} ({idx.name})", units="1", formula=idx.formula)
-    elif var == "provenance":
-        attrs.update(long_name="day of year of the chosen observation", units="1")
-    else:
-        attrs.update(long_name=var.replace("_", " "), units="1")
-    return attrs
+        return {"grid_mapping": "spatial_ref", **QUALITY_ATTRS}
+    what = "clear observations" if definition.mode == "observations" else f"{definition.spec['method']} composite"
+    return cf_attrs(var, bands=definition.bands, indices=definition.indices, what=what)
 
 
 def create_levels(definition: CubeDefinition, settings: Settings) -> None:
@@ -96,6 +93,7 @@ def create_levels(definition: CubeDefinition, settings: Settings) -> None:
     from odc.geo.xr import xr_coords
 
     times = definition.times
+    zarr_format = int(definition.spec.get("zarr_format") or 2)
     for level in range(definition.levels):
         geobox = definition.level_geobox(level)
         chunks = definition.level_chunks(level)
@@ -106,9 +104,9 @@ def create_levels(definition: CubeDefinition, settings: Settings) -> None:
             dtype, fill = definition.dtype(var), definition.fill_value(var)
             arr = da.full((len(times), geobox.shape.y, geobox.shape.x), fill, dtype=dtype, chunks=chunks)
             data_vars[var] = xr.DataArray(arr, dims=("time", "y", "x"), attrs=variable_attrs(definition, var))
-            no_fill = var.endswith("_count") or var == QUALITY  # 0 is a count or a flag, not missing
-            encoding[var] = {"chunks": chunks, "compressors": [compressor()],
-                             "_FillValue": None if no_fill else fill}
+            no_fill = var == QUALITY  # 0 is a flag, not missing (counts have a nodata: COUNT_NODATA)
+            encoding[var] = zarr_encoding(chunks, None if no_fill else fill, zarr_format,
+                                          compressors=[compressor(zarr_format)])
         encoding["time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian",
                             "dtype": "int64"}
         attrs = {
@@ -124,8 +122,8 @@ def create_levels(definition: CubeDefinition, settings: Settings) -> None:
         }
         ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
         try:
-            ds.to_zarr(store_for(definition, level, settings), mode="w", compute=False, zarr_format=2,
-                       consolidated=True, encoding=encoding)
+            ds.to_zarr(store_for(definition, level, settings), mode="w", compute=False,
+                       zarr_format=zarr_format, consolidated=True, encoding=encoding)
         except OSError as exc:
             raise StorageError(f"cannot write {definition.level_uri(level)}: {exc}") from exc
 
@@ -135,7 +133,7 @@ def _group(definition: CubeDefinition, level: int, settings: Settings, mode: str
 
     try:
         return zarr.open_group(store=store_for(definition, level, settings, read_only=mode == "r"),
-                               mode=mode, zarr_format=2)
+                               mode=mode)
     except (FileNotFoundError, KeyError) as exc:
         raise StorageError(f"cube {definition.name}: store {definition.level_uri(level)} is missing") from exc
 

@@ -12,6 +12,7 @@ mode, levels), so a STAC client finds the cube and opens it with
 from __future__ import annotations
 
 from stacube.catalog.products import STAC_VERSION
+from stacube.core.crs import proj_fields
 from stacube.catalog.pgstac import Catalog
 from stacube.cubes.arrays import variable_attrs
 from stacube.cubes.definition import QUALITY, CubeDefinition
@@ -54,6 +55,7 @@ def cube_collection(definition: CubeDefinition) -> dict:
             "roles": ["data", "zarr"] if level == 0 else ["data", "zarr", "overview"],
             "xarray:open_kwargs": {"engine": "zarr", "consolidated": True, "chunks": {}},
             "stacube:level": level,
+            **proj_fields(gb.crs),
             "proj:shape": [lgb.shape.y, lgb.shape.x],
             "proj:transform": list(lgb.affine)[:6],
         }

@@ -52,7 +52,7 @@ from stacube.cubes.arrays import open_level
 from stacube.cubes.definition import QUALITY, CubeDefinition, default_bands
 from stacube.cubes.fill import fill_region, load_definition, steps_for, window_for
 from stacube.cubes.records import CubeRecords
-from stacube.errors import InvalidInput, NoData
+from stacube.errors import InvalidInput, NoData, listing
 from stacube.settings import Settings
 
 NOT_CLEAR_STATUS = "not_clear"
@@ -321,7 +321,8 @@ def from_cube(settings: Settings, cube: str, *, geom, kind: str, time=None, band
             needed.extend(get_index(name).bands.values())
     unknown = [b for b in dict.fromkeys(needed) if b not in definition.variables]
     if unknown:
-        raise InvalidInput(f"cube {cube} has no band {unknown[0]!r}; it has {', '.join(definition.bands)}")
+        raise InvalidInput(f"cube {cube} has no band {unknown[0]!r}; it holds "
+                           f"{listing(definition.variables, none='no variable')}")
     bbox = geom.bounds
     if fill:
         definition, _, steps, (rows, cols) = fill_region(cube, bbox, time, settings=settings, workers=workers)

@@ -42,10 +42,11 @@ def migrate(settings: Settings) -> tuple[str | None, str]:
     with connect(settings, autocommit=True) as conn:
         for _, sql in registered_tables():
             conn.execute(sql)
-        # Keep collection extents in step with their items as they are loaded.
+        # Keep collection extents in step with their items as they are loaded; answer searches
+        # with numberMatched: counted, or estimated from the query plan past 100,000 rows.
         conn.execute(
             "INSERT INTO pgstac.pgstac_settings (name, value) VALUES "
-            "('update_collection_extent', 'true') "
+            "('update_collection_extent', 'true'), ('context', 'auto') "
             "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
         )
         conn.execute(COLLECTION_EXTENT_GUARD)

@@ -1,6 +1,7 @@
 """Writing job outputs: a Zarr cube (time, y, x per variable) and one COG per variable and step.
 
-The Zarr store (format 2, consolidated metadata) carries CF georeferencing: a ``spatial_ref``
+The Zarr store (format 2, or 3 with ``zarr_format=3``; consolidated metadata) carries CF
+attributes (:mod:`stacube.core.cf`) and CF georeferencing: a ``spatial_ref``
 grid-mapping variable with ``crs_wkt`` and ``GeoTransform`` (as written by odc-geo / rioxarray),
 ``x``/``y`` pixel-centre coordinates and a ``time`` coordinate (the start of each period), so
 ``xarray.open_zarr`` + ``rioxarray`` or ``odc.geo`` recover the GeoBox. Chunks are
@@ -30,11 +31,15 @@ def chunk_edge(tile_edge: int) -> int:
 
 
 def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int,
-                attrs: dict | None = None) -> None:
+                attrs: dict | None = None, variable_attrs: dict[str, dict] | None = None,
+                zarr_format: int = 2) -> None:
     """Create an empty Zarr cube with its coordinates and metadata (no data chunks).
 
     Args:
         store: a local path or a zarr store (see :meth:`stacube.storage.Staging.zarr_store`).
+        attrs: global attributes.
+        variable_attrs: ``{variable: CF attributes}`` (:mod:`stacube.core.cf`).
+        zarr_format: 2 or 3 (the other functions read either).
     """
     import dask.array as da
     import xarray as xr
@@ -51,15 +56,24 @@ def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int
         dtype = variable_dtype(name)
         fill = variable_fill(name)
         arr = da.full((len(times), ny, nx), fill, dtype=dtype, chunks=chunks)
-        data_vars[name] = xr.DataArray(arr, dims=("time", "y", "x"), attrs={"grid_mapping": "spatial_ref"})
-        # counts have no nodata: 0 is a count, not a missing value
-        encoding[name] = {"chunks": chunks, "_FillValue": None if name.endswith("_count") else fill}
+        var_attrs = {"grid_mapping": "spatial_ref", **((variable_attrs or {}).get(name) or {})}
+        data_vars[name] = xr.DataArray(arr, dims=("time", "y", "x"), attrs=var_attrs)
+        encoding[name] = zarr_encoding(chunks, fill, zarr_format)
     for key in [k for k in _ARRAYS if k[0] == (store if isinstance(store, str) else repr(store))]:
         del _ARRAYS[key]  # a cube made again: its arrays are opened afresh
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs or {})
     encoding["time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian",
                         "dtype": "int64"}
-    ds.to_zarr(store, mode="w", compute=False, zarr_format=2, consolidated=True, encoding=encoding)
+    ds.to_zarr(store, mode="w", compute=False, zarr_format=zarr_format, consolidated=True, encoding=encoding)
+
+
+def zarr_encoding(chunks: tuple, fill, zarr_format: int, **extra) -> dict:
+    """xarray's Zarr encoding of a variable: chunks and its nodata (``_FillValue``; in Zarr 3
+    also the array's ``fill_value``, which unwritten chunks read as)."""
+    out = {"chunks": chunks, "_FillValue": fill, **extra}
+    if zarr_format == 3 and fill is not None:
+        out["fill_value"] = fill
+    return out
 
 
 _ARRAYS: dict[tuple[str, str], object] = {}
@@ -75,7 +89,7 @@ def _array(store, name: str, steps: int):
     if array is None or array.shape[0] != steps:
         if len(_ARRAYS) >= 64:
             _ARRAYS.clear()
-        array = zarr.open_group(store=store, mode="r+", zarr_format=2)[name]
+        array = zarr.open_group(store=store, mode="r+")[name]
         _ARRAYS[key] = array
     return array
 
@@ -99,7 +113,7 @@ def finish_cube(store) -> None:
     """Consolidate the cube's metadata once every region is written."""
     import zarr
 
-    zarr.consolidate_metadata(store, zarr_format=2)
+    zarr.consolidate_metadata(store)
 
 
 def write_cog(cube, name: str, step: int, geobox, tiles, dst: Path) -> None:
@@ -112,7 +126,7 @@ def write_cog(cube, name: str, step: int, geobox, tiles, dst: Path) -> None:
 
     dtype = variable_dtype(name)
     fill = variable_fill(name)
-    array = zarr.open_group(store=cube, mode="r", zarr_format=2)[name]
+    array = zarr.open_group(store=cube, mode="r")[name]
     ny, nx = geobox.shape.y, geobox.shape.x
     tmp = dst.with_suffix(".tmp.tif")
     profile = {

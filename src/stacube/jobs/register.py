@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from stacube import __version__
 from stacube.catalog.bands import COMMON_NAMES, asset_common_name
 from stacube.catalog.products import EXTENSIONS, STAC_VERSION
+from stacube.core.crs import proj_fields
 from stacube.jobs.plan import Plan
 from stacube.algo.tile import variable_dtype, variable_fill
 
@@ -98,8 +99,7 @@ def derived_items(plan: Plan, report: dict, hrefs: dict, stac_base: str) -> list
     footprint = geobox.extent.to_crs("EPSG:4326")
     geometry = footprint.json
     bbox = list(footprint.boundingbox)
-    epsg = geobox.crs.epsg
-    proj = {"proj:code": f"EPSG:{epsg}"} if epsg else {"proj:wkt2": geobox.crs.to_wkt()}
+    proj = proj_fields(geobox.crs)
     proj.update({
         "proj:shape": [geobox.shape.y, geobox.shape.x],
         "proj:transform": list(geobox.affine)[:6],

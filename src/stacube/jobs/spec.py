@@ -76,7 +76,7 @@ class CompositeSpec(SpecModel):
     def job_id(self) -> str:
         """A stable id: the same parameters give the same job (re-running is idempotent)."""
         doc = self.model_dump(mode="json", exclude={"output", "tile_size"})
-        for key, default in (("mask_cleanup", None), ("anchor", None), ("grid_tiles", False)):
+        for key, default in (("mask_cleanup", None), ("anchor", None), ("grid_tiles", False), ("zarr_format", 2)):
             if doc.get(key) == default:  # jobs that do not use an option keep their ids
                 doc.pop(key, None)
         digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]

@@ -30,6 +30,7 @@ from pathlib import Path
 from stacube import __version__
 from stacube.algo.tile import compute_tile, tile_stats
 from stacube.catalog.pgstac import Catalog
+from stacube.core.cf import variable_attrs
 from stacube.core.crs import crs_text
 from stacube.core.times import item_datetime, iso
 from stacube.errors import InvalidInput, NoData, StacubeError
@@ -271,9 +272,11 @@ def prepare_composite(settings: Settings, job_id: str) -> dict:
         raise
     staging = staging_of(settings, plan, job)
     starts = [datetime.fromisoformat(s["start"].replace("Z", "+00:00")) for s in selection["steps"]]
+    what = f"{plan.spec.method} composite"
     outputs.create_cube(staging.zarr_store("cube.zarr"), plan.geobox, plan.variables, starts, plan.tile_shape[0],
-                        attrs={"title": f"stacube {plan.spec.method} composite", "stacube:job": job_id,
-                               "Conventions": "CF-1.8"})
+                        attrs={"title": f"stacube {what}", "stacube:job": job_id, "Conventions": "CF-1.8"},
+                        variable_attrs={v: variable_attrs(v, bands=plan.bands, indices=plan.indices, what=what)
+                                        for v in plan.variables}, zarr_format=plan.spec.zarr_format)
     staging.write_document("selection", {k: selection[k] for k in ("used", "period_index", "steps")})
     store.update(job_id, selection=selection)
     store.add_tiles(job_id, Stage.COMPOSITE, [tile_key(t) for t in plan.tile_indices()])

@@ -91,6 +91,10 @@ class OutputStore:
     def staging(self, name: str, run: int = 1) -> Staging:
         raise NotImplementedError
 
+    def check_writable(self) -> None:
+        """Raise :class:`StorageError` when outputs cannot be written under the root (checked
+        before a job computes anything; writes nothing)."""
+
 
 class LocalStaging(Staging):
     def __init__(self, store: LocalStore, name: str, run: int = 1):
@@ -161,6 +165,17 @@ class LocalStore(OutputStore):
 
     def staging(self, name: str, run: int = 1) -> LocalStaging:
         return LocalStaging(self, name, run)
+
+    def check_writable(self) -> None:
+        """The root must be a directory this process can create files in: it is created (the
+        job would create it) and a temporary file is made and removed there."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.path):
+                pass
+        except OSError as exc:
+            where = exc.filename or self.path
+            raise StorageError(f"cannot write outputs to {self.path}: {exc.strerror} ({where})") from exc
 
 
 class S3Staging(Staging):
@@ -303,6 +318,20 @@ class S3Store(OutputStore):
 
 
 _ZARR_STORES: dict[tuple, object] = {}
+
+    def check_writable(self) -> None:
+        """The bucket must exist and answer (one ``HeadBucket`` request)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            reason = {"404": "no such bucket", "NoSuchBucket": "no such bucket",
+                      "403": "access denied"}.get(code, code or str(exc))
+            raise StorageError(f"cannot write outputs to s3://{self.bucket}: {reason}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot write outputs to s3://{self.bucket}: {exc}") from exc
 
 
 def _s3_zarr_store(bucket: str, prefix: str, settings: Settings, *, read_only: bool = False):

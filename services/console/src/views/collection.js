@@ -1,11 +1,12 @@
 // One collection: facts, bands, a layer of its items with a time slider, and its JSON.
-import { raster, stac } from '../api.js';
+import { cubes, raster, stac } from '../api.js';
+import { seriesChart } from '../chart.js';
 import { bboxPolygon } from '../map.js';
 import { itemCount, summarize } from '../catalog.js';
 import { layerControls } from '../layer-controls.js';
 import { bandAssets, renderOptions } from '../render.js';
 import {
-  dl, errorBox, extLink, field, fmtBbox, fmtNumber, fmtRange, h, jsonBlock, note, replace, table,
+  append, dl, errorBox, extLink, field, fmtBbox, fmtNumber, fmtRange, h, jsonBlock, note, replace, table,
 } from '../ui.js';
 
 function lastDay(month) {
@@ -26,6 +27,53 @@ export function timeSteps(datetimes, by) {
   });
 }
 
+/** What a click on the map charts: NDVI when the collection has red and nir bands, else the
+ * first band of its default rendering (or its first band); a cube's first index or band. */
+export function seriesRequest(id, doc, assets) {
+  const cube = doc['stacube:cube'];
+  if (cube) {
+    const variable = (cube.indices || [])[0] || (cube.bands || [])[0];
+    return variable ? { cube: id, variable, ...((cube.indices || []).includes(variable) ? { indices: [variable] } : { bands: [variable] }) } : null;
+  }
+  const commons = new Set(assets.map((a) => a.common));
+  if (commons.has('red') && commons.has('nir')) return { collection: id, indices: ['NDVI'], variable: 'NDVI' };
+  const renders = doc.renders || {};
+  const render = renders.default || Object.values(renders)[0];
+  const key = (render && render.assets && render.assets.length === 1 && render.assets[0])
+    || (assets.find((a) => !a.quality) || {}).key;
+  return key ? { collection: id, bands: [key], variable: key } : null;
+}
+
+function timeSeriesSection(ctx, id, doc, assets) {
+  const { map } = ctx;
+  const request = seriesRequest(id, doc, assets);
+  const out = h('div', { id: 'timeseries', role: 'status', 'aria-live': 'polite' });
+  const section = h('section', { 'aria-labelledby': 'timeseries-heading' },
+    h('h2', { id: 'timeseries-heading' }, 'Time series'),
+    request ? h('p', { class: 'hint' }, `Click the map inside the collection to chart ${request.variable} there (clear dates joined).`)
+      : note('No band to chart.'),
+    out);
+  if (!request) return section;
+  let pending = null;
+  map.on('click', async (e) => {
+    const { lng, lat } = e.lngLat;
+    if (pending) pending.abort();
+    pending = new AbortController();
+    const signal = pending.signal;
+    replace(out, h('p', { class: 'loading' }, `Reading ${request.variable} at ${lng.toFixed(5)}, ${lat.toFixed(5)}…`));
+    map.marker('timeseries-point', [lng, lat]);
+    try {
+      const series = await cubes.timeseries({ ...request, lon: lng, lat }, signal);
+      if (ctx.signal.aborted || signal.aborted) return;
+      replace(out, seriesChart(series, request.variable));
+    } catch (err) {
+      if (err.name === 'AbortError' || ctx.signal.aborted) return;
+      replace(out, errorBox(err, 'No time series here'));
+    }
+  });
+  return section;
+}
+
 export default async function collection(ctx) {
   const [id] = ctx.params;
   const { root, map } = ctx;
@@ -37,7 +85,7 @@ export default async function collection(ctx) {
   const countEl = h('span', { id: 'collection-item-count' }, '…');
   itemCount(id).then((n) => { countEl.textContent = fmtNumber(n); }).catch(() => { countEl.textContent = 'unknown'; });
   const quality = doc['stacube:quality'];
-  root.append(
+  append(root, [  // (Element.append would print a null child as "null")
     h('p', { class: 'crumbs' }, h('a', { href: '#/collections' }, 'Collections'), ' / ', h('code', {}, id)),
     h('h1', {}, s.title),
     s.description && s.description !== s.title ? h('p', { class: 'lead' }, s.description) : null,
@@ -54,7 +102,7 @@ export default async function collection(ctx) {
       ['Items', countEl],
       ['Quality band', quality ? `${quality.asset} (${quality.preset || quality.kind})` : null],
       ['License', doc.license],
-    ]));
+    ])]);
 
   const assets = bandAssets(doc);
   root.append(h('h2', {}, 'Bands'), assets.length ? h('div', { class: 'table-wrap' }, table([
@@ -145,5 +193,6 @@ export default async function collection(ctx) {
       regroup();
     }
   }
+  root.append(timeSeriesSection(ctx, id, doc, assets));
   root.append(h('h2', {}, 'Collection JSON'), jsonBlock(doc, 'Show the full collection document'));
 }

@@ -44,19 +44,34 @@ function num(value, digits = 0) {
   return h('td', { class: 'num', dataset: { value: value == null ? '' : String(value) } }, fmtNumber(value, digits));
 }
 
+/** Whether a scene gave clear pixels (a scene with none is not shown as used, whatever its
+ * rank: it contributed no clear value). */
+export function sceneUsed(scene) {
+  return !!scene.used && (scene.clear_pixels == null || scene.clear_pixels > 0);
+}
+
+function sceneReason(scene) {
+  if (scene.used && !sceneUsed(scene)) return 'no clear pixel in the area';
+  if (scene.used) return scene.rank != null ? `rank ${scene.rank}` : '';
+  return scene.reason || '';
+}
+
 function scenesTable(report) {
   const scenes = report.scenes || [];
+  // six columns that wrap: clean %, used and the reason stay in view without scrolling sideways
   return h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'scenes-table' },
-    h('caption', {}, `${scenes.length} scenes over the area; ${scenes.filter((s) => s.used).length} used`),
-    h('thead', {}, h('tr', {}, ['Date', 'Item', 'Collection', 'Clean pixels', 'Valid pixels', 'Total pixels', 'Clean %', 'Used', 'Reason / rank']
+    h('caption', {}, `${scenes.length} scenes over the area; ${scenes.filter(sceneUsed).length} used`),
+    h('thead', {}, h('tr', {}, ['Date', 'Item', 'Clean pixels', 'Clean %', 'Used', 'Reason / rank']
       .map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, scenes.map((s) => h('tr', { dataset: { item: s.item_id } },
-      h('td', {}, fmtDateTime(s.datetime)),
-      h('th', { scope: 'row' }, h('a', { href: itemHref(s.collection, s.item_id) }, s.item_id)),
-      h('td', {}, s.collection),
-      num(s.clear_pixels), num(s.valid_pixels), num(s.total_pixels), num(s.clear_percent, 1),
-      h('td', { dataset: { used: String(!!s.used) } }, usedBadge(s.used)),
-      h('td', {}, s.used ? (s.rank != null ? `rank ${s.rank}` : '') : (s.reason || '')))))));
+      h('td', {}, (s.datetime || '').slice(0, 10)),
+      h('th', { scope: 'row' }, h('a', { href: itemHref(s.collection, s.item_id) }, s.item_id),
+        h('small', { class: 'sub' }, s.collection)),
+      h('td', { class: 'num', dataset: { value: s.clear_pixels == null ? '' : String(s.clear_pixels) } },
+        fmtNumber(s.clear_pixels), h('small', { class: 'sub' }, `of ${fmtNumber(s.valid_pixels)} valid`)),
+      num(s.clear_percent, 1),
+      h('td', { dataset: { used: String(sceneUsed(s)) } }, usedBadge(sceneUsed(s))),
+      h('td', { class: 'wrap' }, sceneReason(s)))))));
 }
 
 function stepsTable(report, collection, items) {

@@ -42,9 +42,10 @@ export default async function tasks(ctx) {
       replace(list, note('No jobs yet.'));
       return;
     }
+    // five columns that wrap, so the table fits the panel (and Cancel / Report stay in view)
     replace(list, h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'tasks-table' },
       h('caption', { class: 'sr-only' }, 'Jobs'),
-      h('thead', {}, h('tr', {}, ['Task', 'State', 'Method', 'Collections', 'Submitted', 'Duration', 'Progress', 'Actions']
+      h('thead', {}, h('tr', {}, ['Task', 'State', 'Collections', 'Submitted', 'Actions']
         .map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, rows.map((job) => {
         const p = job.parameters || {};
@@ -59,14 +60,14 @@ export default async function tasks(ctx) {
           const href = report ? report.href : `${config.jobs}/${encodeURIComponent(job.id)}/report`;
           actions.push(h('a', { href }, 'Report', h('span', { class: 'sr-only' }, ` of ${job.id}`)));
         }
+        const progress = progressText(job);
         return h('tr', { dataset: { job: job.id, state: job.state } },
-          h('th', { scope: 'row' }, h('a', { href: `#/tasks/${encodeURIComponent(job.id)}` }, job.id)),
-          h('td', {}, stateBadge(job.state)),
-          h('td', {}, p.method || '–'),
-          h('td', {}, (p.collections || []).join(', ') || '–'),
-          h('td', {}, fmtDateTime(job.created)),
-          h('td', {}, job.started ? fmtDuration(job.started, job.finished) : '–'),
-          h('td', {}, progressText(job)),
+          h('th', { scope: 'row' }, h('a', { href: `#/tasks/${encodeURIComponent(job.id)}` }, job.id),
+            h('small', { class: 'sub' }, p.method || '')),
+          h('td', {}, stateBadge(job.state), progress ? h('small', { class: 'sub' }, progress) : null),
+          h('td', { class: 'wrap' }, (p.collections || []).join(', ') || '–'),
+          h('td', {}, fmtDateTime(job.created),
+            job.started ? h('small', { class: 'sub' }, fmtDuration(job.started, job.finished)) : null),
           h('td', { class: 'actions' }, actions));
       })))));
   };
