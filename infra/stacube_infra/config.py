@@ -118,6 +118,8 @@ class StageConfig:
             the ``/jobs`` routes get ``jobs_rate`` / ``jobs_burst``.
         cdn: CloudFront in front of the API (caches the STAC and raster GETs).
         raster_provisioned: provisioned concurrency of the raster function (0: none).
+        finalize_task: the Fargate finalize task for jobs whose COGs outgrow a function (without
+            NAT it needs ECR and CloudWatch Logs endpoints, ~$44 a month).
     """
 
     stage: str = "dev"
@@ -144,6 +146,7 @@ class StageConfig:
     jobs_burst: int = 20
     cdn: bool = True
     raster_provisioned: int = 0
+    finalize_task: bool = False
 
     def __post_init__(self) -> None:
         if not _STAGE_PATTERN.match(self.stage):
@@ -204,6 +207,7 @@ class StageConfig:
             jobs_burst=_as_int("jobs_burst", ctx("jobs_burst", 20), 1, 10000),
             cdn=_as_bool("cdn", ctx("cdn", True)),
             raster_provisioned=_as_int("raster_provisioned", ctx("raster_provisioned", 0), 0, 10000),
+            finalize_task=_as_bool("finalize_task", ctx("finalize_task", False)),
         )
 
     @property

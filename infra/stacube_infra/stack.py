@@ -215,7 +215,11 @@ class StacubeStack(Stack):
         self.storage.notify_ingest(self.ingest.queue)
 
     def _create_finalize_task(self) -> None:
-        """The container task finalize hands jobs too large for a function to."""
+        """The container task finalize hands jobs too large for a function to (``finalize_task``)."""
+        self.finalize_task = None
+        if not self.config.finalize_task:
+            return
+        self.network.add_container_endpoints(self.config)
         fn = self.finalize.function
         env = {**self.factory.environment, **gdal_environment(self.config)}
         self.finalize_task = FinalizeTask(
@@ -324,7 +328,8 @@ class StacubeStack(Stack):
             self.cdn = Cdn(self, "Cdn", config=self.config, api_domain=domain)
         # result items link their inputs through the public STAC API
         self.finalize.function.add_environment("STACUBE_PUBLIC_URL", self.public_url)
-        self.finalize_task.container.add_environment("STACUBE_PUBLIC_URL", self.public_url)
+        if self.finalize_task is not None:
+            self.finalize_task.container.add_environment("STACUBE_PUBLIC_URL", self.public_url)
         # the worker finishing the last scenes tile queues the composite tiles
         self.worker.function.add_environment("STACUBE_TILE_QUEUE_URL", self.worker.queue.queue_url)
 
@@ -374,10 +379,11 @@ class StacubeStack(Stack):
         for consumer in (self.planner, self.worker, self.finalize):
             consumer.queue.grant_send_messages(functions["reaper"])
 
-        task = self.finalize_task.task_definition
-        task.grant_run(functions["finalize"])
-        outputs.grant_read_write(task.task_role)
-        self.database.app_secret.grant_read(task.task_role)
+        if self.finalize_task is not None:
+            task = self.finalize_task.task_definition
+            task.grant_run(functions["finalize"])
+            outputs.grant_read_write(task.task_role)
+            self.database.app_secret.grant_read(task.task_role)
 
         if self.config.read_buckets:
             for name in ("ingest", "raster-api", "worker"):

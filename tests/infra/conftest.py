@@ -74,6 +74,7 @@ def variant_stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
         raster_provisioned="5",
         stac_concurrency="0",
         db_instance_class="r6g.large",
+        finalize_task="true",
         alarm_email="ops@example.org",
         requester_pays="true",
         read_buckets="usgs-landsat,sentinel-cogs",

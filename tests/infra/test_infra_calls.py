@@ -91,22 +91,26 @@ def test_what_the_environment_names_is_granted(name: str, template_json: dict, s
     secrets = access(template_json, function, "secretsmanager:")
     secret = variables["STACUBE_DATABASE_SECRET_ARN"]["Ref"]
     assert "secretsmanager:GetSecretValue" in secrets.get(secret, set()), name
-    if "STACUBE_FINALIZE_TASK_DEFINITION" in variables:  # it starts the container task
-        task = logical_id(stack.finalize_task.task_definition)
-        assert "ecs:RunTask" in access(template_json, function, "ecs:").get(task, set()), name
-        passed = access(template_json, function, "iam:")
-        roles = {logical_id(stack.finalize_task.task_definition.task_role),
-                 logical_id(stack.finalize_task.task_definition.execution_role)}
-        assert all("iam:PassRole" in passed.get(r, set()) for r in roles), name
+    assert "STACUBE_FINALIZE_TASK_DEFINITION" not in variables  # finalize_task=false: no task
 
 
-def test_the_finalize_task_may_do_what_finalize_does(template_json: dict, stack: StacubeStack) -> None:
-    task_role = logical_id(stack.finalize_task.task_definition.task_role)
+def test_finalize_may_start_the_task_and_the_task_do_what_finalize_does(variant_template, variant_stack) -> None:
+    template_json = variant_template.to_json()
+    stack = variant_stack
+    task = stack.finalize_task.task_definition
+    function = logical_id(stack.finalize.function)
+    variables = functions_by_name(template_json)["finalize"]["Environment"]["Variables"]
+    assert variables["STACUBE_FINALIZE_TASK_DEFINITION"] == {"Ref": logical_id(task)}
+    assert "ecs:RunTask" in access(template_json, function, "ecs:").get(logical_id(task), set())
+    passed = access(template_json, function, "iam:")
+    for role in (task.task_role, task.execution_role):
+        assert "iam:PassRole" in passed.get(logical_id(role), set())
     statements = [
         s for p in template_json["Resources"].values() if p["Type"] == "AWS::IAM::Policy"
-        and {"Ref": task_role} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]
+        and {"Ref": logical_id(task.task_role)} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
-    outputs = logical_id(stack.storage.outputs_bucket)
     text = str(statements)
-    assert outputs in text and "s3:PutObject" in text and "secretsmanager:GetSecretValue" in text
-    assert "queue.finalize_job" in Path(REPO_ROOT / "lambdas" / "finalize" / "task.py").read_text()
+    assert logical_id(stack.storage.outputs_bucket) in text and "s3:PutObject" in text
+    assert "secretsmanager:GetSecretValue" in text
+    assert "queue.finalize_job" in (REPO_ROOT / "lambdas" / "finalize" / "task.py").read_text()

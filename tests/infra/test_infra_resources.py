@@ -38,7 +38,7 @@ def test_resource_counts(template: Template, functions: dict[str, Any]) -> None:
     template.resource_count_is("AWS::SecretsManager::Secret", 2)
     template.resource_count_is("AWS::EC2::NatGateway", 0)
     template.resource_count_is("AWS::CloudFront::Distribution", 1)
-    template.resource_count_is("AWS::ECS::TaskDefinition", 1)
+    template.resource_count_is("AWS::ECS::TaskDefinition", 0)  # finalize_task=false
 
 
 def test_parameter_group_sized_from_the_instance_class(template_json: dict) -> None:

@@ -170,3 +170,16 @@ def test_default_template_has_no_optional_extras(template: Template) -> None:
         "AWS::S3::Bucket",
         Match.not_(Match.object_like({"VersioningConfiguration": Match.any_value()})),
     )
+
+
+def test_the_finalize_task_without_nat_gets_its_endpoints(tmp_path) -> None:
+    from infra_helpers import synth_stack
+
+    stack = synth_stack(tmp_path, finalize_task="true", nag="false")
+    template_json = Template.from_stack(stack).to_json()
+    services = {str(e["Properties"]["ServiceName"]) for e in resources_of(template_json, "AWS::EC2::VPCEndpoint").values()}
+    for name in ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "sqs"):
+        assert any(name in s for s in services), (name, services)
+    (task,) = resources_of(template_json, "AWS::ECS::TaskDefinition").values()
+    assert task["Properties"]["Cpu"] == "8192" and task["Properties"]["EphemeralStorage"] == {"SizeInGiB": 200}
+    assert task["Properties"]["ContainerDefinitions"][0]["EntryPoint"] == ["python3", "-m", "lambdas.finalize.task"]

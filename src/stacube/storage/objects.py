@@ -316,9 +316,6 @@ class S3Store(OutputStore):
     def staging(self, name: str, run: int = 1) -> S3Staging:
         return S3Staging(self, name, run)
 
-
-_ZARR_STORES: dict[tuple, object] = {}
-
     def check_writable(self) -> None:
         """The bucket must exist and answer (one ``HeadBucket`` request)."""
         from botocore.exceptions import BotoCoreError, ClientError
@@ -332,6 +329,9 @@ _ZARR_STORES: dict[tuple, object] = {}
             raise StorageError(f"cannot write outputs to s3://{self.bucket}: {reason}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"cannot write outputs to s3://{self.bucket}: {exc}") from exc
+
+
+_ZARR_STORES: dict[tuple, object] = {}
 
 
 def _s3_zarr_store(bucket: str, prefix: str, settings: Settings, *, read_only: bool = False):
