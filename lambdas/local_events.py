@@ -9,7 +9,8 @@ Used to run the real handlers without an AWS account (``make serverless-demo``, 
 * :class:`QueuePoller`: receives messages like Lambda's SQS event source mapping does, calls a
   handler with an SQS event (``Records`` with ``body``, ``receiptHandle``,
   ``attributes.ApproximateReceiveCount``, ``eventSourceARN``...), deletes the messages that
-  succeeded and leaves the ``batchItemFailures`` on the queue.
+  succeeded and leaves the ``batchItemFailures`` on the queue;
+* :func:`start_moto_server`: moto's server on a free loopback port.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,3 +204,30 @@ class QueuePoller:
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto_server() -> tuple[subprocess.Popen, str]:
+    """moto's server (S3, SQS, Secrets Manager...) on a free loopback port: ``(process, URL)``.
+
+    Raises:
+        RuntimeError: it did not answer within 20 s.
+    """
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            return proc, url
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError("moto_server did not start")

@@ -21,7 +21,10 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
+
+from stacube.db.connection import session
 
 #: Deliveries of a message before SQS moves it to the dead-letter queue (the queues'
 #: ``maxReceiveCount``, see ``infra/stacube_infra/queues.py``).
@@ -38,6 +41,21 @@ def log(level: str, message: str, **fields: Any) -> None:
 
 
 # -- HTTP -------------------------------------------------------------------------------------
+#: Set by the CloudFront function in front of the API to the host the client asked for, so
+#: the links the apps build point at the distribution, not at API Gateway.
+FORWARDED_HOST = b"x-stacube-forwarded-host"
+
+
+def forwarded_host(scope: dict) -> dict:
+    """``scope`` with its ``host`` header replaced by :data:`FORWARDED_HOST` when present."""
+    headers = scope.get("headers") or []
+    wanted = next((v for k, v in headers if k.lower() == FORWARDED_HOST), None)
+    if not wanted:
+        return scope
+    kept = [(k, v) for k, v in headers if k.lower() not in (b"host", FORWARDED_HOST)]
+    return {**scope, "headers": [(b"host", wanted), *kept]}
+
+
 class RootPath:
     """Serves an ASGI app under ``root_path`` (its API Gateway base path).
 
@@ -51,6 +69,8 @@ class RootPath:
         self.root_path = "/" + root_path.strip("/") if root_path.strip("/") else ""
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            scope = forwarded_host(scope)
         if scope["type"] in ("http", "websocket") and self.root_path:
             scope = dict(scope)
             path = scope.get("path") or "/"
@@ -184,24 +204,26 @@ def fail_record(record: dict, exc: BaseException, function: str) -> dict:
     return {"itemIdentifier": record.get("messageId", "")}
 
 
-def sqs_handler(process: Callable[[str, int], Any], function: str) -> Callable[[dict, Any], dict]:
+def sqs_handler(process: Callable[[str, int], Any], function: str, settings=None) -> Callable[[dict, Any], dict]:
     """A handler calling ``process(body, attempt)`` for each SQS record of the event.
 
     A record whose call raises is reported in ``batchItemFailures`` (and retried later); the
     others are deleted by the event source. ``process`` returns a short outcome for the log.
+    With ``settings``, the invocation's database calls share one connection
+    (:func:`stacube.db.connection.session`), closed when the invocation ends.
     """
-
     def handler(event: dict, context: Any = None) -> dict:
         failures = []
-        for record in event.get("Records") or []:
-            started = time.monotonic()
-            try:
-                outcome = process(record["body"], attempt_of(record))
-            except Exception as exc:  # noqa: BLE001 - reported to SQS, which retries
-                failures.append(fail_record(record, exc, function))
-                continue
-            log("info", f"{function}: {outcome}", message_id=record.get("messageId"),
-                attempt=attempt_of(record), seconds=round(time.monotonic() - started, 3))
+        with session(settings) if settings is not None else nullcontext():
+            for record in event.get("Records") or []:
+                started = time.monotonic()
+                try:
+                    outcome = process(record["body"], attempt_of(record))
+                except Exception as exc:  # noqa: BLE001 - reported to SQS, which retries
+                    failures.append(fail_record(record, exc, function))
+                    continue
+                log("info", f"{function}: {outcome}", message_id=record.get("messageId"),
+                    attempt=attempt_of(record), seconds=round(time.monotonic() - started, 3))
         return {"batchItemFailures": failures}
 
     return handler

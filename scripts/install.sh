@@ -16,6 +16,8 @@ for bindir in /usr/lib/postgresql/*/bin; do
   if [ -x "$bindir/initdb" ] && [ -f "/usr/share/postgresql/$v/extension/postgis.control" ]; then pg_ok=true; fi
 done
 $pg_ok || need_apt+=(postgresql-15 postgresql-15-postgis-3)
+# PgBouncer: the transaction pooler of the serverless scale benchmark and its test
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -30,6 +32,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
     service postgresql stop >/dev/null 2>&1 || true
   fi
+  # nor is the packaged PgBouncer service: the benchmark starts its own
+  service pgbouncer stop >/dev/null 2>&1 || true
 fi
 
 stamp="$VENV/.stacube-installed"

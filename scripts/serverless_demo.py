@@ -21,12 +21,9 @@ import importlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -45,27 +42,6 @@ OUT = ROOT / ".stacube" / "serverless-demo"
 
 def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("moto_server did not start")
 
 
 class Capture(BaseHTTPRequestHandler):
@@ -148,7 +124,9 @@ def main() -> int:
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"})
     db_port = int(os.environ.get("STACUBE_DB_PORT", "5439"))
     say("moto server (S3, SQS, Secrets Manager) on loopback")
-    moto, endpoint = start_moto()
+    from lambdas.local_events import free_port, start_moto_server
+
+    moto, endpoint = start_moto_server()
     print(f"endpoint {endpoint}")
     os.environ.update({"AWS_ENDPOINT_URL": endpoint, "STACUBE_S3_ENDPOINT": endpoint})
     capture = HTTPServer(("127.0.0.1", free_port()), Capture)
@@ -244,7 +222,8 @@ def main() -> int:
         from obstore.store import S3Store
         from zarr.storage import ObjectStore
 
-        store = S3Store(OUTPUTS, prefix=f"outputs/{job_id}/cube.zarr", endpoint=endpoint,
+        zarr_key = report["outputs"]["zarr"].split(f"s3://{OUTPUTS}/", 1)[1]
+        store = S3Store(OUTPUTS, prefix=zarr_key, endpoint=endpoint,
                         client_options={"allow_http": True}, virtual_hosted_style_request=False,
                         region="us-east-1")
         cube = xr.open_zarr(ObjectStore(store, read_only=True), consolidated=True)

@@ -41,19 +41,54 @@ class Alarms(Construct):
         self, scope: Construct, construct_id: str, metric: cloudwatch.IMetric, description: str
     ) -> cloudwatch.Alarm:
         """An alarm on ``metric > 0`` that notifies the topic."""
+        return self.above(scope, construct_id, metric, 0, description)
+
+    def above(
+        self,
+        scope: Construct,
+        construct_id: str,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        description: str,
+        *,
+        periods: int = 1,
+    ) -> cloudwatch.Alarm:
+        """An alarm on ``metric > threshold`` for ``periods`` periods that notifies the topic."""
         alarm = cloudwatch.Alarm(
             scope,
             construct_id,
             alarm_name=f"{self._config.prefix}-{construct_id}",
             alarm_description=description,
             metric=metric,
-            threshold=0,
+            threshold=threshold,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
+            evaluation_periods=periods,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
         return alarm
+
+    def oldest_message(
+        self, scope: Construct, name: str, queue: sqs.IQueue, max_age: Duration
+    ) -> cloudwatch.Alarm:
+        """Alarm when the oldest message of the queue ``name`` waited longer than ``max_age``."""
+        metric = queue.metric_approximate_age_of_oldest_message(period=_PERIOD, statistic="Maximum")
+        return self.above(
+            scope,
+            f"{name}-oldest-message",
+            metric,
+            max_age.to_seconds(),
+            f"A message of the {name} queue waited more than {max_age.to_human_string()}: "
+            "its consumer is throttled, failing or too few.",
+        )
+
+    def throttles(self, scope: Construct, name: str, function: lambda_.IFunction) -> cloudwatch.Alarm:
+        """Alarm when the function ``name`` is throttled (its reserved concurrency is used up)."""
+        metric = function.metric_throttles(period=_PERIOD, statistic="Sum")
+        return self._above_zero(
+            scope, f"{name}-throttles", metric,
+            f"The {name} function was throttled: raise its concurrency context key or the account quota.",
+        )
 
     def dead_letters(self, scope: Construct, name: str, dlq: sqs.IQueue) -> cloudwatch.Alarm:
         """Alarm when the dead-letter queue of ``name`` holds any message."""

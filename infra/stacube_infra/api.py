@@ -20,6 +20,7 @@ from stacube_infra.config import StageConfig
 STAC_PATH = "/stac"
 RASTER_PATH = "/raster"
 JOBS_PATH = "/jobs"
+JOBS_ROUTES = [JOBS_PATH, f"{JOBS_PATH}/{{proxy+}}"]
 
 #: One JSON line per request in the access log group.
 ACCESS_LOG_FIELDS = {
@@ -62,10 +63,13 @@ class HttpApi(Construct):
 
     Routes: ``ANY /stac`` and ``ANY /stac/{proxy+}`` to the STAC API,
     ``ANY /raster/{proxy+}`` to the raster API, ``ANY /jobs`` and
-    ``ANY /jobs/{proxy+}`` to the jobs API. With ``jobs_auth=iam`` the jobs
-    routes require SigV4-signed requests. CORS allows any origin, so STAC
-    browsers and map viewers can call the API. Requests are logged as JSON lines
-    to a log group kept for a month.
+    ``ANY /jobs/{proxy+}`` to the jobs API. The jobs routes require SigV4-signed
+    requests (``jobs_auth=iam``, the default) or a JWT of ``jwt_issuer`` for
+    ``jwt_audience`` (``jobs_auth=jwt``); ``none`` leaves them open. The stage
+    throttles requests (``api_rate`` / ``api_burst``), the jobs routes harder
+    (``jobs_rate`` / ``jobs_burst``). CORS allows any origin, so STAC browsers
+    and map viewers can call the API. Requests are logged as JSON lines to a log
+    group kept for a month.
     """
 
     def __init__(
@@ -109,10 +113,26 @@ class HttpApi(Construct):
                 apigateway.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
             ),
         )
-        jobs_authorizer = authorizers.HttpIamAuthorizer() if config.jobs_auth == "iam" else None
         self._route("Stac", stac, [STAC_PATH, f"{STAC_PATH}/{{proxy+}}"])
         self._route("Raster", raster, [f"{RASTER_PATH}/{{proxy+}}"])
-        self._route("Jobs", jobs, [JOBS_PATH, f"{JOBS_PATH}/{{proxy+}}"], jobs_authorizer)
+        self._route("Jobs", jobs, JOBS_ROUTES, self._jobs_authorizer(config))
+        cfn_stage = self.stage.node.default_child
+        assert isinstance(cfn_stage, apigw.CfnStage)
+        cfn_stage.default_route_settings = apigw.CfnStage.RouteSettingsProperty(
+            throttling_rate_limit=config.api_rate, throttling_burst_limit=config.api_burst)
+        cfn_stage.route_settings = {
+            f"ANY {path}": {"ThrottlingRateLimit": config.jobs_rate, "ThrottlingBurstLimit": config.jobs_burst}
+            for path in JOBS_ROUTES
+        }
+
+    @staticmethod
+    def _jobs_authorizer(config: StageConfig) -> apigw.IHttpRouteAuthorizer | None:
+        if config.jobs_auth == "iam":
+            return authorizers.HttpIamAuthorizer()
+        if config.jobs_auth == "jwt":
+            return authorizers.HttpJwtAuthorizer(
+                "JobsJwt", config.jwt_issuer or "", jwt_audience=list(config.jwt_audience))
+        return None
 
     def _route(
         self,

@@ -14,6 +14,10 @@ from stacube_infra.network import Network
 PGSTAC_VERSION = "0.10.0"
 #: CloudFormation type of the bootstrap resource.
 RESOURCE_TYPE = "Custom::StacubeDbBootstrap"
+#: The app role's limits: a statement ends before the API functions' 30 s timeout, a transaction
+#: left open by a frozen or killed function ends after a minute (and frees its connection).
+STATEMENT_TIMEOUT = "25s"
+IDLE_IN_TRANSACTION_TIMEOUT = "60s"
 
 BOOTSTRAP_SPEC = FunctionSpec(
     name="db-bootstrap",
@@ -60,6 +64,8 @@ class DbBootstrap(Construct):
                 "AppSecretArn": database.app_secret.secret_arn,
                 "DatabaseName": DATABASE_NAME,
                 "PgstacVersion": pgstac_version,
+                "StatementTimeout": STATEMENT_TIMEOUT,
+                "IdleInTransactionTimeout": IDLE_IN_TRANSACTION_TIMEOUT,
             },
         )
         # The instance must be up, and the endpoints the function uses in place.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
@@ -27,8 +28,8 @@ class QueueConsumer(Construct):
     The queue is called ``stacube-<stage>-<queue_name>``. The function runs the
     worker image with ``CMD lambdas.<module>.handler.handler``, reports partial
     batch failures (only failed messages are retried) and may be capped with SQS
-    maximum concurrency. The queue's visibility timeout is six times the
-    function timeout.
+    maximum concurrency and gather messages over a batching window. The queue's
+    visibility timeout is six times the function timeout.
     """
 
     def __init__(
@@ -44,6 +45,8 @@ class QueueConsumer(Construct):
         module: str,
         batch_size: int,
         max_concurrency: int | None = None,
+        batching_window: Duration | None = None,
+        max_age: Duration = Duration.hours(1),
     ) -> None:
         super().__init__(scope, construct_id)
         self.work_queue = WorkQueue(
@@ -53,6 +56,7 @@ class QueueConsumer(Construct):
             name=queue_name,
             consumer_timeout_s=spec.timeout_s,
             alarms=alarms,
+            max_age=max_age,
         )
         self.function: lambda_.Function = factory.image_function(
             self, "Function", spec, WORKER_DOCKERFILE, worker_cmd(module)
@@ -63,6 +67,7 @@ class QueueConsumer(Construct):
                 batch_size=batch_size,
                 report_batch_item_failures=True,
                 max_concurrency=max_concurrency,
+                max_batching_window=batching_window,
             )
         )
 

@@ -35,7 +35,8 @@ GDAL_ENVIRONMENT: Mapping[str, str] = {
     "GDAL_HTTP_VERSION": "2",
     "VSI_CACHE": "TRUE",
     "VSI_CACHE_SIZE": "536870912",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.json",
+    # the formats the catalog holds: COGs in either case, JPEG 2000 (Sentinel-2 archives), VRTs
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.TIFF,.jp2,.JP2,.vrt,.json",
     "GDAL_CACHEMAX": "512",
 }
 
@@ -63,6 +64,8 @@ class FunctionSpec:
         environment: variables added to the shared ones.
         ephemeral_mb: size of ``/tmp``.
         description: shown in the Lambda console.
+        reserved_concurrency: concurrency reserved for (and capping) the function; 0: none.
+        snap_start: SnapStart on published versions (zip functions).
     """
 
     name: str
@@ -71,6 +74,8 @@ class FunctionSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     ephemeral_mb: int = 512
     description: str = ""
+    reserved_concurrency: int = 0
+    snap_start: bool = False
 
 
 class FunctionFactory:
@@ -96,10 +101,15 @@ class FunctionFactory:
         self._environment = dict(environment)
         self._placeholders: set[str] = set()
 
+    @property
+    def environment(self) -> dict[str, str]:
+        """The stage-wide environment every function gets."""
+        return dict(self._environment)
+
     def zip_function(
         self, scope: Construct, construct_id: str, spec: FunctionSpec, module: str
     ) -> lambda_.Function:
-        """A Python 3.11 zip function running ``lambdas/<module>/handler.py:handler``.
+        """A Python 3.12 zip function running ``lambdas/<module>/handler.py:handler``.
 
         The package is built locally (pip for Linux wheels + copies of the
         sources) from ``lambdas/<module>/requirements.txt``.
@@ -114,7 +124,7 @@ class FunctionFactory:
             str(self._repo_root),
             asset_hash_type=AssetHashType.OUTPUT,
             bundling=BundlingOptions(
-                image=lambda_.Runtime.PYTHON_3_11.bundling_image,
+                image=lambda_.Runtime.PYTHON_3_12.bundling_image,
                 local=bundler,  # succeeds or raises, so Docker is never used
                 # CDK caches staged assets by source path and bundling options; this
                 # keeps two functions bundled from the same root apart.
@@ -127,7 +137,7 @@ class FunctionFactory:
             spec,
             code=code,
             handler=f"lambdas.{module}.handler.handler",
-            runtime=lambda_.Runtime.PYTHON_3_11,
+            runtime=lambda_.Runtime.PYTHON_3_12,
         )
 
     def image_function(
@@ -174,6 +184,18 @@ class FunctionFactory:
             str(PLACEHOLDER_IMAGE_DIR), cmd=cmd_list, platform=platform
         )
 
+    def container_image(self, scope: Construct, dockerfile: str):
+        """The image of ``dockerfile`` for an ECS task (the placeholder, like functions, when it
+        is missing and bundling is off)."""
+        from aws_cdk import aws_ecs as ecs
+
+        platform = self._config.image_platform
+        if (self._repo_root / dockerfile).is_file():
+            return ecs.ContainerImage.from_asset(str(self._repo_root), file=dockerfile, platform=platform)
+        if Stack.of(scope).bundling_required:
+            raise MissingSourceError(f"{dockerfile} not found: the task image cannot be built.")
+        return ecs.ContainerImage.from_asset(str(PLACEHOLDER_IMAGE_DIR), platform=platform)
+
     def _function(
         self,
         scope: Construct,
@@ -210,4 +232,6 @@ class FunctionFactory:
             vpc_subnets=self._network.app_subnets,
             security_groups=[self._network.lambda_security_group],
             log_group=log_group,
+            reserved_concurrent_executions=spec.reserved_concurrency or None,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if spec.snap_start else None,
         )

@@ -13,7 +13,7 @@ from stacube_infra.config import StageConfig
 #: validation report). Everything else in the AwsSolutions pack must pass.
 RULE_REASONS: dict[str, str] = {
     "AwsSolutions-L1": (
-        "Python 3.11 is the project's Lambda runtime: the zip wheels target its glibc 2.26."
+        "Python 3.12 is the project's Lambda runtime, the same Python as its images and locked wheels."
     ),
     "AwsSolutions-SMG4": (
         "No automatic rotation: functions read the secret once per container "
@@ -29,8 +29,13 @@ RULE_REASONS: dict[str, str] = {
     "AwsSolutions-RDS3": "Single-AZ database to keep the idle cost low; restore from backups.",
     "AwsSolutions-RDS11": "Default port 5432; the instance is private and reachable from one SG.",
     "AwsSolutions-APIG4": (
-        "STAC and raster APIs are public read APIs; /jobs can require IAM (jobs_auth=iam)."
+        "STAC and raster APIs are public read APIs; /jobs requires IAM or a JWT unless jobs_auth=none."
     ),
+    "AwsSolutions-CFR1": "No geo restriction: the catalog and tiles serve every country.",
+    "AwsSolutions-CFR2": "No WAF: the HTTP API throttles requests and the functions' concurrency is reserved.",
+    "AwsSolutions-CFR3": "No CloudFront access logs: the HTTP API logs every request that reaches it.",
+    "AwsSolutions-CFR4": "The default CloudFront domain (TLS 1.2 minimum); a custom domain sets its own policy.",
+    "AwsSolutions-ECS2": "The finalize task's settings are plain names and ARNs, not secrets (the secret is read at run time).",
 }
 
 #: AWS managed policies attached to the function roles.
@@ -115,4 +120,34 @@ def add_checks(app: App, stack: Stack, config: StageConfig, buckets: Iterable[s3
         return False
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     Validations.of(stack).acknowledge(*acknowledgements(stack, config, buckets))
+    for scope, acks in scoped_acknowledgements(stack).items():
+        Validations.of(scope).acknowledge(*acks)
     return True
+
+
+def scoped_acknowledgements(stack: Stack) -> dict:
+    """Findings accepted on one construct only (construct -> acknowledgments)."""
+    found: dict = {}
+    task = getattr(stack, "finalize_task", None)
+    if task is not None and task.task_definition.execution_role is not None:
+        found[task.task_definition.execution_role] = [Acknowledgment(
+            id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            reason="The finalize task's execution role pulls its image: ecr:GetAuthorizationToken "
+                   "takes no resource.")]
+    pooler = getattr(stack, "pooler", None)
+    if pooler is not None and getattr(pooler, "instance", None) is not None:
+        found[pooler] = [
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                   "AmazonSSMManagedInstanceCore]",
+                reason="PgBouncer's instance is reached through Systems Manager (no SSH, no key pair)."),
+            Acknowledgment(
+                id="AwsSolutions::AwsSolutions-EC29",
+                reason="PgBouncer keeps no state: a replaced instance is rebuilt from its user data."),
+        ]
+    stac = getattr(stack, "stac_api", None)
+    if stac is not None:
+        found[stac] = [Acknowledgment(
+            id="Annotation::@aws-cdk/aws-lambda:snapStartRequirePublish",
+            reason="The API calls the alias 'live' of the function's current published version.")]
+    return found

@@ -69,9 +69,25 @@ class Network(Construct):
         if not config.nat:
             self._add_interface_endpoints(config)
 
+    def add_container_endpoints(self, config: StageConfig) -> None:
+        """ECR and CloudWatch Logs endpoints: what a Fargate task in the isolated subnets needs to
+        pull its image and ship its log (Lambda needs neither); nothing with NAT."""
+        if config.nat:
+            return
+        services = {
+            "EcrApiEndpoint": ec2.InterfaceVpcEndpointAwsService.ECR,
+            "EcrDockerEndpoint": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+            "LogsEndpoint": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+        }
+        for endpoint_id, service in services.items():
+            self.vpc.add_interface_endpoint(
+                endpoint_id, service=service, subnets=self.app_subnets,
+                security_groups=[self.endpoint_security_group], private_dns_enabled=True, open=False,
+            )
+
     def _add_interface_endpoints(self, config: StageConfig) -> None:
         """Secrets Manager and SQS endpoints, reachable on 443 from the functions only."""
-        endpoint_sg = ec2.SecurityGroup(
+        self.endpoint_security_group = endpoint_sg = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",
             vpc=self.vpc,

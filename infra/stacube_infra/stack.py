@@ -6,23 +6,33 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import App, CfnOutput, Stack
+from aws_cdk import App, CfnOutput, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
 from constructs import Construct
 
 from stacube_infra.alarms import Alarms
 from stacube_infra.api import JOBS_PATH, RASTER_PATH, STAC_PATH, HttpApi
 from stacube_infra.bootstrap import DbBootstrap
+from stacube_infra.cdn import Cdn
 from stacube_infra.config import REPO_ROOT, StageConfig, bundling_enabled
 from stacube_infra.consumers import WORKER_DOCKERFILE, QueueConsumer, worker_cmd
 from stacube_infra.database import Database
+from stacube_infra.finalize_task import FinalizeTask
 from stacube_infra.functions import FunctionFactory, FunctionSpec, gdal_environment
 from stacube_infra.nag import add_checks
 from stacube_infra.network import Network
+from stacube_infra.pooler import Pooler
 from stacube_infra.storage import INGEST_PREFIX, TMP_PREFIX, Storage
 
 RASTER_DOCKERFILE = "lambdas/raster_api/Dockerfile"
+#: Messages per ingest invocation (S3 events: objects).
+INGEST_BATCH = 100
+#: How often the reaper looks for stuck jobs.
+REAPER_SCHEDULE = Duration.minutes(5)
 #: Context key CDK reads to decide which stacks bundle their assets.
 BUNDLING_STACKS_KEY = "aws:cdk:bundling-stacks"
 
@@ -57,6 +67,10 @@ class StacubeStack(Stack):
         self.network = Network(self, "Network", config=config)
         self.storage = Storage(self, "Storage", config=config)
         self.database = Database(self, "Database", config=config, network=self.network)
+        self.pooler = (
+            Pooler(self, "Pooler", config=config, network=self.network, database=self.database)
+            if config.pooler != "none" else None
+        )
         self.factory = FunctionFactory(
             config=config,
             network=self.network,
@@ -67,6 +81,8 @@ class StacubeStack(Stack):
             self, "DbBootstrap", factory=self.factory, database=self.database, network=self.network
         )
         self._create_consumers()
+        self._create_finalize_task()
+        self._create_reaper()
         self._create_apis()
         self._grant()
         self._watch()
@@ -85,8 +101,13 @@ class StacubeStack(Stack):
             read["STACUBE_READ_PREFIXES"] = ",".join(
                 [f"s3://{buckets.data_bucket.bucket_name}", buckets.output_url,
                  *(f"s3://{name}" for name in self.config.read_buckets)])
+        pooled = {}
+        if self.pooler is not None:  # connect to the pooler with the app secret's credentials
+            pooled = {"STACUBE_DB_POOL_MODE": "transaction", "STACUBE_DATABASE_HOST": self.pooler.host,
+                      "STACUBE_DATABASE_PORT": str(self.pooler.port)}
         return {
             **read,
+            **pooled,
             "STACUBE_STAGE": self.config.stage,
             "STACUBE_DATABASE_SECRET_ARN": self.database.app_secret.secret_arn,
             "STACUBE_DB_POOL_SIZE": "1",
@@ -106,6 +127,8 @@ class StacubeStack(Stack):
         module: str,
         batch_size: int,
         max_concurrency: int | None = None,
+        batching_window: Duration | None = None,
+        max_age: Duration = Duration.hours(1),
     ) -> QueueConsumer:
         """A worker-image function fed by its own queue (see :class:`QueueConsumer`)."""
         return QueueConsumer(
@@ -119,6 +142,8 @@ class StacubeStack(Stack):
             module=module,
             batch_size=batch_size,
             max_concurrency=max_concurrency,
+            batching_window=batching_window,
+            max_age=max_age,
         )
 
     def _create_consumers(self) -> None:
@@ -137,6 +162,7 @@ class StacubeStack(Stack):
             queue_name="finalize",
             module="finalize",
             batch_size=1,
+            max_age=Duration.hours(1),
         )
         self.worker = self._consumer(
             "Worker",
@@ -146,12 +172,14 @@ class StacubeStack(Stack):
                 timeout_s=900,
                 environment={**gdal, "STACUBE_FINALIZE_QUEUE_URL": self.finalize.queue.queue_url},
                 ephemeral_mb=10240,
-                description="Composites one tile and writes it under tmp/",
+                description="Runs one tile of a job (scenes, composite or a COG)",
+                reserved_concurrency=self.config.worker_concurrency,
             ),
             queue_name="tile",
             module="worker",
             batch_size=1,
             max_concurrency=self.config.worker_concurrency,
+            max_age=Duration.hours(6),  # jobs queue behind each other: hours of backlog are normal
         )
         self.planner = self._consumer(
             "Planner",
@@ -165,6 +193,7 @@ class StacubeStack(Stack):
             queue_name="plan",
             module="planner",
             batch_size=1,
+            max_age=Duration.minutes(15),
         )
         self.ingest = self._consumer(
             "Ingest",
@@ -174,12 +203,65 @@ class StacubeStack(Stack):
                 timeout_s=300,
                 environment=gdal,
                 description="Registers STAC Items / COGs dropped under ingest/",
+                reserved_concurrency=self.config.ingest_concurrency,
             ),
             queue_name="ingest",
             module="ingest",
-            batch_size=10,
+            # as eoapi-cdk's STAC loader: large batches gathered over a minute, two at a time
+            batch_size=INGEST_BATCH,
+            batching_window=Duration.minutes(1),
+            max_concurrency=max(2, self.config.ingest_concurrency) if self.config.ingest_concurrency else 2,
         )
         self.storage.notify_ingest(self.ingest.queue)
+
+    def _create_finalize_task(self) -> None:
+        """The container task finalize hands jobs too large for a function to (``finalize_task``)."""
+        self.finalize_task = None
+        if not self.config.finalize_task:
+            return
+        self.network.add_container_endpoints(self.config)
+        fn = self.finalize.function
+        env = {**self.factory.environment, **gdal_environment(self.config)}
+        self.finalize_task = FinalizeTask(
+            self, "FinalizeTask", config=self.config, network=self.network,
+            image=self.factory.container_image(self, WORKER_DOCKERFILE), environment=env,
+        )
+        task = self.finalize_task
+        fn.add_environment("STACUBE_FINALIZE_CLUSTER", task.cluster.cluster_arn)
+        fn.add_environment("STACUBE_FINALIZE_TASK_DEFINITION", task.task_definition.task_definition_arn)
+        fn.add_environment("STACUBE_FINALIZE_SUBNETS", ",".join(task.subnets))
+        fn.add_environment("STACUBE_FINALIZE_SECURITY_GROUPS", task.security_group.security_group_id)
+
+    def _create_reaper(self) -> None:
+        """The reaper: every five minutes, and on every dead message of plan, tile and finalize."""
+        self.reaper = self.factory.image_function(
+            self,
+            "Reaper",
+            FunctionSpec(
+                name="reaper",
+                memory_mb=2048,
+                timeout_s=900,
+                environment={
+                    **gdal_environment(self.config),
+                    "STACUBE_PLAN_QUEUE_URL": self.planner.queue.queue_url,
+                    "STACUBE_TILE_QUEUE_URL": self.worker.queue.queue_url,
+                    "STACUBE_FINALIZE_QUEUE_URL": self.finalize.queue.queue_url,
+                },
+                description="Heals and fails jobs that stopped moving (schedule, dead-letter queues)",
+                reserved_concurrency=2,
+            ),
+            WORKER_DOCKERFILE,
+            worker_cmd("reaper"),
+        )
+        for consumer in (self.planner, self.worker, self.finalize):
+            self.reaper.add_event_source(event_sources.SqsEventSource(
+                consumer.work_queue.dead_letter_queue, batch_size=10, report_batch_item_failures=True))
+        self.reaper_schedule = events.Rule(
+            self, "ReaperSchedule", rule_name=f"{self.config.prefix}-reaper",
+            description="stacube: heal and fail jobs that stopped moving",
+            schedule=events.Schedule.rate(REAPER_SCHEDULE),
+        )
+        self.reaper_schedule.add_target(targets.LambdaFunction(self.reaper, retry_attempts=0))
 
     def _create_apis(self) -> None:
         """STAC (zip), raster (own image) and jobs (worker image) behind one HTTP API."""
@@ -192,9 +274,14 @@ class StacubeStack(Stack):
                 timeout_s=30,
                 environment={"STACUBE_ROOT_PATH": STAC_PATH},
                 description="STAC API (stac-fastapi-pgstac) under /stac",
+                reserved_concurrency=self.config.stac_concurrency,
+                snap_start=True,
             ),
             "stac_api",
         )
+        # SnapStart restores published versions: the API calls the alias
+        self.stac_alias = lambda_.Alias(
+            self, "StacApiLive", alias_name="live", version=self.stac_api.current_version)
         self.raster_api = self.factory.image_function(
             self,
             "RasterApi",
@@ -204,9 +291,13 @@ class StacubeStack(Stack):
                 timeout_s=30,
                 environment={**gdal_environment(self.config), "STACUBE_ROOT_PATH": RASTER_PATH},
                 description="Raster tile API (titiler-pgstac) under /raster",
+                reserved_concurrency=self.config.raster_concurrency,
             ),
             RASTER_DOCKERFILE,
         )
+        self.raster_alias = lambda_.Alias(
+            self, "RasterApiLive", alias_name="live", version=self.raster_api.current_version,
+            provisioned_concurrent_executions=self.config.raster_provisioned or None)
         self.jobs_api = self.factory.image_function(
             self,
             "JobsApi",
@@ -227,14 +318,25 @@ class StacubeStack(Stack):
             self,
             "HttpApi",
             config=self.config,
-            stac=self.stac_api,
-            raster=self.raster_api,
+            stac=self.stac_alias,
+            raster=self.raster_alias,
             jobs=self.jobs_api,
         )
+        self.cdn = None
+        if self.config.cdn:
+            domain = f"{self.http_api.api.api_id}.execute-api.{self.region}.{self.url_suffix}"
+            self.cdn = Cdn(self, "Cdn", config=self.config, api_domain=domain)
         # result items link their inputs through the public STAC API
-        self.finalize.function.add_environment("STACUBE_PUBLIC_URL", self.http_api.url.rstrip("/"))
+        self.finalize.function.add_environment("STACUBE_PUBLIC_URL", self.public_url)
+        if self.finalize_task is not None:
+            self.finalize_task.container.add_environment("STACUBE_PUBLIC_URL", self.public_url)
         # the worker finishing the last scenes tile queues the composite tiles
         self.worker.function.add_environment("STACUBE_TILE_QUEUE_URL", self.worker.queue.queue_url)
+
+    @property
+    def public_url(self) -> str:
+        """Where clients reach the APIs: the distribution, else the HTTP API."""
+        return self.cdn.url if self.cdn is not None else self.http_api.url.rstrip("/")
 
     @property
     def service_functions(self) -> dict[str, lambda_.Function]:
@@ -247,6 +349,7 @@ class StacubeStack(Stack):
             "planner": self.planner.function,
             "worker": self.worker.function,
             "finalize": self.finalize.function,
+            "reaper": self.reaper,
         }
 
     def _grant(self) -> None:
@@ -263,14 +366,24 @@ class StacubeStack(Stack):
         data.grant_read(functions["ingest"])
         data.grant_read(functions["raster-api"])
         outputs.grant_read(functions["raster-api"])
+        outputs.grant_read(functions["jobs-api"])  # it presigns the download links
         data.grant_read(functions["worker"])
-        outputs.grant_read_write(functions["worker"])
-        outputs.grant_read_write(functions["finalize"])
+        # the job's documents (plan, selection), its cube, COGs and report
+        for name in ("planner", "worker", "finalize", "reaper"):
+            outputs.grant_read_write(functions[name])
 
         self.planner.queue.grant_send_messages(functions["jobs-api"])
         self.worker.queue.grant_send_messages(functions["planner"])
         self.finalize.queue.grant_send_messages(functions["worker"])
         self.worker.queue.grant_send_messages(functions["worker"])
+        for consumer in (self.planner, self.worker, self.finalize):
+            consumer.queue.grant_send_messages(functions["reaper"])
+
+        if self.finalize_task is not None:
+            task = self.finalize_task.task_definition
+            task.grant_run(functions["finalize"])
+            outputs.grant_read_write(task.task_role)
+            self.database.app_secret.grant_read(task.task_role)
 
         if self.config.read_buckets:
             for name in ("ingest", "raster-api", "worker"):
@@ -293,10 +406,31 @@ class StacubeStack(Stack):
         )
 
     def _watch(self) -> None:
-        """Error alarms on the compositing functions and the failed-jobs metric."""
-        self.alarms.function_errors(self.worker, "worker", self.worker.function)
-        self.alarms.function_errors(self.finalize, "finalize", self.finalize.function)
-        self.alarms.jobs_failed(self.alarms)
+        """Alarms: errors of the compositing functions, failed jobs, throttled functions, the
+        database's connections and CPU, the API's 5xx (the queues watch their own age)."""
+        alarms = self.alarms
+        alarms.function_errors(self.worker, "worker", self.worker.function)
+        alarms.function_errors(self.finalize, "finalize", self.finalize.function)
+        alarms.function_errors(self, "reaper", self.reaper)
+        alarms.jobs_failed(alarms)
+        for name, function in self.service_functions.items():
+            alarms.throttles(self, name, function)
+        instance = self.database.instance
+        alarms.above(
+            self, "db-connections",
+            instance.metric_database_connections(period=Duration.minutes(5), statistic="Maximum"),
+            int(0.8 * self.config.max_connections),
+            f"The database holds more than 80 % of its ~{self.config.max_connections} connections.",
+        )
+        alarms.above(
+            self, "db-cpu", instance.metric_cpu_utilization(period=Duration.minutes(5), statistic="Average"),
+            80, "The database's CPU was above 80 % for 15 minutes.", periods=3,
+        )
+        alarms.above(
+            self, "api-5xx",
+            self.http_api.api.metric_server_error(period=Duration.minutes(5), statistic="Sum"),
+            5, "The HTTP API answered more than 5 server errors in 5 minutes.",
+        )
 
     def _order_after_bootstrap(self) -> None:
         """Create or update the services only after the schema is in place."""
@@ -308,15 +442,18 @@ class StacubeStack(Stack):
         url = self.http_api.url
         outputs = {
             "ApiUrl": (url, "Base URL of the HTTP API"),
-            "StacUrl": (f"{url}{STAC_PATH}", "STAC API root"),
-            "RasterUrl": (f"{url}{RASTER_PATH}", "Raster tile API root"),
-            "JobsUrl": (f"{url}{JOBS_PATH}", "Jobs API (POST to submit, GET /jobs/{id})"),
+            "StacUrl": (f"{self.public_url}{STAC_PATH}", "STAC API root"),
+            "RasterUrl": (f"{self.public_url}{RASTER_PATH}", "Raster tile API root"),
+            "JobsUrl": (f"{self.public_url}{JOBS_PATH}", "Jobs API (POST to submit, GET /jobs/{id})"),
             "DataBucketName": (self.storage.data_bucket.bucket_name, "Input scenes; ingest/"),
             "OutputsBucketName": (self.storage.outputs_bucket.bucket_name, "Job outputs"),
             "DatabaseEndpoint": (self.database.endpoint, "PostgreSQL host (private)"),
             "AppSecretArn": (self.database.app_secret.secret_arn, "stacube_app credentials"),
             "AlarmTopicArn": (self.alarms.topic.topic_arn, "SNS topic of the alarms"),
+            "PublicUrl": (self.public_url, "Where clients reach the APIs (CloudFront when cdn=true)"),
         }
+        if self.pooler is not None:
+            outputs["DatabasePooler"] = (self.pooler.host, f"The {self.config.pooler} the functions connect to")
         for output_id, (value, description) in outputs.items():
             CfnOutput(self, output_id, value=value, description=description)
 

@@ -3,7 +3,8 @@
 Event: a CloudFormation custom-resource request (``RequestType`` ``Create`` / ``Update`` /
 ``Delete``, ``ResponseURL``, ``StackId``, ``RequestId``, ``LogicalResourceId``,
 ``PhysicalResourceId`` on update and delete, ``ResourceProperties``: ``AdminSecretArn``,
-``AppSecretArn``, ``DatabaseName``, ``PgstacVersion``). The secrets are Secrets Manager secrets in
+``AppSecretArn``, ``DatabaseName``, ``PgstacVersion``, optionally ``StatementTimeout`` and
+``IdleInTransactionTimeout``, PostgreSQL durations, defaults ``25s`` and ``60s``). The secrets are Secrets Manager secrets in
 the RDS JSON format (``host``, ``port``, ``username``, ``password``, ``dbname``).
 
 On Create and Update (idempotent, so an update re-runs it safely), as the admin user:
@@ -14,7 +15,11 @@ On Create and Update (idempotent, so an update re-runs it safely), as the admin 
 3. install PostGIS and run pypgstac's migrations up to ``PgstacVersion``;
 4. create stacube's job tables and keep collection extents updated by pgSTAC;
 5. grant ``pgstac_read``, ``pgstac_ingest`` and ``pgstac_admin``, ``CONNECT`` on the database and
-   read/write on stacube's job tables to the app role;
+   read/write on stacube's job tables to the app role, and set the role's own ``search_path``
+   (``pgstac, public``: behind a transaction pooler connections send no startup options),
+   ``statement_timeout`` (below the API functions' 30 s, so a runaway query cannot hold a
+   connection) and ``idle_in_transaction_session_timeout`` (a function frozen or killed inside a
+   transaction releases its locks and its server connection);
 6. connect as the app role and read the pgSTAC version (checks the password and the grants).
 
 On Delete it does nothing: the database (retained by default) is left alone.
@@ -38,6 +43,8 @@ from stacube.db.connection import redact
 from stacube.db.migrate import registered_tables
 
 REQUIRED = ("AdminSecretArn", "AppSecretArn", "DatabaseName", "PgstacVersion")
+#: The app role's limits when the resource does not set them.
+DEFAULT_TIMEOUTS = {"StatementTimeout": "25s", "IdleInTransactionTimeout": "60s"}
 PGSTAC_ROLES = ("pgstac_read", "pgstac_ingest", "pgstac_admin")
 #: Seconds to wait for the response URL to accept the answer.
 RESPONSE_TIMEOUT = 30
@@ -125,9 +132,12 @@ def stacube_schema(conn) -> None:
         "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
 
 
-def grant(conn, name: str, username: str) -> None:
-    """The app role's rights: pgSTAC roles, the database, stacube's job tables."""
+def grant(conn, name: str, username: str, timeouts: dict | None = None) -> None:
+    """The app role's rights (pgSTAC roles, the database, stacube's job tables) and settings
+    (``search_path``, ``statement_timeout``, ``idle_in_transaction_session_timeout``)."""
     from psycopg import sql
+
+    timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
 
     user = sql.Identifier(username)
     conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(name), user))
@@ -139,6 +149,10 @@ def grant(conn, name: str, username: str) -> None:
     conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA stacube GRANT SELECT, INSERT, UPDATE, "
                          "DELETE ON TABLES TO {}").format(user))
     conn.execute(sql.SQL("ALTER ROLE {} SET search_path = pgstac, public").format(user))
+    conn.execute(sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
+        user, sql.Literal(timeouts["StatementTimeout"])))
+    conn.execute(sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = {}").format(
+        user, sql.Literal(timeouts["IdleInTransactionTimeout"])))
 
 
 def bootstrap(properties: dict) -> dict:
@@ -162,13 +176,16 @@ def bootstrap(properties: dict) -> dict:
     log("pgstac", version=installed)
     with _connect(dsn(admin, name)) as conn:
         stacube_schema(conn)
-        grant(conn, name, app["username"])
+        grant(conn, name, app["username"], {k: properties[k] for k in DEFAULT_TIMEOUTS if properties.get(k)})
     server = {"host": app.get("host") or admin["host"], "port": app.get("port") or admin.get("port", 5432)}
     with _connect(dsn(server, name, user=app)) as conn:
         conn.execute("SET search_path = pgstac, public")
         seen = conn.execute("SELECT pgstac.get_version()").fetchone()[0]
         conn.execute("SELECT count(*) FROM stacube.jobs").fetchone()
-    log("app role can read the catalog", pgstac=seen)
+        limits = conn.execute("SELECT current_setting('statement_timeout'), "
+                              "current_setting('idle_in_transaction_session_timeout')").fetchone()
+    log("app role can read the catalog", pgstac=seen, statement_timeout=limits[0],
+        idle_in_transaction_session_timeout=limits[1])
     return {"PgstacVersion": installed, "Database": name, "AppUser": app["username"]}
 
 

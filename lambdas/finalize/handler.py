@@ -28,4 +28,4 @@ def process(body: str, attempt: int) -> str:
                               on_register=output_claim(settings))
 
 
-handler = sqs_handler(process, "finalize")
+handler = sqs_handler(process, "finalize", settings)

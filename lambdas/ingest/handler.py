@@ -13,12 +13,15 @@ Key layout under the prefix (``<collection>`` is the first folder):
   ``collection`` get ``<collection>``; relative asset hrefs are resolved against the object's
   ``s3://`` URL (``../scenes/B04.tif``). Put the COGs such items reference outside the prefix (or
   they are registered as COG items too).
-* ``<collection>/<item>/<asset>.tif``: a COG item. Each new COG (re)builds item ``<item>`` from
-  every ``.tif`` in its folder (asset key = file stem without the scene ID the folder name
-  carries), described with rio-stac through GDAL's ``/vsis3/``; the acquisition time comes from
-  the COGs' tags, else a Landsat / Sentinel-2 scene ID or ISO date in the item, file or folder
-  names (:func:`stacube.catalog.scenes.acquisition_time`; a scene with none is refused), the
-  platform from the scene ID. ``<collection>/<name>.tif`` is a one-asset item ``<name>``.
+* ``<collection>/<item>/<asset>.tif``: a COG item. The new COGs of a folder in a batch are
+  described once, with rio-stac through GDAL's ``/vsis3/`` (asset key = file stem without the
+  scene ID the folder name carries), and added to item ``<item>``: the item is read, its assets
+  merged and written back in one transaction holding a lock on the item, so COGs of one scene
+  arriving in different batches, even at the same time, all end up in it (and no folder is
+  listed or described again). The acquisition time comes from the COGs' tags, else a Landsat /
+  Sentinel-2 scene ID or ISO date in the item, file or folder names
+  (:func:`stacube.catalog.scenes.acquisition_time`; a scene with none is refused), the platform
+  from the scene ID. ``<collection>/<name>.tif`` is a one-asset item ``<name>``.
 
 Every href is checked with the read gate (:class:`stacube.access.gate.ReadGate`) before it is
 opened or stored: a COG is read only from a key the servers may read, and an item whose asset
@@ -27,6 +30,12 @@ hrefs lie outside the read prefixes is a bad object (the raster API would refuse
 Collections are upserted first (keeping the extent already computed), then every item of the
 batch is loaded with pypgstac in one transaction (upsert: delivering an object again changes
 nothing). If the catalog rejects the batch, messages are loaded one by one to find the culprit.
+An ndjson object larger than :data:`STREAM_BYTES` is streamed, never held whole: every line is
+checked first, then the items are loaded :data:`STREAM_CHUNK` at a time (upserts, so a retry
+after an interruption changes nothing).
+
+The queue feeds the function batches of up to 100 messages gathered over up to a minute, with at
+most two invocations at a time, as eoapi-cdk's STAC loader does: few, large transactions.
 
 Failures: a message whose objects cannot be registered is reported in ``batchItemFailures``;
 SQS delivers it again and, after the third delivery, moves it to the ``ingest`` dead-letter
@@ -53,7 +62,8 @@ from stacube.catalog.scenes import acquisition_time, asset_key, find_scene_id
 from stacube.catalog.items import check_item
 from stacube.catalog.pgstac import Catalog
 from stacube.catalog.products import odc_to_collection, validate_collection
-from stacube.errors import InvalidInput, StacubeError
+from stacube.db.connection import session
+from stacube.errors import InvalidInput, NotFound, StacubeError
 from stacube.settings import Settings
 from stacube.storage.objects import configure_gdal, s3_client
 
@@ -66,6 +76,9 @@ JSON_SUFFIXES = (".json", ".geojson")
 NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".geojsonl")
 PRODUCT_SUFFIXES = (".yaml", ".yml")
 COG_SUFFIXES = (".tif", ".tiff")
+#: ndjson objects larger than this are streamed (checked, then loaded in chunks).
+STREAM_BYTES = 16 << 20
+STREAM_CHUNK = 500
 
 
 class BadObject(InvalidInput):
@@ -80,10 +93,11 @@ class MissingCollection(StacubeError):
 
 @dataclass(frozen=True)
 class S3Object:
-    """An object named in an S3 event record."""
+    """An object named in an S3 event record (``size`` in bytes, when the event gives it)."""
 
     bucket: str
     key: str
+    size: int | None = None
 
     @property
     def url(self) -> str:
@@ -98,6 +112,9 @@ class Message:
     objects: list[S3Object] = field(default_factory=list)
     collections: list[dict] = field(default_factory=list)
     items: list[dict] = field(default_factory=list)
+    cogs: list[tuple[str, S3Object]] = field(default_factory=list)  # (collection, COG)
+    streams: list[tuple[str | None, S3Object]] = field(default_factory=list)  # (folder collection, ndjson)
+    loaded: int = 0
     error: BaseException | None = None
 
     @property
@@ -140,7 +157,8 @@ def s3_objects(event: dict) -> list[S3Object]:
         if not bucket or not key:
             raise BadObject(f"S3 event record without bucket or key: {json.dumps(record)[:200]}")
         if key.startswith(prefix) and not key.endswith("/"):
-            found.append(S3Object(bucket, key))
+            size = (s3.get("object") or {}).get("size")
+            found.append(S3Object(bucket, key, size if isinstance(size, int) else None))
     return found
 
 
@@ -203,37 +221,146 @@ def _json_documents(obj: S3Object, data: bytes) -> list[dict]:
     return [doc]
 
 
-def _cog_item(obj: S3Object, collection: str, template: dict | None) -> dict:
-    """The item of a COG's folder (see the module docstring)."""
+def cog_item_key(obj: S3Object) -> tuple[str, str]:
+    """``(item id, folder)`` of a COG: its folder's name, or its own for ``<collection>/x.tif``."""
     parts = _relative(obj)
     folder = posixpath.dirname(obj.key)
     if len(parts) == 2:
-        item_id = posixpath.splitext(parts[1])[0]
-        keys = [obj.key]
-    else:
-        item_id = parts[-2]
-        listing = _s3().get_paginator("list_objects_v2").paginate(Bucket=obj.bucket,
-                                                                 Prefix=folder + "/")
-        keys = sorted(o["Key"] for page in listing for o in page.get("Contents", [])
-                      if o["Key"].lower().endswith(COG_SUFFIXES)
-                      and posixpath.dirname(o["Key"]) == folder)
-        keys = keys or [obj.key]
-    stems = [posixpath.splitext(posixpath.basename(k))[0] for k in keys]
+        return posixpath.splitext(parts[1])[0], folder
+    return parts[-2], folder
+
+
+def describe_cogs(objs: list[S3Object], collection: str, template: dict | None) -> dict:
+    """An item of the given COGs of one folder (one asset each, described once).
+
+    Raises:
+        BadObject: a COG cannot be read, or the scene's acquisition time cannot be told.
+    """
+    item_id, folder = cog_item_key(objs[0])
+    parts = _relative(objs[0])
+    stems = [posixpath.splitext(posixpath.basename(o.key))[0] for o in objs]
     scene = find_scene_id(item_id) or find_scene_id(stems[0])
-    files = {asset_key(stem, scene.id if scene else None): Path(f"/vsis3/{obj.bucket}/{k}")
-             for stem, k in zip(stems, keys)}
+    files = {asset_key(stem, scene.id if scene else None): Path(f"/vsis3/{o.bucket}/{o.key}")
+             for stem, o in zip(stems, objs)}
     names = [item_id, *stems, *reversed(parts[1:-2])]
     try:
-        when, _ = acquisition_time(f"s3://{obj.bucket}/{folder}", names, list(files.values()))
+        when, _ = acquisition_time(f"s3://{objs[0].bucket}/{folder}", names, list(files.values()))
         doc = item_from_cogs(item_id, when, files, collection=collection,
                              asset_fields={k: {} for k in files}, template=template,
                              properties=scene_properties(scene, template))
     except InvalidInput as exc:
-        raise BadObject(f"{obj.url}: {exc.message}") from exc
+        raise BadObject(f"{', '.join(o.url for o in objs)}: {exc.message}") from exc
     for asset in doc["assets"].values():
         if asset["href"].startswith("/vsis3/"):
             asset["href"] = "s3://" + asset["href"][len("/vsis3/"):]
     return doc
+
+
+def merge_assets(existing: dict | None, new: dict) -> dict:
+    """``new`` with the assets of the item already registered (the new ones win), its footprint
+    kept: the COGs of one scene share it."""
+    if not existing:
+        return new
+    merged = dict(new)
+    merged["assets"] = {**(existing.get("assets") or {}), **new["assets"]}
+    for key in ("geometry", "bbox"):
+        if existing.get(key):
+            merged[key] = existing[key]
+    return merged
+
+
+def add_cogs(catalog: Catalog, collection: str, objs: list[S3Object], collections: dict[str, dict]) -> dict:
+    """Describe the COGs of one folder and add them to their item (see the module docstring);
+    returns the item written.
+
+    Raises:
+        BadObject / InvalidInput / StacubeError: the COGs or the item could not be registered.
+    """
+    doc = describe_cogs(objs, collection, collections.get(collection))
+    with catalog.connection() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"stacube.item:{collection}/{doc['id']}",))
+        here = Catalog(settings, conn)
+        try:
+            existing = here.get_item(collection, doc["id"])
+        except NotFound:
+            existing = None
+        merged = merge_assets(existing, doc)
+        try:
+            item = check_item(merged, collections=set(collections), source=objs[0].url)
+        except InvalidInput as exc:
+            raise BadObject(exc.message) from exc
+        here.load_items([item], mode="upsert")
+    return item
+
+
+def _stream_lines(obj: S3Object):
+    """The non-empty lines of an ndjson object, read as a stream."""
+    body = _s3().get_object(Bucket=obj.bucket, Key=obj.key)["Body"]
+    for line in body.iter_lines(chunk_size=1 << 20):
+        if line.strip():
+            yield line
+
+
+def _stream_items(obj: S3Object, folder_collection: str | None, collections: dict[str, dict], gate: ReadGate):
+    """Checked items of a streamed ndjson object, one at a time.
+
+    Raises:
+        BadObject / MissingCollection: the first bad line.
+    """
+    for number, line in enumerate(_stream_lines(obj), start=1):
+        try:
+            doc = json.loads(line)
+        except ValueError as exc:
+            raise BadObject(f"{obj.url}: line {number}: malformed JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise BadObject(f"{obj.url}: line {number}: expected a STAC Item object")
+        yield checked_item(obj, doc, folder_collection, collections, source=f"{obj.url}:{number}", gate=gate)
+
+
+def checked_item(obj: S3Object, doc: dict, folder_collection: str | None, collections: dict[str, dict],
+                 *, source: str, gate: ReadGate) -> dict:
+    """An item of ``obj``: its collection (the folder's when it names none), its relative hrefs
+    resolved, checked, and every asset href through the read gate.
+
+    Raises:
+        MissingCollection: its collection is not registered (yet).
+        BadObject: it is not a valid item.
+    """
+    if folder_collection and not doc.get("collection"):
+        doc["collection"] = folder_collection
+    wanted = doc.get("collection")
+    if isinstance(wanted, str) and wanted and wanted not in collections:
+        raise MissingCollection(f"{obj.url}: item {doc.get('id')!r}: collection {wanted!r} is not "
+                                "registered (yet)")
+    _resolve_hrefs(doc, obj)
+    for asset in (doc.get("assets") or {}).values() if isinstance(doc.get("assets"), dict) else ():
+        if isinstance(asset, dict) and isinstance(asset.get("href"), str):
+            _gated(gate, asset["href"], doc.get("collection"), f"{obj.url}: item {doc.get('id')!r}")
+    try:
+        return check_item(doc, collections=set(collections), source=source)
+    except InvalidInput as exc:
+        raise BadObject(exc.message) from exc
+
+
+def load_stream(catalog: Catalog, obj: S3Object, folder_collection: str | None,
+                collections: dict[str, dict], gate: ReadGate) -> int:
+    """Check every line of a large ndjson object, then load it in chunks; returns the items.
+
+    Raises:
+        BadObject / MissingCollection: a bad line (nothing was loaded).
+        InvalidInput / StacubeError: the catalog refused a chunk, or is unavailable.
+    """
+    for _ in _stream_items(obj, folder_collection, collections, gate):  # first pass: nothing kept
+        pass
+    loaded, chunk = 0, []
+    for item in _stream_items(obj, folder_collection, collections, gate):
+        chunk.append(item)
+        if len(chunk) >= STREAM_CHUNK:
+            loaded += catalog.load_items(_unique(chunk), mode="upsert").items
+            chunk = []
+    if chunk:
+        loaded += catalog.load_items(_unique(chunk), mode="upsert").items
+    return loaded
 
 
 def _collection(obj: S3Object, doc: dict) -> dict:
@@ -277,6 +404,9 @@ def read_message(message: Message, collections: dict[str, dict], gate: ReadGate)
                 raise BadObject(f"{obj.url}: expected a product definition mapping")
             message.collections.append(_collection(obj, doc))
             continue
+        if name.endswith(NDJSON_SUFFIXES) and (obj.size or 0) > STREAM_BYTES:
+            message.streams.append((folder_collection, obj))
+            continue
         if name.endswith(JSON_SUFFIXES + NDJSON_SUFFIXES):
             docs = _json_documents(obj, _read(obj))
         elif name.endswith(COG_SUFFIXES):
@@ -286,7 +416,8 @@ def read_message(message: Message, collections: dict[str, dict], gate: ReadGate)
                 raise MissingCollection(f"{obj.url}: collection {folder_collection!r} is not "
                                         "registered (yet)")
             _gated(gate, obj.url, folder_collection, obj.url)
-            docs = [_cog_item(obj, folder_collection, collections[folder_collection])]
+            message.cogs.append((folder_collection, obj))
+            continue
         else:
             log("info", "ingest: ignored (not JSON, YAML or a COG)", object=obj.url)
             continue
@@ -298,20 +429,7 @@ def read_message(message: Message, collections: dict[str, dict], gate: ReadGate)
                 continue
             if not isinstance(doc, dict):
                 raise BadObject(f"{obj.url}: expected a STAC Item object")
-            if folder_collection and not doc.get("collection"):
-                doc["collection"] = folder_collection
-            wanted = doc.get("collection")
-            if isinstance(wanted, str) and wanted and wanted not in collections:
-                raise MissingCollection(f"{obj.url}: item {doc.get('id')!r}: collection "
-                                        f"{wanted!r} is not registered (yet)")
-            _resolve_hrefs(doc, obj)
-            for asset in (doc.get("assets") or {}).values() if isinstance(doc.get("assets"), dict) else ():
-                if isinstance(asset, dict) and isinstance(asset.get("href"), str):
-                    _gated(gate, asset["href"], doc.get("collection"), f"{obj.url}: item {doc.get('id')!r}")
-            try:
-                message.items.append(check_item(doc, collections=set(collections), source=obj.url))
-            except InvalidInput as exc:
-                raise BadObject(exc.message) from exc
+            message.items.append(checked_item(obj, doc, folder_collection, collections, source=obj.url, gate=gate))
 
 
 def _unique(items: list[dict]) -> list[dict]:
@@ -341,6 +459,17 @@ def register(messages: list[Message]) -> None:
                 collections[collection["id"]] = collection
         except Exception as exc:  # noqa: BLE001 - this message fails, the others go on
             message.error = exc
+    _register_cogs(catalog, pending, collections)
+    for message in pending:
+        for folder_collection, obj in message.streams:
+            if message.error is not None:
+                break
+            try:
+                message.loaded += load_stream(catalog, obj, folder_collection, collections, gate)
+            except InvalidInput as exc:
+                message.error = exc if isinstance(exc, BadObject) else BadObject(exc.message)
+            except Exception as exc:  # noqa: BLE001
+                message.error = exc
     good = [m for m in pending if m.error is None and m.items]
     if not good:
         return
@@ -361,6 +490,29 @@ def register(messages: list[Message]) -> None:
     except Exception as exc:  # noqa: BLE001 - e.g. the database is down: all retry
         for message in good:
             message.error = exc
+
+
+def _register_cogs(catalog: Catalog, messages: list[Message], collections: dict[str, dict]) -> None:
+    """The COGs of the batch, grouped by item: each folder's COGs described once and added to
+    its item; a group that fails fails the messages that brought its COGs."""
+    groups: dict[tuple[str, str, str, str], list[tuple[Message, S3Object]]] = {}
+    for message in messages:
+        if message.error is not None:
+            continue
+        for collection, obj in message.cogs:
+            groups.setdefault((collection, obj.bucket, *cog_item_key(obj)), []).append((message, obj))
+    for (collection, *_), members in groups.items():
+        objs = list({o.key: o for _, o in members}.values())
+        try:
+            item = add_cogs(catalog, collection, objs, collections)
+        except Exception as exc:  # noqa: BLE001 - these messages fail, the others go on
+            for message, _ in members:
+                message.error = message.error or exc
+            continue
+        for message in {id(m): m for m, _ in members}.values():
+            message.loaded += 1
+            log("info", "ingest: COG item", item=item["id"], collection=collection,
+                assets=sorted(item["assets"]), added=[o.url for m, o in members if m is message])
 
 
 def _messages(event: dict) -> tuple[list[Message], bool]:
@@ -400,7 +552,8 @@ def handler(event: dict, context=None) -> dict:
         raises, so Lambda's asynchronous retries apply.
     """
     messages, via_sqs = _messages(event)
-    register(messages)
+    with session(settings):  # one connection for the batch
+        register(messages)
     failures = []
     for message in messages:
         urls = [o.url for o in message.objects]
@@ -408,7 +561,7 @@ def handler(event: dict, context=None) -> dict:
             if urls:
                 log("info", "ingest: registered", message_id=message.id, objects=urls,
                     collections=[c["id"] for c in message.collections],
-                    items=len(message.items), attempt=attempt_of(message.record))
+                    items=len(message.items) + message.loaded, attempt=attempt_of(message.record))
             continue
         if not via_sqs:
             raise message.error

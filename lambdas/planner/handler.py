@@ -24,4 +24,4 @@ def process(body: str, attempt: int) -> str:
     return queue.plan_job(settings, queue.parse_job_message(body), attempt=attempt, gate=ReadGate.load(settings))
 
 
-handler = sqs_handler(process, "planner")
+handler = sqs_handler(process, "planner", settings)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fastapi import Body, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from stacube.access.jobs import (
     JobSlots,
@@ -185,6 +185,11 @@ def job_document(job: dict, request: Request, settings: Settings, mount: str) ->
             "cogs": {label: {var: download_url(h, site, settings) for var, h in cogs.items()}
                      for label, cogs in out["cogs"].items()},
         }
+        if out["zarr"].startswith("s3://"):
+            # a presigned URL names one object: the cube's consolidated metadata, and the cube as
+            # an HTTP Zarr store whose keys redirect to presigned URLs of their objects
+            doc["downloads"]["zarr"] = f"{base}/{job['id']}/zarr"
+            doc["downloads"]["zarr_metadata"] = download_url(out["zarr"].rstrip("/") + "/.zmetadata", site, settings)
         doc["links"].append({"rel": "report", "href": f"{base}/{job['id']}/report", "type": "application/json"})
         for item in report["items"]:
             doc["links"].append({"rel": "item", "type": "application/geo+json",
@@ -270,6 +275,18 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
         if not job["report"]:
             raise NotFound(f"job {job_id} has no report yet (state {job['state']})")
         return job["report"]
+
+    @app.get("/{job_id}/zarr/{key:path}", summary="A key of a completed job's Zarr cube (S3 outputs)",
+             status_code=307, response_class=RedirectResponse)
+    def zarr_key(request: Request, job_id: str, key: str) -> RedirectResponse:
+        """Redirects to a presigned URL of the object (``.zmetadata``, ``NDVI/0.0.0``...), so
+        ``xarray.open_zarr("<this job>/zarr")`` reads the cube over HTTP."""
+        job = owned(request, job_id)
+        href = ((job.get("report") or {}).get("outputs") or {}).get("zarr", "")
+        parts = key.split("/")
+        if not href.startswith("s3://") or not key or any(p in ("", ".", "..") for p in parts):
+            raise NotFound(f"job {job_id} has no Zarr key {key!r}")
+        return RedirectResponse(download_url(f"{href.rstrip('/')}/{key}", "", settings), status_code=307)
 
     @app.post("/{job_id}/cancel", status_code=202, summary="Cancel a job")
     def cancel(request: Request, job_id: str) -> dict:

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.renders import default_render, render_query, render_zooms
 from stacube.core.indices import PRESETS, RENDER, get_index
+from stacube.db.connection import connect_kwargs
 from stacube.errors import InvalidInput, NotFound, StacubeError
 from stacube.settings import Settings
 from stacube_services.access.raster import (
@@ -45,6 +46,7 @@ from stacube_services.access.raster import (
     search_usable,
 )
 from stacube_services.body import read_body, replay
+from stacube_services.cache import CacheHeaders, is_derived
 from stacube_services.catalog_cache import CollectionCache
 from stacube_services.errors import add_error_handlers, add_raster_error_handlers, error_response
 from stacube_services.limits import RequestLimits, ResponseSizeLimit
@@ -53,7 +55,6 @@ from stacube_services.tms import checked_tile_matrix_set
 
 #: a part's size in its path: ``/bbox/.../{width}x{height}.{format}``, ``/feature/...``, ``/preview/...``
 PART_IN_PATH = re.compile(r"(?:/bbox/[^/]+|/feature|/preview)/(\d+(?:\.\d*)?)x(\d+(?:\.\d*)?)\.[A-Za-z0-9]+$")
-DB_WAIT = 5.0  # seconds a request waits for a database connection before answering 503
 
 
 def index_params(index_name: str, collections: list[dict], query: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -346,11 +347,13 @@ def create_raster_app(settings: Settings) -> FastAPI:
         from psycopg_pool import ConnectionPool
 
         # titiler-pgstac's pool, plus: connections are checked before use (a database restart
-        # leaves broken ones behind) and a request waits at most DB_WAIT s for one (then 503)
+        # leaves broken ones behind), a request waits at most STACUBE_DB_POOL_TIMEOUT s (5) for
+        # one, well under the function's 30 s (then 503), and behind a transaction pooler the
+        # connections send no startup options and prepare no statement (connect_kwargs)
         app.state.dbpool = ConnectionPool(
             conninfo=settings.dsn(), min_size=1, max_size=settings.db_pool_size, open=True,
-            kwargs={"options": "-c search_path=pgstac,public -c application_name=stacube-raster"},
-            check=ConnectionPool.check_connection, timeout=DB_WAIT)
+            kwargs={**connect_kwargs(settings, "stacube-raster"), "connect_timeout": 5},
+            check=ConnectionPool.check_connection, timeout=settings.db_pool_timeout)
         app.state.dbpool.wait()
         yield
         await close_db_connection(app)
@@ -452,4 +455,7 @@ def create_raster_app(settings: Settings) -> FastAPI:
     # authentication (outer), then the limits; the route dependencies check access
     install_raster_access(app, settings)
     app.add_middleware(RequestLimits, settings=settings)
+    collections = CollectionCache(app)
+    app.add_middleware(CacheHeaders, api="raster",  # tiles of job outputs are immutable
+                       derived=lambda collection_id: is_derived(collections.collection(collection_id)))
     return app

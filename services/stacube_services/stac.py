@@ -21,6 +21,7 @@ from stac_fastapi.api.app import StacApi  # noqa: E402
 from stacube import __version__
 from stacube.settings import Settings
 from stacube_services.access.stac import AccessCoreClient, AccessExtensions, install_stac_access
+from stacube_services.cache import CacheHeaders
 from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
 from stacube_services.limits import RequestLimits
 from stacube_services.stac_requests import TRANSACTION_PATH, StacRequestMiddleware
@@ -49,6 +50,19 @@ def postgres_settings(settings: Settings, pool_size: int | None = None):
     )
 
 
+async def _transaction_pool(pg):
+    """stac-fastapi-pgstac's asyncpg pool for a transaction pooler (PgBouncer transaction mode,
+    RDS Proxy): no statement cache (asyncpg's named prepared statements would outlive the
+    transaction) and no ``search_path`` startup parameter (the role's own applies)."""
+    import asyncpg
+    from stac_fastapi.pgstac.db import con_init
+
+    return await asyncpg.create_pool(
+        pg.connection_string, min_size=pg.db_min_conn_size, max_size=pg.db_max_conn_size,
+        max_queries=pg.db_max_queries, max_inactive_connection_lifetime=pg.db_max_inactive_conn_lifetime,
+        init=con_init, statement_cache_size=0, server_settings={"application_name": "stacube-stac"})
+
+
 def transactions_enabled(settings: Settings) -> bool:
     """``STACUBE_TRANSACTIONS`` when set, else whether an admin key (``STACUBE_API_KEY``) is."""
     return settings.transactions if settings.transactions is not None else bool(settings.api_key)
@@ -60,10 +74,17 @@ def stac_lifespan(settings: Settings):
 
     @asynccontextmanager
     async def lifespan(app):
-        from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+        from stac_fastapi.pgstac.db import close_db_connection, connect_to_db, get_connection
 
-        await connect_to_db(app, postgres_settings=postgres_settings(settings),
-                            add_write_connection_pool=transactions_enabled(settings))
+        pg = postgres_settings(settings)
+        if settings.db_pool_mode == "transaction":
+            app.state.readpool = await _transaction_pool(pg)
+            if transactions_enabled(settings):
+                app.state.writepool = await _transaction_pool(pg)
+            app.state.get_connection = get_connection
+        else:
+            await connect_to_db(app, postgres_settings=pg,
+                                add_write_connection_pool=transactions_enabled(settings))
         yield
         await close_db_connection(app)
 
@@ -110,4 +131,6 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
         return path.startswith(prefix_path) and bool(TRANSACTION_PATH.match(path[len(prefix_path):]))
 
     api.app.add_middleware(RequestLimits, settings=settings, large_body=large_body)
+    # what CloudFront and browsers may keep (under stacube up, the other APIs are mounted on this app)
+    api.app.add_middleware(CacheHeaders, api="stac", prefix=prefix_path)
     return api

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import ByteSize, Field
@@ -106,6 +107,33 @@ class Settings(BaseSettings):
     plan_queue_url: str | None = Field(None, description="SQS queue of jobs to plan (AWS).")
     tile_queue_url: str | None = Field(None, description="SQS queue of job tiles (AWS).")
     finalize_queue_url: str | None = Field(None, description="SQS queue of jobs to finalize (AWS).")
+    # -- the database path at scale (a pooler between the functions and PostgreSQL) -------------
+    db_pool_mode: Literal["session", "transaction"] = Field(
+        "session", description="`transaction` behind a transaction pooler (PgBouncer transaction "
+                               "mode, RDS Proxy): no startup options, no server-side prepared "
+                               "statements; the role's own search_path is used.")
+    database_host: str | None = Field(
+        None, description="Host to connect to instead of the secret's (the pooler's endpoint).")
+    database_port: int | None = Field(None, description="Port to connect to instead of the secret's.")
+    db_pool_timeout: float = Field(
+        5.0, description="Seconds an API request waits for a pooled connection before a 503.")
+    # -- compositing jobs driven by queues ------------------------------------------------------
+    stage_lease: int = Field(
+        960, description="Seconds a worker holds a job's stage move and its message sending before "
+                         "another may take over (the worker timeout plus a minute).")
+    job_max_age: int = Field(
+        172800, description="Seconds a job may run before the reaper fails it (below the queues' "
+                            "message retention).")
+    finalize_fanout: int = Field(
+        16, description="COGs from which finalize fans their assembly out to the tile queue.")
+    finalize_max_cog_pixels: int = Field(
+        2_000_000_000, description="Largest COG (pixels) a function assembles; larger ones send "
+                                   "finalize to the container task.")
+    finalize_cluster: str | None = Field(None, description="ECS cluster of the finalize container task.")
+    finalize_task_definition: str | None = Field(None, description="ECS task definition of finalize.")
+    finalize_subnets: str | None = Field(None, description="Comma list of subnets of the finalize task.")
+    finalize_security_groups: str | None = Field(
+        None, description="Comma list of security groups of the finalize task.")
 
     @property
     def pg_dir(self) -> Path:
@@ -129,7 +157,7 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         if self.database_secret_arn:
-            return _dsn_from_secret(self.database_secret_arn)
+            return _dsn_from_secret(self.database_secret_arn, self.database_host, self.database_port)
         if os.environ.get("PGHOST"):
             env = os.environ
             user = quote(env.get("PGUSER", "postgres"))
@@ -143,12 +171,17 @@ class Settings(BaseSettings):
 
 
 @functools.lru_cache(maxsize=4)
-def _dsn_from_secret(arn: str) -> str:
-    """Read an RDS-format secret once per process and build a DSN from it."""
+def _dsn_from_secret(arn: str, host: str | None = None, port: int | None = None) -> str:
+    """Read an RDS-format secret once per process and build a DSN from it (``host`` / ``port``
+    replace the secret's: the pooler's endpoint, with the secret's credentials)."""
     import boto3
 
-    value = boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
-    return dsn_from_secret_json(json.loads(value))
+    value = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+    if host:
+        value["host"] = host
+    if port:
+        value["port"] = port
+    return dsn_from_secret_json(value)
 
 
 def dsn_from_secret_json(secret: dict) -> str:

@@ -53,11 +53,11 @@ def test_a_job_completes_through_s3_errors_and_delays(samples, s3_server, bucket
     assert report["status"] == "completed"
     job = report["job_id"]
     stored = keys(s3, name)
-    assert f"flaky/{job}/report.json" in stored and f"flaky/{job}/cube.zarr/zarr.json" in stored \
-        or f"flaky/{job}/cube.zarr/.zmetadata" in stored
+    assert f"flaky/{job}/run-1/report.json" in stored and f"flaky/{job}/run-1/cube.zarr/zarr.json" in stored \
+        or f"flaky/{job}/run-1/cube.zarr/.zmetadata" in stored
     assert not [k for k in stored if k.startswith("tmp/")]  # staging committed and cleaned
     label = report["steps"][0]["label"]
-    assert f"flaky/{job}/{label}/NDVI.tif" in stored
+    assert f"flaky/{job}/run-1/{label}/NDVI.tif" in stored
     assert samples.item_counts().get("s3-faults-flaky") == 1
     print(f"S3 requests through the proxy: {proxy.counts}")
 

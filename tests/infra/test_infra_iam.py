@@ -86,9 +86,11 @@ def test_no_wildcard_actions_or_resources(template_json: dict) -> None:
         for action in as_list(statement["Action"]):
             assert action != "*", key
             assert not SERVICE_WILDCARD.match(action), f"{key}: {action}"
-        # No documented exception is needed: the only Resource '*' grants (network
-        # interfaces of VPC functions, log groups) come from the AWS managed policies.
-        assert "*" not in as_list(statement.get("Resource", [])), key
+        # One documented exception: ecr:GetAuthorizationToken (the finalize task pulling its
+        # image) takes no resource; the other Resource '*' grants (network interfaces of VPC
+        # functions, log groups) come from the AWS managed policies.
+        if "*" in as_list(statement.get("Resource", [])):
+            assert as_list(statement["Action"]) == ["ecr:GetAuthorizationToken"], key
         assert statement.get("NotAction") is None and statement.get("NotResource") is None
 
 
@@ -126,9 +128,12 @@ def test_s3_access_per_function(template_json: dict, stack: StacubeStack) -> Non
     raster = s3("raster-api")
     assert set(raster) == {data, outputs}
     assert not (raster[data] | raster[outputs]) & S3_WRITE
-    finalize = s3("finalize")
-    assert set(finalize) == {outputs} and S3_WRITE <= finalize[outputs]
-    for name in ("stac-api", "jobs-api", "planner", "db-bootstrap"):
+    for name in ("finalize", "planner", "reaper"):  # the job's documents, cube, COGs, report
+        written = s3(name)
+        assert set(written) == {outputs} and S3_WRITE <= written[outputs], name
+    jobs = s3("jobs-api")  # presigns the download links: reads the outputs, writes nothing
+    assert set(jobs) == {outputs} and "s3:GetObject*" in jobs[outputs] and not jobs[outputs] & S3_WRITE
+    for name in ("stac-api", "db-bootstrap"):
         assert s3(name) == {}, name
 
 
@@ -159,6 +164,7 @@ def test_queue_send_only_where_wired(template_json: dict, stack: StacubeStack) -
         "jobs-api": {logical_id(consumers["planner"].queue)},
         "planner": {logical_id(consumers["worker"].queue)},
         "worker": {logical_id(consumers["finalize"].queue), logical_id(consumers["worker"].queue)},
+        "reaper": {logical_id(consumers[n].queue) for n in ("planner", "worker", "finalize")},
     }
     functions = {**stack.service_functions, "db-bootstrap": stack.bootstrap.function}
     for name, function in functions.items():

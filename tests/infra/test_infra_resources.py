@@ -17,23 +17,92 @@ SERVICE_FUNCTIONS = {
     "planner",
     "worker",
     "finalize",
+    "reaper",
 }
 QUEUE_NAMES = ["ingest", "plan", "tile", "finalize"]
 
 
 def test_resource_counts(template: Template, functions: dict[str, Any]) -> None:
-    # 8 stacube functions + the CDK handlers for bucket notifications and the
+    # 9 stacube functions + the CDK handlers for bucket notifications and the
     # default-security-group lock-down.
-    template.resource_count_is("AWS::Lambda::Function", 10)
+    template.resource_count_is("AWS::Lambda::Function", 11)
     assert set(functions) == SERVICE_FUNCTIONS
     template.resource_count_is("AWS::SQS::Queue", 8)  # 4 queues + 4 dead-letter queues
     template.resource_count_is("AWS::S3::Bucket", 2)
     template.resource_count_is("AWS::RDS::DBInstance", 1)
+    template.resource_count_is("AWS::RDS::DBProxy", 1)
+    template.resource_count_is("AWS::RDS::DBParameterGroup", 1)
     template.resource_count_is("AWS::ApiGatewayV2::Api", 1)
     template.resource_count_is("AWS::ApiGatewayV2::Route", 5)
-    template.resource_count_is("AWS::Lambda::EventSourceMapping", 4)
+    template.resource_count_is("AWS::Lambda::EventSourceMapping", 7)  # 4 queues, 3 dead-letter queues
     template.resource_count_is("AWS::SecretsManager::Secret", 2)
     template.resource_count_is("AWS::EC2::NatGateway", 0)
+    template.resource_count_is("AWS::CloudFront::Distribution", 1)
+    template.resource_count_is("AWS::ECS::TaskDefinition", 0)  # finalize_task=false
+
+
+def test_parameter_group_sized_from_the_instance_class(template_json: dict) -> None:
+    (group,) = resources_of(template_json, "AWS::RDS::DBParameterGroup").values()
+    params = group["Properties"]["Parameters"]
+    assert params["max_connections"] == "LEAST({DBInstanceClassMemory/9531392},5000)"
+    assert params["shared_buffers"] == str(1024 * 1024 // 4 // 8)  # db.t4g.micro: 1 GiB, a quarter, 8 kB pages
+    assert params["effective_cache_size"] == str(1024 * 1024 * 3 // 4 // 8)
+    assert params["max_locks_per_transaction"] == "1024"
+    assert int(params["work_mem"]) >= 4096
+
+
+def test_rds_proxy_between_the_functions_and_the_database(template_json: dict, stack: StacubeStack) -> None:
+    (proxy,) = resources_of(template_json, "AWS::RDS::DBProxy").values()
+    props = proxy["Properties"]
+    assert props["EngineFamily"] == "POSTGRESQL" and props["RequireTLS"] is True
+    assert props["Auth"][0]["SecretArn"] == {"Ref": logical_id(stack.database.app_secret)}
+    (target,) = resources_of(template_json, "AWS::RDS::DBProxyTargetGroup").values()
+    pool = target["Properties"]["ConnectionPoolConfigurationInfo"]
+    assert pool["MaxConnectionsPercent"] == 90 and pool["ConnectionBorrowTimeout"] == 5
+
+
+def test_cloudfront_caches_the_apps_by_their_headers(template_json: dict) -> None:
+    (dist,) = resources_of(template_json, "AWS::CloudFront::Distribution").values()
+    config = dist["Properties"]["DistributionConfig"]
+    cached = {b["PathPattern"]: b for b in config["CacheBehaviors"]}
+    assert set(cached) == {"/stac*", "/raster*"}
+    (policy,) = resources_of(template_json, "AWS::CloudFront::CachePolicy").values()
+    params = policy["Properties"]["CachePolicyConfig"]
+    assert params["DefaultTTL"] == 0 and params["MaxTTL"] == 365 * 86400  # the apps' Cache-Control decides
+    key = params["ParametersInCacheKeyAndForwardedToOrigin"]
+    assert key["QueryStringsConfig"]["QueryStringBehavior"] == "all"
+    assert key["HeadersConfig"]["Headers"] == ["Authorization", "X-API-Key"]
+    assert all(b["CachePolicyId"] == {"Ref": next(iter(resources_of(template_json, "AWS::CloudFront::CachePolicy")))}
+               for b in cached.values())
+    # the jobs API passes through uncached
+    assert config["DefaultCacheBehavior"]["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+
+
+def test_api_throttling(template_json: dict) -> None:
+    (stage,) = resources_of(template_json, "AWS::ApiGatewayV2::Stage").values()
+    props = stage["Properties"]
+    assert props["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 2000, "ThrottlingRateLimit": 1000}
+    assert props["RouteSettings"] == {
+        "ANY /jobs": {"ThrottlingRateLimit": 5, "ThrottlingBurstLimit": 20},
+        "ANY /jobs/{proxy+}": {"ThrottlingRateLimit": 5, "ThrottlingBurstLimit": 20}}
+
+
+def test_scaling_alarms(template_json: dict, stack: StacubeStack) -> None:
+    alarms = [a["Properties"] for a in resources_of(template_json, "AWS::CloudWatch::Alarm").values()]
+    by_metric: dict[str, list[dict]] = {}
+    for alarm in alarms:
+        by_metric.setdefault(alarm["MetricName"], []).append(alarm)
+    aged = {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]: a["Threshold"]
+            for a in by_metric["ApproximateAgeOfOldestMessage"]}
+    queues = {name: logical_id(c.queue) for name, c in
+              (("ingest", stack.ingest), ("plan", stack.planner), ("tile", stack.worker), ("finalize", stack.finalize))}
+    assert aged == {queues["ingest"]: 3600, queues["plan"]: 900, queues["tile"]: 6 * 3600, queues["finalize"]: 3600}
+    throttled = {a["Dimensions"][0]["Value"]["Ref"] for a in by_metric["Throttles"]}
+    assert throttled == {logical_id(f) for f in stack.service_functions.values()}
+    (connections,) = by_metric["DatabaseConnections"]
+    assert connections["Threshold"] == int(0.8 * 84)  # db.t4g.micro: about 84 connections
+    assert by_metric["CPUUtilization"][0]["Threshold"] == 80
+    assert by_metric["5xx"][0]["Namespace"] == "AWS/ApiGateway"
 
 
 def test_buckets_private_encrypted_tls_only(template: Template, template_json: dict) -> None:
@@ -120,21 +189,25 @@ def test_database_port_open_only_to_lambda_security_group(
 ) -> None:
     db_sg = logical_id(stack.database.security_group)
     lambda_sg = logical_id(stack.network.lambda_security_group)
+    pooler_sg = logical_id(stack.pooler.security_group)
     ingress = [
         r["Properties"]
         for r in resources_of(template_json, "AWS::EC2::SecurityGroupIngress").values()
         if r["Properties"]["GroupId"] == {"Fn::GetAtt": [db_sg, "GroupId"]}
     ]
-    assert ingress == [
+    port = {"Fn::GetAtt": [logical_id(stack.database.instance), "Endpoint.Port"]}
+    assert sorted(ingress, key=str) == sorted([
         {
-            "Description": "PostgreSQL from the Lambda functions",
-            "FromPort": {"Fn::GetAtt": [logical_id(stack.database.instance), "Endpoint.Port"]},
+            "Description": description,
+            "FromPort": port,
             "GroupId": {"Fn::GetAtt": [db_sg, "GroupId"]},
             "IpProtocol": "tcp",
-            "SourceSecurityGroupId": {"Fn::GetAtt": [lambda_sg, "GroupId"]},
-            "ToPort": {"Fn::GetAtt": [logical_id(stack.database.instance), "Endpoint.Port"]},
-        }
-    ]
+            "SourceSecurityGroupId": {"Fn::GetAtt": [source, "GroupId"]},
+            "ToPort": port,
+        }  # the bootstrap reaches the instance itself; the other functions go through the proxy
+        for description, source in (("PostgreSQL from the Lambda functions", lambda_sg),
+                                    ("PostgreSQL from the pooler", pooler_sg))
+    ], key=str)
     sg_props = template_json["Resources"][db_sg]["Properties"]
     assert "SecurityGroupIngress" not in sg_props
 
@@ -196,21 +269,22 @@ def test_http_api_routes(template_json: dict, stack: StacubeStack) -> None:
     def target(route: dict) -> str:
         integration_id = route["Properties"]["Target"]["Fn::Join"][1][1]["Ref"]
         uri = integrations[integration_id]["Properties"]["IntegrationUri"]
-        return uri["Fn::GetAtt"][0]
+        return uri["Ref"] if "Ref" in uri else uri["Fn::GetAtt"][0]
 
     routes = {
         r["Properties"]["RouteKey"]: target(r)
         for r in resources_of(template_json, "AWS::ApiGatewayV2::Route").values()
     }
-    assert routes == {
-        "ANY /stac": logical_id(stack.stac_api),
-        "ANY /stac/{proxy+}": logical_id(stack.stac_api),
-        "ANY /raster/{proxy+}": logical_id(stack.raster_api),
+    assert routes == {  # STAC and raster through their alias (SnapStart, provisioned concurrency)
+        "ANY /stac": logical_id(stack.stac_alias),
+        "ANY /stac/{proxy+}": logical_id(stack.stac_alias),
+        "ANY /raster/{proxy+}": logical_id(stack.raster_alias),
         "ANY /jobs": logical_id(stack.jobs_api),
         "ANY /jobs/{proxy+}": logical_id(stack.jobs_api),
     }
     for route in resources_of(template_json, "AWS::ApiGatewayV2::Route").values():
-        assert route["Properties"].get("AuthorizationType", "NONE") == "NONE"
+        auth = route["Properties"].get("AuthorizationType", "NONE")
+        assert auth == ("AWS_IAM" if "/jobs" in route["Properties"]["RouteKey"] else "NONE")
 
 
 def test_http_api_stage_logs_access(template: Template) -> None:
@@ -237,7 +311,10 @@ def test_db_bootstrap_custom_resource(template_json: dict, stack: StacubeStack) 
         "AppSecretArn",
         "DatabaseName",
         "PgstacVersion",
+        "StatementTimeout",
+        "IdleInTransactionTimeout",
     }
+    assert (props["StatementTimeout"], props["IdleInTransactionTimeout"]) == ("25s", "60s")
     assert props["DatabaseName"] == "stacube"
     assert props["PgstacVersion"] == "0.10.0"
     assert props["AppSecretArn"] == {"Ref": logical_id(stack.database.app_secret)}
@@ -306,8 +383,12 @@ def test_outputs(template_json: dict, stack: StacubeStack) -> None:
     assert expected <= set(outputs)
     endpoint = {"Fn::GetAtt": [logical_id(stack.http_api.api), "ApiEndpoint"]}
     assert outputs["ApiUrl"]["Value"] == endpoint
+    distribution = logical_id(stack.cdn.distribution)
+    cdn = {"Fn::Join": ["", ["https://", {"Fn::GetAtt": [distribution, "DomainName"]}]]}
+    assert outputs["PublicUrl"]["Value"] == cdn
     for key, path in (("StacUrl", "/stac"), ("RasterUrl", "/raster"), ("JobsUrl", "/jobs")):
-        assert outputs[key]["Value"] == {"Fn::Join": ["", [endpoint, path]]}
+        assert outputs[key]["Value"] == {"Fn::Join": ["", ["https://", {"Fn::GetAtt": [distribution, "DomainName"]},
+                                                           path]]}
     assert outputs["DataBucketName"]["Value"] == {"Ref": logical_id(stack.storage.data_bucket)}
     assert outputs["OutputsBucketName"]["Value"] == {
         "Ref": logical_id(stack.storage.outputs_bucket)

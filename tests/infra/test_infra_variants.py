@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Match, Template
@@ -30,10 +32,10 @@ def test_destroy_deletes_data(variant_template: Template, variant_stack: Stacube
     assert instance["Properties"]["DeletionProtection"] is False
 
 
-def test_jobs_routes_require_iam(variant_template: Template) -> None:
+def test_jobs_routes_require_a_token(variant_template: Template) -> None:
     routes = resources_of(variant_template.to_json(), "AWS::ApiGatewayV2::Route").values()
     auth = {r["Properties"]["RouteKey"]: r["Properties"].get("AuthorizationType") for r in routes}
-    assert auth["ANY /jobs"] == "AWS_IAM" and auth["ANY /jobs/{proxy+}"] == "AWS_IAM"
+    assert auth["ANY /jobs"] == "JWT" and auth["ANY /jobs/{proxy+}"] == "JWT"
     assert auth["ANY /stac"] in (None, "NONE") and auth["ANY /raster/{proxy+}"] in (None, "NONE")
 
 
@@ -50,9 +52,40 @@ def test_requester_pays_architecture_and_concurrency(variant_template: Template)
         assert functions[name]["Environment"]["Variables"]["AWS_REQUEST_PAYER"] == "requester"
     assert {tuple(p["Architectures"]) for p in functions.values()} == {("x86_64",)}
     mappings = resources_of(template_json, "AWS::Lambda::EventSourceMapping").values()
-    assert [
-        m["Properties"]["ScalingConfig"] for m in mappings if "ScalingConfig" in m["Properties"]
-    ] == [{"MaximumConcurrency": 40}]
+    assert sorted(
+        m["Properties"]["ScalingConfig"]["MaximumConcurrency"] for m in mappings if "ScalingConfig" in m["Properties"]
+    ) == [2, 40]  # ingest, worker
+    assert functions["worker"]["ReservedConcurrentExecutions"] == 40
+    assert "ReservedConcurrentExecutions" not in functions["stac-api"]  # stac_concurrency=0
+
+
+def test_pgbouncer_in_transaction_mode(variant_template: Template, variant_stack: StacubeStack) -> None:
+    template_json = variant_template.to_json()
+    variant_template.resource_count_is("AWS::RDS::DBProxy", 0)
+    (instance,) = resources_of(template_json, "AWS::EC2::Instance").values()
+    props = instance["Properties"]
+    assert props["InstanceType"] == "t3.nano"  # x86_64 variant
+    script = json.dumps(props["UserData"])
+    assert "pool_mode = transaction" in script and "apt-get install -y -q pgbouncer" in script
+    # sized from db.r6g.large (16 GiB): ~1,351 connections, 10 left for the admin and the bootstrap
+    assert f"max_db_connections = {variant_stack.config.max_connections - 10}" in script
+    assert variant_stack.config.max_connections == 1351
+    env = functions_by_name(template_json)["worker"]["Environment"]["Variables"]
+    assert env["STACUBE_DB_POOL_MODE"] == "transaction"
+    instance_id, attribute = env["STACUBE_DATABASE_HOST"]["Fn::GetAtt"]
+    assert (instance_id, attribute) == (next(iter(resources_of(template_json, "AWS::EC2::Instance"))), "PrivateIp")
+
+
+def test_variant_options(variant_template: Template, variant_stack: StacubeStack) -> None:
+    template_json = variant_template.to_json()
+    variant_template.resource_count_is("AWS::CloudFront::Distribution", 0)  # cdn=false
+    aliases = [a["Properties"] for a in resources_of(template_json, "AWS::Lambda::Alias").values()]
+    raster = [a for a in aliases if a["FunctionName"] == {"Ref": logical_id(variant_stack.raster_api)}]
+    assert raster[0]["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": 5}
+    (authorizer,) = resources_of(template_json, "AWS::ApiGatewayV2::Authorizer").values()
+    assert authorizer["Properties"]["AuthorizerType"] == "JWT"
+    assert authorizer["Properties"]["JwtConfiguration"] == {
+        "Audience": ["stacube"], "Issuer": "https://login.example.org"}
 
 
 def test_versioned_buckets(variant_template: Template) -> None:
@@ -98,6 +131,10 @@ def test_external_buckets_read_only(
         ("worker_concurrency", "lots"),
         ("architecture", "sparc"),
         ("jobs_auth", "basic"),
+        ("jobs_auth", "jwt"),  # without an issuer and an audience
+        ("pooler", "pgpool"),
+        ("pooler", "pgbouncer"),  # without nat=true
+        ("db_instance_class", "x9.huge"),
     ],
 )
 def test_bad_context_is_rejected(key: str, value: str) -> None:
@@ -122,7 +159,8 @@ def test_context_parsing() -> None:
     assert config.worker_concurrency == 250
     assert config.read_buckets == ("a", "b")
     assert config.db_instance_class == "t4g.small"
-    assert config.alarm_email is None and config.jobs_auth == "none"
+    assert config.alarm_email is None and config.jobs_auth == "iam"  # /jobs needs credentials by default
+    assert config.pooler == "rds-proxy" and config.cdn
 
 
 def test_default_template_has_no_optional_extras(template: Template) -> None:
@@ -132,3 +170,16 @@ def test_default_template_has_no_optional_extras(template: Template) -> None:
         "AWS::S3::Bucket",
         Match.not_(Match.object_like({"VersioningConfiguration": Match.any_value()})),
     )
+
+
+def test_the_finalize_task_without_nat_gets_its_endpoints(tmp_path) -> None:
+    from infra_helpers import synth_stack
+
+    stack = synth_stack(tmp_path, finalize_task="true", nag="false")
+    template_json = Template.from_stack(stack).to_json()
+    services = {str(e["Properties"]["ServiceName"]) for e in resources_of(template_json, "AWS::EC2::VPCEndpoint").values()}
+    for name in ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "sqs"):
+        assert any(name in s for s in services), (name, services)
+    (task,) = resources_of(template_json, "AWS::ECS::TaskDefinition").values()
+    assert task["Properties"]["Cpu"] == "8192" and task["Properties"]["EphemeralStorage"] == {"SizeInGiB": 200}
+    assert task["Properties"]["ContainerDefinitions"][0]["EntryPoint"] == ["python3", "-m", "lambdas.finalize.task"]

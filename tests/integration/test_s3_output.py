@@ -24,13 +24,13 @@ def test_composite_to_s3_and_read_back(samples, s3_server, monkeypatch):
     report = run_composite(spec, settings, workers=1)
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="outputs")["Contents"]}
     job = report["job_id"]
-    assert f"jobs/{job}/report.json" in keys and f"jobs/{job}/cube.zarr/.zmetadata" in keys
+    assert f"jobs/{job}/run-1/report.json" in keys and f"jobs/{job}/run-1/cube.zarr/.zmetadata" in keys
     assert not any(k.startswith("tmp/") for k in keys)  # the staging prefix is cleaned up
     href = report["outputs"]["cogs"][report["steps"][0]["label"]]["NDVI"]
-    assert href == f"s3://outputs/jobs/{job}/{report['steps'][0]['label']}/NDVI.tif"
+    assert href == f"s3://outputs/jobs/{job}/run-1/{report['steps'][0]['label']}/NDVI.tif"
     with rasterio.open(href) as src:  # GDAL /vsis3/ against the same endpoint
         assert np.isfinite(src.read(1)).sum() == 101 * 100
-    stored = json.loads(s3.get_object(Bucket="outputs", Key=f"jobs/{job}/report.json")["Body"].read())
+    stored = json.loads(s3.get_object(Bucket="outputs", Key=f"jobs/{job}/run-1/report.json")["Body"].read())
     assert stored["job_id"] == job
     item = samples.get_item("s3-median-test", report["items"][0])
     assert item["assets"]["NDVI"]["href"] == href

@@ -66,6 +66,8 @@ FUNCTION_ENV = {
     "jobs_api": lambda aws: {"STACUBE_ROOT_PATH": "/jobs", "STACUBE_PLAN_QUEUE_URL": aws.queues["plan"]},
     "planner": lambda aws: {"STACUBE_TILE_QUEUE_URL": aws.queues["tile"]},
     "worker": lambda aws: {"STACUBE_FINALIZE_QUEUE_URL": aws.queues["finalize"]},
+    "reaper": lambda aws: {"STACUBE_PLAN_QUEUE_URL": aws.queues["plan"], "STACUBE_TILE_QUEUE_URL": aws.queues["tile"],
+                           "STACUBE_FINALIZE_QUEUE_URL": aws.queues["finalize"]},
 }
 
 

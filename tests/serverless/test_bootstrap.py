@@ -36,6 +36,9 @@ def test_create_installs_pgstac_and_the_app_role(aws, bootstrapped):
                          autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM stacube.jobs").fetchone()[0] >= 0
         assert conn.execute("SHOW search_path").fetchone()[0].startswith("pgstac")
+        # the role's own limits: a runaway statement or a transaction left open ends by itself
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "25s"
+        assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "1min"
 
 
 def test_update_runs_again_and_delete_leaves_the_database(aws, bootstrapped, cfn_responses):

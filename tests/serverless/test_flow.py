@@ -165,7 +165,7 @@ def test_jobs_api_validates_and_queues(flow):
     assert len(composite) == 4 + 1  # ... none twice (the one extra is the duplicate delivery)
 
 
-def test_workers_and_finalize_complete_the_job_once(flow, app_settings):
+def test_workers_and_finalize_complete_the_job_once(flow, handlers, app_settings):
     from stacube.db.connection import connect
 
     assert flow["tiles"].failed == 0 and flow["finalize"].failed == 0
@@ -190,6 +190,15 @@ def test_workers_and_finalize_complete_the_job_once(flow, app_settings):
     assert cog.startswith("http") and "Signature" in cog  # a presigned S3 URL that works
     with urllib.request.urlopen(cog) as answer:
         assert answer.read(4) == b"II*\x00"  # a (little-endian) TIFF
+    # links name objects: the cube's consolidated metadata, and its keys through the jobs API
+    with urllib.request.urlopen(job["downloads"]["zarr_metadata"]) as answer:
+        assert "NDVI/.zarray" in json.loads(answer.read())["metadata"]
+    assert job["downloads"]["zarr"].endswith(f"/jobs/{flow['job_id']}/zarr")
+    key = call(handlers["jobs_api"], "GET", f"/jobs/{flow['job_id']}/zarr/NDVI/.zarray")
+    assert key["statusCode"] == 307 and "Signature" in key["headers"]["location"]
+    with urllib.request.urlopen(key["headers"]["location"]) as answer:
+        assert json.loads(answer.read())["zarr_format"] == 2
+    assert call(handlers["jobs_api"], "GET", f"/jobs/{flow['job_id']}/zarr/a/../b")["statusCode"] == 404
 
 
 def test_outputs_are_in_s3_and_match_a_local_run(flow, aws, samples, tmp_path_factory):
@@ -199,14 +208,14 @@ def test_outputs_are_in_s3_and_match_a_local_run(flow, aws, samples, tmp_path_fa
     job_id = flow["job_id"]
     keys = {o["Key"] for o in aws.s3.list_objects_v2(Bucket=OUTPUT_BUCKET)["Contents"]}
     label = flow["job"]["report"]["steps"][0]["label"]
-    assert {f"outputs/{job_id}/report.json", f"outputs/{job_id}/cube.zarr/.zmetadata",
-            f"outputs/{job_id}/{label}/NDVI.tif"} <= keys
+    run = f"outputs/{job_id}/run-1"  # written in place, nothing copied at the commit
+    assert {f"{run}/report.json", f"{run}/cube.zarr/.zmetadata", f"{run}/{label}/NDVI.tif"} <= keys
     assert not any(k.startswith("tmp/") for k in keys)
     local = run_composite(build_spec(**{**JOB, "tile_size": 2048, "output_collection": "slovenia-local"},
                                      output=str(tmp_path_factory.mktemp("local"))), samples.settings, workers=1)
     with rasterio.open(local["outputs"]["cogs"][label]["NDVI"]) as src:
         expected = src.read(1)
-    with rasterio.open(f"s3://{OUTPUT_BUCKET}/outputs/{job_id}/{label}/NDVI.tif") as src:
+    with rasterio.open(f"s3://{OUTPUT_BUCKET}/{run}/{label}/NDVI.tif") as src:
         got = src.read(1)
     assert np.isfinite(got).sum() == 101 * 100
     assert np.allclose(got, expected, equal_nan=True)  # four Lambda tiles == one local tile
@@ -215,7 +224,7 @@ def test_outputs_are_in_s3_and_match_a_local_run(flow, aws, samples, tmp_path_fa
     from obstore.store import S3Store
     from zarr.storage import ObjectStore
 
-    store = S3Store(OUTPUT_BUCKET, prefix=f"outputs/{job_id}/cube.zarr", endpoint=aws.endpoint,
+    store = S3Store(OUTPUT_BUCKET, prefix=f"{run}/cube.zarr", endpoint=aws.endpoint,
                     client_options={"allow_http": True}, virtual_hosted_style_request=False,
                     region="us-east-1")
     cube = xr.open_zarr(ObjectStore(store, read_only=True), consolidated=True)
@@ -240,3 +249,16 @@ def test_the_outputs_are_searchable_and_tileable(flow, handlers):
     assert answer["statusCode"] == 200, response_body(answer)[:300]
     assert answer["headers"]["content-type"] == "image/png" and answer["isBase64Encoded"]
     assert response_body(answer)[:8] == b"\x89PNG\r\n\x1a\n"
+    # what CloudFront may keep: a job's tiles for good, a search for a minute, an error never
+    assert answer["headers"]["cache-control"] == "public, max-age=31536000, immutable"
+    searched = call(handlers["stac_api"], "GET", "/stac/search", query={"collections": collection})
+    assert searched["headers"]["cache-control"] == "public, max-age=60"
+    mosaic = call(handlers["raster_api"], "GET", f"/raster/collections/{COLLECTION}/tiles/WebMercatorQuad/"
+                  f"{tile.z}/{tile.x}/{tile.y}.png", query={"assets": "B04"})
+    assert mosaic["headers"]["cache-control"] == ("public, max-age=300" if mosaic["statusCode"] == 200
+                                                  else "no-store"), mosaic["statusCode"]
+    missing = call(handlers["stac_api"], "GET", "/stac/collections/nope")
+    assert missing["statusCode"] == 404 and missing["headers"]["cache-control"] == "no-store"
+    private = call(handlers["stac_api"], "GET", "/stac/search", query={"collections": collection},
+                   headers={"x-api-key": "someone"})
+    assert private["headers"].get("cache-control") in ("private, max-age=60", "no-store")

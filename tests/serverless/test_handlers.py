@@ -115,6 +115,7 @@ def flow_ready(aws, handlers, app_settings):
 
 def test_worker_recovers_a_stage_move_its_previous_attempt_did_not_make(aws, handlers, app_settings,
                                                                           flow_ready):
+    from stacube.db.connection import connect
     from stacube.jobs import tasks
     from stacube.jobs.state import JobStore
 
@@ -124,20 +125,29 @@ def test_worker_recovers_a_stage_move_its_previous_attempt_did_not_make(aws, han
     worker = handlers["worker"]
     for message in tiles[:-1]:
         assert worker(sqs_event(message), None) == {"batchItemFailures": []}
-    # the last tile's first attempt ran the tile, claimed the stage move and died preparing
+    # the last tile's first attempt ran the tile, claimed the stage move (and its lease) and died
+    # preparing
     last = tiles[-1]
     assert tasks.execute_tile(app_settings, job_id, "scenes", last["tile"]) is True
-    assert store.advance_stage(job_id, "scenes", "preparing")
-    duplicate = worker(sqs_event(last, attempt=1), None)  # another copy: someone is preparing
-    assert duplicate == {"batchItemFailures": []}
-    assert store.get(job_id, full=False)["stage"] == "preparing"
-    retried = worker(sqs_event(last, attempt=2), None)  # the same message again: finishes the move
+    assert store.advance_stage(job_id, "scenes", "preparing", lease=app_settings.stage_lease)
+    for attempt in (1, 2):  # copies while the lease runs: the holder may still be at work
+        assert worker(sqs_event(last, attempt=attempt), None) == {"batchItemFailures": []}
+        assert store.get(job_id, full=False)["stage"] == "preparing"
+    with connect(app_settings, autocommit=True) as conn:  # the holder's lease runs out
+        conn.execute("UPDATE stacube.jobs SET lease_until = now() - interval '1 second' WHERE id = %s", (job_id,))
+    retried = worker(sqs_event(last, attempt=2), None)  # the next delivery takes over and finishes the move
     assert retried == {"batchItemFailures": []}
-    assert store.get(job_id, full=False)["stage"] == "composite"
+    job = store.get(job_id, full=False)
+    assert job["stage"] == "composite" and job["sent_stage"] == "composite"
     sent = aws.sqs.receive_message(QueueUrl=aws.queues["tile"], MaxNumberOfMessages=10)["Messages"]
-    assert sorted(json.loads(m["Body"])["stage"] for m in sent) == ["composite"] * 4
+    bodies = [json.loads(m["Body"]) for m in sent]
+    assert sorted(b["stage"] for b in bodies) == ["composite"] * 4
+    assert all(b["plan"].endswith("/plan.json") and b["selection"].endswith("/selection.json") for b in bodies)
     for m in sent:
         aws.sqs.delete_message(QueueUrl=aws.queues["tile"], ReceiptHandle=m["ReceiptHandle"])
+    # a scenes message delivered again after the stage moved on: acknowledged, nothing sent again
+    assert worker(sqs_event(tiles[0], attempt=2), None) == {"batchItemFailures": []}
+    assert not aws.sqs.receive_message(QueueUrl=aws.queues["tile"], MaxNumberOfMessages=10).get("Messages")
     assert all(store.tile_attempts(job_id, "scenes", t["tile"]) == 1 for t in tiles)
 
 
@@ -202,3 +212,67 @@ def test_raster_function_process_runs_without_xarray(samples):
     assert out.returncode == 0, out.stderr[-2000:]
     status, size = out.stdout.split()[-2:]
     assert status == "200" and int(size) > 1000
+
+
+# -- ingest at scale --------------------------------------------------------------------------
+def _s3_event(key, size=None):
+    obj = {"key": key, **({"size": size} if size is not None else {})}
+    return {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                         "s3": {"bucket": {"name": DATA_BUCKET}, "object": obj}}]}
+
+
+def test_cogs_of_one_scene_arriving_apart_or_at_once_end_up_in_one_item(aws, handlers, app_settings):
+    import threading
+
+    from stacube.catalog.pgstac import Catalog
+    from stacube_testing import SAMPLES
+
+    catalog = Catalog(app_settings)
+    catalog.upsert_collection({
+        "type": "Collection", "stac_version": "1.1.0", "id": "cog-merge", "description": "COGs", "license": "other",
+        "links": [], "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}}})
+    scene = SAMPLES / "s2-l1c-slovenia-eolearn" / "S2_L1C_20150711T100008"
+    ingest = handlers["ingest"]
+    for band in ("B04", "B08", "B02", "B03"):
+        aws.s3.put_object(Bucket=DATA_BUCKET, Key=f"ingest/cog-merge/S2A_20150711/{band}.tif",
+                          Body=(scene / f"{band}.tif").read_bytes())
+    for band in ("B04", "B08"):  # two batches, one after the other
+        assert ingest(sqs_event(_s3_event(f"ingest/cog-merge/S2A_20150711/{band}.tif")), None) == {"batchItemFailures": []}
+    answers = []
+    threads = [threading.Thread(target=lambda b=b: answers.append(ingest(sqs_event(
+        _s3_event(f"ingest/cog-merge/S2A_20150711/{b}.tif")), None))) for b in ("B02", "B03")]
+    for t in threads:  # two batches at the same time
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [{"batchItemFailures": []}] * 2
+    item = catalog.get_item("cog-merge", "S2A_20150711")
+    assert set(item["assets"]) == {"B02", "B03", "B04", "B08"}
+    assert item["properties"]["datetime"].startswith("2015-07-11")
+
+
+def test_a_large_ndjson_is_streamed_checked_first_then_loaded_in_chunks(aws, handlers, app_settings, monkeypatch):
+    import lambdas.ingest.handler as module
+    from stacube.catalog.pgstac import Catalog
+
+    monkeypatch.setattr(module, "STREAM_BYTES", 100)
+    monkeypatch.setattr(module, "STREAM_CHUNK", 2)
+    Catalog(app_settings).upsert_collection({
+        "type": "Collection", "stac_version": "1.1.0", "id": "streamed", "description": "ndjson", "license": "other",
+        "links": [], "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}}})
+
+    def item(i):
+        return json.dumps({"type": "Feature", "stac_version": "1.1.0", "id": f"s{i}", "geometry": {
+            "type": "Point", "coordinates": [14.5, 45.9]}, "bbox": [14.5, 45.9, 14.5, 45.9],
+            "properties": {"datetime": f"2020-01-0{i + 1}T00:00:00Z"}, "links": [], "assets": {}})
+
+    good = "\n".join(item(i) for i in range(5)) + "\n"
+    aws.s3.put_object(Bucket=DATA_BUCKET, Key="ingest/streamed/items.ndjson", Body=good)
+    answer = handlers["ingest"](sqs_event(_s3_event("ingest/streamed/items.ndjson", len(good))), None)
+    assert answer == {"batchItemFailures": []}
+    assert Catalog(app_settings).item_counts()["streamed"] == 5
+    bad = "\n".join(item(i) for i in range(5, 8)) + "\n{not json\n"
+    aws.s3.put_object(Bucket=DATA_BUCKET, Key="ingest/streamed/bad.ndjson", Body=bad)
+    answer = handlers["ingest"](sqs_event(_s3_event("ingest/streamed/bad.ndjson", len(bad)), attempt=3), None)
+    assert len(answer["batchItemFailures"]) == 1
+    assert Catalog(app_settings).item_counts()["streamed"] == 5  # checked before anything was loaded

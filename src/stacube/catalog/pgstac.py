@@ -1,7 +1,10 @@
 """Reading and writing the pgSTAC catalog.
 
 All writes go through pgSTAC's own functions or pypgstac's loader, inside one transaction per
-call: a batch of items that fails anywhere leaves the catalog as it was.
+call: a batch of items that fails anywhere leaves the catalog as it was. A batch that meets a
+transient database error (a dropped connection, a deadlock, a serialization failure) is loaded
+again; when that keeps failing the error is :class:`~stacube.errors.DatabaseUnavailable`
+(retried later by whoever called), never invalid input.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from stacube.catalog.derive import (
     STANDARD_QUERYABLES, property_types, refresh_collection, summary_types,
 )
 from stacube.core.filters import cql2_json
-from stacube.db.connection import connect, require_pgstac
+from stacube.db.connection import borrow, current_session, is_transient, require_pgstac, retrying, unavailable
 from stacube.errors import InvalidInput, NotFound
 from stacube.settings import Settings
 
@@ -45,16 +48,18 @@ class Catalog:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """A connection with ``search_path=pgstac,public`` (autocommit)."""
+        """A connection with ``search_path=pgstac,public`` (autocommit): the one given, the open
+        :func:`~stacube.db.connection.session`'s, or a new one."""
         if self._conn is not None:
             yield self._conn
             return
-        conn = connect(self.settings, autocommit=True)
-        try:
-            require_pgstac(conn)
+        shared = current_session(self.settings)
+        with borrow(self.settings) as conn:
+            if shared is None or not shared.checked_pgstac:
+                require_pgstac(conn)
+                if shared is not None:
+                    shared.checked_pgstac = True
             yield conn
-        finally:
-            conn.close()
 
     # -- collections ---------------------------------------------------------------------------
     def upsert_collection(self, doc: dict) -> None:
@@ -114,6 +119,8 @@ class Catalog:
 
         Raises:
             InvalidInput: pgSTAC rejected the batch; nothing was written.
+            DatabaseUnavailable: the database kept failing transiently (or the load timed out);
+                nothing was written.
         """
         from pypgstac.db import PgstacDB
         from pypgstac.load import Loader, Methods
@@ -124,22 +131,31 @@ class Catalog:
             counts[item["collection"]] = counts.get(item["collection"], 0) + 1
         if not items:
             return LoadResult(0, counts)
-        with self.connection() as conn:
-            db = PgstacDB(connection=conn)
-            loader = Loader(db=db)
-            try:
+
+        def load(method: str) -> None:
+            with self.connection() as conn:
+                loader = Loader(db=PgstacDB(connection=conn))
                 with conn.transaction():
                     batches = _describe_before(conn, items)
-                    if mode == "upsert" and not _any_exists(conn, items):
-                        mode = "insert"  # same result; pgSTAC's plain insert skips the staging table
-                    loader.load_items(iter(items), insert_mode=Methods(mode))
+                    if method == "upsert" and not _any_exists(conn, items):
+                        method = "insert"  # same result; pgSTAC's plain insert skips the staging table
+                    loader.load_items(iter(items), insert_mode=Methods(method))
                     _describe_after(conn, batches)
+
+        def attempt() -> None:
+            try:
+                load(mode)
             except psycopg.errors.UniqueViolation:  # written meanwhile by someone else: upsert after all
-                return self.load_items(items, mode="upsert")
-            except psycopg.Error as exc:
-                raise InvalidInput(
-                    f"the catalog rejected the batch, nothing was loaded: {_pg_message(exc)}"
-                ) from exc
+                load("upsert")
+
+        try:
+            retrying(attempt) if self._conn is None else attempt()
+        except psycopg.Error as exc:
+            if is_transient(exc) or isinstance(exc, psycopg.errors.QueryCanceled):
+                raise unavailable(exc) from exc
+            raise InvalidInput(
+                f"the catalog rejected the batch, nothing was loaded: {_pg_message(exc)}"
+            ) from exc
         return LoadResult(len(items), counts)
 
     def describe_items(self, items: list[dict]) -> None:
@@ -175,6 +191,7 @@ class Catalog:
 
         Raises:
             InvalidInput: pgSTAC rejected the query (bad CQL2, bad datetime...).
+            DatabaseUnavailable: the connection dropped, or the search timed out.
         """
         body = {k: v for k, v in query.items() if v is not None}
         if isinstance(body.get("filter"), str) or body.get("filter-lang") == "cql2-text":
@@ -187,6 +204,8 @@ class Catalog:
                 try:
                     row = conn.execute("SELECT search(%s)", (Jsonb(body),)).fetchone()
                 except psycopg.Error as exc:
+                    if is_transient(exc) or isinstance(exc, psycopg.errors.QueryCanceled):
+                        raise unavailable(exc) from exc
                     raise InvalidInput(f"invalid search: {_pg_message(exc)}") from exc
                 page = row[0] or {}
                 for feature in page.get("features", []):

@@ -1,11 +1,32 @@
-"""Connections to the pgSTAC database."""
+"""Connections to the pgSTAC database.
+
+Two ways to reach PostgreSQL (``STACUBE_DB_POOL_MODE``):
+
+* ``session`` (default): straight to the server; each connection sets ``search_path`` and
+  ``application_name`` in its startup options.
+* ``transaction``: through a transaction pooler (PgBouncer ``pool_mode = transaction``, RDS
+  Proxy), which hands each transaction whatever server connection is free. Nothing may outlive a
+  transaction on the server side, so connections send no startup ``options`` (the role's own
+  ``search_path``, set by ``db-bootstrap``, applies) and psycopg prepares no statement
+  (``prepare_threshold=None``).
+
+A unit of work that makes many small calls (a worker invocation: the tile's state, its
+completion, the stage move) runs them on one connection: :func:`session` opens it lazily and
+every :class:`DatabaseStore` call and :class:`~stacube.catalog.pgstac.Catalog` call inside
+reuses it. Transient errors (a dropped connection, a server restarting, a deadlock, a
+serialization failure) are retried a few times on a fresh connection (:meth:`DatabaseStore.run`,
+:func:`retrying`) and then raised as :class:`~stacube.errors.DatabaseUnavailable` (503,
+retried by queues), never as invalid input.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, TypeVar
 
 from stacube.errors import DatabaseUnavailable, StacubeError
 from stacube.settings import Settings
@@ -14,6 +35,12 @@ if TYPE_CHECKING:  # psycopg is imported when a connection is made (the STAC fun
     import psycopg
 
 PGSTAC_OPTIONS = "-c search_path=pgstac,public -c application_name=stacube"
+#: Seconds between the tries of a call that met a transient error (then DatabaseUnavailable):
+#: a request answers 503 quickly, a unit of work (a :func:`session`: a worker invocation)
+#: rides out a server restart.
+RETRY_DELAYS = (0.1, 0.3)
+SESSION_RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0, 4.0)
+T = TypeVar("T")
 
 
 def redact(dsn: str) -> str:
@@ -21,8 +48,15 @@ def redact(dsn: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn)
 
 
+def connect_kwargs(settings: Settings, application_name: str = "stacube") -> dict:
+    """psycopg connection arguments for ``settings.db_pool_mode`` (see the module docstring)."""
+    if settings.db_pool_mode == "transaction":
+        return {"application_name": application_name, "prepare_threshold": None}
+    return {"options": f"-c search_path=pgstac,public -c application_name={application_name}"}
+
+
 def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:
-    """Open a connection to the catalog with ``search_path=pgstac,public``.
+    """Open a connection to the catalog (``search_path`` pgstac, public).
 
     Raises:
         DatabaseUnavailable: the server cannot be reached or refuses the connection.
@@ -31,7 +65,7 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connecti
 
     dsn = settings.dsn()
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, options=PGSTAC_OPTIONS, connect_timeout=10)
+        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10, **connect_kwargs(settings))
     except psycopg.OperationalError as exc:
         hint = (
             "run `stacube db start`"
@@ -44,9 +78,150 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connecti
         ) from exc
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying ``exc`` on a fresh connection may succeed: the connection dropped or was
+    refused (server restarting, pooler recycling), a deadlock, a serialization failure. A
+    statement cancelled by ``statement_timeout`` is not (the same statement would time out
+    again): it is a :class:`DatabaseUnavailable` without a retry here."""
+    import psycopg
+    from psycopg import errors
+
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if isinstance(exc, errors.QueryCanceled):
+        return False
+    return isinstance(exc, (psycopg.OperationalError, errors.DeadlockDetected,
+                            errors.SerializationFailure, psycopg.InterfaceError))
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable:
+    """A one-line :class:`DatabaseUnavailable` for a transient or timed-out database error."""
+    if isinstance(exc, DatabaseUnavailable):
+        return exc
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatabaseUnavailable(f"the catalog database is unavailable ({type(exc).__name__}: {text}); "
+                               "try again shortly")
+
+
+def retrying(call: Callable[[], T], *, delays: tuple[float, ...] | None = None,
+             on_retry: Callable[[], None] | None = None) -> T:
+    """``call()``, tried again after each delay while it raises a transient error (default
+    delays: :data:`SESSION_RETRY_DELAYS` inside a :func:`session`, else :data:`RETRY_DELAYS`).
+
+    ``call`` must be safe to repeat: a transaction that failed was rolled back, and statements
+    that commit on their own are guarded (``WHERE state <> 'done'``...).
+
+    Raises:
+        DatabaseUnavailable: the last try failed transiently (or a statement timed out).
+        Exception: any other error, at once.
+    """
+    from psycopg import errors
+
+    if delays is None:
+        delays = SESSION_RETRY_DELAYS if _SESSION.get() is not None else RETRY_DELAYS
+    for delay in (*delays, None):
+        try:
+            return call()
+        except Exception as exc:
+            if isinstance(exc, errors.QueryCanceled):
+                raise unavailable(exc) from exc
+            if not is_transient(exc):
+                raise
+            if delay is None:
+                raise unavailable(exc) from exc
+            if on_retry is not None:
+                on_retry()
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+# -- one connection per unit of work ---------------------------------------------------------------
+class Session:
+    """A connection shared by the calls of one unit of work (opened at first use)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.dsn = settings.dsn()
+        self.conn: psycopg.Connection | None = None
+        self.opened = 0
+        self.checked_pgstac = False
+
+    def connection(self) -> psycopg.Connection:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.discard()
+            self.conn = connect(self.settings, autocommit=True)
+            self.opened += 1
+        return self.conn
+
+    def discard(self) -> None:
+        """Drop the connection (after an error that may have broken it)."""
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+        self.conn = None
+        self.checked_pgstac = False
+
+
+_SESSION: ContextVar[Session | None] = ContextVar("stacube_db_session", default=None)
+
+
+@contextmanager
+def session(settings: Settings) -> Iterator[Session]:
+    """Run the enclosed calls on one connection (opened at first use, closed at the end).
+
+    A session already open for the same database is reused (nested units of work share it).
+    """
+    current = _SESSION.get()
+    if current is not None and current.dsn == settings.dsn():
+        yield current
+        return
+    new = Session(settings)
+    token = _SESSION.set(new)
+    try:
+        yield new
+    finally:
+        _SESSION.reset(token)
+        new.discard()
+
+
+def current_session(settings: Settings) -> Session | None:
+    """The open session for ``settings``' database, if any."""
+    current = _SESSION.get()
+    return current if current is not None and current.dsn == settings.dsn() else None
+
+
+@contextmanager
+def borrow(settings: Settings) -> Iterator[psycopg.Connection]:
+    """An autocommit connection: the session's when one is open, else a new one closed after.
+
+    Raises:
+        DatabaseUnavailable: no connection could be opened.
+    """
+    shared = current_session(settings)
+    if shared is None:
+        conn = connect(settings, autocommit=True)
+        try:
+            yield conn
+        finally:
+            conn.close()
+        return
+    conn = shared.connection()
+    try:
+        yield conn
+    except BaseException as exc:
+        if conn.broken or is_transient(exc):
+            shared.discard()
+        elif not conn.closed and conn.info.transaction_status != 0:  # not idle: a failed block
+            conn.rollback()
+        raise
+
+
 class DatabaseStore:
-    """Base of the stores of stacube's own tables (jobs, access): one autocommit connection per
-    call, rows as dicts.
+    """Base of the stores of stacube's own tables (jobs, access): rows as dicts, one autocommit
+    connection per call (the open :func:`session`'s when there is one); :meth:`run` retries a
+    call that met a transient error.
 
     Args:
         settings: the catalog database.
@@ -57,14 +232,24 @@ class DatabaseStore:
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection]:
-        from psycopg.rows import dict_row
+        from psycopg.rows import dict_row, tuple_row
 
-        conn = connect(self.settings, autocommit=True)
-        try:
+        with borrow(self.settings) as conn:
             conn.row_factory = dict_row
-            yield conn
-        finally:
-            conn.close()
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.row_factory = tuple_row
+
+    def run(self, call: Callable[[psycopg.Connection], T]) -> T:
+        """``call(conn)`` with retries of transient errors (see :func:`retrying`)."""
+
+        def once() -> T:
+            with self._conn() as conn:
+                return call(conn)
+
+        return retrying(once)
 
 
 def pgstac_version(conn: psycopg.Connection) -> str | None:

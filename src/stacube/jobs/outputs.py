@@ -79,6 +79,8 @@ def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int
         _array(group, name, (len(times), ny, nx), chunks, variable_dtype(name), fill, ("time", "y", "x"),
                var_attrs, zarr_format)
     zarr.consolidate_metadata(store, zarr_format=zarr_format)
+    for key in [k for k in _ARRAYS if k[0] == (store if isinstance(store, str) else repr(store))]:
+        del _ARRAYS[key]  # a cube made again: its arrays are opened afresh
 
 
 def _array(group, name: str, shape: tuple, chunks: tuple, dtype: str, fill, dims: tuple[str, ...],
@@ -105,16 +107,31 @@ def zarr_encoding(chunks: tuple, fill, zarr_format: int, **extra) -> dict:
     return out
 
 
+_ARRAYS: dict[tuple[str, str], object] = {}
+
+
+def _open_array(store, name: str, steps: int):
+    """The cube's array ``name``, opened once per process and store (a tile then only writes its
+    chunks: no metadata read per tile); opened again when its time steps differ (a re-run)."""
+    import zarr
+
+    key = (store if isinstance(store, str) else repr(store), name)
+    array = _ARRAYS.get(key)
+    if array is None or array.shape[0] != steps:
+        if len(_ARRAYS) >= 64:
+            _ARRAYS.clear()
+        array = zarr.open_group(store=store, mode="r+")[name]
+        _ARRAYS[key] = array
+    return array
+
+
 def write_region(store, tile_geobox, parent_geobox, arrays: dict[str, np.ndarray]) -> None:
     """Write one tile's ``(time, y, x)`` arrays into the cube (idempotent: a retried tile
     overwrites its own chunks)."""
-    import zarr
-
     y0, x0 = _offset(tile_geobox, parent_geobox)
-    group = zarr.open_group(store=store, mode="r+")
     for name, value in arrays.items():
         t, ny, nx = value.shape
-        group[name][:, y0:y0 + ny, x0:x0 + nx] = value
+        _open_array(store, name, t)[:, y0:y0 + ny, x0:x0 + nx] = value
 
 
 def _offset(tile_geobox, parent_geobox) -> tuple[int, int]:
@@ -151,12 +168,8 @@ def write_cog(cube, name: str, step: int, geobox, tiles, dst: Path) -> None:
         "BIGTIFF": "IF_SAFER",
     }
     with rasterio.open(tmp, "w", **profile) as out:
-        for iy in range(tiles.shape.y):
-            for ix in range(tiles.shape.x):
-                tile = tiles[iy, ix]
-                y0, x0 = _offset(tile, geobox)
-                h, w = tile.shape.y, tile.shape.x
-                out.write(array[step, y0:y0 + h, x0:x0 + w], 1, window=Window(x0, y0, w, h))
+        for y0, x0, h, w in strips(tiles, geobox, np.dtype(dtype).itemsize):
+            out.write(array[step, y0:y0 + h, x0:x0 + w], 1, window=Window(x0, y0, w, h))
         out.set_band_description(1, name)
     cog_profile = dict(cog_profiles.get("deflate"))
     cog_profile.update(blockxsize=512, blockysize=512, predictor=3 if dtype == "float32" else 2)
@@ -164,6 +177,31 @@ def write_cog(cube, name: str, step: int, geobox, tiles, dst: Path) -> None:
     cog_translate(str(tmp), str(dst), cog_profile, nodata=fill, overview_resampling=resampling,
                   quiet=True, in_memory=False, use_cog_driver=False, add_mask=False)
     tmp.unlink()
+
+
+#: Bytes read from the cube at once while a COG is assembled (zarr fetches a read's chunks
+#: concurrently: one read per row of tiles rather than one per tile).
+STRIP_BYTES = 64 << 20
+
+
+def strips(tiles, geobox, itemsize: int, budget: int = STRIP_BYTES) -> list[tuple[int, int, int, int]]:
+    """Windows ``(y0, x0, height, width)`` covering the GeoBox row of tiles by row of tiles, each
+    as wide as ``budget`` bytes allow (whole tiles), so a COG of 10,000 tiles takes ~100 reads."""
+    out = []
+    for iy in range(tiles.shape.y):
+        first = tiles[iy, 0]
+        y0, _ = _offset(first, geobox)
+        h = first.shape.y
+        ix = 0
+        while ix < tiles.shape.x:
+            x0 = _offset(tiles[iy, ix], geobox)[1]
+            w, jx = 0, ix
+            while jx < tiles.shape.x and (jx == ix or (w + tiles[iy, jx].shape.x) * h * itemsize <= budget):
+                w += tiles[iy, jx].shape.x
+                jx += 1
+            out.append((y0, x0, h, w))
+            ix = jx
+    return out
 
 
 def write_json(path: Path, doc: dict) -> None:

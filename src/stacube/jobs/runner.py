@@ -50,8 +50,9 @@ def submit(spec: CompositeSpec, settings: Settings, *, job_id: str | None = None
     for collection in spec.collections:
         if collection not in known:
             raise NotFound(f"unknown collection {collection!r}")
+    # an active job that made no progress for ``job_max_age`` is stuck: it starts afresh
     return JobStore(settings).submit(job_id or spec.job_id(), spec.model_dump(mode="json"),
-                                     workspace=workspace)
+                                     workspace=workspace, stale_after=settings.job_max_age)
 
 
 def check(spec: CompositeSpec, settings: Settings) -> None:
@@ -134,7 +135,12 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             raise JobCancelled(f"job {job_id} is {job['state']}; nothing to run")
         job, _ = store.submit(job_id, job["parameters"], kind=job["kind"], workspace=job["workspace"])
     tick = progress or (lambda stage, done, total: None)
-    plan = tasks.start(settings, job_id, gate=gate)
+    try:
+        plan = tasks.start(settings, job_id, gate=gate)
+    except StacubeError as exc:  # the plan could not be stored (the output store is unusable...)
+        if store.state(job_id) in ("queued", "running"):
+            tasks.fail(settings, job_id, exc.message)
+        raise
     own = executor is None
     if own:
         n_tiles = len(plan.tile_indices())
@@ -146,8 +152,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             if tasks.scene_pass(plan):  # else the composite tiles count the scenes' pixels
                 _run_stage(settings, job_id, Stage.SCENES, executor, tick, max_attempts)
             tasks.finish_stage(settings, job_id, Stage.SCENES)
-        elif stage == Stage.PREPARING:  # an earlier run died while preparing
-            tasks.finish_stage(settings, job_id, Stage.PREPARING)
+        elif stage == Stage.PREPARING:  # an earlier run died while preparing (this run is the only driver)
+            tasks.finish_stage(settings, job_id, Stage.PREPARING, claimed=True)
         if store.get(job_id, full=False)["stage"] == Stage.COMPOSITE:
             _run_stage(settings, job_id, Stage.COMPOSITE, executor, tick, max_attempts)
             tasks.finish_stage(settings, job_id, Stage.COMPOSITE)

@@ -3,7 +3,7 @@
 A job's ``state`` goes ``queued -> running -> completed | failed | cancelled``. While running,
 its ``stage`` goes::
 
-    scenes -> preparing -> composite -> finalize -> finalizing
+    scenes -> preparing -> composite [-> cogs] -> finalize -> finalizing
 
 * ``scenes``: one tile task per tile of the output grid counts the valid and clear pixels of
   every scene from the quality band (:func:`stacube.algo.tile.tile_stats`); only jobs whose
@@ -13,6 +13,8 @@ its ``stage`` goes::
 * ``preparing``: the scene statistics become the scene selection, the staging cube is created
   and the ``composite`` tiles are recorded (one caller does it: the move is guarded);
 * ``composite``: one tile task per tile writes its region of the staging cube;
+* ``cogs`` (queue-driven jobs with many COGs): one task per COG (variable and period) assembles
+  it from the staging cube, so finalize's work is spread over the workers;
 * ``finalize`` / ``finalizing``: COGs, report, commit, registration (one caller).
 
 Errors that retrying cannot fix (:data:`PERMANENT`) fail the job at once, wherever they happen;
@@ -36,12 +38,13 @@ class Stage(StrEnum):
     SCENES = "scenes"
     PREPARING = "preparing"
     COMPOSITE = "composite"
+    COGS = "cogs"
     FINALIZE = "finalize"
     FINALIZING = "finalizing"
 
 
 #: Stages made of tiles (run by tile tasks: executors locally, the worker function on AWS).
-TILE_STAGES = (Stage.SCENES, Stage.COMPOSITE)
+TILE_STAGES = (Stage.SCENES, Stage.COMPOSITE, Stage.COGS)
 
 
 class JobCancelled(Conflict):

@@ -1,12 +1,14 @@
 """The steps of a compositing job, each runnable in any process that reaches the catalog.
 
-``start`` plans the job and creates the ``scenes`` tiles; :func:`execute_tile` runs one tile of
-either stage and records it (the same function serves the local executors, Dask and the Lambda
-worker); :func:`finish_stage` moves a job whose stage has no pending tile on (the stage machine
-of :mod:`stacube.jobs.stages`: after ``scenes`` it chooses the scenes and creates the staging
-cube, :func:`prepare_composite`); ``finalize`` writes COGs and the report, commits the outputs
-and registers the items. Tiles are idempotent: a retried or resumed tile rewrites its own region
-and nothing else.
+``start`` plans the job, stores the plan as a document in object storage (read once per process
+by whoever runs a tile: :func:`load_plan`) and creates the ``scenes`` tiles; :func:`execute_tile`
+runs one tile of any tile stage and records it (the same function serves the local executors,
+Dask and the Lambda worker); :func:`finish_stage` moves a job whose stage is complete on (the
+stage machine of :mod:`stacube.jobs.stages`: after ``scenes`` it chooses the scenes and creates
+the staging cube, :func:`prepare_composite`); ``finalize`` writes the COGs (in parallel, per
+variable and period) and the report, commits the outputs and registers the items, and may run
+again after a commit (it then only registers). Tiles are idempotent: a retried or resumed tile
+rewrites its own region and nothing else.
 
 The engine knows nothing of workspaces: the caller gives the job's id (scoped as it likes) when
 it submits, and an ``on_register(collection_id, job)`` callback that :func:`finalize` calls
@@ -17,11 +19,14 @@ workspace there).
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 from stacube import __version__
 from stacube.algo.load import Gate, gated_sources
@@ -38,28 +43,60 @@ from stacube.jobs.spec import CompositeSpec
 from stacube.jobs.stages import JobCancelled, Stage
 from stacube.jobs.state import JobStore, tile_index, tile_key
 from stacube.settings import Settings
-from stacube.storage.objects import configure_gdal, open_store
+from stacube.storage.objects import Staging, configure_gdal, open_store, read_document
 
 #: ``on_register(output collection id, job row)``: called by :func:`finalize` before the output
 #: collection is written.
 OnRegister = Callable[[str, dict], None]
-_PLANS: dict[tuple[str, int], Plan] = {}
+_PLANS: dict[str, Plan] = {}
+_DOCUMENTS: dict[str, dict] = {}
 
 
-def load_plan(settings: Settings, job_id: str, job: dict | None = None) -> Plan:
-    """The job's plan, read from the catalog once per process and run."""
-    job = job or JobStore(settings).get(job_id)
-    key = (job_id, job["run"])
-    if key not in _PLANS:
-        if not job.get("plan"):
+def load_plan(settings: Settings, job_id: str, job: dict | None = None, *, uri: str | None = None) -> Plan:
+    """The job's plan, read from its document once per process and run.
+
+    Args:
+        job: the job's row (``plan_uri``); read when neither it nor ``uri`` is given.
+        uri: the plan document (a tile message carries it).
+
+    Raises:
+        StacubeError: the job has not been planned.
+        StorageError: the document cannot be read.
+    """
+    if uri is None:
+        job = job or JobStore(settings).get(job_id, full=False)
+        uri = job.get("plan_uri")
+        if not uri:
             raise StacubeError(f"job {job_id} has not been planned yet")
-        _PLANS.clear()
-        _PLANS[key] = plan_from_doc(job["plan"])
-    return _PLANS[key]
+    if uri not in _PLANS:
+        if len(_PLANS) >= 4:
+            _PLANS.clear()
+        _PLANS[uri] = plan_from_doc(read_document(uri, settings))
+    return _PLANS[uri]
+
+
+def selection_uri(plan_uri: str) -> str:
+    """Where the scene selection of the run whose plan is ``plan_uri`` is stored."""
+    return plan_uri.rsplit("/", 1)[0] + "/selection.json"
+
+
+def load_selection(settings: Settings, plan_uri: str, uri: str | None = None) -> dict:
+    """The scene selection (``used``, ``period_index``, ``steps``), read once per process."""
+    uri = uri or selection_uri(plan_uri)
+    if uri not in _DOCUMENTS:
+        if len(_DOCUMENTS) >= 4:
+            _DOCUMENTS.clear()
+        _DOCUMENTS[uri] = read_document(uri, settings)
+    return _DOCUMENTS[uri]
 
 
 def output_root(spec: CompositeSpec, settings: Settings) -> str:
     return (spec.output or settings.output_root).rstrip("/")
+
+
+def staging_of(settings: Settings, plan: Plan, job: dict) -> Staging:
+    """The staging area of the job's current run."""
+    return open_store(plan.output_root, settings).staging(job["id"], job["run"])
 
 
 def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
@@ -76,8 +113,8 @@ def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
             so does an href the gate refuses.
     """
     store = JobStore(settings)
-    job = store.get(job_id)
-    if job["state"] == "running" and job.get("plan"):
+    job = store.get(job_id, full=False)
+    if job["state"] == "running" and job.get("plan_uri"):
         return load_plan(settings, job_id, job)
     spec = CompositeSpec.model_validate(job["parameters"])
     try:
@@ -89,10 +126,18 @@ def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
     except StacubeError as exc:
         store.update(job_id, state="failed", error=exc.message)
         raise
-    store.update(job_id, plan=plan_to_doc(plan), state="running", stage=Stage.SCENES)
+    uri = staging_of(settings, plan, job).write_document("plan", plan_to_doc(plan))
     if scene_pass(plan):
         store.add_tiles(job_id, Stage.SCENES, [tile_key(t) for t in plan.tile_indices()])
-    return load_plan(settings, job_id)
+    store.update(job_id, plan=plan_summary(plan, uri), plan_uri=uri, state="running", stage=Stage.SCENES)
+    return load_plan(settings, job_id, uri=uri)
+
+
+def plan_summary(plan: Plan, uri: str) -> dict:
+    """What the job's row keeps of its plan (the document itself is in object storage)."""
+    return {"uri": uri, "output_root": plan.output_root, "output_collection": plan.output_collection,
+            "tiles": len(plan.tile_indices()), "items": len(plan.items), "variables": plan.variables,
+            "tile_shape": list(plan.tile_shape), "shape": [plan.geobox.shape.y, plan.geobox.shape.x]}
 
 
 def scene_pass(plan: Plan) -> bool:
@@ -100,28 +145,39 @@ def scene_pass(plan: Plan) -> bool:
     (``max_cloud``) drops scenes, and best-pixel ranks scenes by their clear share of the whole
     area, which a job of several tiles knows only after reading every tile. Otherwise each
     composite tile counts its scenes' pixels from the read it composites
-    (:func:`stacube.algo.tile.composite_tile`) and the report is made from those counts."""
+    (:func:`stacube.algo.tile.composite_tile`) and the report is made from those counts
+    (:func:`final_selection`)."""
     return plan.spec.max_cloud is not None or (plan.spec.method == "best-pixel" and len(plan.tile_indices()) > 1)
 
 
 def skip_scene_pass(settings: Settings, job_id: str, plan: Plan) -> Stage | None:
     """Move a job without a scene pass (it has no ``scenes`` tiles) from ``scenes`` on to
     ``composite``: :func:`finish_stage` does it (the selection without counts, the staging
-    cube, the composite tiles); None when the job needs its scene pass or is past preparing.
+    cube, the composite tiles); None when the job needs its scene pass, is past ``scenes``, or
+    another caller moved it.
 
     Raises:
         NoData: no scene passes the filters (the job is failed).
     """
     if scene_pass(plan):
         return None
-    stage = JobStore(settings).get(job_id, full=False)["stage"]
-    if stage not in (Stage.SCENES, Stage.PREPARING):  # PREPARING: a caller died while preparing
+    if JobStore(settings).get(job_id, full=False)["stage"] != Stage.SCENES:
         return None
-    return finish_stage(settings, job_id, stage)
+    return finish_stage(settings, job_id, Stage.SCENES)
 
 
-def execute_tile(settings: Settings, job_id: str, stage: str, tile: str) -> bool:
-    """Run one tile of a stage and record it.
+def cog_units(plan: Plan, steps: list[dict]) -> list[str]:
+    """The COGs of a job as tile keys ``<step>_<variable index>`` (the ``cogs`` stage's tiles)."""
+    return [f"{step['index']}_{v}" for step in steps for v in range(len(plan.variables))]
+
+
+def execute_tile(settings: Settings, job_id: str, stage: str, tile: str, *, job: dict | None = None,
+                 plan_uri: str | None = None, selection: str | None = None) -> bool:
+    """Run one tile of a stage and record it (constant database work, whatever the job's size).
+
+    Args:
+        job: the job's summary row, when the caller read it already.
+        plan_uri, selection: the run's documents (a tile message carries them).
 
     Returns:
         True when this tile was the stage's last one not done.
@@ -132,26 +188,49 @@ def execute_tile(settings: Settings, job_id: str, stage: str, tile: str) -> bool
     """
     configure_gdal(settings)
     store = JobStore(settings)
-    job = store.get(job_id)
+    job = job or store.get(job_id, full=False)
     if job["state"] != "running":
         raise JobCancelled(f"job {job_id} is {job['state']}")
-    plan = load_plan(settings, job_id, job)
-    index = tile_index(tile)
+    plan = load_plan(settings, job_id, job, uri=plan_uri)
     try:
-        if stage == Stage.SCENES:
-            stats = tile_stats(plan.inputs, plan.tiles[index])
-        elif stage == Stage.COMPOSITE:
-            sel = job["selection"]
-            arrays, stats = composite_tile(plan.inputs, plan.tiles[index], sel["used"], sel["period_index"],
-                                           len(sel["steps"]))
-            staging = open_store(plan.output_root, settings).staging(job_id)
-            outputs.write_region(staging.zarr_store("cube.zarr"), plan.tiles[index], plan.geobox, arrays)
-        else:
-            raise ValueError(f"unknown stage {stage!r}")
+        result = _run_unit(settings, plan, job, stage, tile, selection)
     except Exception as exc:
-        store.finish_tile(job_id, stage, tile, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        try:
+            store.finish_tile(job_id, stage, tile, run=job["run"], error=reason[:1000])
+        except StacubeError:  # the database is down too: the tile's own error is the one to raise
+            pass
         raise
-    return store.finish_tile(job_id, stage, tile, result={"valid": stats.valid, "clear": stats.clear}) == 0
+    counted = store.finish_tile(job_id, stage, tile, run=job["run"], result=result)
+    return counted is not None and counted[0] >= counted[1]
+
+
+def _run_unit(settings: Settings, plan: Plan, job: dict, stage: str, tile: str, selection_doc: str | None):
+    index = tile_index(tile)
+    if stage == Stage.SCENES:
+        stats = tile_stats(plan.inputs, plan.tiles[index])
+        return {"valid": stats.valid, "clear": stats.clear}
+    if stage == Stage.COMPOSITE:
+        sel = load_selection(settings, job["plan_uri"], selection_doc)
+        arrays, stats = composite_tile(plan.inputs, plan.tiles[index], sel["used"], sel["period_index"],
+                                       len(sel["steps"]))
+        staging = staging_of(settings, plan, job)
+        outputs.write_region(staging.zarr_store("cube.zarr"), plan.tiles[index], plan.geobox, arrays)
+        return {"valid": stats.valid, "clear": stats.clear}  # the report's counts without a scene pass
+    if stage == Stage.COGS:
+        sel = load_selection(settings, job["plan_uri"], selection_doc)
+        step, var = _step(sel["steps"], index[0]), plan.variables[index[1]]
+        staging = staging_of(settings, plan, job)
+        work = Path(tempfile.mkdtemp(prefix="stacube-cog-"))
+        try:
+            path = work / f"{var}.tif"
+            outputs.write_cog(staging.zarr_store("cube.zarr", read_only=True), var, step["index"], plan.geobox,
+                              plan.tiles, path)
+            staging.put_file(path, f"{step['label']}/{var}.tif")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return None
+    raise ValueError(f"unknown stage {stage!r}")
 
 
 def scene_table(plan: Plan, valid: dict[str, int], clear: dict[str, int]) -> list[dict]:
@@ -191,12 +270,9 @@ def select_scenes(plan: Plan, valid: dict[str, int] | None, clear: dict[str, int
     Raises:
         NoData: no scene passes the filters.
     """
-    if valid is None:
-        valid = {i: 1 for i in plan.items}
-        clear = {}
-        known = False
-    else:
-        known = True
+    known = valid is not None
+    if not known:
+        valid, clear = {i: 1 for i in plan.items}, {}
     scenes = scene_table(plan, valid, clear)
     used_rows = [r for r in scenes if r["used"]]
     if not used_rows:
@@ -221,13 +297,13 @@ def select_scenes(plan: Plan, valid: dict[str, int] | None, clear: dict[str, int
         if r["used"] and r["item_id"] not in period_index:
             r.update(used=False, reason="outside every period")
     used = {r["item_id"]: (r["clear_pixels"] / total if known else None) for r in scenes if r["used"]}
-    return {"scenes": scenes, "steps": steps, "used": used, "period_index": period_index}
+    return {"scenes": scenes, "steps": steps, "used": used, "period_index": period_index, "counted": known}
 
 
 def final_selection(plan: Plan, prepared: dict, valid: dict[str, int], clear: dict[str, int]) -> dict:
     """The selection of a job without a scene pass, completed from the composite tiles' counts:
     the scene table (counts, scenes without a valid pixel dropped, best-pixel ranks) and the
-    steps that kept at least one scene.
+    steps that kept at least one scene (each keeps its ``index``).
 
     Raises:
         NoData: no scene has a valid pixel in the area.
@@ -245,81 +321,126 @@ def final_selection(plan: Plan, prepared: dict, valid: dict[str, int], clear: di
         if r["used"] and r["item_id"] not in prepared["period_index"]:
             r.update(used=False, reason="outside every period")
     total = scenes[0]["total_pixels"]
-    return {**prepared, "scenes": scenes, "steps": steps,
+    return {**prepared, "scenes": scenes, "steps": steps, "counted": True,
             "used": {r["item_id"]: r["clear_pixels"] / total for r in scenes if r["used"]}}
 
 
-def gathered_counts(store: JobStore, job_id: str, stage: str) -> tuple[dict[str, int], dict[str, int]]:
-    """Per-scene valid and clear pixels summed over the tiles of a stage."""
-    valid: dict[str, int] = {}
-    clear: dict[str, int] = {}
-    for result in store.tile_results(job_id, stage):
-        for k, v in (result or {}).get("valid", {}).items():
-            valid[k] = valid.get(k, 0) + v
-        for k, v in (result or {}).get("clear", {}).items():
-            clear[k] = clear.get(k, 0) + v
-    return valid, clear
+def counted_selection(settings: Settings, job_id: str, plan: Plan, selection: dict) -> dict:
+    """The job's selection with its counts: as it is after a scene pass, else completed from
+    the composite tiles' counts (:func:`final_selection`) and stored with the job.
+
+    Raises:
+        NoData: no scene has a valid pixel in the area (the job is failed).
+    """
+    if selection.get("counted", True):
+        return selection
+    store = JobStore(settings)
+    sums = store.result_sums(job_id, Stage.COMPOSITE, ("valid", "clear"))
+    try:
+        selection = final_selection(plan, selection, sums["valid"], sums["clear"])
+    except NoData as exc:
+        store.update(job_id, state="failed", error=exc.message)
+        raise
+    store.update(job_id, selection=selection)
+    return selection
+
+
+def _step(steps: list[dict], index: int) -> dict:
+    """The step whose ``index`` is ``index`` (a final selection may have dropped others)."""
+    return next(s for s in steps if s["index"] == index)
 
 
 def prepare_composite(settings: Settings, job_id: str) -> dict:
     """After the scene statistics: choose scenes, create the staging cube and composite tiles.
 
+    The tiles' counts are summed in the database (one row per scene comes back, not one per
+    tile); the selection is stored with the job and as a document the composite tiles read.
+
     Raises:
         NoData: no scene passes the filters (the job fails).
     """
     store = JobStore(settings)
-    plan = load_plan(settings, job_id)
-    valid, clear = gathered_counts(store, job_id, Stage.SCENES) if scene_pass(plan) else (None, None)
+    job = store.get(job_id, full=False)
+    plan = load_plan(settings, job_id, job)
+    sums = store.result_sums(job_id, Stage.SCENES, ("valid", "clear")) if scene_pass(plan) else None
     try:
-        selection = select_scenes(plan, valid, clear)
+        selection = select_scenes(plan, sums and sums["valid"], sums and sums["clear"])
     except NoData as exc:
         store.update(job_id, state="failed", error=exc.message)
         raise
-    staging = open_store(plan.output_root, settings).staging(job_id)
+    staging = staging_of(settings, plan, job)
     starts = [datetime.fromisoformat(s["start"].replace("Z", "+00:00")) for s in selection["steps"]]
     what = f"{plan.spec.method} composite"
     outputs.create_cube(staging.zarr_store("cube.zarr"), plan.geobox, plan.variables, starts, plan.tile_shape[0],
                         attrs={"title": f"stacube {what}", "stacube:job": job_id, "Conventions": "CF-1.8"},
                         variable_attrs={v: variable_attrs(v, bands=plan.bands, indices=plan.indices, what=what)
                                         for v in plan.variables}, zarr_format=plan.spec.zarr_format)
+    staging.write_document("selection", {k: selection[k] for k in ("used", "period_index", "steps")})
     store.update(job_id, selection=selection)
     store.add_tiles(job_id, Stage.COMPOSITE, [tile_key(t) for t in plan.tile_indices()])
     return selection
 
 
-def finish_stage(settings: Settings, job_id: str, stage: str) -> Stage | None:
-    """Move a job whose ``stage`` has no pending tile to its next stage (the stage machine of
+def finish_stage(settings: Settings, job_id: str, stage: str, *, claimed: bool = False,
+                 fan_out_cogs: bool = False) -> Stage | None:
+    """Move a job whose ``stage`` is complete to its next stage (the stage machine of
     :mod:`stacube.jobs.stages`); exactly one of several concurrent callers does it.
 
     ``scenes``: to ``preparing``, :func:`prepare_composite`, then ``composite``;
     ``preparing`` (a caller that died while preparing left it there): :func:`prepare_composite`
-    again, then ``composite``; ``composite``: to ``finalize``.
+    again, then ``composite`` — only by a caller that ``claimed`` the stage
+    (:meth:`JobStore.claim`); ``composite``: to ``cogs`` when ``fan_out_cogs`` (its tiles are
+    the COGs, :func:`cog_units`), else to ``finalize``; ``cogs``: to ``finalize``. The mover
+    holds the job's lease (``settings.stage_lease``) until it records the new stage's messages
+    as sent.
 
     Returns:
         The stage this call moved the job to, or None when another caller moved it (or the
-        stage still has pending tiles).
+        stage still has tiles to do).
 
     Raises:
         NoData: no scene passes the filters (the job is failed).
     """
     store = JobStore(settings)
-    if store.pending_tiles(job_id, stage):
+    lease = settings.stage_lease
+    job = store.get(job_id, full=False)
+    if job["stage"] == stage and stage != Stage.PREPARING and job["tiles_done"] < job["tiles_total"]:
         return None
     if stage == Stage.SCENES:
-        if not store.advance_stage(job_id, Stage.SCENES, Stage.PREPARING):
+        if not store.advance_stage(job_id, Stage.SCENES, Stage.PREPARING, lease=lease):
             return None
         stage = Stage.PREPARING
+    elif stage == Stage.PREPARING and not claimed:
+        return None
     if stage == Stage.PREPARING:
         prepare_composite(settings, job_id)
-        return Stage.COMPOSITE if store.advance_stage(job_id, Stage.PREPARING, Stage.COMPOSITE) else None
+        return Stage.COMPOSITE if store.advance_stage(job_id, Stage.PREPARING, Stage.COMPOSITE, lease=lease) else None
     if stage == Stage.COMPOSITE:
-        return Stage.FINALIZE if store.advance_stage(job_id, Stage.COMPOSITE, Stage.FINALIZE) else None
+        plan = load_plan(settings, job_id, job)
+        selection = counted_selection(settings, job_id, plan, store.get(job_id)["selection"])
+    if stage == Stage.COMPOSITE and fan_out_cogs:
+        store.add_tiles(job_id, Stage.COGS, cog_units(plan, selection["steps"]))
+        return Stage.COGS if store.advance_stage(job_id, Stage.COMPOSITE, Stage.COGS, lease=lease) else None
+    if stage in (Stage.COMPOSITE, Stage.COGS):
+        return Stage.FINALIZE if store.advance_stage(job_id, stage, Stage.FINALIZE, lease=lease) else None
     raise ValueError(f"stage {stage!r} has no tiles")
+
+
+def output_hrefs(plan: Plan, steps: list[dict], staging: Staging) -> dict:
+    """Where readers find the outputs once committed: ``cogs`` (label -> variable -> href),
+    ``zarr``, ``report``."""
+    return {"cogs": {step["label"]: {var: staging.href(f"{step['label']}/{var}.tif") for var in plan.variables}
+                     for step in steps},
+            "zarr": staging.href("cube.zarr"), "report": staging.href("report.json")}
 
 
 def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None = None, on_cog=None,
              threads: int = 1) -> dict:
     """COGs from the staging cube, the report, the commit, and the catalog registration.
+
+    COGs already written by the ``cogs`` stage are kept; the others are written here,
+    ``threads`` at a time. Run again after its commit (a retry), it registers the committed
+    outputs without touching them.
 
     Args:
         on_register: called with the output collection id and the job before the collection
@@ -334,30 +455,61 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
     store = JobStore(settings)
     job = store.get(job_id)
     plan = load_plan(settings, job_id, job)
-    selection = job["selection"]
-    if not scene_pass(plan):
-        selection = final_selection(plan, selection, *gathered_counts(store, job_id, Stage.COMPOSITE))
-        store.update(job_id, selection=selection)
+    selection = counted_selection(settings, job_id, plan, job["selection"])
+    staging = staging_of(settings, plan, job)
+    hrefs = output_hrefs(plan, selection["steps"], staging)
+    if job["committed"] is None:
+        report = _write_outputs(settings, job, plan, selection, staging, hrefs, on_cog=on_cog, threads=threads)
+        if store.state(job_id) != "running":
+            staging.discard()
+            raise JobCancelled(f"job {job_id} was cancelled")
+        staging.commit()
+        store.mark_committed(job_id)
+    else:
+        report = read_document(hrefs["report"], settings)
+    catalog = Catalog(settings)
+    collection = derived_collection(plan)
+    if on_register is not None:
+        on_register(plan.output_collection, job)  # before the collection exists
+    if plan.output_collection in catalog.collection_ids():
+        collection["extent"] = catalog.get_collection(plan.output_collection).get("extent", collection["extent"])
+    catalog.upsert_collection(collection)
+    stac_base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/") + "/stac"
+    catalog.load_items(derived_items(plan, report, hrefs, stac_base), mode="upsert")
+    store.update(job_id, state="completed", stage="finalize", report=report)
+    try:
+        staging.drop_documents()
+    except StacubeError as exc:  # on S3 the bucket's lifecycle rule expires them
+        logging.getLogger("stacube").warning("job %s: documents not deleted: %s", job_id, exc.message)
+    return report
+
+
+def _write_outputs(settings: Settings, job: dict, plan: Plan, selection: dict, staging: Staging, hrefs: dict,
+                   *, on_cog=None, threads: int = 1) -> dict:
+    """Consolidate the cube, write the COGs not written yet and the report; publish them."""
+    job_id = job["id"]
     steps = selection["steps"]
-    out = open_store(plan.output_root, settings)
-    staging = out.staging(job_id)
     cube = staging.zarr_store("cube.zarr")
     outputs.finish_cube(cube)
     work = staging.workdir()
-    hrefs: dict = {"cogs": {}, "zarr": out.href(job_id, "cube.zarr"), "report": out.href(job_id, "report.json")}
+    written = JobStore(settings).done_tiles(job_id, Stage.COGS)
     cogs = []
-    for step in steps:
+    for key in cog_units(plan, steps):
+        if key in written:
+            continue
+        step, var = _step(steps, tile_index(key)[0]), plan.variables[tile_index(key)[1]]
         (work / step["label"]).mkdir(parents=True, exist_ok=True)
-        hrefs["cogs"][step["label"]] = {}
-        for var in plan.variables:
-            cogs.append((var, step["index"], work / step["label"] / f"{var}.tif"))
-            hrefs["cogs"][step["label"]][var] = out.href(job_id, f"{step['label']}/{var}.tif")
+        cogs.append((var, step["index"], work / step["label"] / f"{var}.tif"))
 
     def write(cog) -> None:
         var, index, path = cog
         outputs.write_cog(cube, var, index, plan.geobox, plan.tiles, path)
 
-    with ThreadPoolExecutor(max(1, min(threads, len(cogs)))) as pool:
+    # each COG being written needs its temporary GeoTIFF and the COG on local disk (at most 4
+    # bytes a pixel each, before compression): as many at once as the disk holds
+    per_cog = 3 * 4 * int(plan.geobox.shape.x * plan.geobox.shape.y)
+    threads = min(threads, max(1, shutil.disk_usage(work).free // max(per_cog, 1)))
+    with ThreadPoolExecutor(max(1, min(threads, len(cogs) or 1))) as pool:
         for done, _ in enumerate(pool.map(write, cogs), start=1):
             if on_cog:
                 on_cog(done, len(cogs))
@@ -394,20 +546,6 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
     }
     outputs.write_json(work / "report.json", report)
     staging.publish()
-    if store.state(job_id) != "running":
-        staging.discard()
-        raise JobCancelled(f"job {job_id} was cancelled")
-    staging.commit()
-    catalog = Catalog(settings)
-    collection = derived_collection(plan)
-    if on_register is not None:
-        on_register(plan.output_collection, job)  # before the collection exists
-    if plan.output_collection in catalog.collection_ids():
-        collection["extent"] = catalog.get_collection(plan.output_collection).get("extent", collection["extent"])
-    catalog.upsert_collection(collection)
-    stac_base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/") + "/stac"
-    catalog.load_items(derived_items(plan, report, hrefs, stac_base), mode="upsert")
-    store.update(job_id, state="completed", stage="finalize", report=report)
     return report
 
 
@@ -426,9 +564,11 @@ def fail(settings: Settings, job_id: str, message: str, *, discard: bool = True)
 
 
 def discard_staging(settings: Settings, job_id: str) -> None:
+    """Delete the staging area and documents of the job's current run (outputs committed by an
+    earlier run stay)."""
     job = JobStore(settings).get(job_id)
-    if job.get("plan"):
-        open_store(job["plan"]["output_root"], settings).staging(job_id).discard()
+    if job.get("plan") and job.get("committed") is None:
+        open_store(job["plan"]["output_root"], settings).staging(job_id, job["run"]).discard()
 
 
 def wait_seconds(attempt: int) -> float:

@@ -1,15 +1,25 @@
 """Local and S3 output stores with staged, all-or-nothing commits.
 
-A job writes into a *staging* area named after the job id, so a resumed job finds the work of the
-interrupted run: ``<root>/tmp/<job id>/`` locally, ``s3://<bucket>/<tmp prefix><job id>/`` on S3
-(the bucket's lifecycle rule expires abandoned staging objects). :meth:`Staging.commit` then makes
-the outputs visible under ``<root>/<job id>/`` at once: a directory rename locally; on S3 a copy of
-each staged object to its final key (readers only learn of the outputs from the catalog, which is
-written after the commit).
+A job writes into a *staging* area, so a resumed job finds the work of the interrupted run, and
+its outputs become visible (referenced by the report and the catalog) only once committed:
+
+* locally the staging area is ``<root>/tmp/<job id>/`` and :meth:`Staging.commit` renames it to
+  ``<root>/<job id>/`` at once;
+* on S3 a job writes in place, under a prefix of its own run: ``s3://<bucket>/<prefix>/<job
+  id>/run-<n>/``. Nothing is copied: committing deletes what earlier runs of the job left
+  (readers only learn of outputs from the catalog, which is written after the commit), so the
+  commit of a job of a million Zarr chunks costs a few requests, and finalizing again after a
+  commit finds its outputs where they were.
+
+Each run also keeps small JSON *documents* (the plan, the scene selection) that its workers read
+once per process: next to the staging area locally (``<root>/tmp/<job id>.job/run-<n>/``), under the
+bucket's temporary prefix on S3 (``s3://<bucket>/<tmp prefix><job id>/run-<n>/``, expired by the
+bucket's lifecycle rule).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -32,7 +42,7 @@ OBSTORE_RETRIES = {"max_retries": 6, "retry_timeout": timedelta(seconds=60),
 
 
 class Staging:
-    """The staging area of one job."""
+    """The staging area of one run of a job."""
 
     uri: str
 
@@ -47,12 +57,29 @@ class Staging:
     def publish(self) -> None:
         """Move the work directory's files into the staging area (no-op when it *is* local)."""
 
+    def put_file(self, path: Path, relpath: str) -> None:
+        """Move one local file into the staging area at ``relpath``."""
+        raise NotImplementedError
+
+    def href(self, relpath: str) -> str:
+        """The address readers use for ``relpath`` once the outputs are committed."""
+        raise NotImplementedError
+
     def commit(self) -> None:
         """Make the staged outputs the job's outputs, replacing earlier ones."""
         raise NotImplementedError
 
     def discard(self) -> None:
-        """Delete the staging area."""
+        """Delete the staging area (and the run's documents)."""
+        raise NotImplementedError
+
+    def write_document(self, name: str, doc: dict) -> str:
+        """Store a JSON document of the run (``plan``, ``selection``); returns its URI, which
+        :func:`read_document` reads."""
+        raise NotImplementedError
+
+    def drop_documents(self) -> None:
+        """Delete the run's documents (once the job completed: nothing reads them any more)."""
         raise NotImplementedError
 
 
@@ -61,11 +88,7 @@ class OutputStore:
 
     root: str
 
-    def staging(self, name: str) -> Staging:
-        raise NotImplementedError
-
-    def href(self, name: str, relpath: str) -> str:
-        """The address readers use for a committed file."""
+    def staging(self, name: str, run: int = 1) -> Staging:
         raise NotImplementedError
 
     def check_writable(self) -> None:
@@ -74,10 +97,11 @@ class OutputStore:
 
 
 class LocalStaging(Staging):
-    def __init__(self, store: LocalStore, name: str):
+    def __init__(self, store: LocalStore, name: str, run: int = 1):
         self.store = store
         self.name = name
         self.path = store.path / "tmp" / name
+        self.documents = store.path / "tmp" / f"{name}.job" / f"run-{run}"
         self.uri = str(self.path)
 
     def zarr_store(self, name: str, *, read_only: bool = False):
@@ -91,6 +115,26 @@ class LocalStaging(Staging):
         except OSError as exc:
             raise StorageError(f"cannot create {self.path}: {exc.strerror}") from exc
         return self.path
+
+    def put_file(self, path: Path, relpath: str) -> None:
+        target = self.path / relpath
+        if path.resolve() != target.resolve():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), target)
+
+    def href(self, relpath: str) -> str:
+        return str(self.store.path / self.name / relpath)
+
+    def write_document(self, name: str, doc: dict) -> str:
+        self.documents.mkdir(parents=True, exist_ok=True)
+        path = self.documents / f"{name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, default=str))
+        tmp.replace(path)
+        return str(path)
+
+    def drop_documents(self) -> None:
+        shutil.rmtree(self.documents.parent, ignore_errors=True)
 
     def commit(self) -> None:
         final = self.store.path / self.name
@@ -109,6 +153,7 @@ class LocalStaging(Staging):
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        shutil.rmtree(self.documents.parent, ignore_errors=True)
 
 
 class LocalStore(OutputStore):
@@ -118,11 +163,8 @@ class LocalStore(OutputStore):
         self.path = root.resolve()
         self.root = self.path.as_uri()
 
-    def staging(self, name: str) -> LocalStaging:
-        return LocalStaging(self, name)
-
-    def href(self, name: str, relpath: str) -> str:
-        return str(self.path / name / relpath)
+    def staging(self, name: str, run: int = 1) -> LocalStaging:
+        return LocalStaging(self, name, run)
 
     def check_writable(self) -> None:
         """The root must be a directory this process can create files in: it is created (the
@@ -137,10 +179,15 @@ class LocalStore(OutputStore):
 
 
 class S3Staging(Staging):
-    def __init__(self, store: S3Store, name: str):
+    """A run's outputs, written in place under ``<prefix>/<job>/run-<n>/`` (see the module
+    docstring); its documents under ``<tmp prefix><job>/run-<n>/``."""
+
+    def __init__(self, store: S3Store, name: str, run: int):
         self.store = store
         self.name = name
-        self.prefix = "/".join(p for p in (store.tmp_prefix, name) if p)
+        self.run = run
+        self.prefix = store.key(name, f"run-{run}")
+        self.documents = "/".join(p for p in (store.tmp_prefix, name, f"run-{run}") if p)
         self.uri = f"s3://{store.bucket}/{self.prefix}"
         self._workdir: Path | None = None
 
@@ -153,49 +200,64 @@ class S3Staging(Staging):
             self._workdir = Path(tempfile.mkdtemp(prefix=f"stacube-{self.name}-"))
         return self._workdir
 
-    def publish(self) -> None:
+    def put_file(self, path: Path, relpath: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        try:
+            self.store.client.upload_file(str(path), self.store.bucket, f"{self.prefix}/{relpath}")
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot write to {self.uri}/{relpath}: {exc}") from exc
+
+    def publish(self) -> None:
         if self._workdir is None:
             return
         try:
             for f in sorted(p for p in self._workdir.rglob("*") if p.is_file()):
-                rel = f.relative_to(self._workdir).as_posix()
-                self.store.client.upload_file(str(f), self.store.bucket, f"{self.prefix}/{rel}")
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"cannot write to {self.uri}: {exc}") from exc
+                self.put_file(f, f.relative_to(self._workdir).as_posix())
         finally:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
-    def commit(self) -> None:
+    def href(self, relpath: str) -> str:
+        return f"s3://{self.store.bucket}/{self.prefix}/{relpath}"
+
+    def write_document(self, name: str, doc: dict) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        final_prefix = self.store.key(self.name)
-        client, bucket = self.store.client, self.store.bucket
+        key = f"{self.documents}/{name}.json"
         try:
-            staged = self.store.list(self.prefix)
-            stale = set(self.store.list(final_prefix))
-            for key in staged:
-                rel = key[len(self.prefix) + 1:]
-                final = f"{final_prefix}/{rel}"
-                client.copy_object(Bucket=bucket, Key=final, CopySource={"Bucket": bucket, "Key": key})
-                stale.discard(final)
-            for key in stale:
-                client.delete_object(Bucket=bucket, Key=key)
+            self.store.client.put_object(Bucket=self.store.bucket, Key=key,
+                                         Body=json.dumps(doc, default=str).encode(),
+                                         ContentType="application/json")
         except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"cannot commit outputs to {self.store.root}/{self.name}: {exc}") from exc
-        self.discard()
+            raise StorageError(f"cannot write s3://{self.store.bucket}/{key}: {exc}") from exc
+        return f"s3://{self.store.bucket}/{key}"
+
+    def drop_documents(self) -> None:
+        self.store.delete(self.store.list(self.documents))
+
+    def commit(self) -> None:
+        """Delete what earlier runs of the job left beside this run (a listing by run folder:
+        this run's own objects are never listed); safe to repeat."""
+        job_prefix = self.store.key(self.name) + "/"
+        mine = self.prefix + "/"
+        stale: list[str] = []
+        for page in self.store.pages(job_prefix, delimiter="/"):
+            stale.extend(o["Key"] for o in page.get("Contents", []))
+            for common in page.get("CommonPrefixes", []):
+                if common["Prefix"] != mine:
+                    stale.extend(self.store.list(common["Prefix"]))
+        self.store.delete(stale)
 
     def discard(self) -> None:
-        for key in self.store.list(self.prefix):
-            self.store.client.delete_object(Bucket=self.store.bucket, Key=key)
+        self.store.delete(self.store.list(self.prefix))
+        self.store.delete(self.store.list(self.documents))
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
 
 class S3Store(OutputStore):
-    """Outputs in ``s3://bucket/prefix``, staged under the bucket's temporary prefix."""
+    """Outputs in ``s3://bucket/prefix``, each run of a job in a folder of its own."""
 
     def __init__(self, bucket: str, prefix: str, settings: Settings):
         self.bucket = bucket
@@ -214,23 +276,45 @@ class S3Store(OutputStore):
     def key(self, *parts: str) -> str:
         return "/".join(p.strip("/") for p in (self.prefix, *parts) if p and p.strip("/"))
 
-    def list(self, prefix: str) -> list[str]:
+    def pages(self, prefix: str, *, delimiter: str | None = None):
+        """``list_objects_v2`` pages under ``prefix``.
+
+        Raises:
+            StorageError: the listing failed.
+        """
         from botocore.exceptions import BotoCoreError, ClientError
 
-        keys: list[str] = []
+        kwargs = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(
-                    Bucket=self.bucket, Prefix=prefix.rstrip("/") + "/"):
-                keys.extend(o["Key"] for o in page.get("Contents", []))
+            yield from self.client.get_paginator("list_objects_v2").paginate(**kwargs)
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot list s3://{self.bucket}/{prefix}: {exc}") from exc
-        return keys
 
-    def staging(self, name: str) -> S3Staging:
-        return S3Staging(self, name)
+    def list(self, prefix: str) -> list[str]:
+        return [o["Key"] for page in self.pages(prefix.rstrip("/") + "/") for o in page.get("Contents", [])]
 
-    def href(self, name: str, relpath: str) -> str:
-        return f"s3://{self.bucket}/{self.key(name, relpath)}"
+    def delete(self, keys: list[str]) -> None:
+        """Delete objects, a thousand per request.
+
+        Raises:
+            StorageError: a request or an object failed.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start:start + 1000]]
+            try:
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            except (BotoCoreError, ClientError) as exc:
+                raise StorageError(f"cannot delete from s3://{self.bucket}: {exc}") from exc
+            if answer.get("Errors"):
+                err = answer["Errors"][0]
+                raise StorageError(f"cannot delete s3://{self.bucket}/{err.get('Key')}: {err.get('Message')}")
+
+    def staging(self, name: str, run: int = 1) -> S3Staging:
+        return S3Staging(self, name, run)
 
     def check_writable(self) -> None:
         """The bucket must exist and answer (one ``HeadBucket`` request)."""
@@ -247,8 +331,21 @@ class S3Store(OutputStore):
             raise StorageError(f"cannot write outputs to s3://{self.bucket}: {exc}") from exc
 
 
+_ZARR_STORES: dict[tuple, object] = {}
+
+
 def _s3_zarr_store(bucket: str, prefix: str, settings: Settings, *, read_only: bool = False):
-    """A zarr store (obstore) over ``s3://bucket/prefix``, honouring ``STACUBE_S3_ENDPOINT``."""
+    """A zarr store (obstore) over ``s3://bucket/prefix``, honouring ``STACUBE_S3_ENDPOINT``
+    (one per process and prefix: its client and connections are reused by every tile)."""
+    key = (bucket, prefix.strip("/"), settings.s3_endpoint, read_only)
+    if key not in _ZARR_STORES:
+        if len(_ZARR_STORES) >= 32:
+            _ZARR_STORES.clear()
+        _ZARR_STORES[key] = _new_s3_zarr_store(bucket, prefix, settings, read_only=read_only)
+    return _ZARR_STORES[key]
+
+
+def _new_s3_zarr_store(bucket: str, prefix: str, settings: Settings, *, read_only: bool = False):
     from obstore.store import S3Store as ObS3Store
     from zarr.storage import ObjectStore
 
@@ -279,6 +376,28 @@ def zarr_store_at(uri: str, settings: Settings, *, read_only: bool = False):
     if parsed.scheme in ("", "file"):
         return str(Path(parsed.path if parsed.scheme == "file" else uri).expanduser())
     raise InvalidInput(f"{uri!r}: unsupported scheme {parsed.scheme!r} (use a path, file:// or s3://)")
+
+
+def read_document(uri: str, settings: Settings) -> dict:
+    """A JSON document written by :meth:`Staging.write_document` (a path or ``s3://``).
+
+    Raises:
+        StorageError: it cannot be read.
+    """
+    parsed = urlparse(uri)
+    try:
+        if parsed.scheme == "s3":
+            body = s3_client(settings).get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read()
+        else:
+            body = Path(parsed.path if parsed.scheme == "file" else uri).read_bytes()
+        return json.loads(body)
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"cannot read {uri}: {exc}") from exc
+    except Exception as exc:
+        failure = storage_error(exc)
+        if failure is None:
+            raise
+        raise StorageError(f"cannot read {uri}: {failure.message}") from exc
 
 
 def storage_error(exc: BaseException) -> StorageError | None:

@@ -1,0 +1,117 @@
+"""``Cache-Control`` on the answers of the STAC and raster APIs, for CloudFront and browsers.
+
+What may be cached, and for how long (a header the app already set is kept):
+
+| answer | Cache-Control |
+|---|---|
+| not a GET/HEAD, or an error | ``no-store`` |
+| a request with credentials (``Authorization``, ``X-API-Key``) | ``private, max-age=60`` |
+| raster: a tile of an item of a derived collection (a job's output) | ``public, max-age=31536000, immutable`` |
+| raster: a tile of any other item | ``public, max-age=86400`` |
+| raster: a mosaic tile (collection, search, masked) | ``public, max-age=300`` |
+| STAC: a search, a collection's items | ``public, max-age=60`` |
+| anything else (landing pages, collections, TileJSON, info) | ``public, max-age=300`` |
+
+A job run again keeps its item ids: invalidate ``/raster/collections/<collection>/items/*`` in
+CloudFront after re-running a job whose tiles were viewed (``docs/deploy-aws.md``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+ITEM_TILE = "public, max-age=86400"
+MOSAIC_TILE = "public, max-age=300"
+SEARCH = "public, max-age=60"
+DEFAULT = "public, max-age=300"
+PRIVATE = "private, max-age=60"
+NO_STORE = "no-store"
+
+_ITEM_TILE = re.compile(r"/collections/([^/]+)/items/[^/]+/(?:[^/]+/)?tiles/")
+_MOSAIC_TILE = re.compile(r"/(?:collections|searches)/[^/]+/(?:masked/)?(?:[^/]+/)?tiles/")
+_SEARCH = re.compile(r"/(?:search|collections/[^/]+/items)/?$")
+
+
+def is_derived(collection: dict) -> bool:
+    """Whether a collection holds a job's outputs (processing extension and a Zarr asset)."""
+    extensions = collection.get("stac_extensions") or []
+    return any("processing" in e for e in extensions) and "zarr" in (collection.get("item_assets") or {})
+
+
+def cache_control(method: str, path: str, status: int, *, credentials: bool, api: str,
+                  derived: Callable[[str], bool] | None = None) -> str:
+    """The ``Cache-Control`` value of an answer (see the module docstring).
+
+    Args:
+        path: the path within the app (``/collections/x/items/y/tiles/...``).
+        api: ``raster`` or ``stac``.
+        derived: ``derived(collection id)`` for raster item tiles.
+    """
+    if method not in ("GET", "HEAD") or status >= 400:
+        return NO_STORE
+    if credentials:
+        return PRIVATE
+    if api == "raster":
+        item = _ITEM_TILE.search(path)
+        if item:
+            return IMMUTABLE if derived is not None and derived(item.group(1)) else ITEM_TILE
+        if _MOSAIC_TILE.search(path):
+            return MOSAIC_TILE
+    if api == "stac" and _SEARCH.search(path):
+        return SEARCH
+    return DEFAULT
+
+
+class CacheHeaders:
+    """ASGI middleware adding ``Cache-Control`` (see :func:`cache_control`).
+
+    Args:
+        app: the ASGI app.
+        api: ``raster`` or ``stac``.
+        derived: ``derived(collection id) -> bool`` (blocking; run in a worker thread, only for
+            raster item tiles).
+        prefix: only paths under it are this API's (``/stac`` when the STAC app is the root of
+            ``stacube up``'s application, whose other APIs are mounted on it).
+    """
+
+    def __init__(self, app, api: str, derived: Callable[[str], bool] | None = None, prefix: str = ""):
+        self.app = app
+        self.api = api
+        self.derived = derived
+        self.prefix = prefix.rstrip("/")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers") or []}
+        credentials = b"authorization" in headers or b"x-api-key" in headers
+        root = scope.get("root_path") or ""
+        path = scope.get("path") or "/"
+        path = path[len(root):] if root and path.startswith(root) else path
+        if self.prefix and path != self.prefix and not path.startswith(self.prefix + "/"):
+            await self.app(scope, receive, send)
+            return
+        derived_now = None
+        item = _ITEM_TILE.search(path) if self.api == "raster" and self.derived else None
+        if item and not credentials and scope["method"] in ("GET", "HEAD"):
+            import anyio
+
+            try:
+                derived_now = await anyio.to_thread.run_sync(self.derived, item.group(1))
+            except Exception:  # noqa: BLE001 - unknown collection, database down: not immutable
+                derived_now = False
+
+        async def send_with_cache(message):
+            if message["type"] == "http.response.start":
+                present = [k for k, _ in message.get("headers") or [] if k.lower() == b"cache-control"]
+                if not present:
+                    value = cache_control(scope["method"], path, message["status"], credentials=credentials,
+                                          api=self.api, derived=(lambda _c: bool(derived_now)))
+                    message = {**message, "headers": [*(message.get("headers") or []),
+                                                      (b"cache-control", value.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cache)
