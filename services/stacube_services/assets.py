@@ -8,7 +8,8 @@ item's ``self`` link, so the STAC API answers each such asset's ``href`` as a UR
 
 ``GET|HEAD {STAC API}/collections/{collection}/items/{item}/assets/{key}`` - the asset's file
 (Starlette's ``FileResponse``: ``Accept-Ranges: bytes``, ``206`` answers to ``Range`` requests,
-``Content-Length``, ``ETag``/``Last-Modified``, streamed in chunks). A folder asset (a Zarr
+``Content-Length``, ``ETag``/``Last-Modified``, streamed in chunks; a malformed or
+unsatisfiable ``Range`` answers 400/416 JSON). A folder asset (a Zarr
 store) serves its files below it: ``.../assets/{key}/{path in the folder}``.
 
 The storage path stays in the asset as an alternate (STAC alternate-assets extension):
@@ -37,11 +38,12 @@ import anyio
 import orjson
 from fastapi import FastAPI, Request
 from stac_fastapi.types.errors import NotFoundError
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable
 
 from stacube.access.gate import ReadGate
 from stacube.errors import NotFound
 from stacube_services.access.service import access_of
+from stacube_services.errors import error_response
 
 #: The STAC alternate-assets extension (https://github.com/stac-extensions/alternate-assets).
 ALTERNATE_ASSETS = "https://stac-extensions.github.io/alternate-assets/v1.2.0/schema.json"
@@ -196,6 +198,8 @@ def asset_file(gate: ReadGate, collection: str, href: str, path: str = "") -> tu
     """
     real = gate.check(href, collection)
     if path:
+        if not os.path.isdir(real):
+            raise NotFound("the asset is a file: there is nothing below its URL")
         try:
             target = os.path.realpath(os.path.join(real, path))
         except ValueError:  # a NUL byte
@@ -212,6 +216,24 @@ def asset_file(gate: ReadGate, collection: str, href: str, path: str = "") -> tu
     if not stat.S_ISREG(st.st_mode):
         raise NotFound("the asset's file is missing")
     return real, st
+
+
+def range_refusal(header: str | None, size: int):
+    """The JSON answer to a ``Range`` header ``FileResponse`` would refuse (400 malformed, 416
+    unsatisfiable, with ``Content-Range: bytes */<size>``), or None. The header is parsed by
+    ``FileResponse``'s own parser, so both agree on what is served."""
+    if not header:
+        return None
+    try:
+        FileResponse._parse_range_header(header, size)
+    except MalformedRangeHeader as exc:
+        return error_response(400, "InvalidParameter", f"Range: {exc.content}")
+    except RangeNotSatisfiable:
+        response = error_response(416, "RangeNotSatisfiable", f"Range: {header[:100]!r} is not within the "
+                                  f"file's {size} bytes")
+        response.headers["Content-Range"] = f"bytes */{size}"
+        return response
+    return None
 
 
 async def stored_item(request: Request, collection: str, item_id: str) -> dict:
@@ -246,6 +268,9 @@ async def serve_asset(request: Request, collection_id: str, item_id: str, asset_
         raise NotFound(f"asset {asset_key!r} of item {item_id} is not a file of this server: open its href")
     gate = await access_of(request).gate()
     real, st = await anyio.to_thread.run_sync(asset_file, gate, collection_id, href, path)
+    refused = range_refusal(request.headers.get("range"), st.st_size)
+    if refused is not None:
+        return refused
     return FileResponse(real, stat_result=st, media_type=_media_type(asset, real, bool(path)))
 
 

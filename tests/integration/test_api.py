@@ -289,7 +289,16 @@ def test_items_carry_asset_urls_served_with_range_requests(client, samples):
     whole = client.get(url, headers={"Accept-Encoding": "br, gzip"})
     assert whole.content == data and "content-encoding" not in whole.headers
     assert whole.headers["content-length"] == str(len(data))
-    assert client.get(url, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+    unsatisfiable = client.get(url, headers={"Range": f"bytes={len(data)}-"})
+    assert unsatisfiable.status_code == 416 and unsatisfiable.headers["content-range"] == f"bytes */{len(data)}"
+    for malformed in ("bytes=abc", "bytes=5-1", "items=0-1"):
+        r = client.get(url, headers={"Range": malformed})
+        assert r.status_code == 400 and r.json()["description"].startswith("Range: "), (malformed, r.text)
+    two = client.get(url, headers={"Range": "bytes=0-0,2-2"})
+    assert two.status_code == 206 and two.headers["content-type"].startswith("multipart/byteranges")
+    many = client.get(url, headers={"Range": "bytes=" + ",".join(f"{i}-{i}" for i in range(101))})
+    assert many.status_code == 200 and many.content == data  # more than 100 ranges: the file
+    assert client.get(f"{url}/x").json()["description"] == "the asset is a file: there is nothing below its URL"
     for missing in (f"/stac/collections/{S2}/items/S2_L1C_20150711T100008/assets/nope",
                     f"/stac/collections/{S2}/items/nope/assets/B04", "/stac/collections/nope/items/x/assets/B04"):
         r = client.get(missing)
