@@ -213,3 +213,21 @@ def test_cli_refusals_are_one_line(samples, cli, env, tmp_path):
         assert r.returncode != 0, args
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def test_compositing_jobs_share_the_configuration_grid(created, cube_settings, tmp_path):
+    """A job on the cube's grid (``--grid epsg:5070/3000``) puts its pixel edges on the cube's."""
+    import rasterio
+
+    from stacube.jobs.runner import run_composite
+    from stacube.jobs.spec import build_spec
+
+    cube = created[1]
+    spec = build_spec(collections=["landsat-8-c1-l1tp-gdalcubes-sample"], bbox="-74.3,40.5,-73.9,40.9",
+                      datetime=DATES, method="median", bands=["red"], grid=cube["grid"],
+                      output=str(tmp_path / "jobs"))
+    report = run_composite(spec, cube_settings, workers=1)
+    href = next(iter(report["outputs"]["cogs"].values()))["red"]
+    with rasterio.open(href) as src:
+        assert src.crs.to_epsg() == 5070 and src.transform.a == 3000
+        assert src.transform.c % 3000 == 0 and src.transform.f % 3000 == 0

@@ -34,7 +34,7 @@ class CubeSpec(SpecModel):
     """
 
     name: str = Field(description="Cube name: lowercase letters, digits, '.', '_' and '-'.")
-    grid: str = Field("native", description="native | webmercator[-z<N>] | equal-area-<R>m|km.")
+    grid: str = Field("native", description="native | webmercator[-z<N>] | equal-area-<R>m|km | epsg:<code>/<R>[@X,Y].")
     datetime: str = Field(description="START/END (ISO 8601).")
     bbox: tuple[float, float, float, float] | None = Field(
         None, description="Domain MINX,MINY,MAXX,MAXY in bbox_crs (default: the items' extent).")
