@@ -50,6 +50,7 @@ def test_configuration_maps_onto_the_cube(created, cube_settings):
     # 2 x 2 tiles of 64 px (192 km / 3 km); six solar days of scenes over the area in the range
     assert cube["shape"] == [6, 128, 128] and cube["tile_size"] == 64 and cube["chunks"] == [4, 32, 32]
     assert cube["variables"] == ["blue", "red", "nir", "quality"]
+    assert cube["resampling"] == {"red": "bilinear", "nir": "average"}
     assert cube["uri"] == f"{doc['location']}/ls8_ny_conus_albers"
     assert cube["fill"]["computed"] == cube["fill"]["units"] == 2 * 2 * 2
     with xr.open_zarr(f"{cube['uri']}/0.zarr") as ds:
@@ -149,6 +150,7 @@ DELETE = object()
     ("storage.chunking", {"x": 32, "y": 64, "time": 4}, "storage.chunking: x 32 and y 64"),
     ("storage.dimension_order", ["time", "x", "y"], "storage.dimension_order:"),
     ("storage.origin", {"x": 0}, "storage.origin: y missing"),
+    ("storage.tile_size", {"x": 192000, "y": 192000, "time": 1}, "storage.tile_size.time: use x and y"),
     ("fuse_data", "copy", "fuse_data: a cube has no equivalent"),
     ("output_type", "LS8 NBAR", "output_type: 'LS8 NBAR'"),
     ("ingestion_bounds", DELETE, "ingestion_bounds: missing: pass --bbox"),
@@ -208,6 +210,12 @@ def test_cli_refusals_are_one_line(samples, cli, env, tmp_path):
     (tmp_path / "unknown.yaml").write_text(yaml.safe_dump(unknown))
     cases.append((["--config", str(tmp_path / "unknown.yaml"), "--datetime", DATES],
                   "source_type: no collection 'no-such-product'"))
+    plain = ["x", "-c", "landsat-8-c1-l1tp-gdalcubes-sample", "--datetime", DATES]
+    cases += [
+        ([*plain, "--bands", "red", "--resampling", "gauss"], "resampling: red: unknown resampling method 'gauss'"),
+        ([*plain, "--resampling", "bilinear"], "--resampling: name the bands (--bands) or use BAND=METHOD"),
+        ([*plain, "--bands", "red", "--resampling", "nir=average"], "--resampling names nir, which is not among the bands"),
+    ]
     for args, message in cases:
         r = cli("cube", "create", *args, env=env)
         assert r.returncode != 0, args
@@ -231,3 +239,15 @@ def test_compositing_jobs_share_the_configuration_grid(created, cube_settings, t
     with rasterio.open(href) as src:
         assert src.crs.to_epsg() == 5070 and src.transform.a == 3000
         assert src.transform.c % 3000 == 0 and src.transform.f % 3000 == 0
+
+
+def test_resampling_option_without_a_configuration(samples, cli, env):
+    r = cli("cube", "create", "ls8-resampled", "-c", "landsat-8-c1-l1tp-gdalcubes-sample", "--datetime", DATES,
+            "--grid", "epsg:5070/3000", "--bbox=1700000,2100000,1850000,2250000", "--bbox-crs", "EPSG:5070",
+            "--bands", "red,nir", "--resampling", "red=bilinear,nir=average", "--no-fill", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["resampling"] == {"red": "bilinear", "nir": "average"}
+    shown = yaml.safe_load(cli("cube", "export-config", "ls8-resampled", env=env).stdout)
+    assert [m["resampling_method"] for m in shown["measurements"]] == ["bilinear", "average"]
+    assert shown["storage"]["tile_size"] == {"x": 1536000, "y": 1536000}  # the default 512 px tiles
+    assert cli("cube", "delete", "ls8-resampled", env=env).returncode == 0

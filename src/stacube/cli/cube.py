@@ -49,7 +49,8 @@ def _summary(definition) -> dict:
         "crs": crs_text(gb.crs),
         "resolution": abs(gb.resolution.x), "shape": [len(definition.steps), gb.shape.y, gb.shape.x],
         "chunks": list(definition.chunks), "tile_size": definition.tile, "levels": definition.levels,
-        "variables": definition.variables, "bbox": [round(v, 6) for v in definition.bbox_lonlat],
+        "variables": definition.variables, "resampling": definition.spec.get("resampling") or {},
+        "bbox": [round(v, 6) for v in definition.bbox_lonlat],
         "time": [definition.steps[0]["time"], definition.steps[-1]["time"]], "uri": definition.uri,
     }
 

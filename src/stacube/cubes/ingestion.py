@@ -87,12 +87,13 @@ def _number(value: Any, field: str) -> float:
     return out
 
 
-def _xy(section: Any, field: str, geographic: bool) -> tuple[float, float]:
-    """``(x, y)`` of a storage section (``longitude``/``latitude`` for a geographic CRS)."""
+def _xy(section: Any, field: str, geographic: bool, *, time: bool = False) -> tuple[float, float]:
+    """``(x, y)`` of a storage section (``longitude``/``latitude`` for a geographic CRS; with
+    ``time``, a ``time`` key may be there too)."""
     keys = ("longitude", "latitude") if geographic else ("x", "y")
     doc = _mapping(section, field)
     for key in doc:
-        if key not in keys and key != "time":
+        if key not in keys and not (time and key == "time"):
             raise _fail(f"{field}.{key}", f"use {' and '.join(keys)} for this CRS")
     missing = [k for k in keys if k not in doc]
     if missing:
@@ -136,7 +137,7 @@ def _storage(doc: Any) -> dict:
     if "chunking" not in storage:
         raise _fail("storage.chunking", "missing")
     chunking = _mapping(storage["chunking"], "storage.chunking")
-    cx, cy = _xy(chunking, "storage.chunking", geographic)
+    cx, cy = _xy(chunking, "storage.chunking", geographic, time=True)
     if cx != cy or not cx.is_integer():
         raise _fail("storage.chunking", f"{x_name} {cx:g} and {y_name} {cy:g}: cube chunks are square, whole pixels")
     if not 16 <= cx <= 4096:
@@ -344,7 +345,7 @@ def ingestion_config(definition: CubeDefinition) -> dict:
     if len(collections) > 1:
         extra["additional_source_types"] = collections[1:]
     for key in ("indices", "method", "period", "max_cloud_cover", "levels"):
-        if spec.get(key):
+        if spec.get(key) not in (None, [], ""):
             extra[key] = spec[key]
     if int(spec.get("zarr_format") or 2) != 2:
         extra["zarr_format"] = int(spec["zarr_format"])
