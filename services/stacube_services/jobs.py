@@ -152,6 +152,28 @@ def download_url(href: str, site: str, settings: Settings) -> str:
     return href
 
 
+def job_summary(report: dict) -> dict:
+    """Scene and pixel counts of a completed job, from its report.
+
+    Returns:
+        ``scenes`` (over the area and dates), ``scenes_used`` (used, with at least one clear pixel
+        when counted), ``pixels`` (output pixels per variable and period: rows x columns),
+        ``shape`` ``[rows, columns]``, ``clear_observations`` (clear pixels of the used scenes
+        inside the area, summed; None when the scenes were not counted), ``periods``, ``cogs``.
+    """
+    scenes = report.get("scenes") or []
+    used = [s for s in scenes if s.get("used") and (s.get("clear_pixels") is None or s["clear_pixels"] > 0)]
+    shape = list((report.get("grid") or {}).get("shape") or [])
+    counted = [s["clear_pixels"] for s in used if s.get("clear_pixels") is not None]
+    cogs = (report.get("outputs") or {}).get("cogs") or {}
+    return {
+        "scenes": len(scenes), "scenes_used": len(used),
+        "pixels": shape[0] * shape[1] if len(shape) == 2 else None, "shape": shape,
+        "clear_observations": sum(counted) if used and len(counted) == len(used) else None,
+        "periods": len(report.get("steps") or []), "cogs": sum(len(v) for v in cogs.values()),
+    }
+
+
 def job_document(job: dict, request: Request, settings: Settings, mount: str) -> dict:
     """The public view of a job."""
     base = str(request.base_url).rstrip("/")
@@ -178,6 +200,7 @@ def job_document(job: dict, request: Request, settings: Settings, mount: str) ->
     if "held" in job:
         doc["held"] = job["held"]
     if report:
+        doc["summary"] = job_summary(report)
         out = report["outputs"]
         doc["downloads"] = {
             "report": download_url(out["report"], site, settings),

@@ -53,7 +53,7 @@ def composite(
     anchor: str | None = typer.Option(
         None, help="Where output pixel edges fall: native (the sources' pixel edges; default), edge "
                    "(multiples of the resolution), center, floating, or FX,FY pixel fractions."),
-    grid: str | None = typer.Option(None, help="Named grid (native, webmercator[-z<N>], equal-area-<R>m|km): "
+    grid: str | None = typer.Option(None, help="Named grid (native, webmercator[-z<N>], equal-area-<R>m|km, epsg:<code>/<R>): "
                                                "outputs cover the area in whole pixels of it."),
     grid_tiles: bool = typer.Option(False, "--grid-tiles",
                                     help="With --grid: cover the whole tiles of the grid that meet the area."),

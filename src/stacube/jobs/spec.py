@@ -39,7 +39,7 @@ class CompositeSpec(SpecModel):
         None, description="Where output pixel edges fall (odc-stac anchor): native (the sources' pixel "
                           "edges, default), edge (multiples of the resolution), center, floating or FX,FY.")
     grid: str | None = Field(
-        None, description="Named grid: native, webmercator[-z<N>], equal-area-<R>m|km (instead of "
+        None, description="Named grid: native, webmercator[-z<N>], equal-area-<R>m|km, epsg:<code>/<R>[@X,Y] (instead of "
                           "--crs/--resolution); outputs cover the area in whole pixels of it.")
     grid_tiles: bool = Field(
         False, description="With grid: cover the whole tiles of the grid that meet the area, so jobs on "
