@@ -5,7 +5,10 @@
 ``clear``, ``period``, ``crs``, ``resolution``, ``output_collection``, ``tile_size``), validates them
 (400 with a reason), records the job and hands it to a launcher: a local worker process under
 ``stacube up``, a queue message on AWS. ``GET /jobs``, ``GET /jobs/{id}`` (state, progress,
-report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``. Callers see their
+report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``. With
+``"process": "<name>"`` and ``"parameters": {...}`` (plus the inputs, area and time above), it
+runs a *registered* process (entry point group ``stacube.processes``; its parameters checked
+against its schema): no request names a module path or brings code. Callers see their
 own jobs only; inputs must be readable and outputs go into the caller's workspace
 (:mod:`stacube.access.jobs`): the job's id is scoped by the workspace, and the job claims its
 output collection for it when it registers its items.
@@ -41,6 +44,7 @@ from stacube.access.jobs import (
 from stacube.catalog.pgstac import Catalog
 from stacube.errors import InvalidInput, NotFound, StacubeError
 from stacube.jobs.estimate import estimate
+from stacube.jobs.processes import registered_spec
 from stacube.jobs.runner import submit as submit_job
 from stacube.jobs.spec import build_spec
 from stacube.jobs.state import ANY_WORKSPACE, JobStore
@@ -232,7 +236,7 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
         for name in HTTP_FORBIDDEN_PARAMETERS:
             if name in parameters:
                 raise InvalidInput(f"{name!r} cannot be set over HTTP (outputs go to the configured store)")
-        spec = build_spec(**parameters)
+        spec = registered_spec(parameters) if "process" in parameters else build_spec(**parameters)
         spec = check_job(settings, principal, spec)
         check_limits(settings, principal, estimate(spec, Catalog(settings)), spec)
         workspace = job_workspace(principal)
