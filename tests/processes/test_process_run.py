@@ -199,3 +199,19 @@ def _attempts(store, job_id):
     with psycopg.connect(store.settings.dsn()) as conn:
         return dict(conn.execute("SELECT tile, attempts FROM stacube.job_tiles WHERE job_id=%s AND "
                                  "stage='composite'", (job_id,)).fetchall())
+
+
+def test_the_readme_example_runs_as_written(samples, tmp_path):
+    """The module and the configuration of README's "Your own process", written as they are."""
+    import re
+
+    text = (ROOT / "README.md").read_text().split("### Your own process", 1)[1]
+    module = re.search(r"```python\n# focal_ndvi.py\n(.*?)```", text, re.S).group(1)
+    config = re.search(r"```yaml\n(process: focal_ndvi.py.*?)```", text, re.S).group(1)
+    (tmp_path / "focal_ndvi.py").write_text(module)
+    (tmp_path / "job.yaml").write_text(config)
+    report = run_cli(str(tmp_path / "job.yaml"), "--workers", "1")
+    assert report["status"] == "completed" and report["process"]["halo"] == 2
+    assert report["outputs"]["report"].startswith(str(tmp_path / "out"))
+    ndvi = read(report["outputs"]["cogs"][report["steps"][0]["label"]]["ndvi"])
+    assert np.isfinite(ndvi).all() and 0 < np.nanmean(ndvi) < 1
