@@ -215,3 +215,16 @@ def test_the_readme_example_runs_as_written(samples, tmp_path):
     assert report["outputs"]["report"].startswith(str(tmp_path / "out"))
     ndvi = read(report["outputs"]["cogs"][report["steps"][0]["label"]]["ndvi"])
     assert np.isfinite(ndvi).all() and 0 < np.nanmean(ndvi) < 1
+
+
+def test_with_a_period_the_process_runs_once_per_period(samples, project, untiled, write_config):
+    config = write_config(project, parameters={"radius": 2}, halo=2, period="P1M", tile_size=32,
+                          output_collection="focal-monthly")
+    report = run_cli(str(config), "--workers", "1")
+    steps = report["steps"]
+    assert len(steps) > 1 and len(report["items"]) == len(steps)
+    per_period = [read(report["outputs"]["cogs"][s["label"]]["clear"]).astype(int) for s in steps]
+    for counts, step in zip(per_period, steps):  # each period counts only its own scenes
+        assert counts.max() <= len(step["items"])
+    total = read(untiled["outputs"]["cogs"][untiled["steps"][0]["label"]]["clear"]).astype(int)
+    assert np.array_equal(sum(per_period), total)  # the periods split the observations

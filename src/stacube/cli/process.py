@@ -17,8 +17,11 @@ app = typer.Typer(help="Processes (Python functions run tile by tile): list, val
 
 @app.command("list")
 def list_processes(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The registered processes (entry point group stacube.processes): the only ones the jobs
-    API runs."""
+    """The registered processes and their parameters.
+
+    Packages register processes in the entry point group stacube.processes; only these run
+    over HTTP (POST /jobs).
+    """
     from stacube.errors import StacubeError  # lazy: start-up
     from stacube.jobs.processes import load_registered, registered  # lazy: start-up
 
@@ -47,8 +50,11 @@ def list_processes(as_json: bool = typer.Option(False, "--json", help="Print JSO
 
 @app.command("validate")
 def validate(config: Path = typer.Argument(..., help="The process configuration (YAML).")) -> None:
-    """Check a configuration without running it: keys, the module and its execute function, the
-    parameters against the process's schema, collections, bands, scenes, the output root."""
+    """Check a process configuration without running it.
+
+    Checks the keys, the module and its execute function, the parameters against the process's
+    schema, the collections, bands and scenes, and that the output root is writable.
+    """
     from stacube.jobs.process_config import read_config  # lazy: start-up
     from stacube.jobs.runner import check  # lazy: start-up
 
@@ -70,10 +76,12 @@ def run(
     dask: str | None = typer.Option(None, "--dask", help="Run tiles on a Dask cluster (scheduler address)."),
     as_json: bool = typer.Option(False, "--json", help="Print the job report as JSON on stdout."),
 ) -> None:
-    """Run a process over its area and time, tile by tile: COGs, a Zarr cube and a report,
-    registered as STAC Items. An interrupted run resumes (stacube job resume ID, or this
-    command again); tiles where the process raised are left nodata, listed in the report with
-    their traceback, and make the command exit non-zero."""
+    """Run a process tile by tile: COGs, a Zarr cube and a report, registered as STAC Items.
+
+    An interrupted run resumes (this command again, or stacube job resume ID). Tiles where the
+    process raised are left nodata and listed in the report with their traceback; the command
+    then exits non-zero.
+    """
     from stacube.errors import StacubeError  # lazy: start-up
     from stacube.jobs.process_config import read_config  # lazy: start-up
     from stacube.jobs.runner import check, submit  # lazy: start-up
