@@ -135,3 +135,13 @@ def test_the_jobs_api_runs_a_registered_process(client, samples):
     assert report["process"]["source"] == "nir-mean"  # a name, never a path
     item = samples.get_item(report["collection"], report["items"][0])
     assert item["properties"]["processing:expression"]["expression"]["process"] == "nir-mean"
+
+
+def test_the_jobs_api_lists_the_registered_processes(client):
+    r = client.get("/jobs/processes")
+    assert r.status_code == 200, r.text
+    rows = {p["name"]: p for p in r.json()["processes"]}
+    assert rows["nir-mean"]["parameters"]["properties"]["scale"]["maximum"] == 100
+    assert rows["nir-mean"]["outputs"] == {"nir_mean": {"dtype": "float32", "nodata": None}}
+    assert rows["red-above"]["parameters"]["required"] == ["threshold"]
+    assert client.get("/jobs/nope").status_code == 404  # job ids still route to jobs

@@ -257,3 +257,18 @@ def registered_spec(params: dict) -> ProcessSpec:
         if key in params:
             raise InvalidInput(f"{key}: set by the registered process, not by the request")
     return build_process_spec(load_registered(name), **params)
+
+
+def process_catalog() -> list[dict]:
+    """The registered processes that load, as documents: ``name``, ``version``,
+    ``description``, ``parameters`` (JSON Schema or None) and ``outputs`` (declared or None),
+    by name."""
+    out = []
+    for name in sorted(registered()):
+        try:
+            process = load_registered(name)
+        except (InvalidInput, NotFound):
+            continue
+        out.append({"name": name, "version": process.version, "description": process.description,
+                    "parameters": process.parameters_schema(), "outputs": process.outputs})
+    return out
