@@ -229,3 +229,14 @@ def test_with_a_period_the_process_runs_once_per_period(samples, project, untile
         assert counts.max() <= len(step["items"])
     total = read(untiled["outputs"]["cogs"][untiled["steps"][0]["label"]]["clear"]).astype(int)
     assert np.array_equal(sum(per_period), total)  # the periods split the observations
+
+
+def test_a_job_is_not_finished_with_code_that_changed_under_it(samples, project, write_config):
+    from stacube.errors import InvalidInput
+
+    spec, _ = read_config(write_config(project, tile_size=64, output_collection="focal-changed"))
+    job, _ = submit(spec, samples.settings)
+    (project / "focal.py").write_text((project / "focal.py").read_text() + "\nSOMETHING = 1\n")
+    with pytest.raises(InvalidInput, match="changed since the job was submitted"):
+        run_job(samples.settings, job["id"], workers=1)
+    assert JobStore(samples.settings).get(job["id"], full=False)["state"] == "failed"
