@@ -40,6 +40,8 @@ from stacube.errors import InvalidInput, StacubeError
 if TYPE_CHECKING:
     from odc.geo.geobox import GeoBox
 
+#: Characters of a traceback kept (its end) in a tile's result and the report.
+MAX_TRACEBACK = 8000
 #: ``execute(cube, **parameters)`` of a process.
 Execute = Callable[..., Any]
 
@@ -123,8 +125,11 @@ def run_execute(execute: Execute, cube: xr.Dataset, parameters: dict) -> dict[st
         raise
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
-        message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-        raise ProcessFailed(message, "".join(traceback.format_exception(exc))) from exc
+        message = f"{type(exc).__name__}: {first[:500]}" if first else type(exc).__name__
+        text = "".join(traceback.format_exception(exc))
+        if len(text) > MAX_TRACEBACK:  # the end says where it failed
+            text = "...\n" + text[-MAX_TRACEBACK:]
+        raise ProcessFailed(message, text) from exc
     return _arrays(result, (cube.sizes["y"], cube.sizes["x"]))
 
 

@@ -405,13 +405,11 @@ def prepare_composite(settings: Settings, job_id: str) -> dict:
     staging = staging_of(settings, plan, job)
     starts = [datetime.fromisoformat(s["start"].replace("Z", "+00:00")) for s in selection["steps"]]
     what = plan.what
-    names = ([], []) if plan.is_process else (plan.bands, plan.indices)
     outputs.create_cube(staging.zarr_store("cube.zarr"), plan.geobox, plan.variables, starts, plan.tile_shape[0],
                         attrs={"title": f"stacube {what}", "stacube:job": job_id, "Conventions": "CF-1.8"},
-                        variable_attrs={v: {"long_name": f"{v} ({what})", **variable_attrs(
-                                            v, bands=names[0], indices=names[1], what=what)}
-                                        if plan.is_process else
-                                        variable_attrs(v, bands=plan.bands, indices=plan.indices, what=what)
+                        variable_attrs={v: ({"grid_mapping": "spatial_ref", "long_name": f"{v} ({what})"}
+                                            if plan.is_process else
+                                            variable_attrs(v, bands=plan.bands, indices=plan.indices, what=what))
                                         for v in plan.variables}, zarr_format=plan.spec.zarr_format,
                         dtypes={v: (plan.dtype_of(v), plan.fill_of(v)) for v in plan.variables})
     staging.write_document("selection", {k: selection[k] for k in ("used", "period_index", "steps")})
