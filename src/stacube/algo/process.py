@@ -10,7 +10,7 @@ period) it gets ``cube``, an ``xarray.Dataset`` built from the tile's :class:`~s
   and observed at all (not fill, not nodata);
 * coordinates ``time`` (datetime64), ``item_id`` and ``collection`` (per time step), ``y``/``x``
   pixel centres in the output CRS and ``spatial_ref`` (so ``cube.odc.geobox`` and
-  ``cube.rio.crs`` work), as ``Datacube.load`` gives.
+  ``cube.rio.crs`` work).
 
 With a halo of ``N`` pixels the cube covers the tile plus ``N`` pixels on every side (read from
 the neighbouring area, as mapchete's metatiles), so focal operations are exact at tile edges;
