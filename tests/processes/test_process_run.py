@@ -240,3 +240,34 @@ def test_a_job_is_not_finished_with_code_that_changed_under_it(samples, project,
     with pytest.raises(InvalidInput, match="changed since the job was submitted"):
         run_job(samples.settings, job["id"], workers=1)
     assert JobStore(samples.settings).get(job["id"], full=False)["state"] == "failed"
+
+
+MAX_NDVI = """
+def execute(cube):
+    return {"ndvi": ((cube.nir - cube.red) / (cube.nir + cube.red)).max("time"), "n": cube.clear.sum("time")}
+"""
+
+
+def test_serve_previews_tiles_computed_on_demand(samples, tmp_path, write_process, write_config):
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from stacube_services.process_preview import create_preview_app
+
+    write_process(tmp_path, MAX_NDVI, "max_ndvi.py")
+    spec, _ = read_config(write_config(tmp_path, process="max_ndvi.py", halo=1))
+    client = TestClient(create_preview_app(samples.settings, spec))
+    page = client.get("/")
+    assert page.status_code == 200 and "tiles/{z}/{x}/{y}.png" in page.text
+    r = client.get("/tiles/14/8854/5837.png", params={"output": "ndvi", "rescale": "0,1"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(r.content))
+    assert image.size == (256, 256)
+    alpha = np.asarray(image.convert("RGBA"))[..., 3]
+    assert 0.1 < (alpha > 0).mean() < 0.9  # the scenes cover part of the tile: NaN elsewhere
+    assert len(np.unique(np.asarray(image.convert("RGB"))[alpha > 0], axis=0)) > 10
+    assert client.get("/tiles/14/8854/5837.png", params={"output": "nope"}).status_code == 400
+    assert client.get("/tiles/3/0/0.png").status_code == 404  # no scene there
+    assert client.get("/tiles/2/9/0.png").status_code == 400  # outside the matrix set

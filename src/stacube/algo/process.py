@@ -169,6 +169,26 @@ def cast_output(value: np.ndarray, output: Output) -> np.ndarray:
     return value.astype(dtype)
 
 
+def execute_on(inputs: CompositeInputs, geobox: GeoBox, execute: Execute, parameters: dict, *,
+               margin: int = 0, pool: int | None = None) -> dict[str, np.ndarray] | None:
+    """``execute`` on every scene over ``geobox`` (grown by ``margin`` pixels, the result
+    cropped back): ``{name: (y, x) array}``, or None when no scene covers it or the process
+    wrote nothing (the output probe, previews).
+
+    Raises:
+        ProcessFailed: the process raised.
+    """
+    padded = geobox.pad(margin) if margin else geobox
+    stack = load_tile(inputs, padded, inputs.load_bands, None, pool)
+    if not stack.item_ids:
+        return None
+    arrays = run_execute(execute, stack_dataset(stack, padded), parameters)
+    if not arrays:
+        return None
+    inner = (slice(margin, margin + geobox.shape.y), slice(margin, margin + geobox.shape.x))
+    return {name: value[inner] for name, value in arrays.items()}
+
+
 def probe_outputs(inputs: CompositeInputs, geobox: GeoBox, execute: Execute, parameters: dict, *,
                   margin: int = 0, edge: int = 64) -> dict[str, Output]:
     """The outputs of a process that declares none, read off its result on an ``edge`` px
@@ -180,16 +200,10 @@ def probe_outputs(inputs: CompositeInputs, geobox: GeoBox, execute: Execute, par
     """
     ny, nx = min(edge, geobox.shape.y), min(edge, geobox.shape.x)
     y0, x0 = (geobox.shape.y - ny) // 2, (geobox.shape.x - nx) // 2
-    window = geobox[y0:y0 + ny, x0:x0 + nx]
-    padded = window.pad(margin) if margin else window
-    stack = load_tile(inputs, padded, inputs.load_bands)
-    if not stack.item_ids:
-        raise InvalidInput("no scene covers the centre of the area, where the outputs are probed: "
-                           "declare the outputs")
-    arrays = run_execute(execute, stack_dataset(stack, padded), parameters)
+    arrays = execute_on(inputs, geobox[y0:y0 + ny, x0:x0 + nx], execute, parameters, margin=margin)
     if not arrays:
-        raise InvalidInput("the process wrote nothing at the centre of the area, where the outputs are "
-                           "probed: declare the outputs")
+        raise InvalidInput("the process wrote nothing at the centre of the area (or no scene covers it), "
+                           "where the outputs are probed: declare the outputs")
     return infer_outputs(arrays)
 
 

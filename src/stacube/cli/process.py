@@ -11,7 +11,7 @@ from rich.table import Table
 from stacube.cli.common import console, settings_from
 from stacube.cli.composite import print_summary, run_with_progress
 
-app = typer.Typer(help="Processes (Python functions run tile by tile): list, validate, run.",
+app = typer.Typer(help="Processes (Python functions run tile by tile): list, validate, run, serve.",
                   no_args_is_help=True)
 
 
@@ -100,3 +100,27 @@ def run(
         raise StacubeError(f"the process failed on {report['failed_tiles']} of {report['grid']['tiles']} tiles "
                            f"(tile {first['tile']}: {first['error']}); the other tiles are written and the "
                            "report lists every error with its traceback")
+
+
+@app.command("serve")
+def serve(
+    config: Path = typer.Argument(..., help="The process configuration (YAML)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (the server runs the configuration's code)."),
+    port: int = typer.Option(8001, help="Port."),
+) -> None:
+    """Preview a process on a map: tiles computed on demand, in the foreground.
+
+    Paths: / (the map), /tiles/{z}/{x}/{y}.png?output=&rescale=MIN,MAX&colormap_name=.
+    """
+    import uvicorn
+
+    from stacube.jobs.process_config import read_config  # lazy: start-up
+    from stacube.storage.objects import configure_gdal  # lazy: start-up
+    from stacube_services.process_preview import create_preview_app  # lazy: start-up
+
+    spec, process = read_config(config)
+    settings = settings_from()
+    configure_gdal(settings)
+    app = create_preview_app(settings, spec)
+    console.print(f"previewing process {process.name} at http://{host}:{port}/ (Ctrl-C stops)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
