@@ -113,7 +113,8 @@ def main() -> None:
             ours, base = min(times["process"]), min(times["built-in"])
             print(f"{collection}: {len(tiles)} tiles of {tile} px, {len(used)} scenes; per tile: process "
                   f"min {ours * 1000:7.1f} ms median {statistics.median(times['process']) * 1000:7.1f} ms, "
-                  f"built-in median min {base * 1000:7.1f} ms median {statistics.median(times['built-in']) * 1000:7.1f} ms; "
+                  f"built-in median min {base * 1000:7.1f} ms "
+                  f"median {statistics.median(times['built-in']) * 1000:7.1f} ms; "
                   f"ratio {ours / base:4.2f}x (target <= 1.2x); identical pixels: {same}")
             k, p = min(compute["kernel"]), min(compute["path"])
             print(f"  without the reads, per tile: process path min {p * 1000:6.2f} ms, built-in kernel min "

@@ -45,7 +45,8 @@ PAGE = """<!doctype html>
 const map = L.map("map");
 L.tileLayer("https://tile.openstreetmap.org/{{z}}/{{x}}/{{y}}.png",
             {{maxZoom: 19, attribution: "&copy; OpenStreetMap contributors"}}).addTo(map);
-L.tileLayer("tiles/{{z}}/{{x}}/{{y}}.png{query}", {{maxZoom: {max_zoom}, attribution: "stacube process {name}"}}).addTo(map);
+L.tileLayer("tiles/{{z}}/{{x}}/{{y}}.png{query}",
+            {{maxZoom: {max_zoom}, attribution: "stacube process {name}"}}).addTo(map);
 map.fitBounds({bounds});
 </script></body></html>
 """
@@ -107,7 +108,8 @@ def create_preview_app(settings: Settings, spec: ProcessSpec, *, cache: int = 25
         west, south, east, north = _area(spec)
         params = {k: v for k, v in (("output", output), ("rescale", rescale), ("colormap_name", colormap_name)) if v}
         query = ("?" + "&".join(f"{k}={v}" for k, v in params.items())) if params else ""
-        return PAGE.format(name=spec.process_name, query=json.dumps(query)[1:-1], max_zoom=MAX_ZOOM,
+        query = json.dumps(query)[1:-1].replace("<", "\\u003c")  # inside a JavaScript string
+        return PAGE.format(name=spec.process_name, query=query, max_zoom=MAX_ZOOM,
                            bounds=json.dumps([[south, west], [north, east]]))
 
     @app.get("/tiles/{z}/{x}/{y}.png", summary="A tile of the process's output, computed on demand")

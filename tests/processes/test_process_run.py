@@ -271,3 +271,14 @@ def test_serve_previews_tiles_computed_on_demand(samples, tmp_path, write_proces
     assert client.get("/tiles/14/8854/5837.png", params={"output": "nope"}).status_code == 400
     assert client.get("/tiles/3/0/0.png").status_code == 404  # no scene there
     assert client.get("/tiles/2/9/0.png").status_code == 400  # outside the matrix set
+
+
+def test_the_preview_page_does_not_echo_markup(samples, project, write_config):
+    from fastapi.testclient import TestClient
+
+    from stacube_services.process_preview import create_preview_app
+
+    spec, _ = read_config(write_config(project, outputs=["focal", "clear"]))
+    client = TestClient(create_preview_app(samples.settings, spec))
+    page = client.get("/", params={"output": "</script><script>alert(1)</script>"}).text
+    assert "</script><script>alert" not in page
