@@ -220,7 +220,7 @@ def worker_main(config: dict) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     tasks.tile_stats = timed(tasks.tile_stats)
-    tasks.compute_tile = timed(tasks.compute_tile, kill=maybe_die)
+    tasks.composite_tile = timed(tasks.composite_tile, kill=maybe_die)
     tasks.outputs.write_region = timed(job_outputs.write_region)
     tasks.outputs.write_cog = timed(job_outputs.write_cog)
 
@@ -282,6 +282,7 @@ class Workers:
         self.env = env
         self.tile_queue = tile_queue
         self.stop_file = workdir / "stop-workers"
+        self.workdir = workdir
         self.procs: list[subprocess.Popen] = []
         self.lines: list[dict] = []
         self.lock = threading.Lock()
@@ -290,8 +291,9 @@ class Workers:
 
     def _start(self, index: int, faults: dict | None = None) -> subprocess.Popen:
         config = {"tile_queue": self.tile_queue, "stop_file": str(self.stop_file), **(faults or {})}
-        proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(config)], env=self.env,
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        with open(self.workdir / f"worker-{index}.log", "a") as log:  # tracebacks, if a worker dies
+            proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(config)], env=self.env,
+                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
         return proc
 
