@@ -34,7 +34,6 @@ import asyncio
 import itertools
 import os
 import random
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -259,28 +258,16 @@ def overall(stats: Stats) -> tuple[float, float, float]:
 def served_titiler(settings, *, workers: int, pool_size: int):
     """titiler-pgstac's own application (``titiler.pgstac.main:app``) under uvicorn on a free
     loopback port, on the database of ``settings``; yields ``(base URL, process)``."""
-    import httpx
-
-    from common import free_port
+    from common import free_port, running
 
     port = free_port()
     env = {**os.environ, "DATABASE_URL": settings.dsn(), "DB_MIN_CONN_SIZE": "1",
            "DB_MAX_CONN_SIZE": str(pool_size)}
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "titiler.pgstac.main:app", "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+    with running([sys.executable, "-m", "uvicorn", "titiler.pgstac.main:app", "--host", "127.0.0.1",
+                  "--port", str(port), "--workers", str(workers), "--log-level", "warning"], env,
+                 f"{base}/healthz") as server:
         yield base, server
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def private_to_workspace(settings, collections: list[str]) -> str:

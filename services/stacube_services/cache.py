@@ -51,8 +51,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     if not if_none_match:
         return False
     tags = [t.strip() for t in if_none_match.split(",")]
-    strip = lambda t: t[2:] if t.startswith("W/") else t  # noqa: E731
-    return any(t == "*" or strip(t) == strip(etag) for t in tags)
+    return any(t == "*" or t.removeprefix("W/") == etag.removeprefix("W/") for t in tags)
 
 
 def not_modified_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -45,7 +45,12 @@ from titiler.pgstac.backend import PGSTACBackend
 
 from stacube.db.migrate import CATALOG_VERSION_ALL_SQL, CATALOG_VERSION_SQL
 from stacube.errors import StacubeError
-from stacube_services.access.raster import SEARCH_SQL, _search_collections, collection_readable, search_usable
+from stacube_services.access.raster import (
+    SEARCH_SQL,
+    _search_collections,
+    collection_readable,
+    search_usable,
+)
 from stacube_services.access.service import DB_ERRORS
 from stacube_services.cache import etag_matches
 
@@ -82,7 +87,7 @@ class TileCache:
         path = scope.get("path") or "/"
         path = path[len(root):] if root and path.startswith(root) else path
         route = TILE_ROUTE.match(path)
-        service = scope["app"].state.stacube_access if route else None
+        service = getattr(scope["app"].state, "stacube_access", None) if route else None
         if route is None or service is None:
             await self.app(scope, receive, send)
             return

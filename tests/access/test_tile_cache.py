@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from access_testing import ALPHA, MISSING, PRIVATE, PUBLIC, S2, TILE, same_as_missing
 
 GROWING = "acc-tiles-growing"
