@@ -52,6 +52,9 @@ def test_etag_revalidates_and_a_new_item_changes_the_tile(client, world, growing
     assert again.status_code == 200 and again.headers["x-tile-cache"] == "hit"
     assert again.headers["etag"] == etag and again.content == first.content
     assert again.headers["content-type"] == "image/png"
+    # images are not compressed again on their way out of `stacube up`; JSON still is
+    assert "content-encoding" not in first.headers and "content-encoding" not in again.headers
+    assert client.get("/stac/collections", headers={**owner, "Accept-Encoding": "br"}).headers["content-encoding"] == "br"
     # the same parameters in another order are the same tile; another order of assets is not
     reordered = client.get(url.replace("?assets=B04&assets=B03&assets=B02&rescale=0,3000",
                                        "?rescale=0,3000&assets=B04&assets=B03&assets=B02"), headers=owner)
