@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
+from starlette.middleware import Middleware
 
 from stacube import __version__
 from stacube.settings import Settings
@@ -65,12 +66,9 @@ def uncompressed_images(app: FastAPI) -> None:
     """Keep stac-fastapi's compression (``BrotliMiddleware``, gzip as fallback) off the images of
     the APIs mounted on its app: PNG, WebP and JPEG tiles gain nothing from it and every tile
     would pay for it (titiler's own application excludes images the same way)."""
-    from brotli_asgi import BrotliMiddleware
-    from starlette.middleware import Middleware
-
     for i, middleware in enumerate(app.user_middleware):
-        if middleware.cls is BrotliMiddleware:
-            app.user_middleware[i] = Middleware(BrotliMiddleware, *middleware.args,
+        if getattr(middleware.cls, "__name__", "") == "BrotliMiddleware":  # brotli-asgi's, from stac-fastapi
+            app.user_middleware[i] = Middleware(middleware.cls, *middleware.args,
                                                 **{**middleware.kwargs, "excluded_handlers": [IMAGE_PATHS]})
 
 
