@@ -61,7 +61,8 @@ TILE_ROUTE = re.compile(r"^/(?:collections/(?P<collection>[^/]+)(?:/items/[^/]+)
                         r"/(?:masked/)?(?:[^/]+/)?tiles/[^/]+/\d+/\d+/[^/]+$")
 #: the catalog version of the request being rendered (read by :class:`VersionedBackend`)
 CATALOG_VERSION: ContextVar[str | None] = ContextVar("stacube_catalog_version", default=None)
-KEPT_HEADERS = {b"content-type", b"content-length", b"content-encoding", b"content-crs", b"content-bbox"}
+#: headers of a rendered answer that are not kept with it (of that one answer only)
+DROPPED_HEADERS = {b"date", b"server", b"set-cookie", b"etag", b"x-tile-cache", b"connection", b"transfer-encoding"}
 
 
 class TileCache:
@@ -158,7 +159,7 @@ class TileCache:
                 if not message.get("more_body", False):
                     body = b"".join(chunks)
                     if len(body) * 16 <= self.size:
-                        kept = [(k, v) for k, v in start.get("headers") or [] if k.lower() in KEPT_HEADERS]
+                        kept = [(k, v) for k, v in start.get("headers") or [] if k.lower() not in DROPPED_HEADERS]
                         self.tiles[key] = (kept, body)
             await send(message)
 

@@ -52,6 +52,10 @@ def test_etag_revalidates_and_a_new_item_changes_the_tile(client, world, growing
     assert again.status_code == 200 and again.headers["x-tile-cache"] == "hit"
     assert again.headers["etag"] == etag and again.content == first.content
     assert again.headers["content-type"] == "image/png"
+    masked = [client.get(f"/raster/collections/{GROWING}/masked/tiles/{TILE}.npy?assets=B04", headers=owner)
+              for _ in range(2)]
+    assert [m.headers["x-tile-cache"] for m in masked] == ["miss", "hit"]
+    assert masked[1].headers["x-assets"] == masked[0].headers["x-assets"]  # the answer's own headers, kept
     # images are not compressed again on their way out of `stacube up`; JSON still is
     assert "content-encoding" not in first.headers and "content-encoding" not in again.headers
     assert client.get("/stac/collections", headers={**owner, "Accept-Encoding": "br"}).headers["content-encoding"] == "br"
