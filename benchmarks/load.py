@@ -115,6 +115,25 @@ def register_search(base: str) -> str:
     return r.json()["id"]
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children (uvicorn workers)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def process_rss(pid: int) -> int:
     """Resident memory of a process and its children (uvicorn workers)."""
     import psutil
@@ -299,18 +318,20 @@ def compare(args) -> int:
 
     results: dict[tuple[str, str], list[Stats]] = {}
     load_before = os.getloadavg()[0]
+    cpu_used: dict[tuple[str, str], float] = {}  # server CPU seconds (its processes, not the database's)
     with benchmark_settings("load") as settings:
         load_samples(settings)
         key = private_to_workspace(settings, [S2, L8])
         credentials = {"X-API-Key": key}
         pool = str(args.pool_size)
-        with served(settings, "--workers", str(args.workers), env={"STACUBE_DB_POOL_SIZE": pool}) as (base, _), \
-                served_titiler(settings, workers=args.workers, pool_size=args.pool_size) as (plain, _):
+        with served(settings, "--workers", str(args.workers), env={"STACUBE_DB_POOL_SIZE": pool}) as (base, ours), \
+                served_titiler(settings, workers=args.workers, pool_size=args.pool_size) as (plain, theirs):
             r = httpx.post(f"{base}/raster/searches/register", headers=credentials, timeout=60,
                            json={"collections": [S2]})
             r.raise_for_status()
             search_id = r.json()["id"]  # the same search (hash) for both: one database
             sides = {"stacube": (f"{base}/raster", credentials), "titiler-pgstac": (plain, None)}
+            pids = {"stacube": ours.pid, "titiler-pgstac": theirs.pid}
             for name, (raster, headers) in sides.items():  # warm-up: imports, pools, GDAL caches
                 warm = asyncio.run(run_load(raster, clients=4, duration=args.warmup, headers=headers,
                                             kinds=tile_kinds(raster, search_id, cold=True)))
@@ -321,9 +342,11 @@ def compare(args) -> int:
                     order = list(sides) if r % 2 == 0 else list(reversed(sides))
                     for name in order:
                         raster, headers = sides[name]
+                        cpu = process_cpu(pids[name])
                         stats = asyncio.run(run_load(
                             raster, clients=args.clients, duration=args.duration / args.rounds, headers=headers,
                             kinds=tile_kinds(raster, search_id, cold=load == "cold"), seed=r))
+                        cpu_used[(load, name)] = cpu_used.get((load, name), 0.0) + process_cpu(pids[name]) - cpu
                         results.setdefault((load, name), []).append(stats)
     print(f"machine: {machine()}, load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; {args.workers} uvicorn worker(s) and "
           f"{args.pool_size} database connections per process on each side; {args.clients} clients; "
@@ -334,11 +357,17 @@ def compare(args) -> int:
         errors += ours.error_count + theirs.error_count
         (t1, a50, a95), (t0, b50, b95) = overall(ours), overall(theirs)
         print(f"\n{load} load")
-        print(f"{'server':<34} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'errors':>6}")
-        for label, (t, p50, p95), st in (("stacube (access control on)", (t1, a50, a95), ours),
-                                         ("titiler-pgstac (titiler.pgstac.main)", (t0, b50, b95), theirs)):
-            print(f"{label:<34} {t:>7.1f} {p50 * 1e3:>8.1f} {p95 * 1e3:>8.1f} {st.error_count:>6}")
-        print(f"{'ratio (stacube better when > 1)':<34} {t1 / t0:>6.2f}x {b50 / a50:>7.2f}x {b95 / a95:>7.2f}x")
+        print(f"{'server':<37} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'CPU ms/req':>10} {'errors':>6}")
+        cpu = {}
+        for name, label, (t, p50, p95), st in (
+                ("stacube", "stacube (access control on)", (t1, a50, a95), ours),
+                ("titiler-pgstac", "titiler-pgstac (titiler.pgstac.main)", (t0, b50, b95), theirs)):
+            answered = sum(len(v) for v in st.latencies.values()) or 1
+            cpu[name] = cpu_used.get((load, name), 0.0) / answered
+            print(f"{label:<37} {t:>7.1f} {p50 * 1e3:>8.1f} {p95 * 1e3:>8.1f} {cpu[name] * 1e3:>10.1f} "
+                  f"{st.error_count:>6}")
+        print(f"{'ratio (stacube better when > 1)':<37} {t1 / t0:>6.2f}x {b50 / a50:>7.2f}x {b95 / a95:>7.2f}x "
+              f"{cpu['titiler-pgstac'] / cpu['stacube']:>9.2f}x")
         for kind in ours.latencies:
             mine, other = ours.latencies[kind], theirs.latencies.get(kind, [])
             if mine and other:
