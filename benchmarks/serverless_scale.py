@@ -65,10 +65,13 @@ VISIBILITY = 8
 
 
 def job_spec(size: int, tile_size: int, name: str) -> dict:
-    """A median NDVI job over the whole generated stack, on its own 10 m grid."""
+    """A median NDVI job over the whole generated stack, on its own 10 m grid; ``max_cloud``
+    gives it the ``scenes`` stage (every stage of the machine is exercised, and a stale scenes
+    message can be delivered after the stage moved on)."""
     bbox = [ORIGIN[0] + 1, ORIGIN[1] - size * RES + 1, ORIGIN[0] + size * RES - 1, ORIGIN[1] - 1]
     return {"collections": [COLLECTION], "bbox": bbox, "bbox_crs": CRS, "datetime": "2020-01-01/2020-12-31",
-            "method": "median", "indices": ["NDVI"], "tile_size": tile_size, "output_collection": name}
+            "method": "median", "indices": ["NDVI"], "max_cloud": 100, "tile_size": tile_size,
+            "output_collection": name}
 
 
 # -- the pieces on loopback ----------------------------------------------------------------------
@@ -389,6 +392,8 @@ class Bench:
             "STACUBE_DATABASE_HOST": "127.0.0.1", "STACUBE_DATABASE_PORT": str(self.bouncer.port),
             "STACUBE_DB_POOL_SIZE": "1", "STACUBE_OUTPUT": f"s3://{OUTPUTS}/outputs", "STACUBE_TMP_PREFIX": "tmp/",
             "STACUBE_OUTPUT_BUCKET": OUTPUTS, "STACUBE_DATA_DIR": str(self.workdir / "data"),
+            # the generated scenes, as a deployment names its data bucket
+            "STACUBE_READ_PREFIXES": str(self.workdir / "data" / "scenes"),
             "STACUBE_PLAN_QUEUE_URL": self.queues["plan"], "STACUBE_TILE_QUEUE_URL": self.queues["tile"],
             "STACUBE_FINALIZE_QUEUE_URL": self.queues["finalize"], "STACUBE_FINALIZE_FANOUT": "2",
             "PYTHONPATH": os.pathsep.join(str(p) for p in (ROOT, ROOT / "src", ROOT / "services")),

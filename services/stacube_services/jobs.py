@@ -5,7 +5,11 @@
 ``clear``, ``period``, ``crs``, ``resolution``, ``output_collection``, ``tile_size``), validates them
 (400 with a reason), records the job and hands it to a launcher: a local worker process under
 ``stacube up``, a queue message on AWS. ``GET /jobs``, ``GET /jobs/{id}`` (state, progress,
-report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``. Callers see their
+report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``. With
+``"process": "<name>"`` and ``"parameters": {...}`` (plus the inputs, area and time above), it
+runs a *registered* process (entry point group ``stacube.processes``; its parameters checked
+against its schema): no request names a module path or brings code; ``GET /jobs/processes``
+lists them with their parameter schemas. Callers see their
 own jobs only; inputs must be readable and outputs go into the caller's workspace
 (:mod:`stacube.access.jobs`): the job's id is scoped by the workspace, and the job claims its
 output collection for it when it registers its items.
@@ -41,6 +45,7 @@ from stacube.access.jobs import (
 from stacube.catalog.pgstac import Catalog
 from stacube.errors import InvalidInput, NotFound, StacubeError
 from stacube.jobs.estimate import estimate
+from stacube.jobs.processes import process_catalog, registered_spec
 from stacube.jobs.runner import submit as submit_job
 from stacube.jobs.spec import build_spec
 from stacube.jobs.state import ANY_WORKSPACE, JobStore
@@ -152,6 +157,28 @@ def download_url(href: str, site: str, settings: Settings) -> str:
     return href
 
 
+def job_summary(report: dict) -> dict:
+    """Scene and pixel counts of a completed job, from its report.
+
+    Returns:
+        ``scenes`` (over the area and dates), ``scenes_used`` (used, with at least one clear pixel
+        when counted), ``pixels`` (output pixels per variable and period: rows x columns),
+        ``shape`` ``[rows, columns]``, ``clear_observations`` (clear pixels of the used scenes
+        inside the area, summed; None when the scenes were not counted), ``periods``, ``cogs``.
+    """
+    scenes = report.get("scenes") or []
+    used = [s for s in scenes if s.get("used") and (s.get("clear_pixels") is None or s["clear_pixels"] > 0)]
+    shape = list((report.get("grid") or {}).get("shape") or [])
+    counted = [s["clear_pixels"] for s in used if s.get("clear_pixels") is not None]
+    cogs = (report.get("outputs") or {}).get("cogs") or {}
+    return {
+        "scenes": len(scenes), "scenes_used": len(used),
+        "pixels": shape[0] * shape[1] if len(shape) == 2 else None, "shape": shape,
+        "clear_observations": sum(counted) if used and len(counted) == len(used) else None,
+        "periods": len(report.get("steps") or []), "cogs": sum(len(v) for v in cogs.values()),
+    }
+
+
 def job_document(job: dict, request: Request, settings: Settings, mount: str) -> dict:
     """The public view of a job."""
     base = str(request.base_url).rstrip("/")
@@ -178,6 +205,7 @@ def job_document(job: dict, request: Request, settings: Settings, mount: str) ->
     if "held" in job:
         doc["held"] = job["held"]
     if report:
+        doc["summary"] = job_summary(report)
         out = report["outputs"]
         doc["downloads"] = {
             "report": download_url(out["report"], site, settings),
@@ -232,7 +260,7 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
         for name in HTTP_FORBIDDEN_PARAMETERS:
             if name in parameters:
                 raise InvalidInput(f"{name!r} cannot be set over HTTP (outputs go to the configured store)")
-        spec = build_spec(**parameters)
+        spec = registered_spec(parameters) if "process" in parameters else build_spec(**parameters)
         spec = check_job(settings, principal, spec)
         check_limits(settings, principal, estimate(spec, Catalog(settings)), spec)
         workspace = job_workspace(principal)
@@ -262,6 +290,14 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
         workspace = ANY_WORKSPACE if principal.is_admin else job_workspace(principal)
         jobs = store.list(state=state, limit=limit, offset=offset, workspace=workspace)
         return {"jobs": [job_document_json(j, request) for j in jobs]}
+
+    @app.get("/processes", summary="The registered processes a job may run, with their parameters")
+    def list_processes(request: Request) -> dict:
+        """Each registered process (entry point group ``stacube.processes``): name, version (hash
+        of its source), description, the JSON Schema of its parameters and its declared outputs;
+        a process that does not load is left out."""
+        check_submitter(settings, principal_of(request))
+        return {"processes": process_catalog()}
 
     @app.get("/{job_id}", summary="A job: state, progress, report, downloads")
     def get_job(request: Request, job_id: str) -> dict:

@@ -5,7 +5,10 @@ JSON), sort, fields, query, free-text, token pagination, collection-search; tran
 bulk transactions when ``STACUBE_TRANSACTIONS`` is on (default: when ``STACUBE_API_KEY`` is set).
 Access control (:mod:`stacube_services.access.stac`): reads and searches see only the
 collections the caller may read; writes need an API key or token of the owning workspace, or an
-admin's. Request limits (:mod:`stacube_services.limits`) run before anything else.
+admin's. Request limits (:mod:`stacube_services.limits`) run before anything else. Items carry
+asset hrefs every client can open: local files as URLs of the asset route
+(``/collections/{c}/items/{i}/assets/{key}``, :mod:`stacube_services.assets`), their storage
+paths as alternates.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from urllib.parse import unquote, urlparse
 logging.getLogger("stac_fastapi.types.config").setLevel(logging.ERROR)
 
 from stac_fastapi.api.app import StacApi  # noqa: E402
+from stac_fastapi.types.requests import get_base_url  # noqa: E402
 
 from stacube import __version__
 from stacube.settings import Settings
 from stacube_services.access.stac import AccessCoreClient, AccessExtensions, install_stac_access
+from stacube_services.assets import add_asset_routes, served_features
 from stacube_services.cache import CacheHeaders
 from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
 from stacube_services.limits import RequestLimits
@@ -33,6 +38,18 @@ COMPATIBLE_CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0/item-search#sort",
     "https://api.stacspec.org/v1.0.0/ogcapi-features#sort",
 ]
+
+
+class StacubeCoreClient(AccessCoreClient):
+    """The access-checked client whose items carry asset hrefs every client can open: local
+    files as URLs of the asset route, the storage path as an alternate
+    (:mod:`stacube_services.assets`). Every item answer (search, item list, item) goes through
+    ``_search_base``."""
+
+    async def _search_base(self, search_request, request):
+        answer = await super()._search_base(search_request, request)
+        served_features(answer.get("features") or [], get_base_url(request))
+        return answer
 
 
 def postgres_settings(settings: Settings, pool_size: int | None = None):
@@ -115,7 +132,7 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
         # database time for items with large item_assets (see benchmarks/load.py)
         use_api_hydrate=True,
     )
-    api = instantiate_api(client=AccessCoreClient, extensions=AccessExtensions(settings=stac_settings),
+    api = instantiate_api(client=StacubeCoreClient, extensions=AccessExtensions(settings=stac_settings),
                           settings=stac_settings, lifespan=lifespan or stac_lifespan(settings))
     api.client.landing_page_id = "stacube"
     api.client.base_conformance_classes.extend(COMPATIBLE_CONFORMANCE)
@@ -124,6 +141,7 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
     api.app.add_middleware(StacRequestMiddleware, prefix_path=prefix_path)
     api.app.add_middleware(JsonBodyMiddleware)
     add_error_handlers(api.app)
+    add_asset_routes(api.app, prefix_path)  # before the access dependency, which then covers it
     install_stac_access(api, settings, prefix_path=prefix_path, transactions=transactions_enabled(settings))
 
     def large_body(scope) -> bool:  # STAC transactions may carry larger bodies than searches

@@ -16,6 +16,8 @@
 * Items written through the transaction routes refine their collection as registered items do
   (``item_assets``, summaries, queryables: :meth:`stacube.catalog.pgstac.Catalog.describe_items`),
   once the write succeeded.
+* The asset route's files are answered uncompressed (byte ranges and ``Content-Length`` are the
+  file's: the API's Brotli/gzip compression would change both).
 * ``GET /collections/{id}/queryables`` lists every property of the collection's items with its
   JSON type: pgSTAC's queryables (the typed ones, :mod:`stacube.catalog.derive`) completed
   with the properties registration recorded (``stacube:from_items.properties``).
@@ -37,6 +39,8 @@ STRING_OPS = {"startsWith", "endsWith", "contains", "in"}
 ITEMS_PATH = re.compile(r"/collections/[^/]+/items(/[^/]+)?$")
 QUERYABLES_PATH = re.compile(r"^/collections/([^/]+)/queryables/?$")
 COLLECTIONS_PATH = re.compile(r"/collections(/|$)")
+#: The asset route (:mod:`stacube_services.assets`).
+ASSET_PATH = re.compile(r"^/collections/[^/]+/items/[^/]+/assets/")
 #: Transactions: a collection, an item, items (single, ItemCollection or bulk).
 TRANSACTION_PATH = re.compile(r"^/collections(/[^/]+(/items(/[^/]+)?|/bulk_items)?)?/?$")
 
@@ -149,12 +153,12 @@ class StacRequestMiddleware:
                 written = _items_of(body, path)
         if method in ("GET", "POST") and (is_search or is_items):
             send = _geojson_send(send)
+        if ASSET_PATH.match(path):  # file bytes as they are: ranges and lengths of the file
+            scope = _uncompressed(scope)
         queryables = QUERYABLES_PATH.match(path) if method == "GET" else None
         if queryables:
             send = _queryables_send(send, scope, unquote(queryables.group(1)))
-            # an uncompressed answer to complete (a queryables document is small)
-            scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers", [])
-                                          if k.lower() != b"accept-encoding"]}
+            scope = _uncompressed(scope)  # an answer to complete (a queryables document is small)
         status: list[int] = []
         if written:
             send = _status_send(send, status)
@@ -227,6 +231,11 @@ class StacRequestMiddleware:
                     doc.pop("query")
                 changed = True
         return orjson.dumps(doc) if changed else body
+
+
+def _uncompressed(scope):
+    """``scope`` without ``Accept-Encoding``: the answer is not compressed on its way out."""
+    return {**scope, "headers": [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"accept-encoding"]}
 
 
 def _geojson_send(send):

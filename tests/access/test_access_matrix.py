@@ -28,6 +28,7 @@ READS = {
     "stac items": "/stac/collections/{c}/items?limit=2",
     "stac item": f"/stac/collections/{{c}}/items/{ITEM}",
     "stac queryables": "/stac/collections/{c}/queryables",
+    "stac asset file": f"/stac/collections/{{c}}/items/{ITEM}/assets/B04",
     "raster collection tile": f"/raster/collections/{{c}}/tiles/{TILE}.png?assets=B04",
     "raster collection tilejson": "/raster/collections/{c}/WebMercatorQuad/tilejson.json?assets=B04",
     "raster index tile": f"/raster/collections/{{c}}/tiles/{TILE}.png?index=NDVI",

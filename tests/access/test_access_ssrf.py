@@ -214,3 +214,62 @@ def test_no_file_outside_was_touched(evil):
     """The outside COG is intact and still a symlink target (nothing wrote or moved it)."""
     assert evil["outside"].stat().st_size == B04.stat().st_size
     assert os.path.realpath(evil["hrefs"]["link"]) == str(evil["outside"])
+
+
+# -- the STAC API's asset route: the same gate on the file it serves -------------------------------
+LOCAL_EVIL = ("file-url", "plain-path", "outside", "escape", "link")
+
+
+def test_the_asset_route_serves_nothing_outside_the_prefixes(client, evil):
+    """Local hrefs outside the prefixes answer the gate's 403; hrefs of other kinds are not files
+    of the server (404). Items as served point at the route, their stored href an alternate."""
+    for name, href in evil["hrefs"].items():
+        url = f"/stac/collections/{SSRF}/items/evil-{name}/assets/B04"
+        for method in ("GET", "HEAD"):
+            r = client.request(method, url, headers={"Range": "bytes=0-99"})
+            assert r.status_code == (403 if name in LOCAL_EVIL else 404), (name, method, r.status_code)
+            if method == "GET":
+                assert r.json()["code"] in ("AssetNotAllowed", "NotFound"), r.text
+                assert "passwd" not in r.text or "not under an allowed prefix" in r.text
+        served = client.get(f"/stac/collections/{SSRF}/items/evil-{name}").json()["assets"]["B04"]
+        if name in LOCAL_EVIL:
+            assert served["href"].endswith(url) and served["alternate"]["local"]["href"] == href
+        else:
+            assert served["href"] == href and "alternate" not in served
+
+
+@pytest.fixture(scope="module")
+def folder_asset(samples, world, evil):
+    """An item whose asset is a folder under the output root holding a COG, a symbolic link to
+    the outside COG and a subfolder."""
+    folder = world.settings.data_dir.absolute() / "data" / "acc-folder" / "store.zarr"
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(B04, folder / "sub" / "B04.tif")
+    (folder / "out.tif").symlink_to(evil["outside"])
+    (folder.parent / "beside.tif").write_bytes(b"beside the folder")
+    register_pointing_at(samples, SSRF, {"folder": str(folder)})
+    yield folder
+    shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize("path, status", [
+    ("sub/B04.tif", 200),
+    ("sub/./B04.tif", 200),
+    ("sub", 404),                       # a folder is not a file
+    ("", 404),                          # nor is the asset's own folder
+    ("out.tif", 404),                   # a symbolic link leaving the folder
+    ("%2e%2e/beside.tif", 404),         # leaving the folder, however it is spelt
+    ("sub/..%2F..%2Fbeside.tif", 404),
+    ("..%2F..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd", 404),
+    ("%2Fetc%2Fpasswd", 404),
+    ("missing.tif", 404),
+])
+def test_files_of_a_folder_asset(client, folder_asset, path, status):
+    r = client.get(f"/stac/collections/{SSRF}/items/evil-folder/assets/B04/{path}")
+    assert r.status_code == status, (path, r.status_code, r.text[:200])
+    if status == 200:
+        assert r.content == B04.read_bytes()
+    else:
+        assert r.json()["description"], r.text
+        assert b"beside the folder" not in r.content

@@ -258,6 +258,19 @@ def test_mosaic_job_from_the_form(page, server, artifacts_dir):
     assert job["state"] == "completed" and job["parameters"]["max_cloud"] == 50
     report = job["report"]
 
+    # scene and pixel counts, as the job document gives them
+    summary = job["summary"]
+    shape = report["grid"]["shape"]
+    assert summary["pixels"] == shape[0] * shape[1] and summary["scenes"] == len(report["scenes"]) == 5
+    box = page.locator("#task-summary")
+    expect(box).to_have_attribute("data-scenes-used", str(summary["scenes_used"]))
+    assert box.get_attribute("data-pixels") == str(summary["pixels"])
+    expect(box).to_contain_text(f"{summary['scenes_used']} used of 5 over the area and dates")
+    expect(box).to_contain_text(f"{summary['pixels']:,} per variable and period ({shape[0]} × {shape[1]})")
+    expect(box).to_contain_text(f"{summary['clear_observations']:,} clear pixels of the used scenes")
+    expect(box).to_contain_text(f"{summary['cogs']} COGs: {summary['periods']} period(s)")
+    box.screenshot(path=str(artifacts_dir / "console-task-summary.png"))
+
     # the per-scene table shows the report's numbers
     rows = page.locator("#scenes-table tbody tr")
     expect(rows).to_have_count(len(report["scenes"]))

@@ -60,6 +60,11 @@ class Clients:
                                          "status": status, "body": body, "type": ctype})
                 time.sleep(0.02)
 
+    def after(self, start: float) -> list[dict]:
+        """The records of requests sent at or after ``start``."""
+        with self.lock:
+            return [r for r in self.records if r["start"] >= start]
+
     def __enter__(self):
         for t in self.threads:
             t.start()
@@ -91,7 +96,12 @@ def test_apis_answer_503_while_the_database_is_down_and_recover_by_themselves(li
             restarting = time.monotonic()
             cluster.start()
             up = time.monotonic()
-            time.sleep(RECOVERY + 4.0)
+            time.sleep(RECOVERY)
+            # then until the APIs answered a few requests sent after the recovery time (a loaded
+            # machine sends fewer in a fixed time)
+            deadline = time.monotonic() + 60.0
+            while time.monotonic() < deadline and len(clients.after(up + RECOVERY)) <= 20:
+                time.sleep(0.5)
     finally:
         cluster.start()  # the session's cluster: back up whatever happened
     records = clients.records
@@ -122,3 +132,23 @@ def test_apis_answer_503_while_the_database_is_down_and_recover_by_themselves(li
     assert "Exception in ASGI application" not in log, log[-3000:]  # no request failed unhandled
     print(f"outage {restarting - down:.1f} s ({len(outage)} requests, {len(unavailable)} answered 503); "
           "first 200 after restart: " + ", ".join(f"{k} +{t - up:.2f} s" for k, t in recovered.items()))
+
+
+def test_a_kept_cube_connection_ended_by_the_server_is_replaced(settings, monkeypatch):
+    """The cube store keeps one connection per thread between calls: one the server ended since
+    (a restart, an idle timeout, an administrator) is replaced, not handed out dead."""
+    import psycopg
+
+    from stacube.cubes import records
+    from stacube.cubes.records import CubeRecords
+
+    store = CubeRecords(settings)
+    store.list()
+    with store._conn() as conn:
+        pid = conn.info.backend_pid
+    with psycopg.connect(settings.dsn(), autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+    monkeypatch.setattr(records, "IDLE_CHECK_SECONDS", 0.0)
+    assert isinstance(store.list(), list)
+    with store._conn() as conn:
+        assert conn.info.backend_pid != pid

@@ -53,6 +53,6 @@ def test_cdk_synth_cli(tmp_path: Path, no_docker: Path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     template = json.loads((out / "stacube-ci.template.json").read_text())
     types = [r["Type"] for r in template["Resources"].values()]
-    assert types.count("AWS::Lambda::Function") == 10
+    assert types.count("AWS::Lambda::Function") == 11  # 8 of stacube, the bootstrap, 2 of CDK
     assert "StacUrl" in template["Outputs"]
     assert not no_docker.exists(), "cdk synth invoked docker"

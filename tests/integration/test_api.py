@@ -1,6 +1,7 @@
 """The HTTP services through a client: STAC API, raster API, indices, errors, transactions."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,8 +247,62 @@ def test_items_written_through_transactions_describe_their_collection(samples):
             assert stored["renders"]["true-color"]["assets"] == ["B04", "B03", "B02"]
             queryables = c.get("/stac/collections/tx-described/queryables").json()["properties"]
             assert queryables["platform"] == {"type": "string"} and queryables["eo:cloud_cover"]["type"] == "number"
+            # an item fetched (asset hrefs served over HTTP) and written back stores the storage paths
+            url = f"/stac/collections/tx-described/items/{item['id']}"
+            fetched = c.get(url).json()
+            assert fetched["assets"]["B04"]["href"].startswith("http://testserver/stac/")
+            fetched["properties"]["eo:cloud_cover"] = 1.5
+            assert c.put(url, json=fetched, headers=key).status_code == 200
+            again = samples.get_item("tx-described", item["id"])
+            assert again["assets"]["B04"]["href"] == item["assets"]["B04"]["href"]
+            assert "alternate" not in again["assets"]["B04"] and again["properties"]["eo:cloud_cover"] == 1.5
         finally:
             c.delete("/stac/collections/tx-described", headers=key)
+
+
+def test_items_carry_asset_urls_served_with_range_requests(client, samples):
+    """Local assets are answered as URLs of the asset route (their path an alternate); the route
+    serves the file's bytes: HEAD, ranges (206), whole, unsatisfiable ranges (416)."""
+    from stacube_services.assets import ALTERNATE_ASSETS
+
+    stored = samples.get_item(S2, "S2_L1C_20150711T100008")["assets"]["B04"]["href"]
+    data = Path(stored).read_bytes()
+    url = f"/stac/collections/{S2}/items/S2_L1C_20150711T100008/assets/B04"
+    item = client.get(f"/stac/collections/{S2}/items/S2_L1C_20150711T100008").json()
+    assert item["assets"]["B04"]["href"] == f"http://testserver{url}"
+    assert item["assets"]["B04"]["alternate"] == {"local": {"href": stored}}
+    assert ALTERNATE_ASSETS in item["stac_extensions"]
+    for answer in (client.get(f"/stac/search?collections={S2}&limit=1").json(),
+                   client.post("/stac/search", json={"collections": [S2], "limit": 1,
+                                                     "fields": {"include": ["assets"]}}).json(),
+                   client.get(f"/stac/collections/{S2}/items?limit=1").json()):
+        assert answer["features"][0]["assets"]["B04"]["href"].startswith("http://testserver/stac/collections/")
+    head = client.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(data)) and head.headers["accept-ranges"] == "bytes"
+    assert head.headers["content-type"].startswith("image/tiff")
+    part = client.get(url, headers={"Range": "bytes=100-299", "Accept-Encoding": "br, gzip"})
+    assert part.status_code == 206 and part.content == data[100:300] and "content-encoding" not in part.headers
+    assert part.headers["content-range"] == f"bytes 100-299/{len(data)}"
+    tail = client.get(url, headers={"Range": "bytes=-16"})
+    assert tail.status_code == 206 and tail.content == data[-16:]
+    whole = client.get(url, headers={"Accept-Encoding": "br, gzip"})
+    assert whole.content == data and "content-encoding" not in whole.headers
+    assert whole.headers["content-length"] == str(len(data))
+    unsatisfiable = client.get(url, headers={"Range": f"bytes={len(data)}-"})
+    assert unsatisfiable.status_code == 416 and unsatisfiable.headers["content-range"] == f"bytes */{len(data)}"
+    for malformed in ("bytes=abc", "bytes=5-1", "items=0-1"):
+        r = client.get(url, headers={"Range": malformed})
+        assert r.status_code == 400 and r.json()["description"].startswith("Range: "), (malformed, r.text)
+    two = client.get(url, headers={"Range": "bytes=0-0,2-2"})
+    assert two.status_code == 206 and two.headers["content-type"].startswith("multipart/byteranges")
+    many = client.get(url, headers={"Range": "bytes=" + ",".join(f"{i}-{i}" for i in range(101))})
+    assert many.status_code == 200 and many.content == data  # more than 100 ranges: the file
+    assert client.get(f"{url}/x").json()["description"] == "the asset is a file: there is nothing below its URL"
+    for missing in (f"/stac/collections/{S2}/items/S2_L1C_20150711T100008/assets/nope",
+                    f"/stac/collections/{S2}/items/nope/assets/B04", "/stac/collections/nope/items/x/assets/B04"):
+        r = client.get(missing)
+        assert r.status_code == 404 and r.json()["description"], missing
 
 
 def test_transactions_are_off_without_a_key(client):

@@ -175,6 +175,14 @@ def test_jobs_api_submit_follow_and_download(client):
     assert job["state"] == "completed", job["error"]
     report = client.get(f"/jobs/{job_id}/report").json()
     assert report["job_id"] == job_id and len(report["scenes"]) == 5
+    # scene and pixel counts, as the console's task page shows them
+    summary, shape = job["summary"], report["grid"]["shape"]
+    used = [s for s in report["scenes"] if s["used"] and s["clear_pixels"] > 0]
+    assert summary["scenes"] == 5 and summary["scenes_used"] == len(used) >= 1
+    assert summary["shape"] == shape and summary["pixels"] == shape[0] * shape[1] == report["throughput"]["pixels"]
+    assert summary["clear_observations"] == sum(s["clear_pixels"] for s in used) > 0
+    assert summary["periods"] == len(report["steps"])
+    assert summary["cogs"] == sum(len(v) for v in job["downloads"]["cogs"].values())
     ndvi = job["downloads"]["cogs"][report["steps"][0]["label"]]["NDVI"]
     assert client.get(ndvi.replace("http://testserver", "")).status_code == 200
     assert client.get(job["downloads"]["zarr"].replace("http://testserver", "") + "/.zmetadata").status_code == 200

@@ -3,22 +3,23 @@
 
 Metadata is read as each client expects it: stackstac builds its array from ``proj:epsg``,
 which items stacube writes carry beside ``proj:code`` (stackstac itself does not run with the
-pandas 3 / numpy 2 stacube uses: its test skips when it is not installed). Reading pixels needs asset hrefs every
-client can open over HTTP; the hrefs served today are the storage paths, hence the xfails.
+pandas 3 / numpy 2 stacube uses: its test skips when it is not installed). Pixels are read over
+HTTP: local assets are served as URLs of the STAC API's asset route, with range requests.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
 
 import numpy as np
 import pytest
 from pystac_client import Client
 
+from stacube.db.connection import connect
+
 from interop_testing import S2
-
-HTTP_ASSETS = "asset hrefs are served over HTTP in a later change"
-
 
 @pytest.fixture(scope="module")
 def search(stac_url):
@@ -48,16 +49,14 @@ def test_items_carry_the_projection_every_client_reads(item_dicts):
             assert asset["proj:shape"] == [101, 100] and len(asset["proj:transform"]) == 6
 
 
-@pytest.mark.xfail(reason=HTTP_ASSETS, strict=False)
 def test_stackstac_reads_pixels(item_dicts):
-    # stackstac 0.5.0 does not run with pandas 3 / numpy 2 (0.5.1 needs pandas < 3)
-    stackstac = pytest.importorskip("stackstac")
+    stackstac = pytest.importorskip(
+        "stackstac", reason="stackstac 0.5.0 does not run with pandas 3 / numpy 2 (0.5.1 needs pandas < 3)")
     values = stackstac.stack(item_dicts, assets=["B04"], chunksize=256, rescale=False,
                              fill_value=np.float64("nan")).compute()
     assert np.isfinite(values).mean() > 0.5
 
 
-@pytest.mark.xfail(reason=HTTP_ASSETS, strict=False)
 def test_odc_stac_loads_api_items(items):
     import odc.stac
 
@@ -65,7 +64,48 @@ def test_odc_stac_loads_api_items(items):
     assert ds.B04.shape == (5, 101, 100) and int(ds.B04.max()) > 0
 
 
-@pytest.mark.xfail(reason=HTTP_ASSETS, strict=False)
+@pytest.fixture(scope="module")
+def derived(interop_server, stac_url):
+    """A composite of the Slovenia stack registered in the served catalog (a derived collection,
+    its outputs under the server's output root); the items as pystac-client fetches them."""
+    from stacube.jobs.runner import run_composite
+    from stacube.jobs.spec import build_spec
+    from stacube.settings import Settings
+
+    output = interop_server.env["STACUBE_OUTPUT"]
+    settings = Settings(db_name=interop_server.settings.db_name, output=output)
+    spec = build_spec(collections=[S2], bbox="14.5514,45.8659,14.5642,45.8750", datetime="2015-07-01/2015-09-30",
+                      method="median", bands=["red"], indices=["NDVI"], output=output)
+    report = run_composite(spec, settings, workers=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return list(Client.open(stac_url).search(collections=[report["collection"]]).items())
+
+
+def test_odc_stac_loads_items_of_a_derived_collection(derived):
+    import odc.stac
+
+    assert derived and derived[0].assets["NDVI"].href.startswith("http")
+    ds = odc.stac.load(derived, bands=["NDVI"], chunks=None)
+    assert ds.NDVI.shape[0] == len(derived) and np.isfinite(ds.NDVI.values).mean() > 0.5
+
+
+def test_files_of_a_served_zarr_asset(derived):
+    """A folder asset (the job's Zarr cube) serves the files below its URL."""
+    from pathlib import Path
+
+    import httpx
+
+    zarr = derived[0].assets["zarr"]
+    folder = Path(zarr.extra_fields["alternate"]["local"]["href"].removeprefix("file://"))
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    assert files and zarr.href.startswith("http")
+    for path in (files[0], files[-1]):
+        r = httpx.get(f"{zarr.href}/{path.relative_to(folder)}")
+        assert r.status_code == 200 and r.content == path.read_bytes(), path
+    assert httpx.get(f"{zarr.href}/..%2F..%2F{folder.parent.name}").status_code == 404
+
+
 def test_rasterio_vsicurl_opens_a_served_asset(items):
     import rasterio
 
@@ -73,3 +113,51 @@ def test_rasterio_vsicurl_opens_a_served_asset(items):
     assert href.startswith("http")
     with rasterio.open(f"/vsicurl/{href}") as ds:
         assert ds.read(1).max() > 0
+
+
+def test_gdal_reads_served_assets_with_range_requests(items):
+    """GDAL (in a process of its own, libcurl's trace on) asks for byte ranges and gets 206
+    answers; the pixels are those of the stored file (the ``local`` alternate)."""
+    import subprocess
+    import sys
+
+    asset = items[0].assets["B04"]
+    script = ("import sys, rasterio, numpy\n"
+              "with rasterio.open('/vsicurl/' + sys.argv[1]) as a, rasterio.open(sys.argv[2]) as b:\n"
+              "    assert (a.profile['width'], a.profile['crs']) == (b.profile['width'], b.profile['crs'])\n"
+              "    assert numpy.array_equal(a.read(1, window=((0, 64), (0, 64))), b.read(1, window=((0, 64), (0, 64))))\n")
+    env = {**os.environ, "CPL_CURL_VERBOSE": "YES", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+    run = subprocess.run([sys.executable, "-c", script, asset.href, asset.extra_fields["alternate"]["local"]["href"]],
+                         env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.search(r"^> GET .*/assets/B04 HTTP", run.stderr, re.M), run.stderr[-2000:]
+    assert re.search(r"^Range: bytes=0-\d+", run.stderr, re.M | re.I), run.stderr[-2000:]
+    assert re.search(r"^< HTTP/1.1 206", run.stderr, re.M), run.stderr[-2000:]
+    assert re.search(r"^< content-range: bytes 0-\d+/\d+", run.stderr, re.M | re.I), run.stderr[-2000:]
+
+
+def test_assets_of_a_private_collection_are_not_served_to_others(interop_server, items):
+    """The asset route follows the item's access: a private workspace's asset answers 404 (as a
+    missing collection) to anonymous callers and other workspaces, 200 to its own."""
+    import httpx
+
+    from stacube.access.workspaces import AccessStore
+
+    store = AccessStore(interop_server.settings)
+    for workspace in ("interop-owner", "interop-other"):
+        store.create_workspace(workspace)
+    keys = {w: {"X-API-Key": store.create_key(w, label="interop").key} for w in ("interop-owner", "interop-other")}
+    url = items[0].assets["B04"].href
+    try:
+        assert httpx.head(url).status_code == 200  # public before
+        store.set_access(S2, workspace="interop-owner")  # the access rows are read per request
+        for headers in ({}, keys["interop-other"]):
+            r = httpx.get(url, headers={**headers, "Range": "bytes=0-99"})
+            assert r.status_code == 404 and r.json()["description"] == f"Collection {S2} does not exist."
+        r = httpx.get(url, headers={**keys["interop-owner"], "Range": "bytes=0-99"})
+        assert r.status_code == 206 and len(r.content) == 100
+    finally:
+        with connect(interop_server.settings, autocommit=True) as conn:
+            conn.execute("DELETE FROM stacube.collection_access WHERE collection = %s", (S2,))
+            conn.execute("DELETE FROM stacube.api_keys WHERE label = 'interop'")
+            conn.execute("DELETE FROM stacube.workspaces WHERE name LIKE 'interop-%%'")

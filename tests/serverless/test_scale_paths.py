@@ -176,8 +176,8 @@ def test_the_schedule_heals_lapsed_moves_and_fails_overdue_jobs(aws, app_setting
     with connect(settings, autocommit=True) as conn:
         conn.execute("UPDATE stacube.jobs SET created = now() - interval '3 days' WHERE id = %s", (old,))
     answer = reaper({"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, None)
-    assert any(a.startswith(f"{stuck}; took over the scenes stage, sent 4 messages") for a in answer["handled"]), answer
-    assert store.get(stuck, full=False)["sent_stage"] == "scenes"
+    assert any(a.startswith(f"{stuck}; took over the composite stage, sent 4 messages") for a in answer["handled"]), answer
+    assert store.get(stuck, full=False)["sent_stage"] == "composite"
     assert sorted(b["tile"] for b in take(aws, "tile")) == sorted(b["tile"] for b in sent)
     failed = store.get(old, full=False)
     assert failed["state"] == "failed" and failed["error"].startswith("did not finish within 48 h")

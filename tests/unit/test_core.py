@@ -83,6 +83,17 @@ def test_geobox_json_round_trip():
     assert check_grid_name(" WebMercator-Z12 ") == "webmercator-z12"
 
 
+def test_epsg_grids_are_anchored_at_their_origin():
+    grid = parse_grid(check_grid_name("EPSG:5070/3000"))
+    assert (grid.crs, grid.resolution, grid.anchor) == ("EPSG:5070", 3000.0, (0.0, 0.0))
+    geobox = grid.domain((1700000.0, 2100000.0, 1850000.0, 2250000.0), "EPSG:5070", 64)
+    assert geobox.affine.c == 1536000.0 and geobox.affine.f == 2304000.0 and geobox.shape == (128, 128)
+    assert parse_grid("epsg:4326/1e-05@0.5,-0.25").anchor == (0.5, -0.25)
+    for bad in ("epsg:99999/30", "epsg:5070/0", "epsg:5070/30@1"):
+        with pytest.raises(InvalidInput):
+            parse_grid(check_grid_name(bad))
+
+
 def test_jobs_and_cubes_validate_shared_parameters_alike():
     job = build_spec(collections=["a", "a"], bbox="1,2,3,4", datetime="2018", method="median",
                      indices=["ndvi", "NDVI"], bands=["red", "red"])

@@ -40,6 +40,7 @@ from stacube.access.prefixes import ReadPrefixes, locate, shown
 from stacube.access.workspaces import CLAIM_SQL, DROP_ANY_SQL, DROP_PREFIXES_SQL, DROP_SQL, WORKSPACE_OF_SQL
 from stacube.errors import Conflict
 from stacube_services.access.service import AccessService, AsyncpgDb, AuthMiddleware, access_of, principal_of
+from stacube_services.assets import restored
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _COLLECTION_IDS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
@@ -214,6 +215,15 @@ def _dump(model) -> Any:
     return model
 
 
+def as_stored(model):
+    """An item (or item collection) model with its storage hrefs back
+    (:func:`stacube_services.assets.restored`): the document to check and store."""
+    doc = _dump(model)
+    if not isinstance(doc, dict) or not restored(doc):
+        return model
+    return type(model).model_validate(doc) if hasattr(model, "model_validate") else doc
+
+
 def patched(existing: dict, patch) -> dict:
     """What stac-fastapi-pgstac stores for ``patch`` applied to ``existing`` (JSON Patch ops or
     a merge patch).
@@ -292,10 +302,12 @@ class AccessTransactionsClient(TransactionsClient):
         return response
 
     async def create_item(self, collection_id, item, request, **kwargs):
+        item = as_stored(item)
         await check_hrefs(request, collection_id, asset_hrefs(_dump(item)))
         return await super().create_item(collection_id, item, request, **kwargs)
 
     async def update_item(self, request, collection_id, item_id, item, **kwargs):
+        item = as_stored(item)
         await check_hrefs(request, collection_id, asset_hrefs(_dump(item)))
         return await super().update_item(request, collection_id, item_id, item, **kwargs)
 
@@ -307,6 +319,7 @@ class AccessTransactionsClient(TransactionsClient):
         result = patched(existing, patch)
         if not isinstance(result, dict):
             raise InvalidParameter("the patched item is not a JSON object")
+        restored(result)
         if result.get("id") != item_id:
             raise InvalidParameter(f"the item's id {result.get('id')!r} must be the item of the path ({item_id!r})")
         if result.get("collection", collection_id) != collection_id:
@@ -321,6 +334,8 @@ class AccessBulkTransactionsClient(BulkTransactionsClient):
 
     async def bulk_item_insert(self, items, **kwargs):
         request = kwargs.get("request")
+        for item in items.items.values():
+            restored(item)
         if request is not None:
             await check_hrefs(request, request.path_params.get("collection_id"),
                               [h for item in items.items.values() for h in asset_hrefs(item)])

@@ -75,9 +75,10 @@ def check_job(settings: Settings, principal: Principal, spec):
     if principal.is_admin:
         return spec
     workspace = principal.workspace
+    made = getattr(spec, "process_name", None) or spec.method  # a process's outputs: by its name
     if workspace is not None and not spec.output_collection:
-        spec = spec.model_copy(update={"output_collection": f"{spec.collections[0]}-{spec.method}-{workspace}"})
-    out = spec.output_collection or f"{spec.collections[0]}-{spec.method}"
+        spec = spec.model_copy(update={"output_collection": f"{spec.collections[0]}-{made}-{workspace}"})
+    out = spec.output_collection or f"{spec.collections[0]}-{made}"
     row = view.get(out)
     taken = f"output collection {out!r} is not available to {principal.describe()}; choose another output_collection"
     if row is not None:

@@ -19,7 +19,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -44,12 +44,27 @@ class Source:
         items: STAC Item documents to load.
         assets: ``{output band name: asset key}`` (common names resolved per collection).
         rule: how to decode the quality asset (None: every valid pixel is clear).
+        resampling: ``{output band name: method}`` (rasterio's names: ``nearest``, ``bilinear``,
+            ``cubic``, ``average``...) used when the files are not on the output grid; bands
+            not named, and the quality asset, are read with ``nearest``.
     """
 
     collection: dict
     items: list[dict]
     assets: dict[str, str]
     rule: QualityRule | None
+    resampling: dict[str, str] | None = None
+
+    def with_items(self, items: list[dict]) -> Source:
+        """The same source over other items."""
+        return replace(self, items=items)
+
+    def asset_resampling(self) -> dict[str, str] | None:
+        """``{asset key: method}`` of the bands that are not read with ``nearest``."""
+        out = {self.assets[b]: m for b, m in (self.resampling or {}).items() if b in self.assets and m != "nearest"}
+        if self.rule is not None:
+            out.pop(self.rule.asset, None)
+        return out or None
 
     @property
     def id(self) -> str:
@@ -89,8 +104,7 @@ def gated_sources(sources: list[Source], bands: list[str], gate: Gate | None,
     """``sources`` whose items' loaded assets went through ``gate`` (see :func:`gate_items`)."""
     if gate is None:
         return sources
-    return [Source(s.collection, gate_items(s.items, s.loaded_keys(bands, quality), gate), s.assets, s.rule)
-            for s in sources]
+    return [s.with_items(gate_items(s.items, s.loaded_keys(bands, quality), gate)) for s in sources]
 
 
 @dataclass
@@ -158,7 +172,7 @@ def item_order_key(item: dict) -> tuple[str, str]:
     return (props.get("datetime") or props.get("start_datetime") or "", item["id"])
 
 
-def _odc_load(items: list[dict], assets: list[str], geobox, pool):
+def _odc_load(items: list[dict], assets: list[str], geobox, pool, resampling: dict[str, str] | None = None):
     import odc.stac
     import pystac
     import rasterio
@@ -171,7 +185,7 @@ def _odc_load(items: list[dict], assets: list[str], geobox, pool):
             ds = odc.stac.load(
                 stac_items, bands=assets, geobox=geobox,
                 groupby=lambda item, parsed, idx: idx, pool=pool, fail_on_error=True,
-                resampling="nearest",
+                resampling={"*": "nearest", **(resampling or {})},
             )
     except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError, OSError) as exc:
         raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
@@ -269,11 +283,12 @@ def _fill_value(dtype: np.dtype, nodata):
     return np.nan if dtype.kind == "f" else 0
 
 
-def read_assets(items: list[dict], assets: list[str], geobox, pool: int | None = None
-                ) -> dict[str, tuple[np.ndarray, object]]:
+def read_assets(items: list[dict], assets: list[str], geobox, pool: int | None = None,
+                resampling: dict[str, str] | None = None) -> dict[str, tuple[np.ndarray, object]]:
     """The assets of ``items`` on ``geobox``, one slice per item: ``{asset: ((item, y, x) array in
     the files' dtype, the nodata the reader reports)}``. Files on the GeoBox's grid are read
-    directly (:func:`_direct_load`), others through ``odc.stac.load`` (nearest neighbour).
+    directly (:func:`_direct_load`: every resampling method gives the source pixels there),
+    others through ``odc.stac.load`` (nearest neighbour, or ``resampling[asset]``).
 
     Raises:
         StorageError: an asset cannot be read.
@@ -282,7 +297,7 @@ def read_assets(items: list[dict], assets: list[str], geobox, pool: int | None =
     direct = _direct_load(items, assets, geobox, pool)
     if direct is not None:
         return direct
-    ds = _odc_load(items, assets, geobox, pool)
+    ds = _odc_load(items, assets, geobox, pool, resampling)
     return {key: (ds[key].values, ds[key].attrs.get("nodata")) for key in assets}
 
 
@@ -316,7 +331,7 @@ def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool
         keys = [src.assets[b] for b in bands]
         mask_key = src.rule.asset if (quality and src.rule) else None
         to_load = list(dict.fromkeys(keys + ([mask_key] if mask_key else [])))
-        arrays = read_assets(items, to_load, geobox, pool)
+        arrays = read_assets(items, to_load, geobox, pool, src.asset_resampling())
         n = len(items)
         out_bands = {}
         for name, key in zip(bands, keys):

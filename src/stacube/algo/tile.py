@@ -91,7 +91,7 @@ def _tile_sources(sources: list[Source], geobox: GeoBox, only: set[str] | None =
             and (i.get("geometry") is None or shape(i["geometry"]).intersects(footprint))
         ]
         if items:
-            out.append(Source(src.collection, items, src.assets, src.rule))
+            out.append(src.with_items(items))
     return out
 
 

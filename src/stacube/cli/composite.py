@@ -11,6 +11,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from stacube.cli.common import console, err_console, int_list, settings_from, split_list
 
 STAGES = {"scenes": "scene statistics", "composite": "compositing tiles", "cogs": "writing COGs"}
+PROCESS_STAGES = {**STAGES, "composite": "processing tiles"}
+
+
+def job_id_kind(settings, job_id: str) -> str | None:
+    """The job's kind (``composite``, ``process``), None when there is no such job."""
+    from stacube.errors import NotFound  # lazy: start-up
+    from stacube.jobs.state import JobStore  # lazy: start-up
+
+    try:
+        return JobStore(settings).get(job_id, full=False)["kind"]
+    except NotFound:
+        return None
 
 
 def _list_indices(value: bool) -> None:
@@ -53,7 +65,7 @@ def composite(
     anchor: str | None = typer.Option(
         None, help="Where output pixel edges fall: native (the sources' pixel edges; default), edge "
                    "(multiples of the resolution), center, floating, or FX,FY pixel fractions."),
-    grid: str | None = typer.Option(None, help="Named grid (native, webmercator[-z<N>], equal-area-<R>m|km): "
+    grid: str | None = typer.Option(None, help="Named grid (native, webmercator[-z<N>], equal-area-<R>m|km, epsg:<code>/<R>): "
                                                "outputs cover the area in whole pixels of it."),
     grid_tiles: bool = typer.Option(False, "--grid-tiles",
                                     help="With --grid: cover the whole tiles of the grid that meet the area."),
@@ -101,6 +113,7 @@ def composite(
 def run_with_progress(settings, job_id: str, *, workers=None, dask=None, transient=False) -> dict:
     """Run or resume a job with progress bars on stderr; returns its report. A job of a
     workspace (submitted over HTTP) registers its output into that workspace."""
+    labels = PROCESS_STAGES if job_id_kind(settings, job_id) == "process" else STAGES
     from stacube.access.jobs import output_claim  # lazy: start-up
     from stacube.jobs.runner import run_job  # lazy: start-up
 
@@ -115,7 +128,7 @@ def run_with_progress(settings, job_id: str, *, workers=None, dask=None, transie
             bar.start()
             tasks["job"] = bar.add_task(f"job {job_id} (resume: stacube job resume {job_id})", total=None)
         if stage not in tasks:
-            tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total)
+            tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
         bar.update(tasks[stage], completed=done, total=total)
 
     try:
@@ -142,6 +155,13 @@ def print_summary(report: dict) -> None:
     )
     for s in dropped:
         console.print(f"  dropped {s['item_id']}: {s['reason']}")
+    if "process" in report:
+        proc = report["process"]
+        console.print(f"process {proc['name']} (version {proc['version']}): outputs {', '.join(proc['outputs'])}")
+        if report.get("failed_tiles"):
+            console.print(f"  {report['failed_tiles']} of {report['grid']['tiles']} tiles failed (left nodata):")
+            for err in report["errors"][:5]:
+                console.print(f"  tile {err['tile']}: {err['error']}")
     console.print(f"outputs: {report['outputs']['report'].rsplit('/', 1)[0]}")
     console.print(f"registered in {report['collection']}: {', '.join(report['items'])}")
     console.print(

@@ -1,5 +1,5 @@
-"""``stacube cube``: analysis-ready Zarr data cubes: create, open (filling what is missing),
-list, show, delete."""
+"""``stacube cube``: analysis-ready Zarr data cubes: create (from options or an Open Data Cube
+ingestion configuration), open (filling what is missing), list, show, export-config, delete."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from stacube.cli.common import console, err_console, settings_from, split_list
+from stacube.errors import InvalidInput
 
-app = typer.Typer(help="Analysis-ready Zarr data cubes: create, open (filling what is missing), list, show, delete.",
+app = typer.Typer(help="Analysis-ready Zarr data cubes: create (from options or an ODC ingestion configuration), open (filling what is missing), list, show, export-config, delete.",
                   no_args_is_help=True)
 
 
@@ -48,18 +49,61 @@ def _summary(definition) -> dict:
         "crs": crs_text(gb.crs),
         "resolution": abs(gb.resolution.x), "shape": [len(definition.steps), gb.shape.y, gb.shape.x],
         "chunks": list(definition.chunks), "tile_size": definition.tile, "levels": definition.levels,
-        "variables": definition.variables, "bbox": [round(v, 6) for v in definition.bbox_lonlat],
+        "variables": definition.variables, "resampling": definition.spec.get("resampling") or {},
+        "bbox": [round(v, 6) for v in definition.bbox_lonlat],
         "time": [definition.steps[0]["time"], definition.steps[-1]["time"]], "uri": definition.uri,
     }
 
 
+#: ``cube create`` options an ingestion configuration sets itself, and the field that does.
+CONFIG_FIELDS = {"collection": "source_type", "grid": "storage.crs/resolution", "bands": "measurements",
+                 "tile_size": "storage.tile_size", "chunk": "storage.chunking", "time_chunk": "storage.chunking",
+                 "output": "location", "resampling": "measurements[].resampling_method"}
+
+
+def _resampling(value: str | None) -> dict[str, str] | str | None:
+    """``--resampling bilinear`` (every band) or ``red=bilinear,nir=average``."""
+    if value is None:
+        return None
+    parts = split_list(value, "--resampling")
+    if len(parts) == 1 and "=" not in parts[0]:
+        return parts[0]
+    out = {}
+    for part in parts:
+        band, sep, method = part.partition("=")
+        if not sep or not band.strip() or not method.strip():
+            raise InvalidInput(f"--resampling: {part!r} is not BAND=METHOD")
+        out[band.strip()] = method.strip()
+    return out
+
+
+def _read_config(path: Path) -> dict:
+    import yaml  # lazy: start-up
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise InvalidInput(f"--config {path}: cannot read it ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"--config {path}: not YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"--config {path}: not an Open Data Cube ingestion configuration (a mapping)")
+    return doc
+
+
 @app.command("create")
 def create(
-    name: str = typer.Argument(..., help="Cube name (lowercase letters, digits, '.', '_', '-')."),
-    collection: list[str] = typer.Option(..., "--collection", "-c", help="Source collection; repeatable."),
-    grid: str = typer.Option("native", help="native | webmercator[-z<N>] | equal-area-<R>m|km (e.g. equal-area-30m)."),
-    datetime_value: str = typer.Option(..., "--datetime", help="START/END (ISO 8601)."),
-    bbox: str | None = typer.Option(None, help="Domain MINX,MINY,MAXX,MAXY (default: the items' extent)."),
+    name: str | None = typer.Argument(None, help="Cube name (lowercase letters, digits, '.', '_', '-'); "
+                                                 "with --config: the output_type by default."),
+    collection: list[str] = typer.Option(None, "--collection", "-c", help="Source collection; repeatable."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Open Data Cube ingestion configuration (YAML): source, grid, chunks, bands "
+                               "and resampling (see docs/cubes.md)."),
+    grid: str | None = typer.Option(None, help="native (default) | webmercator[-z<N>] | equal-area-<R>m|km | "
+                                               "epsg:<code>/<R> (anchor: epsg:<code>/<R>@<X>,<Y>)."),
+    datetime_value: str | None = typer.Option(None, "--datetime", help="START/END (ISO 8601)."),
+    bbox: str | None = typer.Option(None, help="Domain MINX,MINY,MAXX,MAXY (default: the items' extent, "
+                                               "or the configuration's ingestion_bounds)."),
     bbox_crs: str = typer.Option("EPSG:4326", help="CRS of --bbox."),
     bands: str | None = typer.Option(None, help="Comma-separated bands (default: red,green,blue,nir present)."),
     index: list[str] = typer.Option(None, "--index", help="Index stored in the cube (NDVI...); repeatable."),
@@ -68,28 +112,57 @@ def create(
     period: str | None = typer.Option(None, help="With --method: P16D, P1M, P1Y..."),
     max_cloud_cover: float | None = typer.Option(
         None, help="Leave out items whose eo:cloud_cover (scene metadata) exceeds this percent."),
+    resampling: str | None = typer.Option(
+        None, help="Resampling of sources off the grid: METHOD for every band or BAND=METHOD,... "
+                   "(nearest, bilinear, cubic, average...; default nearest)."),
     tile_size: int | None = typer.Option(None, help="Fill tile edge in px (multiple of the chunk edge; default 512)."),
     chunk: int | None = typer.Option(None, help="Spatial chunk edge in px (default 128)."),
     time_chunk: int | None = typer.Option(None, help="Time steps per chunk (default 32)."),
     levels: int | None = typer.Option(None, help="Pyramid levels including full resolution (default: automatic)."),
     output: str | None = typer.Option(None, help="Root URI of cubes (default <output root>/cubes; s3:// works)."),
-    zarr_format: int = typer.Option(2, "--zarr-format", help="Zarr format of the stores: 2 or 3."),
+    zarr_format: int | None = typer.Option(None, "--zarr-format", help="Zarr format of the stores: 2 (default) or 3."),
     fill: bool = typer.Option(True, "--fill/--no-fill", help="Compute the whole cube now, or only when read."),
     replace: bool = typer.Option(False, help="Replace a cube of the same name."),
     workers: int | None = typer.Option(None, help="Worker processes (1: in-process; default: cores)."),
     dask: str | None = typer.Option(None, "--dask", help="Fill on a Dask cluster (scheduler address)."),
     as_json: bool = typer.Option(False, "--json", help="Print the cube as JSON."),
 ) -> None:
-    """Create an analysis-ready Zarr cube (time, y, x per band) registered in the catalog."""
+    """Create an analysis-ready Zarr cube (time, y, x per band) registered in the catalog, from
+    options or from an Open Data Cube ingestion configuration (--config)."""
     from stacube.cubes.build import create_cube  # lazy: start-up
     from stacube.cubes.spec import build_cube_spec  # lazy: start-up
 
-    spec = build_cube_spec(
-        name=name, collections=collection, grid=grid, datetime=datetime_value, bbox=bbox, bbox_crs=bbox_crs,
-        bands=split_list(bands, "--bands"), indices=index or [], method=method, period=period,
-        max_cloud_cover=max_cloud_cover, tile_size=tile_size, chunk=chunk, time_chunk=time_chunk, levels=levels,
-        output=output, zarr_format=zarr_format,
-    )
+    methods = _resampling(resampling)
+    if config is not None:
+        from stacube.catalog.pgstac import Catalog  # lazy: start-up
+        from stacube.cubes.ingestion import spec_from_ingestion_config  # lazy: start-up
+
+        given = {"collection": collection, "grid": grid, "bands": bands, "tile_size": tile_size, "chunk": chunk,
+                 "time_chunk": time_chunk, "output": output, "resampling": resampling}
+        for option, value in given.items():
+            if value:
+                raise InvalidInput(f"--{option.replace('_', '-')}: the ingestion configuration sets this "
+                                   f"({CONFIG_FIELDS[option]})")
+        spec = spec_from_ingestion_config(
+            _read_config(config), catalog=Catalog(settings_from()), name=name, datetime=datetime_value, bbox=bbox,
+            bbox_crs=bbox_crs if bbox else None, indices=index or None, method=method, period=period,
+            max_cloud_cover=max_cloud_cover, levels=levels, zarr_format=zarr_format)
+    else:
+        for option, value in (("NAME", name), ("--collection", collection), ("--datetime", datetime_value)):
+            if not value:
+                raise InvalidInput(f"{option}: required (or give --config)")
+        band_list = split_list(bands, "--bands")
+        if isinstance(methods, str):
+            if not band_list:
+                raise InvalidInput("--resampling: name the bands (--bands) or use BAND=METHOD")
+            methods = {b: methods for b in band_list}
+        spec = build_cube_spec(
+            name=name, collections=collection, grid=grid or "native", datetime=datetime_value, bbox=bbox,
+            bbox_crs=bbox_crs, bands=band_list, indices=index or [], method=method, period=period,
+            max_cloud_cover=max_cloud_cover, tile_size=tile_size, chunk=chunk, time_chunk=time_chunk,
+            levels=levels, output=output, zarr_format=zarr_format, resampling=methods,
+        )
+    name = spec.name
     tick, stop = _progress(f"filling cube {name}", as_json)
     try:
         created = create_cube(spec, settings_from(), fill=fill, replace=replace, workers=workers, dask=dask,
@@ -128,7 +201,6 @@ def open_(
 ) -> None:
     """Open a region of a cube, computing only the tiles that are not in the store yet."""
     from stacube.cubes.fill import fill_region, open_cube  # lazy: start-up
-    from stacube.errors import InvalidInput  # lazy: start-up
 
     if out is not None and out.suffix not in (".nc", ".zarr"):
         raise InvalidInput(f"--output {out}: use a .nc or .zarr file name")
@@ -211,6 +283,30 @@ def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JS
         return
     for key, value in doc.items():
         console.print(f"{key}: {value}")
+
+
+@app.command("export-config")
+def export_config(
+    name: str = typer.Argument(..., help="Cube name."),
+    out: Path | None = typer.Option(None, "--output", "-o", help="Write the YAML to this file (default: stdout)."),
+) -> None:
+    """Write a cube as an Open Data Cube ingestion configuration (YAML), which
+    `stacube cube create --config` reads back into the same cube."""
+    import yaml  # lazy: start-up
+
+    from stacube.cubes.fill import load_definition  # lazy: start-up
+    from stacube.cubes.ingestion import ingestion_config  # lazy: start-up
+
+    text = yaml.safe_dump(ingestion_config(load_definition(settings_from(), name)), sort_keys=False,
+                          default_flow_style=False, width=100)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        raise InvalidInput(f"--output {out}: cannot write it ({exc.strerror})") from None
+    console.print(f"cube {name}: ingestion configuration written to {out}")
 
 
 @app.command("delete")

@@ -2,7 +2,7 @@
 
 One rule for the command groups, as Open Data Cube's own CLI (``datacube product add``): a
 singular noun per group, a verb per command, every group's help listing all its commands:
-``product``, ``dataset``, ``composite``, ``job``, ``key``, ``workspace``, ``cube``, ``db``,
+``product``, ``dataset``, ``composite``, ``job``, ``process``, ``key``, ``workspace``, ``cube``, ``db``,
 ``plot``, ``timeseries``, ``up``.
 
 Errors: anything stacube reports on purpose (:class:`stacube.errors.StacubeError`), usage
@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - older typer
     from click import exceptions as click_exceptions
 
 from stacube import __version__
-from stacube.cli import composite, cube, dataset, db, job, key, plot, product, timeseries, up, workspace
+from stacube.cli import composite, cube, dataset, db, job, key, plot, process, product, timeseries, up, workspace
 from stacube.errors import StacubeError
 
 
@@ -54,6 +54,7 @@ app.add_typer(product.app, name="product")
 app.add_typer(dataset.app, name="dataset")
 app.command("composite")(composite.composite)
 app.add_typer(job.app, name="job")
+app.add_typer(process.app, name="process")
 app.add_typer(key.app, name="key")
 app.add_typer(workspace.app, name="workspace")
 app.add_typer(cube.app, name="cube")

@@ -20,6 +20,10 @@ accepted by ``--grid``:
   pixel, anchored at the lower-left corner of the EASE-Grid 2.0 global extent
   (-17 367 530.45 m, -7 314 540.83 m). Equal-area pixels make per-pixel counts and means area
   weighted for free.
+* ``epsg:<code>/<R>`` or ``epsg:<code>/<R>@<X>,<Y>`` (``epsg:5070/30``, ``epsg:3577/25``): any CRS
+  with an EPSG code, ``R`` CRS units per pixel, anchored at ``(X, Y)`` (default ``(0, 0)``, the
+  CRS origin): the grid of an Open Data Cube ``GridSpec`` / ingestion ``storage`` section
+  (``crs``, ``resolution``, ``origin``), whose tiles start at the origin as these do.
 """
 
 from __future__ import annotations
@@ -42,7 +46,10 @@ WEBMERCATOR_ORIGIN = (-math.pi * EARTH_RADIUS, math.pi * EARTH_RADIUS)
 EASE2_LOWER_LEFT = (-17367530.44516138, -7314540.830638504)
 EQUAL_AREA = re.compile(r"^equal-area-(\d+(?:\.\d+)?)(m|km)$")
 WEBMERCATOR = re.compile(r"^webmercator(?:-z(\d{1,2}))?$")
-GRID_NAMES = ("native", "webmercator", "webmercator-z<N>", "equal-area-<R>m", "equal-area-<R>km")
+_NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+CRS_GRID = re.compile(rf"^epsg:(\d{{4,6}})/({_NUMBER})(?:@({_NUMBER}),({_NUMBER}))?$")
+GRID_NAMES = ("native", "webmercator", "webmercator-z<N>", "equal-area-<R>m", "equal-area-<R>km",
+              "epsg:<code>/<R>[@<X>,<Y>]")
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,13 @@ def parse_grid(name: str, *, native: NativeGrid | None = None,
         if res <= 0:
             raise InvalidInput(f"grid {name!r}: the resolution must be positive")
         return Grid(text, "EPSG:6933", res, EASE2_LOWER_LEFT)
+    m = CRS_GRID.match(text)
+    if m:
+        res = float(m.group(2))
+        if not math.isfinite(res) or res <= 0:
+            raise InvalidInput(f"grid {name!r}: the resolution must be positive")
+        anchor = (float(m.group(3)), float(m.group(4))) if m.group(3) is not None else (0.0, 0.0)
+        return Grid(text, f"EPSG:{m.group(1)}", res, anchor)
     raise InvalidInput(f"unknown grid {name!r}; use one of: {', '.join(GRID_NAMES)}")
 
 
@@ -172,5 +186,33 @@ def check_grid_name(value: str) -> str:
     """
     text = str(value).strip().lower()
     if text != "native" and not WEBMERCATOR.match(text) and not EQUAL_AREA.match(text):
+        m = CRS_GRID.match(text)
+        if m:
+            _check_epsg(int(m.group(1)), value)
+            return text
         raise InvalidInput(f"unknown grid {value!r}; use one of: {', '.join(GRID_NAMES)}")
     return text
+
+
+def crs_grid_name(epsg: int, resolution: float, anchor: tuple[float, float] = (0.0, 0.0)) -> str:
+    """The ``epsg:<code>/<R>[@<X>,<Y>]`` name of a grid (the anchor is left out when at 0, 0)."""
+    name = f"epsg:{epsg}/{_number(resolution)}"
+    if any(anchor):
+        name += f"@{_number(anchor[0])},{_number(anchor[1])}"
+    return name
+
+
+def _number(value: float) -> str:
+    """Shortest text of a float that reads back to it (integers without ``.0``)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _check_epsg(code: int, name: str) -> None:
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        CRS.from_epsg(code)
+    except CRSError as exc:
+        raise InvalidInput(f"grid {name!r}: EPSG:{code} is not a known CRS") from exc

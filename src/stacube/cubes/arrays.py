@@ -6,7 +6,8 @@ and CF georeferencing written by odc-geo (``odc.geo.xr.xr_coords``): a ``spatial
 grid-mapping variable with ``crs_wkt`` and ``GeoTransform``, ``x``/``y`` pixel-centre
 coordinates, and ``time`` (int64 seconds since 1970-01-01), so ``xarray.open_zarr`` +
 ``rioxarray`` (``.rio.crs``, ``.rio.transform()``) or odc-geo (``.odc.geobox``) recover the
-grid. Every variable has ``grid_mapping: spatial_ref``; bands carry ``units``, the quality flag
+grid. A cube's ``global_attributes`` (from an ingestion configuration) become the stores'
+global attributes. Every variable has ``grid_mapping: spatial_ref``; bands carry ``units``, the quality flag
 CF ``flag_values`` / ``flag_meanings``. All levels are created (empty) with the cube: only data
 chunks are written afterwards, so the consolidated metadata never goes stale. Chunks that are
 entirely fill (all NaN) are not written.
@@ -109,9 +110,10 @@ def create_levels(definition: CubeDefinition, settings: Settings) -> None:
                                           compressors=[compressor(zarr_format)])
         encoding["time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian",
                             "dtype": "int64"}
-        attrs = {
-            "Conventions": "CF-1.8",
+        attrs = {  # the cube's global attributes (title...) first: stacube's keys are not replaced
             "title": f"stacube cube {definition.name}, level {level}",
+            **(definition.spec.get("global_attributes") or {}),
+            "Conventions": "CF-1.8",
             "stacube:cube": definition.name,
             "stacube:level": level,
             "stacube:mode": definition.mode,

@@ -153,7 +153,8 @@ class CubeDefinition:
             mine = [i for i in items if i.get("collection") == src["collection"]["id"]]
             if mine:
                 rule = parse_rule(src["rule"]) if src["rule"] else None
-                out.append(Source(src["collection"], mine, src["assets"], rule))
+                out.append(Source(src["collection"], mine, src["assets"], rule,
+                                  self.spec.get("resampling") or None))
         return out
 
     def composite_inputs(self, items: list[dict]) -> CompositeInputs:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from contextlib import contextmanager
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 from psycopg.types.json import Jsonb
 
 from stacube.db.connection import DatabaseStore, connect
@@ -53,6 +55,8 @@ DO $$ BEGIN
 END $$;
 """
 STALE_SECONDS = 900
+#: a kept connection idle longer than this is checked before use (one empty query)
+IDLE_CHECK_SECONDS = 1.0
 Unit = tuple[int, int, int]
 _READY: set[str] = set()
 _LOCAL = threading.local()
@@ -78,7 +82,14 @@ class CubeRecords(DatabaseStore):
         dsn = self.settings.dsn()
         key = (dsn, os.getpid())
         conns = _LOCAL.__dict__.setdefault("conns", {})
+        used = _LOCAL.__dict__.setdefault("used", {})
         conn = conns.get(key)
+        if conn is not None and not (conn.closed or conn.broken) \
+                and time.monotonic() - used.get(key, 0.0) > IDLE_CHECK_SECONDS:
+            try:  # a server restarted since the last call left it dead: psycopg_pool's check
+                ConnectionPool.check_connection(conn)
+            except psycopg.Error:
+                conn.close()
         if conn is None or conn.closed or conn.broken:
             conn = connect(self.settings, autocommit=True)
             conn.row_factory = dict_row
@@ -92,6 +103,8 @@ class CubeRecords(DatabaseStore):
             conns.pop(key, None)
             conn.close()
             raise
+        finally:
+            used[key] = time.monotonic()
 
     # -- cubes ------------------------------------------------------------------------------
     def create(self, name: str, definition: dict, *, replace: bool = False) -> None:

@@ -76,7 +76,7 @@ def cube_collection(definition: CubeDefinition) -> dict:
         "stac_extensions": [DATACUBE, XARRAY_ASSETS],
         "id": definition.name,
         "title": f"Cube {definition.name}",
-        "description": (f"Analysis-ready Zarr cube of {', '.join(spec['collections'])}: {what} on grid "
+        "description": spec.get("description") or (f"Analysis-ready Zarr cube of {', '.join(spec['collections'])}: {what} on grid "
                         f"{definition.grid.name}, {definition.levels} pyramid level(s). Made by stacube."),
         "license": "other",
         "keywords": ["datacube", "zarr", "stacube"],

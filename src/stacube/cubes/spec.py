@@ -20,6 +20,9 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 TIME_CHUNK = 32
 CHUNK = 128
 TILE = 512
+#: Resampling methods of a band (rasterio's names, which odc-stac and Open Data Cube take).
+RESAMPLING = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode",
+              "min", "max", "med", "q1", "q3", "sum", "rms")
 
 
 class CubeSpec(SpecModel):
@@ -31,7 +34,7 @@ class CubeSpec(SpecModel):
     """
 
     name: str = Field(description="Cube name: lowercase letters, digits, '.', '_' and '-'.")
-    grid: str = Field("native", description="native | webmercator[-z<N>] | equal-area-<R>m|km.")
+    grid: str = Field("native", description="native | webmercator[-z<N>] | equal-area-<R>m|km | epsg:<code>/<R>[@X,Y].")
     datetime: str = Field(description="START/END (ISO 8601).")
     bbox: tuple[float, float, float, float] | None = Field(
         None, description="Domain MINX,MINY,MAXX,MAXY in bbox_crs (default: the items' extent).")
@@ -43,6 +46,23 @@ class CubeSpec(SpecModel):
     chunk: int = Field(CHUNK, ge=16, le=4096, description="Spatial chunk edge (px).")
     time_chunk: int = Field(TIME_CHUNK, ge=1, le=4096, description="Time steps per chunk.")
     levels: int | None = Field(None, ge=1, le=24, description="Pyramid levels including full resolution.")
+    resampling: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per band: how sources off the cube's grid are resampled (default nearest).")
+    description: str | None = Field(None, max_length=4000, description="Description of the cube's collection.")
+    global_attributes: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Global attributes written to the cube's Zarr stores.")
+
+    @field_validator("resampling")
+    @classmethod
+    def _resampling(cls, value: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for band, method in value.items():
+            method = str(method).strip().lower()
+            if method not in RESAMPLING:
+                raise ValueError(f"{band}: unknown resampling method {method!r}; use one of {', '.join(RESAMPLING)}")
+            out[band] = method
+        return out
 
     @field_validator("name")
     @classmethod
@@ -67,6 +87,9 @@ class CubeSpec(SpecModel):
             raise ValueError(f"--tile-size {self.tile_size} is not a multiple of the chunk edge {self.chunk}")
         if not self.chunk <= self.tile_size <= 8192:
             raise ValueError(f"--tile-size {self.tile_size} must be between the chunk edge and 8192")
+        unknown = [b for b in self.resampling if self.bands and b not in self.bands]
+        if unknown:
+            raise ValueError(f"--resampling names {', '.join(unknown)}, which is not among the bands")
         return self
 
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def chunk_edge(tile_edge: int) -> int:
 
 def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int,
                 attrs: dict | None = None, variable_attrs: dict[str, dict] | None = None,
-                zarr_format: int = 2) -> None:
+                zarr_format: int = 2, dtypes: dict[str, tuple[str, Any]] | None = None) -> None:
     """Create an empty Zarr cube with its coordinates and metadata (no data chunks).
 
     Written with zarr directly, as ``xarray.Dataset.to_zarr`` lays it out: every array names its
@@ -49,6 +50,8 @@ def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int
         attrs: global attributes.
         variable_attrs: ``{variable: CF attributes}`` (:mod:`stacube.core.cf`).
         zarr_format: 2 or 3 (the other functions read either).
+        dtypes: ``{variable: (dtype, nodata)}`` of variables that are not a composite's
+            (:func:`stacube.algo.tile.variable_dtype` / ``variable_fill`` otherwise).
     """
     import zarr
 
@@ -73,10 +76,10 @@ def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int
                   {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian"}, zarr_format)
     time[:] = seconds
     for name in variables:
-        fill = variable_fill(name)
+        dtype, fill = (dtypes or {}).get(name) or (variable_dtype(name), variable_fill(name))
         var_attrs = {"grid_mapping": "spatial_ref", "coordinates": "spatial_ref",
                      **((variable_attrs or {}).get(name) or {})}
-        _array(group, name, (len(times), ny, nx), chunks, variable_dtype(name), fill, ("time", "y", "x"),
+        _array(group, name, (len(times), ny, nx), chunks, dtype, fill, ("time", "y", "x"),
                var_attrs, zarr_format)
     zarr.consolidate_metadata(store, zarr_format=zarr_format)
     for key in [k for k in _ARRAYS if k[0] == (store if isinstance(store, str) else repr(store))]:
@@ -148,16 +151,18 @@ def finish_cube(store) -> None:
 
 
 def write_cog(cube, name: str, step: int, geobox, tiles, dst: Path) -> None:
-    """One COG of variable ``name`` at time step ``step``, assembled tile by tile."""
+    """One COG of variable ``name`` at time step ``step``, assembled tile by tile (in the
+    array's dtype, its fill value as nodata)."""
     import rasterio
     import zarr
     from rasterio.windows import Window
     from rio_cogeo.cogeo import cog_translate
     from rio_cogeo.profiles import cog_profiles
 
-    dtype = variable_dtype(name)
-    fill = variable_fill(name)
     array = zarr.open_group(store=cube, mode="r")[name]
+    dtype = array.dtype.name
+    fill = array.fill_value
+    fill = None if fill is None else (float(fill) if dtype.startswith("float") else int(fill))
     ny, nx = geobox.shape.y, geobox.shape.x
     tmp = dst.with_suffix(".tmp.tif")
     large = nx * ny * np.dtype(dtype).itemsize > TMP_COMPRESS_ABOVE
@@ -172,8 +177,8 @@ def write_cog(cube, name: str, step: int, geobox, tiles, dst: Path) -> None:
             out.write(array[step, y0:y0 + h, x0:x0 + w], 1, window=Window(x0, y0, w, h))
         out.set_band_description(1, name)
     cog_profile = dict(cog_profiles.get("deflate"))
-    cog_profile.update(blockxsize=512, blockysize=512, predictor=3 if dtype == "float32" else 2)
-    resampling = "average" if dtype == "float32" else "nearest"
+    cog_profile.update(blockxsize=512, blockysize=512, predictor=3 if dtype.startswith("float") else 2)
+    resampling = "average" if dtype.startswith("float") else "nearest"
     cog_translate(str(tmp), str(dst), cog_profile, nodata=fill, overview_resampling=resampling,
                   quiet=True, in_memory=False, use_cog_driver=False, add_mask=False)
     tmp.unlink()

@@ -16,7 +16,8 @@ from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import BoundingBox
 
 from stacube.algo.load import Source
-from stacube.algo.tile import CompositeInputs
+from stacube.algo.process import Output
+from stacube.algo.tile import CompositeInputs, variable_dtype, variable_fill
 from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.pgstac import Catalog
 from stacube.catalog.quality import QualityRule, clear_values_rule, parse_rule, rule_of
@@ -25,7 +26,7 @@ from stacube.core.grids import parse_grid
 from stacube.core.period import Period, make_periods
 from stacube.core.times import format_interval, item_datetime
 from stacube.errors import InvalidInput, NoData
-from stacube.jobs.spec import CompositeSpec
+from stacube.jobs.spec import CompositeSpec, ProcessSpec, spec_from_doc
 
 DEFAULT_BANDS = ["red", "green", "blue"]
 #: Memory a tile needs whatever its size: item documents, odc-stac and GDAL bookkeeping, and,
@@ -44,6 +45,8 @@ class Plan:
         geobox: the output GeoBox; ``tile_shape`` cuts it into tiles.
         periods: output time steps.
         items: every input item by id.
+        outputs: a process job's outputs (dtype, nodata); None for a composite, or a process
+            whose outputs are not known yet.
     """
 
     spec: CompositeSpec
@@ -55,6 +58,24 @@ class Plan:
     output_root: str
     output_collection: str
     items: dict[str, dict] = field(default_factory=dict)
+    outputs: dict[str, Output] | None = None
+
+    @property
+    def is_process(self) -> bool:
+        return isinstance(self.spec, ProcessSpec)
+
+    @property
+    def what(self) -> str:
+        """What the job makes, in words (``median composite``, ``process ndwi``)."""
+        return f"process {self.spec.process_name}" if self.is_process else f"{self.spec.method} composite"
+
+    def dtype_of(self, var: str) -> str:
+        """The dtype of an output variable."""
+        return self.outputs[var].dtype if self.outputs and var in self.outputs else variable_dtype(var)
+
+    def fill_of(self, var: str):
+        """The nodata of an output variable (NaN for floats)."""
+        return self.outputs[var].fill if self.outputs and var in self.outputs else variable_fill(var)
 
     @property
     def sources(self) -> list[Source]:
@@ -74,7 +95,10 @@ class Plan:
 
     @property
     def variables(self) -> list[str]:
-        """Output variables: bands, indices, provenance (selection methods), counts."""
+        """Output variables: bands, indices, provenance (selection methods), counts; a
+        process's outputs."""
+        if self.is_process:
+            return list(self.outputs or {})
         return self.inputs.variables
 
     @property
@@ -216,7 +240,8 @@ def make_plan(spec: CompositeSpec, catalog: Catalog, output_root: str, *, job_id
     inputs = CompositeInputs(sources, bands, list(spec.indices), spec.method, spec.mask_cleanup)
     times = sorted(item_datetime(i) for i in all_items)
     periods = make_periods(spec.period, start or times[0], end or times[-1])
-    output_collection = spec.output_collection or f"{spec.collections[0]}-{spec.method}"
+    name = spec.process_name if isinstance(spec, ProcessSpec) else spec.method
+    output_collection = spec.output_collection or f"{spec.collections[0]}-{name}"
     tile = spec.tile_size or tile_edge(catalog.settings.tile_memory, dates=len(all_items),
                                        bands=len(inputs.load_bands), variables=len(inputs.variables),
                                        steps=len(periods))
@@ -230,6 +255,8 @@ def make_plan(spec: CompositeSpec, catalog: Catalog, output_root: str, *, job_id
         spec=spec, job_id=job_id or spec.job_id(), inputs=inputs, geobox=geobox, tile_shape=(tile, tile),
         periods=periods, output_root=output_root, output_collection=output_collection,
         items={i["id"]: i for i in all_items},
+        outputs=None if not isinstance(spec, ProcessSpec) or spec.outputs is None else {
+            k: Output(o.dtype, o.nodata) for k, o in spec.outputs.items()},
     )
 
 
@@ -250,12 +277,14 @@ def plan_to_doc(plan: Plan) -> dict:
                     for p in plan.periods],
         "output_root": plan.output_root,
         "output_collection": plan.output_collection,
+        "outputs": None if plan.outputs is None else {k: {"dtype": o.dtype, "nodata": o.nodata}
+                                                      for k, o in plan.outputs.items()},
     }
 
 
 def plan_from_doc(doc: dict) -> Plan:
     """The inverse of :func:`plan_to_doc`."""
-    spec = CompositeSpec.model_validate(doc["spec"])
+    spec = spec_from_doc(doc["spec"])
     sources = [
         Source(s["collection"], s["items"], s["assets"], parse_rule(s["rule"]) if s["rule"] else None)
         for s in doc["sources"]
@@ -268,4 +297,6 @@ def plan_from_doc(doc: dict) -> Plan:
                  for p in doc["periods"]],
         output_root=doc["output_root"], output_collection=doc["output_collection"],
         items={i["id"]: i for s in sources for i in s.items},
+        outputs=None if doc.get("outputs") is None else {k: Output(o["dtype"], o["nodata"])
+                                                          for k, o in doc["outputs"].items()},
     )

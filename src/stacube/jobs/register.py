@@ -15,7 +15,6 @@ from stacube.catalog.bands import COMMON_NAMES, asset_common_name
 from stacube.catalog.products import EXTENSIONS, STAC_VERSION
 from stacube.core.crs import proj_fields
 from stacube.jobs.plan import Plan
-from stacube.algo.tile import variable_dtype, variable_fill
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 ZARR_TYPE = "application/vnd+zarr"
@@ -26,11 +25,13 @@ def _iso(when: datetime) -> str:
 
 
 def _band_fields(plan: Plan, var: str) -> dict:
-    dtype = variable_dtype(var)
-    fill = variable_fill(var)
-    raster = {"data_type": dtype, "nodata": "nan" if dtype == "float32" else fill}
+    dtype = plan.dtype_of(var)
+    fill = plan.fill_of(var)
+    raster = {"data_type": dtype, "nodata": "nan" if dtype.startswith("float") and fill != fill else fill}
     fields: dict = {"raster:bands": [raster]}
-    if var in plan.bands:
+    if plan.is_process:
+        fields["description"] = f"{var}: output of process {plan.spec.process_name}"
+    elif var in plan.bands:
         src = plan.sources[0]
         asset = (src.collection.get("item_assets") or {}).get(src.assets[var], {})
         common = asset_common_name(asset) or (var if var in COMMON_NAMES else None)
@@ -49,7 +50,7 @@ def _band_fields(plan: Plan, var: str) -> dict:
 
 
 def _roles(plan: Plan, var: str) -> list[str]:
-    if var in plan.bands or var in plan.indices:
+    if plan.is_process or var in plan.bands or var in plan.indices:
         return ["data"]
     return ["metadata"]
 
@@ -69,8 +70,12 @@ def derived_collection(plan: Plan) -> dict:
         "stac_version": STAC_VERSION,
         "stac_extensions": [EXTENSIONS[k] for k in ("item_assets", "eo", "raster", "proj", "processing")],
         "id": plan.output_collection,
-        "title": f"{spec.method} composites of {', '.join(spec.collections)}",
+        "title": (f"outputs of process {spec.process_name} over {', '.join(spec.collections)}" if plan.is_process
+                  else f"{spec.method} composites of {', '.join(spec.collections)}"),
         "description": (
+            f"Outputs of the process {spec.process_name} over cloud-masked scenes of {', '.join(spec.collections)} "
+            "made by stacube: one item per job and period, one COG per output, plus a Zarr cube."
+            if plan.is_process else
             f"Cloud-masked {spec.method} composites of {', '.join(spec.collections)} made by stacube: "
             "one item per job and period, one COG per band, index and count, plus a Zarr cube."
         ),
@@ -83,6 +88,30 @@ def derived_collection(plan: Plan) -> dict:
                             "resolution": [abs(plan.geobox.resolution.x), abs(plan.geobox.resolution.y)]},
         "links": [{"rel": "derived_from", "href": f"../{c}", "type": "application/json"}
                   for c in spec.collections],
+    }
+
+
+def _lineage(plan: Plan, scenes: int) -> str:
+    what = (f"stacube process run ({plan.spec.process_name} {plan.spec.version})" if plan.is_process
+            else f"stacube composite --method {plan.spec.method}")
+    return f"{what} over {scenes} scenes of {', '.join(plan.spec.collections)}"
+
+
+def _process_fields(plan: Plan, report: dict) -> dict:
+    """A process job's ``processing:*`` fields: its name and version (the hash of its source)
+    as software and version, its parameters as the processing expression, and how many tiles
+    failed in it."""
+    if not plan.is_process:
+        return {}
+    spec = plan.spec
+    return {
+        "processing:software": {"stacube": __version__, spec.process_name: spec.version},
+        "processing:version": spec.version,
+        "processing:expression": {"format": "stacube-process",
+                                  "expression": {"process": spec.process_name, "version": spec.version,
+                                                 "parameters": spec.parameters}},
+        "stacube:process": spec.process_name,
+        "stacube:failed_tiles": report.get("failed_tiles", 0),
     }
 
 
@@ -142,14 +171,12 @@ def derived_items(plan: Plan, report: dict, hrefs: dict, stac_base: str) -> list
                 "processing:facility": "stacube",
                 "processing:software": {"stacube": __version__},
                 "processing:datetime": now,
-                "processing:lineage": (
-                    f"stacube composite --method {plan.spec.method} over "
-                    f"{len(used)} scenes of {', '.join(plan.spec.collections)}"
-                ),
+                "processing:lineage": _lineage(plan, len(used)),
                 "stacube:job": plan.job_id,
                 "stacube:method": plan.spec.method,
                 "stacube:scenes": len(used),
                 "stacube:parameters": plan.spec.model_dump(mode="json", exclude_none=True),
+                **_process_fields(plan, report),
             },
             "links": links,
             "assets": assets,

@@ -24,7 +24,7 @@ from stacube.catalog.pgstac import Catalog
 from stacube.errors import NotFound, StacubeError
 from stacube.jobs import tasks
 from stacube.jobs.executors import SerialExecutor, make_executor
-from stacube.jobs.plan import make_plan
+from stacube.jobs.plan import Plan, make_plan
 from stacube.jobs.spec import CompositeSpec
 from stacube.jobs.stages import MAX_ATTEMPTS, JobCancelled, Stage, is_permanent
 from stacube.jobs.state import JobStore
@@ -51,20 +51,21 @@ def submit(spec: CompositeSpec, settings: Settings, *, job_id: str | None = None
         if collection not in known:
             raise NotFound(f"unknown collection {collection!r}")
     # an active job that made no progress for ``job_max_age`` is stuck: it starts afresh
-    return JobStore(settings).submit(job_id or spec.job_id(), spec.model_dump(mode="json"),
+    return JobStore(settings).submit(job_id or spec.job_id(), spec.model_dump(mode="json"), kind=spec.kind,
                                      workspace=workspace, stale_after=settings.job_max_age)
 
 
-def check(spec: CompositeSpec, settings: Settings) -> None:
+def check(spec: CompositeSpec, settings: Settings) -> Plan:
     """What a job would fail on at once, found before it is recorded: an output root it cannot
     write, unknown collections, bands or mask assets, no scene in the area and time range.
+    Returns the plan the job would start from.
 
     Raises:
         StorageError: the output root is not writable.
         NotFound / InvalidInput / NoData: as :func:`stacube.jobs.plan.make_plan`.
     """
     open_store(tasks.output_root(spec, settings), settings).check_writable()
-    make_plan(spec, Catalog(settings), tasks.output_root(spec, settings))
+    return make_plan(spec, Catalog(settings), tasks.output_root(spec, settings))
 
 
 def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: Progress,

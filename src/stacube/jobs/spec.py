@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from typing import ClassVar
 
-from pydantic import Field, field_validator, model_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stacube.algo.masking import parse_mask_cleanup
 from stacube.core.geobox import check_anchor
@@ -20,6 +23,9 @@ from stacube.core.spec import SpecModel
 
 class CompositeSpec(SpecModel):
     """Parameters of ``stacube composite`` (and ``POST /jobs``)."""
+
+    #: the job's ``kind`` column
+    kind: ClassVar[str] = "composite"
 
     bbox: tuple[float, float, float, float] = Field(description="MINX,MINY,MAXX,MAXY in bbox_crs.")
     datetime: str = Field(description="START/END (ISO 8601; either end may be '..').")
@@ -39,7 +45,7 @@ class CompositeSpec(SpecModel):
         None, description="Where output pixel edges fall (odc-stac anchor): native (the sources' pixel "
                           "edges, default), edge (multiples of the resolution), center, floating or FX,FY.")
     grid: str | None = Field(
-        None, description="Named grid: native, webmercator[-z<N>], equal-area-<R>m|km (instead of "
+        None, description="Named grid: native, webmercator[-z<N>], equal-area-<R>m|km, epsg:<code>/<R>[@X,Y] (instead of "
                           "--crs/--resolution); outputs cover the area in whole pixels of it.")
     grid_tiles: bool = Field(
         False, description="With grid: cover the whole tiles of the grid that meet the area, so jobs on "
@@ -81,6 +87,78 @@ class CompositeSpec(SpecModel):
                 doc.pop(key, None)
         digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.method}-{digest}"
+
+
+class OutputDecl(BaseModel):
+    """One output of a process: dtype (float32 by default) and nodata (NaN for floats; integer
+    outputs need one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: str = "float32"
+    nodata: float | int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> OutputDecl:
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            raise ValueError(f"unknown dtype {self.dtype!r}") from None
+        if dtype.kind not in "fiu" or dtype.itemsize > 8:
+            raise ValueError(f"dtype {self.dtype!r}: outputs are int8..int64, uint8..uint64, float32 or float64")
+        if dtype.kind in "iu" and self.nodata is None:
+            raise ValueError(f"an output of dtype {self.dtype} needs a nodata value")
+        self.dtype = dtype.name
+        return self
+
+
+PROCESS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ProcessSpec(CompositeSpec):
+    """Parameters of a process job (``stacube process run``, ``POST /jobs`` with ``process``):
+    the inputs and grid of a composite, and the process instead of a method.
+
+    ``process`` is an absolute path of a module (from a configuration file) or the name of a
+    registered process (entry point group ``stacube.processes``); ``version`` is the hash of its
+    source, so a job of changed code is another job.
+    """
+
+    kind: ClassVar[str] = "process"
+
+    method: str = Field("process", description="Always 'process'.")
+    process: str = Field(description="Module path (absolute) or registered process name.")
+    process_name: str = Field(description="The process's name (module stem or registered name).")
+    version: str = Field(description="Hash of the process's source (sha256, 12 hex digits).")
+    parameters: dict = Field(default_factory=dict, description="Keyword arguments of execute(cube, ...).")
+    halo: int = Field(0, ge=0, le=256, description="Pixels of neighbouring data around each tile.")
+    outputs: dict[str, OutputDecl] | None = Field(
+        None, description="Output names with dtype and nodata (default: read off the first result).")
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value):
+        if value != "process":
+            raise ValueError("a process job has no compositing method")
+        return value
+
+    @field_validator("process_name")
+    @classmethod
+    def _name(cls, value):
+        if not PROCESS_NAME.match(value):
+            raise ValueError(f"{value!r} is not a process name (letters, digits, '_', '.', '-')")
+        return value
+
+    def job_id(self) -> str:
+        """``<process name>-<hash of the parameters and the process version>``."""
+        doc = self.model_dump(mode="json", exclude={"output", "tile_size"})
+        digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.process_name}-{digest}"
+
+
+def spec_from_doc(doc: dict) -> CompositeSpec:
+    """The spec stored with a job (a :class:`ProcessSpec` when it names a process)."""
+    return (ProcessSpec if "process" in doc else CompositeSpec).model_validate(doc)
 
 
 def build_spec(**params) -> CompositeSpec:

@@ -403,6 +403,15 @@ class JobStore(DatabaseStore):
             (job_id, stage)).fetchall())
         return [r["result"] for r in rows]
 
+    def result_values(self, job_id: str, stage: str, key: str, *, limit: int = 1000) -> tuple[list, int]:
+        """The ``key`` entries of the stage's done tiles' results that have one, in tile order
+        (at most ``limit``), and how many tiles have one."""
+        rows = self.run(lambda conn: conn.execute(
+            "SELECT tile, result -> %s AS value, count(*) OVER () AS n FROM stacube.job_tiles "
+            "WHERE job_id = %s AND stage = %s AND state = 'done' AND result ? %s ORDER BY tile LIMIT %s",
+            (key, job_id, stage, key, limit)).fetchall())
+        return [r["value"] for r in rows], (rows[0]["n"] if rows else 0)
+
     def result_sums(self, job_id: str, stage: str, keys: Iterable[str]) -> dict[str, dict[str, int]]:
         """Per ``key`` of the tiles' results (``{key: {name: count}}``), the counts summed over
         the stage's done tiles, in the database (one row per name comes back, not one per tile)."""

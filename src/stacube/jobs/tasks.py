@@ -30,6 +30,7 @@ from pathlib import Path
 
 from stacube import __version__
 from stacube.algo.load import Gate, gated_sources
+from stacube.algo.process import ProcessFailed, probe_outputs, process_tile
 from stacube.algo.tile import composite_tile, tile_stats
 from stacube.catalog.pgstac import Catalog
 from stacube.core.cf import variable_attrs
@@ -38,8 +39,9 @@ from stacube.core.times import item_datetime, iso
 from stacube.errors import InvalidInput, NoData, StacubeError
 from stacube.jobs import outputs
 from stacube.jobs.plan import Plan, make_plan, plan_from_doc, plan_to_doc
+from stacube.jobs.processes import process_of
 from stacube.jobs.register import derived_collection, derived_items
-from stacube.jobs.spec import CompositeSpec
+from stacube.jobs.spec import CompositeSpec, spec_from_doc
 from stacube.jobs.stages import JobCancelled, Stage
 from stacube.jobs.state import JobStore, tile_index, tile_key
 from stacube.settings import Settings
@@ -48,6 +50,10 @@ from stacube.storage.objects import Staging, configure_gdal, open_store, read_do
 #: ``on_register(output collection id, job row)``: called by :func:`finalize` before the output
 #: collection is written.
 OnRegister = Callable[[str, dict], None]
+#: The key of a process tile's result that holds the process's error and traceback.
+PROCESS_ERROR = "process_error"
+#: Process errors a report lists (the count is always complete).
+MAX_REPORTED_ERRORS = 100
 _PLANS: dict[str, Plan] = {}
 _DOCUMENTS: dict[str, dict] = {}
 
@@ -116,13 +122,15 @@ def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
     job = store.get(job_id, full=False)
     if job["state"] == "running" and job.get("plan_uri"):
         return load_plan(settings, job_id, job)
-    spec = CompositeSpec.model_validate(job["parameters"])
+    spec = spec_from_doc(job["parameters"])
     try:
         plan = make_plan(spec, Catalog(settings), output_root(spec, settings), job_id=job_id)
         if gate is not None:
             sources = gated_sources(plan.inputs.sources, plan.inputs.load_bands, gate)
             plan.inputs = replace(plan.inputs, sources=sources)
             plan.items = {i["id"]: i for src in sources for i in src.items}
+        if plan.is_process and plan.outputs is None:
+            plan.outputs = _probe(plan)
     except StacubeError as exc:
         store.update(job_id, state="failed", error=exc.message)
         raise
@@ -131,6 +139,20 @@ def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
         store.add_tiles(job_id, Stage.SCENES, [tile_key(t) for t in plan.tile_indices()])
     store.update(job_id, plan=plan_summary(plan, uri), plan_uri=uri, state="running", stage=Stage.SCENES)
     return load_plan(settings, job_id, uri=uri)
+
+
+def _probe(plan: Plan):
+    """The outputs of a process that declares none (:func:`stacube.algo.process.probe_outputs`).
+
+    Raises:
+        ProcessFailed: the process raised on the probe window (with that error).
+    """
+    try:
+        return probe_outputs(plan.inputs, plan.geobox, process_of(plan.spec).execute, plan.spec.parameters,
+                             margin=plan.spec.halo)
+    except ProcessFailed as exc:
+        raise ProcessFailed(f"the process failed where its outputs are probed (declare them to skip the "
+                            f"probe): {exc.message}", exc.traceback) from exc
 
 
 def plan_summary(plan: Plan, uri: str) -> dict:
@@ -210,6 +232,18 @@ def _run_unit(settings: Settings, plan: Plan, job: dict, stage: str, tile: str, 
     if stage == Stage.SCENES:
         stats = tile_stats(plan.inputs, plan.tiles[index])
         return {"valid": stats.valid, "clear": stats.clear}
+    if stage == Stage.COMPOSITE and plan.is_process:
+        sel = load_selection(settings, job["plan_uri"], selection_doc)
+        done = process_tile(plan.inputs, plan.tiles[index], process_of(plan.spec).execute, plan.spec.parameters,
+                            plan.outputs, set(sel["used"]), sel["period_index"], len(sel["steps"]),
+                            margin=plan.spec.halo)
+        outputs.write_region(staging_of(settings, plan, job).zarr_store("cube.zarr"), plan.tiles[index],
+                             plan.geobox, done.arrays)
+        result = {"valid": done.stats.valid, "clear": done.stats.clear}
+        if done.error is not None:  # the process's own error: recorded, not retried (same code, same error)
+            result[PROCESS_ERROR] = {"tile": tile, "bbox": list(plan.tiles[index].extent.boundingbox),
+                                     **done.error}
+        return result
     if stage == Stage.COMPOSITE:
         sel = load_selection(settings, job["plan_uri"], selection_doc)
         arrays, stats = composite_tile(plan.inputs, plan.tiles[index], sel["used"], sel["period_index"],
@@ -370,11 +404,14 @@ def prepare_composite(settings: Settings, job_id: str) -> dict:
         raise
     staging = staging_of(settings, plan, job)
     starts = [datetime.fromisoformat(s["start"].replace("Z", "+00:00")) for s in selection["steps"]]
-    what = f"{plan.spec.method} composite"
+    what = plan.what
     outputs.create_cube(staging.zarr_store("cube.zarr"), plan.geobox, plan.variables, starts, plan.tile_shape[0],
                         attrs={"title": f"stacube {what}", "stacube:job": job_id, "Conventions": "CF-1.8"},
-                        variable_attrs={v: variable_attrs(v, bands=plan.bands, indices=plan.indices, what=what)
-                                        for v in plan.variables}, zarr_format=plan.spec.zarr_format)
+                        variable_attrs={v: ({"grid_mapping": "spatial_ref", "long_name": f"{v} ({what})"}
+                                            if plan.is_process else
+                                            variable_attrs(v, bands=plan.bands, indices=plan.indices, what=what))
+                                        for v in plan.variables}, zarr_format=plan.spec.zarr_format,
+                        dtypes={v: (plan.dtype_of(v), plan.fill_of(v)) for v in plan.variables})
     staging.write_document("selection", {k: selection[k] for k in ("used", "period_index", "steps")})
     store.update(job_id, selection=selection)
     store.add_tiles(job_id, Stage.COMPOSITE, [tile_key(t) for t in plan.tile_indices()])
@@ -459,6 +496,7 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
     staging = staging_of(settings, plan, job)
     hrefs = output_hrefs(plan, selection["steps"], staging)
     if job["committed"] is None:
+        _check_process_errors(store, job_id, plan)
         report = _write_outputs(settings, job, plan, selection, staging, hrefs, on_cog=on_cog, threads=threads)
         if store.state(job_id) != "running":
             staging.discard()
@@ -482,6 +520,23 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
     except StacubeError as exc:  # on S3 the bucket's lifecycle rule expires them
         logging.getLogger("stacube").warning("job %s: documents not deleted: %s", job_id, exc.message)
     return report
+
+
+def _check_process_errors(store: JobStore, job_id: str, plan: Plan) -> None:
+    """A process job whose process failed on every tile fails (with the first error); with
+    some tiles written, it completes and its report lists the errors.
+
+    Raises:
+        ProcessFailed: every tile failed.
+    """
+    if not plan.is_process:
+        return
+    errors, failed = store.result_values(job_id, Stage.COMPOSITE, PROCESS_ERROR, limit=1)
+    tiles = len(plan.tile_indices())
+    if failed and failed >= tiles:
+        first = errors[0]
+        raise ProcessFailed(f"the process failed on every tile ({tiles}); tile {first['tile']}: {first['error']}",
+                            first.get("traceback", ""))
 
 
 def _write_outputs(settings: Settings, job: dict, plan: Plan, selection: dict, staging: Staging, hrefs: dict,
@@ -518,9 +573,12 @@ def _write_outputs(settings: Settings, job: dict, plan: Plan, selection: dict, s
     elapsed = (finished - started).total_seconds()
     pixels = int(plan.geobox.shape.x * plan.geobox.shape.y)
     gb = plan.geobox
+    errors, failed = (JobStore(settings).result_values(job_id, Stage.COMPOSITE, PROCESS_ERROR,
+                                                       limit=MAX_REPORTED_ERRORS)
+                      if plan.is_process else ([], 0))
     report = {
         "job_id": job_id,
-        "status": "completed",
+        "status": "partial" if failed else "completed",
         "stacube_version": __version__,
         "parameters": plan.spec.model_dump(mode="json"),
         "collection": plan.output_collection,
@@ -544,6 +602,14 @@ def _write_outputs(settings: Settings, job: dict, plan: Plan, selection: dict, s
             "pixels_x_scenes_per_second": round(pixels * len(selection["used"]) / max(elapsed, 1e-9), 1),
         },
     }
+    if plan.is_process:
+        spec = plan.spec
+        report["process"] = {"name": spec.process_name, "version": spec.version, "source": spec.process,
+                             "parameters": spec.parameters, "halo": spec.halo,
+                             "outputs": {v: {"dtype": plan.dtype_of(v), "nodata": plan.outputs[v].nodata}
+                                         for v in plan.variables}}
+        report["failed_tiles"] = failed
+        report["errors"] = errors
     outputs.write_json(work / "report.json", report)
     staging.publish()
     return report

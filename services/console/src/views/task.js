@@ -1,5 +1,5 @@
-// One job: state and progress (refreshed while it runs), parameters, the per-scene table, the
-// result as a tile layer with an opacity slider, and the downloads.
+// One job: state and progress (refreshed while it runs), parameters, the scene and pixel counts,
+// the per-scene table, the result as a tile layer with an opacity slider, and the downloads.
 import { jobReport, jobs, raster } from '../api.js';
 import { bboxPolygon } from '../map.js';
 import { layerControls } from '../layer-controls.js';
@@ -84,6 +84,33 @@ function stepsTable(report, collection, items) {
       h('td', {}, items[i] ? h('a', { href: itemHref(collection, items[i]) }, items[i]) : '–'))))));
 }
 
+/** Scene and pixel counts of a completed job (the job document's summary, else the report's). */
+export function jobSummary(job, report) {
+  if (job.summary) return job.summary;
+  const scenes = report.scenes || [];
+  const shape = (report.grid && report.grid.shape) || [];
+  return {
+    scenes: scenes.length,
+    scenes_used: scenes.filter(sceneUsed).length,
+    pixels: shape.length === 2 ? shape[0] * shape[1] : null,
+    shape,
+    clear_observations: null,
+    periods: (report.steps || []).length,
+    cogs: null,
+  };
+}
+
+function summaryList(summary, variables) {
+  const s = summary;
+  return h('div', { id: 'task-summary', dataset: { scenes: String(s.scenes), scenesUsed: String(s.scenes_used), pixels: String(s.pixels) } },
+    dl([
+      ['Scenes', `${fmtNumber(s.scenes_used)} used of ${fmtNumber(s.scenes)} over the area and dates`],
+      ['Pixels', s.pixels != null ? `${fmtNumber(s.pixels)} per variable and period (${(s.shape || []).join(' × ')})` : null],
+      ['Clear observations', s.clear_observations != null ? `${fmtNumber(s.clear_observations)} clear pixels of the used scenes` : null],
+      ['Outputs', s.cogs != null ? `${fmtNumber(s.cogs)} COGs: ${fmtNumber(s.periods)} period(s) × ${fmtNumber(variables.length)} variable(s)` : null],
+    ]));
+}
+
 function downloads(job, report) {
   const d = job.downloads || {};
   const cogs = d.cogs || (report && report.outputs && report.outputs.cogs) || {};
@@ -154,6 +181,7 @@ export default async function task(ctx) {
     params = controls.params();
     stepSelect.addEventListener('change', apply);
     replace(result,
+      h('h2', {}, 'Summary'), summaryList(jobSummary(job, report), variables),
       h('h2', {}, 'Result'),
       items.length ? h('div', {},
         h('div', { class: 'field' }, h('label', { for: 'result-step' }, 'Period'), stepSelect),
