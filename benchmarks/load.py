@@ -115,8 +115,8 @@ def register_search(base: str) -> str:
     return r.json()["id"]
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process and its children (uvicorn workers)."""
+def process_tree_sum(pid: int, measure) -> float:
+    """``measure(process)`` summed over a process and its children (uvicorn workers)."""
     import psutil
 
     try:
@@ -127,29 +127,20 @@ def process_cpu(pid: int) -> float:
     total = 0.0
     for p in procs:
         try:
-            times = p.cpu_times()
-            total += times.user + times.system
+            total += measure(p)
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children."""
+    return process_tree_sum(pid, lambda p: p.cpu_times().user + p.cpu_times().system)
 
 
 def process_rss(pid: int) -> int:
     """Resident memory of a process and its children (uvicorn workers)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
+    return int(process_tree_sum(pid, lambda p: p.memory_info().rss))
 
 
 def tile_kinds(raster: str, search_id: str, *, cold: bool) -> list[tuple[str, str, str, None]]:
