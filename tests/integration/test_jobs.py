@@ -162,7 +162,8 @@ def client(samples):
 
     # other packages' API keys may be in the session catalog (access control on): this module
     # is about the jobs API, and lets anonymous callers submit
-    with TestClient(create_app(Settings(anonymous_jobs=True)), raise_server_exceptions=False) as c:
+    # and takes no part in the per-workspace job slots (jobs other tests left queued count there)
+    with TestClient(create_app(Settings(anonymous_jobs=True, max_jobs=1000)), raise_server_exceptions=False) as c:
         yield c
 
 
@@ -249,14 +250,29 @@ print(json.dumps({"peak": tracemalloc.get_traced_memory()[1], "budget": int(sett
 """
 
 
+@pytest.fixture(scope="module")
+def peak_catalog(samples):
+    """A database of its own holding the sample catalog."""
+    sys.path.insert(0, str(ROOT / "tests" / "conformance"))
+    from live_server import drop_database, sample_database
+
+    sample_database("stacube_tile_peak")
+    yield "stacube_tile_peak"
+    drop_database("stacube_tile_peak")
+
+
 @pytest.mark.parametrize("budget", ["10MiB", "12MiB"])
-def test_tile_memory_budget_sets_the_tile_size_and_bounds_its_peak(samples, budget):
+def test_tile_memory_budget_sets_the_tile_size_and_bounds_its_peak(peak_catalog, budget):
     """The default tile edge follows STACUBE_TILE_MEMORY; a tile's measured peak stays within it.
 
     Measured in a process of its own: tracemalloc counts every thread's allocations."""
     spec = {**NY, "method": "median", "max_cloud": None}
+    # the default configuration over the sample catalog alone (not what earlier tests left in the
+    # session's environment and catalog)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STACUBE_", "GDAL_", "CPL_", "AWS_"))}
+    env.update({k: os.environ[k] for k in ("STACUBE_DATA_DIR", "STACUBE_DB_PORT")}, STACUBE_DB_NAME=peak_catalog)
     proc = subprocess.run([sys.executable, "-c", TILE_PEAK, budget, json.dumps(spec)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     measured = json.loads(proc.stdout.strip().splitlines()[-1])
     assert measured["peak"] <= measured["budget"], measured

@@ -102,7 +102,8 @@ def client(samples, site):
     from stacube.settings import Settings
     from stacube_services.app import create_app
 
-    with TestClient(create_app(Settings(anonymous_jobs=True)), raise_server_exceptions=False) as c:
+    # max_jobs: jobs other tests left queued must not hold this module's job slots
+    with TestClient(create_app(Settings(anonymous_jobs=True, max_jobs=1000)), raise_server_exceptions=False) as c:
         yield c
 
 
