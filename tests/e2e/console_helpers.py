@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -34,3 +35,15 @@ def painted_pixels(png: bytes):
     if not painted.any():
         return 0, 0.0
     return int(painted.sum()), float(px[painted][:, :3].std())
+
+
+def finished_job(page, timeout_ms: int = 240_000) -> str:
+    """The id of the job a form opened the page of, once it finished (completed, else fail)."""
+    from playwright.sync_api import expect
+
+    page.wait_for_url(re.compile(r"#/tasks/"), timeout=30_000)
+    job_id = page.url.split("#/tasks/")[1]
+    state = page.locator("#task-status [data-state]")
+    expect(state).to_have_attribute("data-state", re.compile("completed|failed|cancelled"), timeout=timeout_ms)
+    assert state.get_attribute("data-state") == "completed", page.locator("main .error").all_inner_texts()
+    return job_id

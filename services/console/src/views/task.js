@@ -144,14 +144,13 @@ async function assetRange(collection, item, asset) {
   return `${lo},${hi}`;
 }
 
-/** Render options of a process's outputs: the output's rendering hints (``colormap_name``,
- * ``rescale``) when it declares them, else viridis over the 2nd-98th percentiles of its values. */
-export async function processOptions(collection, item, variables, outputs = {}) {
-  return Promise.all(variables.map(async (v) => {
-    const hint = outputs[v] || {};
-    const rescale = hint.rescale ? [].concat(hint.rescale).join(',') : await assetRange(collection, item, v);
-    return { id: `band:${v}`, label: `${v} (process output)`, kind: 'band', assets: [v], colormap: hint.colormap_name || 'viridis', rescale: rescale || '0,1' };
-  }));
+/** Render options of a process's outputs: viridis over the 2nd-98th percentiles of each one's
+ * values (its statistics in the raster API; 0,1 when they cannot be had). */
+export async function processOptions(collection, item, variables) {
+  return Promise.all(variables.map(async (v) => ({
+    id: `band:${v}`, label: `${v} (process output)`, kind: 'band', assets: [v], colormap: 'viridis',
+    rescale: (await assetRange(collection, item, v)) || '0,1',
+  })));
 }
 
 /** A filled preview of one output: the COG with its no-data pixels painted magenta. */
@@ -163,7 +162,7 @@ function filledPreview(jobId, report, options) {
   const byVar = Object.fromEntries(options.filter((o) => o.kind === 'band').map((o) => [o.assets[0], o]));
   const period = h('select', { id: 'preview-period' }, labels.map((l) => h('option', { value: l }, l)));
   const variable = h('select', { id: 'preview-variable' }, variables.map((v) => h('option', { value: v }, v)));
-  const first = variables.find((v) => byVar[v] && byVar[v].colormap) || variables[0];
+  const first = variables.find((v) => !/_count$|^provenance$/.test(v)) || variables[0];
   variable.value = first;
   const img = h('img', { id: 'filled-preview', class: 'filled-preview', alt: '' });
   const show = () => {
@@ -242,7 +241,7 @@ export default async function task(ctx) {
     const steps = report.steps || [];
     const used = (report.scenes || []).filter((s) => s.used).length;
     const options = report.process && items.length
-      ? await processOptions(collection, items[0], variables, (report.process.outputs || {}))
+      ? await processOptions(collection, items[0], variables)
       : resultOptions(variables, indices, used);
     if (ctx.signal.aborted) return;
     const stepSelect = h('select', { id: 'result-step' }, steps.map((s, i) => h('option', { value: String(i) }, `${s.label} (${(s.items || []).length} scenes)`)));
