@@ -135,7 +135,7 @@ def test_task_page_counts_preview_and_downloads(page, server, composite, artifac
     assert status == 200, nc[:300]
     assert headers["content-type"] == "application/x-netcdf"
     ds = xr.open_dataset(io.BytesIO(nc), decode_coords="all")
-    assert set(ds.data_vars) == {"red", "nir"} and ds.sizes["time"] == len(job["report"]["steps"])
+    assert set(ds.data_vars) == set(job["report"]["variables"]) and ds.sizes["time"] == len(job["report"]["steps"])
     r, c = rasterio.transform.rowcol(transform, *np.meshgrid(ds.x.values, ds.y.values))
     np.testing.assert_array_equal(ds.nir.values[0], cog[np.asarray(r), np.asarray(c)].reshape(ds.nir.shape[1:]))
     assert ds.rio.crs == crs and 0 < ds.sizes["x"] * ds.sizes["y"] < cog.size
@@ -202,9 +202,10 @@ def test_process_form_submits_and_the_job_shows_a_layer_with_a_legend(page, serv
     # the output as a map layer, coloured over its value range, with its legend
     stats = json.loads(http_get(f"{server}/raster/collections/{job['collection']}/items/{job['items'][0]}"
                                 "/statistics?assets=band_mean")[1])
-    band = stats["band_mean"]
-    while "percentile_2" not in band:  # {asset: {band: statistics}}
-        band = next(iter(band.values()))
+    band = stats
+    while isinstance(band, dict) and "percentile_2" not in band:  # {asset: {band: statistics}}
+        band = next(iter(band.values()), None)
+    assert band, stats
     rescale = page.locator("#result-rescale")
     expect(rescale).not_to_have_value("")
     lo, hi = (float(v) for v in rescale.input_value().split(","))

@@ -70,9 +70,8 @@ export function schemaFields(schema, { prefix = 'param' } = {}) {
         hint ? h('small', { class: 'hint' }, hint) : null);
     }
     if (kind === 'enum') {
-      const blank = !isRequired || dflt === undefined;
       input = h('select', { id, name, dataset: data },
-        blank ? h('option', { value: '' }, isRequired ? 'choose…' : '(default)') : null,
+        dflt === undefined ? h('option', { value: '' }, isRequired ? 'choose…' : '(none)') : null,
         p.enum.map((v) => h('option', { value: JSON.stringify(v) }, String(v))));
       input.value = dflt !== undefined ? JSON.stringify(dflt) : '';
       read = () => (input.value === '' ? undefined : JSON.parse(input.value));
@@ -122,10 +121,10 @@ export function schemaFields(schema, { prefix = 'param' } = {}) {
         problems.push(`${name}: not valid JSON (${err.message})`);
         continue;
       }
-      if (input && !input.checkValidity()) problems.push(`${name}: ${input.validationMessage}`);
-      else if (value === undefined || (Array.isArray(value) && !value.length && isRequired)) {
-        if (isRequired) problems.push(`${name}: required`);
-      } else out[name] = value;
+      const empty = value === undefined || (Array.isArray(value) && !value.length);
+      if (empty && isRequired) problems.push(`${name}: required`);
+      else if (input && !input.checkValidity()) problems.push(`${name}: ${input.validationMessage.replace(/\.$/, '')}`);
+      else if (value !== undefined) out[name] = value;
     }
     return { values: out, problems };
   };

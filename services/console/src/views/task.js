@@ -189,7 +189,12 @@ function regionDownload(jobId, report, bbox, map) {
   const shape = (report.grid && report.grid.shape) || [];
   const list = h('ul', { class: 'checks columns', id: 'region-variables' }, checkboxes('region-var', variables, variables));
   const update = () => {
-    const box = area.get();
+    let box = null;
+    try {
+      box = area.get();
+    } catch {
+      box = null; // the field says what is wrong with it
+    }
     const vars = [...list.querySelectorAll('input:checked')].map((b) => b.value);
     link.hidden = !box || !vars.length;
     if (link.hidden) return;
