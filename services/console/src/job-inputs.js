@@ -28,13 +28,15 @@ export function checkboxes(name, values, checked, labelOf = (v) => v) {
  * @param {object} opts
  * @param {string} opts.prefix id prefix of the fields (`<prefix>-from`, `<prefix>-bands`...)
  * @param {() => void} [opts.onChange] the chosen collections changed (after the bands were refreshed)
+ * @param {string[]} [opts.bands] bands ticked at first (default: red, green, blue, nir)
+ * @param {string} [opts.bandsHint] what choosing no band means
  * @param {HTMLElement} opts.errorBox where a problem with the extent is shown
  * @returns {{parts: object, chosen: () => object[], refresh: () => void, values: () => object, problems: () => string[]}}
  *   parts: the fields' elements by name (collections, area, extent, time, bands, period), to lay out;
  *   values(): {collections, bbox, bbox_crs, datetime, bands, period} of the jobs API; problems(): what
  *   values() found wrong (one phrase each)
  */
-export function jobInputs(ctx, docs, { prefix, onChange, errorBox: problem }) {
+export function jobInputs(ctx, docs, { prefix, onChange, errorBox: problem, bands: firstBands = DEFAULT_BANDS, bandsHint }) {
   const { map, query } = ctx;
   const byId = Object.fromEntries(docs.map((c) => [c.id, c]));
   const collections = docs.map(summarize);
@@ -45,6 +47,7 @@ export function jobInputs(ctx, docs, { prefix, onChange, errorBox: problem }) {
   const from = h('input', { type: 'date', id: `${prefix}-from`, name: 'from', required: true });
   const to = h('input', { type: 'date', id: `${prefix}-to`, name: 'to', required: true });
   const bandsList = h('ul', { class: 'checks columns', id: `${prefix}-bands` });
+  let ticked = firstBands;
   const period = h('select', { id: `${prefix}-period`, name: 'period' }, PERIODS.map(([v, l]) => h('option', { value: v }, l)));
   const customPeriod = h('input', { type: 'text', id: `${prefix}-period-custom`, name: 'period_custom', placeholder: 'P10D', pattern: 'P[0-9]+[DWMYdwmy]' });
   const customField = field('Period (ISO 8601: P<n>D, W, M or Y)', customPeriod);
@@ -54,9 +57,9 @@ export function jobInputs(ctx, docs, { prefix, onChange, errorBox: problem }) {
   const chosen = () => picker.get().map((id) => byId[id]).filter(Boolean);
   function refresh() {
     const docsChosen = chosen();
-    const checked = [...bandsList.querySelectorAll('input:checked')].map((b) => b.value);
+    if (bandsList.querySelector('input')) ticked = [...bandsList.querySelectorAll('input:checked')].map((b) => b.value);
     const bands = sharedBands(docsChosen);
-    replace(bandsList, ...(bands.length ? checkboxes('band', bands, checked.length ? checked : DEFAULT_BANDS)
+    replace(bandsList, ...(bands.length ? checkboxes('band', bands, ticked.length ? ticked : firstBands)
       : [h('li', {}, note(docsChosen.length ? 'These collections share no band.' : 'Choose a collection first.'))]));
     const sums = docsChosen.map(summarize);
     if (sums.length && !from.value && !to.value) {
@@ -119,7 +122,7 @@ export function jobInputs(ctx, docs, { prefix, onChange, errorBox: problem }) {
     area: area.element,
     extent: h('p', {}, extentButton),
     time: h('fieldset', {}, h('legend', {}, 'Time range'), h('div', { class: 'row' }, field('From', from), field('To', to))),
-    bands: h('fieldset', {}, h('legend', {}, 'Bands'), bandsList),
+    bands: h('fieldset', {}, h('legend', {}, 'Bands'), bandsHint ? h('small', { class: 'hint' }, bandsHint) : null, bandsList),
     period: [field('Period', period, 'One output per period (monthly, yearly…) or a single one over the range.'), customField],
   };
   return { parts, chosen, refresh, values, problems: () => errors };

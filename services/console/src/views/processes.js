@@ -95,7 +95,7 @@ export function schemaFields(schema, { prefix = 'param' } = {}) {
     } else if (kind === 'string') {
       input = h('input', {
         type: 'text', id, name, required: isRequired, value: dflt != null ? String(dflt) : '',
-        pattern: p.pattern, maxlength: p.maxLength, dataset: data,
+        pattern: p.pattern, maxlength: p.maxLength, placeholder: (p.examples || [])[0], dataset: data,
       });
       read = () => (input.value === '' ? undefined : input.value);
     } else if (kind === 'string-array') {
@@ -158,7 +158,10 @@ async function formView(ctx, process) {
   const docs = await loadCollections();
   if (ctx.signal.aborted) return;
   const formError = h('div', { id: 'process-error' });
-  const inputs = jobInputs(ctx, docs, { prefix: 'process', errorBox: formError });
+  const inputs = jobInputs(ctx, docs, {
+    prefix: 'process', errorBox: formError, bands: [],
+    bandsHint: 'The bands the process reads; none ticked: those the process chooses itself.',
+  });
   const params = schemaFields(process.parameters || { properties: {} }, { prefix: 'param' });
   const submit = h('button', { type: 'submit', id: 'process-submit' }, `Run ${process.name}`);
   const form = h('form', { id: 'process-form', class: 'mosaic-form', novalidate: true, dataset: { process: process.name } },
@@ -175,7 +178,7 @@ async function formView(ctx, process) {
     const common = inputs.values();
     const { values, problems } = params.values();
     problems.push(...inputs.problems());
-    if (!common.bands.length) problems.push('choose the bands the process reads');
+    if (!common.bands.length) delete common.bands;
     if (problems.length) {
       replace(formError, errorBox(`Cannot submit: ${problems.join('; ')}.`));
       announce('The form has errors.');
