@@ -209,7 +209,8 @@ def test_process_form_submits_and_the_job_shows_a_layer_with_a_legend(page, serv
     assert job["parameters"]["parameters"] == {"band": "red", "offset": 0.5, "scale": 2.0, "min_count": 1,
                                                "invert": False, "label": "mean", "tags": ["a", "b"]}
     assert set(job["parameters"]["bands"]) == {"red", "nir"}
-    expect(page.locator("#task-process-parameters")).to_have_text(json.dumps(job["parameters"]["parameters"], separators=(",", ":")))
+    expect(page.locator("#task-process-parameters")).to_contain_text('"band":"red"')
+    assert json.loads(page.locator("#task-process-parameters").inner_text()) == job["parameters"]["parameters"]
 
     # the output as a map layer, coloured over its value range, with its legend
     stats = json.loads(http_get(f"{server}/raster/collections/{job['collection']}/items/{job['items'][0]}"
