@@ -49,7 +49,7 @@ class Parameters(BaseModel):
 
     before: TimeRange = Field(
         title="Before", examples=["2015-07-01/2015-07-31"],
-        description="START/END (ISO 8601; a year or month stands for all of it) of the first composite.")
+        description="START/END (ISO 8601), or one year, month or day (all of it), of the first composite.")
     after: TimeRange = Field(
         title="After", examples=["2015-08-15/2015-09-30"],
         description="START/END of the second composite (difference: after - before).")

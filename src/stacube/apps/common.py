@@ -33,9 +33,9 @@ def _closed_range(value: str) -> str:
     return value
 
 
-#: A closed ``START/END`` time range (ISO 8601 dates or datetimes; a year or month stands for
-#: the whole of it).
-TimeRange = Annotated[str, Field(pattern=r"^[^/]+/[^/]+$"), AfterValidator(_closed_range)]
+#: A closed time range: ``START/END`` (ISO 8601 dates or datetimes), or one year, month or day
+#: (all of it); ends included.
+TimeRange = Annotated[str, Field(pattern=r"^[^/]+(/[^/]+)?$"), AfterValidator(_closed_range)]
 
 
 def layer_bands(band: str | None, index: str | None) -> list[str]:

@@ -42,7 +42,7 @@ class Parameters(BaseModel):
 
     baseline: TimeRange = Field(
         title="Baseline time range", examples=["2016-06-01/2016-08-31"],
-        description="START/END (ISO 8601; a year or month stands for all of it) of the reference "
+        description="START/END (ISO 8601), or one year, month or day (all of it), of the reference "
                     "observations.")
     target: TimeRange = Field(
         title="Target time range", examples=["2017-06-01/2017-08-31"],
