@@ -6,7 +6,6 @@ follow from their parameters, and the jobs API runs them by name."""
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -231,31 +230,13 @@ def test_ndvi_anomaly_matches_numpy(ndvi_stack, tmp_path):
     assert base_n.min() >= 2 and np.isfinite(got["anomaly"]).mean() > 0.9
 
 
-@pytest.fixture(scope="module")
-def client(samples):
-    from fastapi.testclient import TestClient
-    from stacube_services.app import create_app
-
-    from stacube.settings import Settings
-
-    with TestClient(create_app(Settings(anonymous_jobs=True, max_jobs=1000)), raise_server_exceptions=False) as c:
-        yield c
-
-
-def test_the_jobs_api_runs_the_water_process(client, samples):
+def test_the_jobs_api_runs_the_water_process(jobs_client, http_job):
+    client = jobs_client
     listed = {p["name"]: p for p in client.get("/jobs/processes").json()["processes"]}
     assert listed["water"]["outputs"]["frequency"] == {"dtype": "float32", "nodata": None}
     assert listed["change"]["outputs"]["changed"] == {"dtype": "uint8", "nodata": 255}
-    r = client.post("/jobs", json={**BODY, "datetime": "2015-07-01/2015-09-30", "process": "water",
-                                   "parameters": {"threshold": 0.1}})
-    assert r.status_code in (200, 202), r.text
-    job_id = r.json()["id"]
-    deadline = time.monotonic() + 300
-    while (job := client.get(f"/jobs/{job_id}").json())["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.5)
-    assert job["state"] == "completed", job["error"]
-    report = client.get(f"/jobs/{job_id}/report").json()
+    report = http_job(client, {**BODY, "datetime": "2015-07-01/2015-09-30", "process": "water",
+                               "parameters": {"threshold": 0.1}})
     assert report["process"]["name"] == "water" and report["process"]["source"] == "water"
     assert report["bands"] == ["green", "swir16"]
     bad = client.post("/jobs", json={**BODY, "process": "change", "period": "P1M",

@@ -123,7 +123,7 @@ def prepare_two_ranges(job: dict, ranges: dict[str, str], bands: list[str]) -> d
     """
     if job.get("period"):
         raise ValueError("it compares its two time ranges in one run over the whole datetime: drop period")
-    out = {} if job.get("bands") or job.get("indices") else {"bands": bands}
+    out = {} if job.get("bands") else {"bands": bands}
     ends = {name: parse_datetime_range(value) for name, value in ranges.items()}
     if not job.get("datetime"):
         out["datetime"] = format_interval(min(s for s, _ in ends.values()), max(e for _, e in ends.values()))

@@ -56,7 +56,7 @@ def index_of(index: str, bands) -> str:
 
 def prepare_job(job: dict, parameters: dict) -> dict:
     """Read green and swir16 (NDWI: green and nir) when the job names no bands."""
-    if job.get("bands") or job.get("indices"):
+    if job.get("bands"):
         return {}
     return {"bands": layer_bands(None, "NDWI" if parameters["index"] == "NDWI" else "MNDWI")}
 
