@@ -11,7 +11,7 @@ In the spirit of mapchete's ``.mapchete`` files and Open Data Cube's ingestion c
       mask_cleanup: [1, 2]            # optional: OPEN,DILATE pixels
       max_cloud: 30                   # optional: drop scenes cloudier than this percent
     area: {bbox: [14.5514, 45.8659, 14.5642, 45.8750], crs: EPSG:4326}   # or a GeoJSON geometry
-    time: 2015-07-01/2015-09-30
+    time: 2015-07-01/2015-09-30       # optional for a process that derives it from its parameters
     output: out/                      # URI or path; default: the output root
     parameters: {}                    # passed to execute(cube, **parameters)
     # optional: period (P1M...), grid, crs, resolution, anchor, halo, tile_size,
@@ -61,7 +61,7 @@ class ProcessConfig(_Strict):
     process: str
     inputs: InputsConfig
     area: dict
-    time: str
+    time: str | None = None
     output: str | None = None
     parameters: dict = Field(default_factory=dict)
     period: str | None = None
