@@ -276,7 +276,8 @@ def open_cube(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", v
     Returns:
         ``xarray.Dataset`` with ``(time, y, x)`` variables in the cube's CRS (``spatial_ref``
         grid mapping: ``.rio.crs`` / ``.odc.geobox`` work); float32 physical values, NaN where
-        missing; attributes ``stacube:units``, ``stacube:units_computed`` and
+        missing (bands stored as integers are decoded; with ``load=False`` xarray's CF decoding
+        gives them as float64); attributes ``stacube:units``, ``stacube:units_computed`` and
         ``stacube:units_reused`` tell what the fill did.
 
     Raises:
@@ -300,6 +301,8 @@ def open_cube(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", v
         time=slice(steps.start, steps.stop), y=rows, x=cols)
     if load:
         ds = ds.load()
+        for var in set(names) & set(definition.encodings):  # CF decoding of scaled integers gives float64
+            ds[var] = ds[var].astype("float32")
     ds.attrs = {**ds.attrs, "stacube:units": report.units, "stacube:units_computed": report.computed,
                 "stacube:units_reused": report.reused}
     return ds
