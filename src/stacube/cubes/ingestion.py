@@ -190,7 +190,10 @@ def _measurements(doc: Any) -> tuple[list[str], dict[str, str], dict[str, str], 
         nodata = m.get("nodata", math.nan if dtype == "float32" else None)
         if nodata is None:
             raise _fail(f"{field}.nodata", f"missing: a {dtype} measurement needs a nodata value")
-        nodata = _number(nodata, f"{field}.nodata") if dtype != "float32" or not _is_nan(nodata) else math.nan
+        try:
+            nodata = float(nodata)
+        except (TypeError, ValueError):
+            raise _fail(f"{field}.nodata", f"{nodata!r} is not a number") from None
         try:
             check_band_dtypes({name: dtype}, {name: nodata}, [])
         except ValueError as exc:
@@ -206,12 +209,6 @@ def _measurements(doc: Any) -> tuple[list[str], dict[str, str], dict[str, str], 
         sources[name] = str(m.get("src_varname", name))
     return bands, resampling, sources, dtypes, nodatas
 
-
-def _is_nan(value: Any) -> bool:
-    try:
-        return math.isnan(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def check_sources(catalog, collections: list[str], src_varnames: dict[str, str]) -> None:
@@ -378,4 +375,32 @@ def ingestion_config(definition: CubeDefinition) -> dict:
     doc["storage"] = storage
     doc["measurements"] = measurements
     doc["stacube"] = extra
+    return doc
+
+
+def ingestion_yaml(definition: CubeDefinition) -> str:
+    """:func:`ingestion_config` as YAML text (the keys in ODC's order).
+
+    Raises:
+        InvalidInput: the cube's CRS has no EPSG code.
+    """
+    import yaml  # lazy: start-up
+
+    return yaml.safe_dump(ingestion_config(definition), sort_keys=False, default_flow_style=False, width=100)
+
+
+def parse_ingestion_yaml(text: str, where: str = "configuration") -> dict:
+    """The mapping of an ingestion configuration's YAML text.
+
+    Raises:
+        InvalidInput: not YAML, or not a mapping (``where`` names the input in the message).
+    """
+    import yaml  # lazy: start-up
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{where}: not YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{where}: not an Open Data Cube ingestion configuration (a mapping)")
     return doc
