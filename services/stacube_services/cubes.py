@@ -193,6 +193,7 @@ def cube_summary(definition, base: str) -> dict:
         "crs": f"EPSG:{definition.geobox.crs.epsg}" if definition.geobox.crs.epsg else definition.geobox.crs.to_wkt(),
         "shape": [len(definition.steps), definition.geobox.shape.y, definition.geobox.shape.x],
         "chunks": list(definition.chunks), "variables": definition.variables,
+        "bands": definition.bands, "indices": definition.indices,
         "time": [s["time"] for s in definition.steps],
         "levels": [{"level": k, "resolution": abs(definition.level_geobox(k).resolution.x),
                     "href": level_href(definition, k)} for k in range(definition.levels)],

@@ -1,8 +1,7 @@
 // Mosaic tool: collections, area, dates, method, cloud filter, bands or indices, period -> a job.
 import { config, fetchJSON, jobs, raster } from '../api.js';
 import { areaField } from '../area.js';
-import { loadCollections, sharedBands, summarize } from '../catalog.js';
-import { resolve } from '../render.js';
+import { loadCollections, sharedBands, summarize, usableIndices } from '../catalog.js';
 import { announce, errorBox, field, h, nextId, note, replace } from '../ui.js';
 import { collectionPicker } from './items.js';
 
@@ -22,7 +21,7 @@ const PERIODS = [
 
 const DEFAULT_BANDS = ['red', 'green', 'blue', 'nir'];
 
-function checkboxes(name, values, checked, labelOf = (v) => v) {
+export function checkboxes(name, values, checked, labelOf = (v) => v) {
   return values.map((v) => {
     const id = nextId(name);
     return h('li', {}, h('input', { type: 'checkbox', id, name, value: v, checked: checked.includes(v) }), ' ',
@@ -92,10 +91,7 @@ export default async function mosaic(ctx) {
     const bands = sharedBands(chosen);
     const keep = checkedBands.length ? checkedBands : DEFAULT_BANDS;
     replace(bandsList, ...(bands.length ? checkboxes('band', bands, keep) : [h('li', {}, note(chosen.length ? 'These collections share no band.' : 'Choose a collection first.'))]));
-    const usable = indices.filter((idx) => chosen.length && chosen.every((c) => {
-      const map = Object.fromEntries(summarize(c).bands.filter((b) => b.common).map((b) => [b.common, b.key]));
-      return Object.values(idx.bands).every((b) => resolve(map, b));
-    }));
+    const usable = usableIndices(indices, chosen);
     replace(indicesList, ...(usable.length ? checkboxes('index', usable.map((i) => i.name), checkedIdx,
       (n) => `${n} — ${usable.find((i) => i.name === n).long_name}`) : [h('li', {}, note('No index for these bands.'))]));
     const sums = chosen.map(summarize);
