@@ -1,13 +1,13 @@
 // Cube builder: collections, area, dates, grid, bands and indices, observations or composites,
 // chunking (with the chunk size as you type), storage type, fill now or on demand -> POST /cubes/.
 // Or an Open Data Cube ingestion configuration (YAML) -> the same request.
-import { raster } from '../api.js';
 import { areaField } from '../area.js';
-import { loadCollections, sharedBands, summarize, usableIndices } from '../catalog.js';
+import { checkedValues, formInputs, refreshChoices, submitWith } from '../form-parts.js';
+import { summarize } from '../catalog.js';
 import { chunkBytes, cubeApi, download } from '../cube-api.js';
-import { announce, errorBox, field, h, note, replace } from '../ui.js';
+import { announce, errorBox, field, h, replace } from '../ui.js';
 import { collectionPicker } from './items.js';
-import { METHODS, checkboxes } from './mosaic.js';
+import { METHODS } from './mosaic.js';
 
 const GRIDS = [
   ['native', 'Native: the first collection’s CRS and pixels'],
@@ -29,9 +29,8 @@ export default async function cubeBuilder(ctx) {
   root.append(h('h1', {}, 'Build a cube'),
     h('p', { class: 'lead' }, 'An analysis-ready Zarr cube of one or more collections on a fixed grid: one step per solar day '
       + '(clear observations) or one composite per period, filled now or when its parts are first read.'));
-  const [docs, indices] = await Promise.all([loadCollections(), raster.indices().catch(() => [])]);
+  const { docs, indices, byId } = await formInputs();
   if (ctx.signal.aborted) return;
-  const byId = Object.fromEntries(docs.map((c) => [c.id, c]));
   const selected = (query.get('collections') || '').split(',').filter((c) => byId[c]);
   const picker = collectionPicker(docs.map(summarize), selected,
     { legend: 'Collections (at least one)', name: 'cube-collections', onChange: () => refresh() });
@@ -84,7 +83,8 @@ export default async function cubeBuilder(ctx) {
       h('ul', { class: 'checks' },
         h('li', {}, fillLater, ' ', h('label', { for: 'cube-fill-on-demand' }, 'On demand — compute the parts a map or a time series reads, once')),
         h('li', {}, fillNow, ' ', h('label', { for: 'cube-fill-now' }, 'Now — compute the whole cube in the background')))),
-    h('section', { 'aria-labelledby': 'cube-config-heading' }, h('h2', { id: 'cube-config-heading' }, 'Configuration to submit'), preview),
+    h('section', { 'aria-labelledby': 'cube-config-heading' }, h('h2', { id: 'cube-config-heading' }, 'Configuration to submit'),
+      h('details', { class: 'json', open: true }, h('summary', {}, 'The request body of POST /cubes/'), preview)),
     formError,
     h('div', { class: 'buttons' }, submit, yamlButton));
   root.append(form, importSection());
@@ -93,21 +93,7 @@ export default async function cubeBuilder(ctx) {
 
   function refresh() {
     const chosen = chosenDocs();
-    const checkedBands = [...bandsList.querySelectorAll('input:checked')].map((b) => b.value);
-    const checkedIdx = [...indicesList.querySelectorAll('input:checked')].map((b) => b.value);
-    const bands = sharedBands(chosen);
-    replace(bandsList, ...(bands.length ? checkboxes('cube-band', bands, checkedBands.length ? checkedBands : ['red', 'green', 'blue', 'nir'])
-      : [h('li', {}, note(chosen.length ? 'These collections share no band.' : 'Choose a collection first.'))]));
-    const usable = usableIndices(indices, chosen);
-    replace(indicesList, ...(usable.length ? checkboxes('cube-index', usable.map((i) => i.name), checkedIdx,
-      (n) => `${n} — ${usable.find((i) => i.name === n).long_name}`) : [h('li', {}, note('No index for these bands.'))]));
-    const sums = chosen.map(summarize);
-    if (sums.length && !from.value && !to.value) {
-      const starts = sums.map((s) => s.start).filter(Boolean).sort();
-      const ends = sums.map((s) => s.end).filter(Boolean).sort();
-      if (starts.length) from.value = starts[0].slice(0, 10);
-      if (ends.length) to.value = ends[ends.length - 1].slice(0, 10);
-    }
+    const sums = refreshChoices({ chosen, indices, bandsList, indicesList, names: ['cube-band', 'cube-index'], from, to });
     if (sums.length && !area.get()) map.fitAll(sums.map((s) => s.bbox), { maxZoom: 13 });
     if (!name.value && chosen.length) name.value = `${chosen[0].id.split('-').slice(0, 2).join('-')}-cube`.toLowerCase();
     update();
@@ -128,8 +114,8 @@ export default async function cubeBuilder(ctx) {
     if (!name.value || !name.checkValidity()) problems.push('name: lowercase letters, digits, “.”, “_” and “-”');
     if (!from.value || !to.value) problems.push('set the time range');
     else if (to.value < from.value) problems.push('“To” is before “From”');
-    const bands = [...bandsList.querySelectorAll('input:checked')].map((b) => b.value);
-    const idx = [...indicesList.querySelectorAll('input:checked')].map((b) => b.value);
+    const bands = checkedValues(bandsList);
+    const idx = checkedValues(indicesList);
     if (!bands.length) problems.push('choose at least one band');
     let gridName = grid.value;
     if (grid.value === 'equal-area') {
@@ -191,23 +177,16 @@ export default async function cubeBuilder(ctx) {
     e.preventDefault();
     const doc = guard();
     if (!doc) return;
-    await createAndOpen(doc, submit, formError, 'Create cube');
+    await createAndOpen(doc, submit, formError);
   });
 }
 
 /** POST the body; on success open the cube's page. */
-async function createAndOpen(doc, button, errorEl, label) {
-  button.disabled = true;
-  button.textContent = 'Creating…';
-  try {
+function createAndOpen(doc, button, errorEl) {
+  return submitWith(button, 'Creating…', errorEl, 'The cube was refused', async () => {
     const cube = await cubeApi.create(doc);
-    announce(`Cube ${cube.name} created.`);
-    location.hash = `#/cubes/${encodeURIComponent(cube.name)}`;
-  } catch (err) {
-    replace(errorEl, errorBox(err, 'The cube was refused'));
-    button.disabled = false;
-    button.textContent = label;
-  }
+    return { message: `Cube ${cube.name} created.`, hash: `#/cubes/${encodeURIComponent(cube.name)}` };
+  });
 }
 
 /** A cube from an Open Data Cube ingestion configuration (a file or pasted YAML). */
@@ -237,7 +216,7 @@ function importSection() {
     if (name.value.trim()) doc.name = name.value.trim();
     if (datetime.value.trim()) doc.datetime = datetime.value.trim();
     replace(errorEl);
-    await createAndOpen(doc, button, errorEl, 'Create from configuration');
+    await createAndOpen(doc, button, errorEl);
   });
   return h('section', { 'aria-labelledby': 'odc-heading' },
     h('h2', { id: 'odc-heading' }, 'From an Open Data Cube ingestion configuration'),

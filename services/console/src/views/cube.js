@@ -85,7 +85,7 @@ export default async function cubeView(ctx) {
       h('div', { class: 'inline' }, prev, slider, next))),
     h('p', {}, 'Showing: ', label),
     h('p', {}, fillTiles, ' ', h('label', { for: 'cube-fill-tiles' }, 'Compute the parts of the cube the map shows (tiles over at most 4 fill units)')),
-    h('p', { class: 'hint' }, 'Hatched outlines: the parts of the cube already computed (', h('span', { id: 'cube-filled-count' }, '0'), ' units).')));
+    h('p', { class: 'hint' }, 'Green outlines: the parts of the cube already computed (', h('span', { id: 'cube-filled-count' }, '0'), ' units).')));
   showLayer();
 
   // the filled parts, redrawn while the view is open (tiles and time series fill the cube)
@@ -102,7 +102,7 @@ export default async function cubeView(ctx) {
       const done = { ...regions, features: regions.features.map((f) => ({ ...f, properties: { ...f.properties, id: f.id } })) };
       if (filledAdded) map.setData('cube-filled', done);
       else {
-        map.addGeoJSON('cube-filled', done, { color: '#1e6b34', line: '#1e6b34', opacity: 0.15, width: 1 });
+        map.addGeoJSON('cube-filled', done, { color: '#1e6b34', line: '#1e6b34', opacity: 0.04, width: 1.5 });
         filledAdded = true;
       }
     } catch (err) {
