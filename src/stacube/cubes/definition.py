@@ -25,7 +25,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox
 
-from stacube.algo.load import Source
+from stacube.algo.load import Source, raster_band
 from stacube.algo.tile import CompositeInputs, variable_dtype, variable_fill
 from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.pgstac import Catalog
@@ -219,8 +219,6 @@ def band_encodings(spec: CubeSpec, collection: dict, assets: dict[str, str]) -> 
     """``{band: {"dtype", "nodata", "scale_factor", "add_offset"}}`` of the bands the spec stores
     as integers: the scale and offset are the source collection's (``item_assets`` ``raster:bands``
     ``scale``/``offset``; 1 and 0 when it has none), so the integers are the source's DN."""
-    from stacube.algo.load import raster_band
-
     out = {}
     for band, dtype in spec.dtypes.items():
         if dtype == "float32":
