@@ -1,9 +1,9 @@
 // Mosaic tool: collections, area, dates, method, cloud filter, bands or indices, period -> a job.
-import { config, fetchJSON, jobs, raster } from '../api.js';
+import { config, fetchJSON, jobs } from '../api.js';
 import { areaField } from '../area.js';
-import { loadCollections, sharedBands, summarize } from '../catalog.js';
-import { resolve } from '../render.js';
-import { announce, errorBox, field, h, nextId, note, replace } from '../ui.js';
+import { checkedValues, formInputs, refreshChoices, submitWith } from '../form-parts.js';
+import { summarize } from '../catalog.js';
+import { announce, errorBox, field, h, replace } from '../ui.js';
 import { collectionPicker } from './items.js';
 
 export const METHODS = [
@@ -20,25 +20,14 @@ const PERIODS = [
   ['custom', 'Other…'],
 ];
 
-const DEFAULT_BANDS = ['red', 'green', 'blue', 'nir'];
-
-function checkboxes(name, values, checked, labelOf = (v) => v) {
-  return values.map((v) => {
-    const id = nextId(name);
-    return h('li', {}, h('input', { type: 'checkbox', id, name, value: v, checked: checked.includes(v) }), ' ',
-      h('label', { for: id }, labelOf(v)));
-  });
-}
-
 export default async function mosaic(ctx) {
   ctx.setTitle('Mosaic');
   const { root, map, query } = ctx;
   root.append(h('h1', {}, 'Mosaic'),
     h('p', { class: 'lead' }, 'Composite the cloud-free pixels of one or more collections over an area and a time range. '
       + 'The job writes one Cloud-Optimized GeoTIFF per band and period, a Zarr cube and a report, and registers the result as STAC items.'));
-  const [docs, indices] = await Promise.all([loadCollections(), raster.indices().catch(() => [])]);
+  const { docs, indices, byId } = await formInputs();
   if (ctx.signal.aborted) return;
-  const byId = Object.fromEntries(docs.map((c) => [c.id, c]));
   const collections = docs.map(summarize);
   const jobsProblem = h('div', {});
   root.append(jobsProblem);
@@ -86,25 +75,7 @@ export default async function mosaic(ctx) {
 
   const chosenDocs = () => picker.get().map((id) => byId[id]).filter(Boolean);
   function refresh() {
-    const chosen = chosenDocs();
-    const checkedBands = [...bandsList.querySelectorAll('input:checked')].map((b) => b.value);
-    const checkedIdx = [...indicesList.querySelectorAll('input:checked')].map((b) => b.value);
-    const bands = sharedBands(chosen);
-    const keep = checkedBands.length ? checkedBands : DEFAULT_BANDS;
-    replace(bandsList, ...(bands.length ? checkboxes('band', bands, keep) : [h('li', {}, note(chosen.length ? 'These collections share no band.' : 'Choose a collection first.'))]));
-    const usable = indices.filter((idx) => chosen.length && chosen.every((c) => {
-      const map = Object.fromEntries(summarize(c).bands.filter((b) => b.common).map((b) => [b.common, b.key]));
-      return Object.values(idx.bands).every((b) => resolve(map, b));
-    }));
-    replace(indicesList, ...(usable.length ? checkboxes('index', usable.map((i) => i.name), checkedIdx,
-      (n) => `${n} — ${usable.find((i) => i.name === n).long_name}`) : [h('li', {}, note('No index for these bands.'))]));
-    const sums = chosen.map(summarize);
-    if (sums.length && !from.value && !to.value) {
-      const starts = sums.map((s) => s.start).filter(Boolean).sort();
-      const ends = sums.map((s) => s.end).filter(Boolean).sort();
-      if (starts.length) from.value = starts[0].slice(0, 10);
-      if (ends.length) to.value = ends[ends.length - 1].slice(0, 10);
-    }
+    const sums = refreshChoices({ chosen: chosenDocs(), indices, bandsList, indicesList, from, to });
     if (sums.length) map.fitAll(sums.map((s) => s.bbox), { maxZoom: 13 });
   }
   extentButton.addEventListener('click', () => {
@@ -141,8 +112,8 @@ export default async function mosaic(ctx) {
     }
     if (!from.value || !to.value) problems.push('set the time range (from and to)');
     else if (to.value < from.value) problems.push('“To” is before “From”');
-    const bands = [...bandsList.querySelectorAll('input:checked')].map((b) => b.value);
-    const idx = [...indicesList.querySelectorAll('input:checked')].map((b) => b.value);
+    const bands = checkedValues(bandsList);
+    const idx = checkedValues(indicesList);
     if (!bands.length && !idx.length) problems.push('choose bands or an index');
     let periodValue = period.value || null;
     if (periodValue === 'custom') {
@@ -169,16 +140,9 @@ export default async function mosaic(ctx) {
       resolution: resolution.value === '' ? null : Number(resolution.value),
       output_collection: outputCollection.value.trim() || null,
     };
-    submit.disabled = true;
-    submit.textContent = 'Submitting…';
-    try {
+    await submitWith(submit, 'Submitting…', formError, 'The job was refused', async () => {
       const job = await jobs.submit(params);
-      announce(`Job ${job.id} submitted.`);
-      location.hash = `#/tasks/${encodeURIComponent(job.id)}`;
-    } catch (err) {
-      replace(formError, errorBox(err, 'The job was refused'));
-      submit.disabled = false;
-      submit.textContent = 'Run mosaic job';
-    }
+      return { message: `Job ${job.id} submitted.`, hash: `#/tasks/${encodeURIComponent(job.id)}` };
+    });
   });
 }
