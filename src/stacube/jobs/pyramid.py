@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import attr
+import numpy as np
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.io.base import MultiBaseReader
@@ -165,7 +166,7 @@ def render_tile(reader: OutputReader, tile, render: Render) -> bytes | None:
                           tilesize=TILE_SIZE)
     except TileOutsideBounds:
         return None
-    if not img.mask.any():
+    if np.ma.getmaskarray(img.array).all():  # every band masked everywhere (nodata, outside the data)
         return None
     if render.rescale:
         img = img.rescale(in_range=render.rescale)

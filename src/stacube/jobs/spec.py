@@ -31,7 +31,7 @@ class PyramidSpec(BaseModel):
     rendered as titiler renders a tile (rio-tiler), at ``<step>/tiles/{z}/{x}/{y}.<format>``.
 
     Given as ``"Z0-Z1"`` (``"8-14"``, ``"z8-z14"`` or one zoom ``"12"``) or as a mapping of the
-    fields below. Which outputs are drawn and their ranges are checked against the job's
+    fields below (where ``zooms: Z0-Z1`` may stand for ``minzoom`` and ``maxzoom``). Which outputs are drawn and their ranges are checked against the job's
     outputs when it is planned (:func:`stacube.jobs.pyramid.resolve_render`).
     """
 
@@ -60,11 +60,14 @@ class PyramidSpec(BaseModel):
     @classmethod
     def _zooms(cls, value):
         if isinstance(value, str):
-            match = ZOOMS.match(value)
+            value = {"zooms": value}
+        if isinstance(value, dict) and "zooms" in value:
+            value = dict(value)
+            zooms = str(value.pop("zooms"))
+            match = ZOOMS.match(zooms)
             if not match:
-                raise ValueError(f"{value!r}: expected zooms as Z0-Z1 (e.g. 8-14)")
-            low, high = match.group(1), match.group(2) or match.group(1)
-            return {"minzoom": int(low), "maxzoom": int(high)}
+                raise ValueError(f"{zooms!r}: expected zooms as Z0-Z1 (e.g. 8-14)")
+            value.update(minzoom=int(match.group(1)), maxzoom=int(match.group(2) or match.group(1)))
         return value
 
     @field_validator("rescale", mode="before")

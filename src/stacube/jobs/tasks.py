@@ -45,7 +45,7 @@ from stacube.jobs.spec import CompositeSpec, spec_from_doc
 from stacube.jobs.stages import JobCancelled, Stage
 from stacube.jobs.state import JobStore, tile_index, tile_key
 from stacube.settings import Settings
-from stacube.storage.objects import Staging, configure_gdal, open_store, read_document
+from stacube.storage.objects import LocalStore, Staging, configure_gdal, open_store, read_document
 
 #: ``on_register(output collection id, job row)``: called by :func:`finalize` before the output
 #: collection is written.
@@ -491,19 +491,37 @@ def finish_stage(settings: Settings, job_id: str, stage: str, *, claimed: bool =
     raise ValueError(f"stage {stage!r} has no tiles")
 
 
-def output_hrefs(plan: Plan, steps: list[dict], staging: Staging) -> dict:
+def site_url(settings: Settings) -> str:
+    """The URL the services (``stacube up``) are reached at: ``public_url``, else host and port."""
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
+def tiles_base(settings: Settings, plan: Plan) -> str | None:
+    """The URL the job's output root is served at, for its tile pyramid's template: the
+    pyramid's ``url``; for outputs in the local output root, the services' ``/files``; else
+    None (the template then is the storage address)."""
+    spec = plan.spec.pyramid
+    if spec is None or spec.url:
+        return spec and spec.url
+    store, served = open_store(plan.output_root, settings), open_store(settings.output_root, settings)
+    if isinstance(store, LocalStore) and isinstance(served, LocalStore) and store.path == served.path:
+        return f"{site_url(settings)}/files"
+    return None
+
+
+def output_hrefs(plan: Plan, steps: list[dict], staging: Staging, tiles_url: str | None = None) -> dict:
     """Where readers find the outputs once committed: ``cogs`` (label -> variable -> href),
     ``zarr``, ``report``; with a pyramid also ``tiles`` (label -> tile URL template) and
-    ``tilejson`` (label -> href)."""
+    ``tilejson`` (label -> href), at ``tiles_url`` (:func:`tiles_base`) when given."""
     hrefs = {"cogs": {step["label"]: {var: staging.href(f"{step['label']}/{var}.tif") for var in plan.variables}
                       for step in steps},
              "zarr": staging.href("cube.zarr"), "report": staging.href("report.json")}
     spec = plan.spec.pyramid
     if spec is not None:  # the tile template (at the public URL when one is given) and the TileJSON
         ext = spec.format
-        hrefs["tiles"] = {step["label"]: staging.public_href(f"{step['label']}/tiles", spec.url)
+        hrefs["tiles"] = {step["label"]: staging.public_href(f"{step['label']}/tiles", tiles_url)
                           + f"/{{z}}/{{x}}/{{y}}.{ext}" for step in steps}
-        hrefs["tilejson"] = {step["label"]: staging.public_href(f"{step['label']}/tiles/tilejson.json", spec.url)
+        hrefs["tilejson"] = {step["label"]: staging.public_href(f"{step['label']}/tiles/tilejson.json", tiles_url)
                              for step in steps}
     return hrefs
 
@@ -533,7 +551,7 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
     plan = load_plan(settings, job_id, job)
     selection = counted_selection(settings, job_id, plan, job["selection"])
     staging = staging_of(settings, plan, job)
-    hrefs = output_hrefs(plan, selection["steps"], staging)
+    hrefs = output_hrefs(plan, selection["steps"], staging, tiles_base(settings, plan))
     if job["committed"] is None:
         _check_process_errors(store, job_id, plan)
         report = _write_outputs(settings, job, plan, selection, staging, hrefs, on_cog=on_cog, on_tile=on_tile,
@@ -552,7 +570,7 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
     if plan.output_collection in catalog.collection_ids():
         collection["extent"] = catalog.get_collection(plan.output_collection).get("extent", collection["extent"])
     catalog.upsert_collection(collection)
-    stac_base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/") + "/stac"
+    stac_base = site_url(settings) + "/stac"
     catalog.load_items(derived_items(plan, report, hrefs, stac_base), mode="upsert")
     store.update(job_id, state="completed", stage="finalize", report=report)
     try:
