@@ -7,6 +7,7 @@ import io
 import json
 import os
 import threading
+import time
 import urllib.request
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -255,3 +256,35 @@ def test_outputs_in_the_served_root_get_a_files_url(samples, tmp_path):
     other = check(build_spec(**SLOVENIA, method="median", pyramid="12-13", output=str(tmp_path / "elsewhere")),
                   settings)
     assert tasks.tiles_base(settings, other) is None
+
+
+def test_a_pyramid_job_over_http_is_served_from_files(samples):
+    from fastapi.testclient import TestClient
+    from urllib.parse import urlparse
+
+    from stacube_services.app import create_app
+
+    body = {**SLOVENIA, "method": "median", "bands": ["red", "green", "blue"], "pyramid": "13-14",
+            "output_collection": "pyramid-http"}
+    with TestClient(create_app(Settings(anonymous_jobs=True, max_jobs=1000)), raise_server_exceptions=False) as client:
+        answer = client.post("/jobs", json=body)
+        assert answer.status_code in (200, 202), answer.text
+        job_id = answer.json()["id"]
+        for _ in range(600):
+            job = client.get(f"/jobs/{job_id}").json()
+            if job["state"] not in ("queued", "running"):
+                break
+            time.sleep(0.5)
+        assert job["state"] == "completed", job["error"]
+        label = job["report"]["steps"][0]["label"]
+        template = job["downloads"]["tiles"][label]
+        # at the site's public URL (STACUBE_PUBLIC_URL, else its host and port): /files of `stacube up`
+        assert template == f"http://127.0.0.1:8000/files/{job_id}/{label}/tiles/{{z}}/{{x}}/{{y}}.png"
+        item = client.get(f"/stac/collections/pyramid-http/items/{job_id}_{label}").json()
+        assert [link["href"] for link in item["links"] if link["rel"] == "xyz"] == [template]
+        xyz = template
+        tilejson = client.get(urlparse(job["downloads"]["tilejson"][label]).path).json()
+        assert tilejson["tiles"] == [xyz]
+        tiles = TMS.tiles(*tilejson["bounds"], zooms=[14])
+        served = [client.get(urlparse(template.format(z=t.z, x=t.x, y=t.y)).path) for t in tiles]
+        assert served and all(r.status_code == 200 and r.headers["content-type"] == "image/png" for r in served)
