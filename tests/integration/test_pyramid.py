@@ -169,13 +169,24 @@ def test_empty_tiles_are_skipped_and_a_rerun_only_draws_what_is_missing(tmp_path
     assert again == first and files[0].exists()
     assert all(p.stat().st_mtime_ns == stamps[p] for p in files[1:])  # kept, not redrawn
     assert not list(dst.rglob("*.tmp"))
+    doubled = pyramid.resolve_render(PyramidSpec.model_validate({"zooms": "15", "expression": "b1*2",
+                                                                 "rescale": ["0,2"]}), ["value"], {"value": "float32"})
+    with Reader(str(cog)) as src:
+        expected = src.tile(tile.x, tile.y, tile.z, tilesize=256, expression="b1*2").rescale(
+            in_range=[(0.0, 2.0)]).render(img_format="PNG")
+    drawn = pyramid.render_tile(pyramid.OutputReader({"value": str(cog)}), tile, doubled)
+    assert np.array_equal(pixels(drawn), pixels(expected))
 
 
 def test_a_pyramid_that_does_not_fit_the_outputs_is_refused_before_the_job(samples, tmp_path):
     for pyramid_param, message in (({"zooms": "12-14", "bands": ["nir"]}, "'nir' is not an output"),
                                    ({"zooms": "12-14", "bands": ["red", "NDVI"]}, "one band"),
                                    ({"zooms": "12-14", "bands": ["red", "green", "blue"], "colormap_name": "viridis"},
-                                    "a colormap draws one band")):
+                                    "a colormap draws one band"),
+                                   ({"zooms": "12-14", "bands": ["NDVI"], "expression": "b1*b2", "rescale": ["0,1"]},
+                                    "uses b2, but 1 band"),
+                                   ({"zooms": "12-14", "bands": ["red"], "expression": "red/2", "rescale": ["0,1"]},
+                                    "name the bands b1..b1")):
         spec = build_spec(**SLOVENIA, method="median", bands=["red", "green", "blue"], indices=["NDVI"],
                           pyramid=pyramid_param, output=str(tmp_path))
         with pytest.raises(InvalidInput, match=message):

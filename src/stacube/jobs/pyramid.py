@@ -24,7 +24,8 @@ from pathlib import Path
 
 import attr
 import numpy as np
-from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.errors import InvalidExpression, TileOutsideBounds
+from rio_tiler.expression import get_expression_blocks, parse_expression
 from rio_tiler.io import Reader
 from rio_tiler.io.base import MultiBaseReader
 from rio_tiler.types import AssetInfo
@@ -68,15 +69,25 @@ def resolve_render(pyramid: PyramidSpec, variables: list[str], dtypes: dict[str,
     colormap), of reflectance 0..0.3; 8-bit outputs need none.
 
     Raises:
-        InvalidInput: a band that is not an output, not 1 or 3 bands drawn, a range missing for
-            an output that is not 8-bit, a colormap over several bands.
+        InvalidInput: a band that is not an output, an expression naming no band or one past
+            the bands read, not 1 or 3 bands drawn, a range missing for an output that is not
+            8-bit, a colormap over several bands.
     """
     bands = list(pyramid.bands) or ([b for b in ("red", "green", "blue") if b in variables]
                                     if all(b in variables for b in ("red", "green", "blue")) else variables[:1])
     missing = [b for b in bands if b not in variables]
     if missing:
         raise InvalidInput(f"pyramid: {missing[0]!r} is not an output of the job ({', '.join(variables)})")
-    drawn = len([b for b in pyramid.expression.split(";") if b.strip()]) if pyramid.expression else len(bands)
+    drawn = len(get_expression_blocks(pyramid.expression)) if pyramid.expression else len(bands)
+    if pyramid.expression:
+        try:
+            used = parse_expression(pyramid.expression)
+        except InvalidExpression as exc:
+            raise InvalidInput(f"pyramid: expression {pyramid.expression!r}: {exc} (name the bands b1..b{len(bands)})") \
+                from None
+        if max(used) > len(bands):
+            raise InvalidInput(f"pyramid: expression {pyramid.expression!r} uses b{max(used)}, but "
+                               f"{len(bands)} band(s) are read ({', '.join(bands)})")
     if drawn not in (1, 3):
         raise InvalidInput(f"pyramid: draws one band (grey or colormap) or three (RGB), not {drawn}")
     colormap = pyramid.colormap_name
