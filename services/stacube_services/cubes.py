@@ -9,8 +9,11 @@ Mounted at ``/cubes``:
   ``rescale``, default 0..0.3 reflectance) or ``index=NDVI`` (computed from the cube's bands,
   spyndex formula, default colormap and range); ``colormap_name``; ``level`` (default: the
   pyramid level matching the zoom). Tiles read what is in the store (parts never filled are
-  transparent);
+  transparent) unless ``fill=true``: then the units under the tile at its time step are computed
+  first when they are at most :data:`MAX_TILE_FILL_UNITS`;
 * ``GET /{name}/{tileMatrixSetId}/tilejson.json`` - TileJSON with the same query;
+* ``POST /`` (create a cube), ``POST /ingestion-config``, ``GET /{name}/ingestion-config`` and
+  ``GET /{name}/filled`` (the filled units as GeoJSON): :mod:`stacube_services.cube_builder`;
 * ``GET /{name}/timeseries?lon=&lat=`` and ``POST /{name}/timeseries`` (a GeoJSON Point,
   Polygon, MultiPolygon or Feature as the body) - per-date values of ``bands`` and ``index``
   with the status (clear, nodata or the mask's reason) and valid-pixel share (``format=json`` or ``csv``);
@@ -33,7 +36,7 @@ from stacube.core.grids import webmercator_zoom
 from stacube.core.indices import RENDER, get_index
 from stacube.cubes.arrays import level_for_resolution, open_level
 from stacube.cubes.definition import CubeDefinition
-from stacube.cubes.fill import load_definition
+from stacube.cubes.fill import fill_bounded, fill_state, load_definition
 from stacube.cubes.records import CubeRecords
 from stacube.cubes.register import level_href
 from stacube.cubes.timeseries import timeseries
@@ -42,6 +45,7 @@ from stacube.core.times import parse_datetime_range
 from stacube.settings import Settings
 from stacube_services.access.cubes import CubeAccess, cube_dependencies
 from stacube_services.access.service import AccessService, GateCache
+from stacube_services.cube_builder import add_builder_routes
 from stacube_services.errors import JsonBodyMiddleware, add_error_handlers
 from stacube_services.tms import checked_tile_matrix_set
 
@@ -50,6 +54,8 @@ MEDIA = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": 
 DRIVER = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG", "jpeg": "JPEG"}
 DEFAULT_RESCALE = (0.0, 0.3)
 MAX_TILESIZE = 1024
+#: Fill units a tile request with ``fill=true`` may compute (more: it renders what is there).
+MAX_TILE_FILL_UNITS = 4
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -95,8 +101,11 @@ def pick_step(definition, time: str | None, time_index: int | None) -> int:
 
 def render_tile(settings: Settings, name: str, tms_id: str, z: int, x: int, y: int, *, variables: list[str],
                 index: str | None, time: str | None, time_index: int | None, level: int | None,
-                rescale: str | None, colormap_name: str | None, tilesize: int, fmt: str) -> tuple[bytes, dict]:
-    """A rendered tile and response headers (``X-Cube-Time``, ``X-Cube-Level``).
+                rescale: str | None, colormap_name: str | None, tilesize: int, fmt: str,
+                fill: bool = False, gate=None) -> tuple[bytes, dict]:
+    """A rendered tile and response headers (``X-Cube-Time``, ``X-Cube-Level``; with ``fill``,
+    ``X-Cube-Fill``: the number of units computed, or ``skipped`` when the tile needs more than
+    :data:`MAX_TILE_FILL_UNITS`).
 
     Raises:
         InvalidInput: bad parameters, a tile outside the tile matrix set.
@@ -137,6 +146,12 @@ def render_tile(settings: Settings, name: str, tms_id: str, z: int, x: int, y: i
         level = level_for_resolution(definition, span / tilesize)
     elif not 0 <= level < definition.levels:
         raise InvalidInput(f"level {level}: cube {name} has levels 0..{definition.levels - 1}")
+    headers = {"X-Cube-Time": definition.steps[step]["time"], "X-Cube-Level": str(level)}
+    if fill:
+        west, south, east, north = tms.bounds(morecantile.Tile(x, y, z))
+        report = fill_bounded(settings, definition, (west, south, east, north), range(step, step + 1), level=level,
+                              max_units=MAX_TILE_FILL_UNITS, gate=gate)
+        headers["X-Cube-Fill"] = "skipped" if report is None else str(report.computed)
     ds = open_level(definition, settings, level)
     arrays = []
     try:
@@ -166,7 +181,7 @@ def render_tile(settings: Settings, name: str, tms_id: str, z: int, x: int, y: i
     scaled = np.clip((np.nan_to_num(data, nan=lo) - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
     image = ImageData(np.ma.MaskedArray(scaled, mask=np.broadcast_to(~valid, scaled.shape)))
     content = image.render(img_format=DRIVER[fmt], colormap=colormap, add_mask=fmt != "jpg" and fmt != "jpeg")
-    return content, {"X-Cube-Time": definition.steps[step]["time"], "X-Cube-Level": str(level)}
+    return content, headers
 
 
 def cube_summary(definition, base: str) -> dict:
@@ -178,6 +193,7 @@ def cube_summary(definition, base: str) -> dict:
         "crs": f"EPSG:{definition.geobox.crs.epsg}" if definition.geobox.crs.epsg else definition.geobox.crs.to_wkt(),
         "shape": [len(definition.steps), definition.geobox.shape.y, definition.geobox.shape.x],
         "chunks": list(definition.chunks), "variables": definition.variables,
+        "bands": definition.bands, "indices": definition.indices,
         "time": [s["time"] for s in definition.steps],
         "levels": [{"level": k, "resolution": abs(definition.level_geobox(k).resolution.x),
                     "href": level_href(definition, k)} for k in range(definition.levels)],
@@ -186,6 +202,8 @@ def cube_summary(definition, base: str) -> dict:
             {"rel": "tilejson", "href": f"{link}/WebMercatorQuad/tilejson.json"},
             {"rel": "tiles", "href": f"{link}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png", "templated": True},
             {"rel": "timeseries", "href": f"{link}/timeseries?lon={{lon}}&lat={{lat}}", "templated": True},
+            {"rel": "filled", "href": f"{link}/filled", "type": "application/geo+json"},
+            {"rel": "ingestion-config", "href": f"{link}/ingestion-config", "type": "application/yaml"},
             {"rel": "collection", "href": f"{base.rsplit('/cubes', 1)[0]}/stac/collections/{definition.name}"},
         ],
     }
@@ -257,9 +275,13 @@ def create_cubes_app(settings: Settings, *, access: AccessService | None = None)
         return series(format, who, collection=_split(collection), geometry=geometry, time=datetime,
                       bands=_split(bands), indices=_split(index), source=source)
 
-    @app.get("/{name}", summary="A cube", dependencies=cube_routes)
+    add_builder_routes(app, settings, caller=caller, readable_cube=readable_cube,
+                       summary=lambda definition, request: cube_summary(definition, base(request)))
+
+    @app.get("/{name}", summary="A cube (with its fill state)", dependencies=cube_routes)
     def get_cube(name: str, request: Request) -> dict:
-        return cube_summary(load_definition(settings, name), base(request))
+        definition = load_definition(settings, name)
+        return {**cube_summary(definition, base(request)), "fill": fill_state(settings, definition)}
 
     @app.get("/{name}/timeseries", summary="Time series of a cube at a point", dependencies=cube_routes)
     def cube_series(
@@ -291,6 +313,8 @@ def create_cubes_app(settings: Settings, *, access: AccessService | None = None)
         time_index: int | None = Query(None), level: int | None = Query(None),
         rescale: str | None = Query(None, description="MIN,MAX"), colormap_name: str | None = Query(None),
         tilesize: int = Query(256, ge=64, le=MAX_TILESIZE),
+        fill: bool = Query(False, description="Compute the missing units under the tile first (at most "
+                                              f"{MAX_TILE_FILL_UNITS}; more: render what is there)."),
     ):
         m = TILE_NAME.match(tile)
         if not m:
@@ -301,7 +325,7 @@ def create_cubes_app(settings: Settings, *, access: AccessService | None = None)
         content, headers = render_tile(
             settings, name, tileMatrixSetId, z, x, y, variables=_split(variables), index=index, time=time,
             time_index=time_index, level=level, rescale=rescale, colormap_name=colormap_name,
-            tilesize=tilesize * scale, fmt=fmt)
+            tilesize=tilesize * scale, fmt=fmt, fill=fill, gate=gates.current() if fill else None)
         return Response(content, media_type=MEDIA[fmt], headers=headers)
 
     @app.get("/{name}/{tileMatrixSetId}/tilejson.json", summary="TileJSON of a cube", dependencies=cube_routes)

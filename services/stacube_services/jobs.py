@@ -216,6 +216,11 @@ def job_document(job: dict, request: Request, settings: Settings, mount: str) ->
             "cogs": {label: {var: download_url(h, site, settings) for var, h in cogs.items()}
                      for label, cogs in out["cogs"].items()},
         }
+        if out.get("tiles"):  # a tile template is no single object: no presigned URL on S3
+            doc["downloads"]["tiles"] = {label: h if h.startswith("s3://") else download_url(h, site, settings)
+                                         for label, h in out["tiles"].items()}
+            doc["downloads"]["tilejson"] = {label: download_url(h, site, settings)
+                                            for label, h in out["tilejson"].items()}
         if out["zarr"].startswith("s3://"):
             # a presigned URL names one object: the cube's consolidated metadata, and the cube as
             # an HTTP Zarr store whose keys redirect to presigned URLs of their objects

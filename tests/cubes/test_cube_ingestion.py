@@ -136,8 +136,9 @@ DELETE = object()
 
 
 @pytest.mark.parametrize("path, value, message", [
-    ("measurements.0.dtype", "int16", "measurements[0].dtype: int16: cube bands hold physical values as float32"),
-    ("measurements.1.nodata", -999, "measurements[1].nodata: -999"),
+    ("measurements.0.dtype", "int16", "measurements[0].nodata: a int16 band needs a whole nodata value"),
+    ("measurements.0.dtype", "float64", "measurements[0].dtype: 'float64'; use one of float32, int8"),
+    ("measurements.1.nodata", -999, "measurements[1].nodata: nodata -999; a float32 band's nodata is nan"),
     ("measurements.2.resampling_method", "gauss", "measurements[2].resampling_method: 'gauss'"),
     ("measurements.0.flags_definition", {}, "measurements[0].flags_definition: a cube has no equivalent"),
     ("storage.driver", "s3aio", "storage.driver: 's3aio': a cube is stored as Zarr"),
@@ -188,11 +189,11 @@ def test_grid_origin_and_geographic_storage():
 
 def test_cli_refusals_are_one_line(samples, cli, env, tmp_path):
     odc_example = odc_doc()
-    odc_example["measurements"][1]["dtype"] = "int16"  # as in the ODC documentation's samples
+    odc_example["measurements"][1]["dtype"] = "int16"  # with the float32 sample's nodata: nan
     path = tmp_path / "ingest.yaml"
     path.write_text(yaml.safe_dump(odc_example))
     cases = [
-        (["--config", str(path), "--datetime", DATES], "measurements[1].dtype: int16"),
+        (["--config", str(path), "--datetime", DATES], "measurements[1].nodata: a int16 band needs a whole nodata"),
         (["--config", str(CONFIG)], "--datetime: required"),
         (["--config", str(CONFIG), "--datetime", DATES, "--bands", "red"],
          "--bands: the ingestion configuration sets this (measurements)"),

@@ -4,6 +4,7 @@ would write them."""
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,35 @@ def project(tmp_path):
     """A folder with the focal process module in it."""
     _write_process(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def jobs_client(samples):
+    """The combined app (jobs API included) over the session's catalog; anonymous callers may
+    submit jobs."""
+    from fastapi.testclient import TestClient
+    from stacube_services.app import create_app
+
+    from stacube.settings import Settings
+
+    # max_jobs: jobs other tests left queued must not hold this module's job slots
+    with TestClient(create_app(Settings(anonymous_jobs=True, max_jobs=1000)), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _http_job(client, body: dict, timeout: float = 300) -> dict:
+    r = client.post("/jobs", json=body)
+    assert r.status_code in (200, 202), r.text
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + timeout
+    while (job := client.get(f"/jobs/{job_id}").json())["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    assert job["state"] == "completed", job["error"]
+    return client.get(f"/jobs/{job_id}/report").json()
+
+
+@pytest.fixture(scope="session")
+def http_job():
+    """``http_job(client, body) -> report``: ``POST /jobs``, wait for the job to complete."""
+    return _http_job

@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 import pytest
-from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from stacube.cli.main import app
@@ -92,13 +90,8 @@ def test_parameters_are_checked_against_the_schema(site):
 
 
 @pytest.fixture(scope="module")
-def client(samples, site):
-    from stacube.settings import Settings
-    from stacube_services.app import create_app
-
-    # max_jobs: jobs other tests left queued must not hold this module's job slots
-    with TestClient(create_app(Settings(anonymous_jobs=True, max_jobs=1000)), raise_server_exceptions=False) as c:
-        yield c
+def client(site, jobs_client):
+    return jobs_client
 
 
 @pytest.mark.parametrize("body, fragment", [
@@ -116,16 +109,8 @@ def test_the_jobs_api_runs_registered_processes_only(client, body, fragment):
     assert fragment in r.json()["description"]
 
 
-def test_the_jobs_api_runs_a_registered_process(client, samples):
-    r = client.post("/jobs", json={**BODY, "process": "nir-mean", "parameters": {"scale": 2}})
-    assert r.status_code in (200, 202), r.text
-    job_id = r.json()["id"]
-    deadline = time.monotonic() + 300
-    while (job := client.get(f"/jobs/{job_id}").json())["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.5)
-    assert job["state"] == "completed", job["error"]
-    report = client.get(f"/jobs/{job_id}/report").json()
+def test_the_jobs_api_runs_a_registered_process(client, samples, http_job):
+    report = http_job(client, {**BODY, "process": "nir-mean", "parameters": {"scale": 2}})
     assert report["process"]["name"] == "nir-mean" and report["process"]["parameters"] == {"scale": 2.0}
     assert report["process"]["source"] == "nir-mean"  # a name, never a path
     item = samples.get_item(report["collection"], report["items"][0])

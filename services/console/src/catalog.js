@@ -67,3 +67,11 @@ export function sharedBands(collections) {
   const names = [...new Set(summarize(collections[0]).bands.map((b) => canonical[b.common] || b.common || b.key))];
   return names.filter((name) => maps.every((m) => resolve(m, name)));
 }
+
+/** The spectral indices (of the raster API's /indices) whose bands every collection has. */
+export function usableIndices(indices, collections) {
+  return indices.filter((idx) => collections.length && collections.every((c) => {
+    const map = Object.fromEntries(summarize(c).bands.filter((b) => b.common).map((b) => [b.common, b.key]));
+    return Object.values(idx.bands).every((b) => resolve(map, b));
+  }));
+}

@@ -1,8 +1,9 @@
 // The inputs every job takes (the mosaic tool's and a registered process's): collections, the
-// area (typed, drawn or the collections' extent), the time range, the bands and the period.
+// area (typed, drawn or the collections' extent), the time range, bands, indices and the period.
 import { areaField } from './area.js';
-import { sharedBands, summarize } from './catalog.js';
-import { errorBox, field, h, nextId, note, replace } from './ui.js';
+import { summarize } from './catalog.js';
+import { checkedValues, refreshChoices } from './form-parts.js';
+import { errorBox, field, h, replace } from './ui.js';
 import { collectionPicker } from './views/items.js';
 
 const PERIODS = [
@@ -11,43 +12,29 @@ const PERIODS = [
   ['custom', 'Other…'],
 ];
 
-export const DEFAULT_BANDS = ['red', 'green', 'blue', 'nir'];
-
-/** Checkboxes `name` of `values` (those in `checked` ticked), as list items. */
-export function checkboxes(name, values, checked, labelOf = (v) => v) {
-  return values.map((v) => {
-    const id = nextId(name);
-    return h('li', {}, h('input', { type: 'checkbox', id, name, value: v, checked: checked.includes(v) }), ' ',
-      h('label', { for: id }, labelOf(v)));
-  });
-}
-
 /**
  * @param {object} ctx the view's context (map, query)
- * @param {object[]} docs the catalog's collections (loadCollections)
+ * @param {{docs: object[], indices: object[], byId: object}} inputs formInputs() of form-parts.js
  * @param {object} opts
  * @param {string} opts.prefix id prefix of the fields (`<prefix>-from`, `<prefix>-bands`...)
- * @param {() => void} [opts.onChange] the chosen collections changed (after the bands were refreshed)
+ * @param {HTMLElement} opts.errorBox where a problem with the extent is shown
  * @param {string[]} [opts.bands] bands ticked at first (default: red, green, blue, nir)
  * @param {string} [opts.bandsHint] what choosing no band means
- * @param {HTMLElement} opts.errorBox where a problem with the extent is shown
- * @returns {{parts: object, chosen: () => object[], refresh: () => void, values: () => object, problems: () => string[]}}
- *   parts: the fields' elements by name (collections, area, extent, time, bands, period), to lay out;
- *   values(): {collections, bbox, bbox_crs, datetime, bands, period} of the jobs API; problems(): what
- *   values() found wrong (one phrase each)
+ * @returns {{parts: object, refresh: () => void, values: () => object, problems: () => string[]}}
+ *   parts: the fields' elements by name (collections, area, extent, time, bands, indices, period),
+ *   to lay out; values(): {collections, bbox, bbox_crs, datetime, bands, indices, period} of the
+ *   jobs API; problems(): what values() found wrong (one phrase each)
  */
-export function jobInputs(ctx, docs, { prefix, onChange, errorBox: problem, bands: firstBands = DEFAULT_BANDS, bandsHint }) {
+export function jobInputs(ctx, { docs, indices, byId }, { prefix, errorBox: problem, bands: defaultBands, bandsHint }) {
   const { map, query } = ctx;
-  const byId = Object.fromEntries(docs.map((c) => [c.id, c]));
-  const collections = docs.map(summarize);
   const selected = (query.get('collections') || '').split(',').filter((c) => byId[c]);
-  const picker = collectionPicker(collections, selected, { legend: 'Collections (at least one)', name: `${prefix}-collections`, onChange: () => refresh() });
+  const picker = collectionPicker(docs.map(summarize), selected, { legend: 'Collections (at least one)', name: `${prefix}-collections`, onChange: () => refresh() });
   const area = areaField(map, { required: true });
   const extentButton = h('button', { type: 'button', class: 'secondary', id: 'use-extent' }, 'Use the collections’ extent');
   const from = h('input', { type: 'date', id: `${prefix}-from`, name: 'from', required: true });
   const to = h('input', { type: 'date', id: `${prefix}-to`, name: 'to', required: true });
   const bandsList = h('ul', { class: 'checks columns', id: `${prefix}-bands` });
-  let ticked = firstBands;
+  const indicesList = h('ul', { class: 'checks columns', id: `${prefix}-indices` });
   const period = h('select', { id: `${prefix}-period`, name: 'period' }, PERIODS.map(([v, l]) => h('option', { value: v }, l)));
   const customPeriod = h('input', { type: 'text', id: `${prefix}-period-custom`, name: 'period_custom', placeholder: 'P10D', pattern: 'P[0-9]+[DWMYdwmy]' });
   const customField = field('Period (ISO 8601: P<n>D, W, M or Y)', customPeriod);
@@ -56,20 +43,8 @@ export function jobInputs(ctx, docs, { prefix, onChange, errorBox: problem, band
 
   const chosen = () => picker.get().map((id) => byId[id]).filter(Boolean);
   function refresh() {
-    const docsChosen = chosen();
-    if (bandsList.querySelector('input')) ticked = [...bandsList.querySelectorAll('input:checked')].map((b) => b.value);
-    const bands = sharedBands(docsChosen);
-    replace(bandsList, ...(bands.length ? checkboxes('band', bands, ticked.length ? ticked : firstBands)
-      : [h('li', {}, note(docsChosen.length ? 'These collections share no band.' : 'Choose a collection first.'))]));
-    const sums = docsChosen.map(summarize);
-    if (sums.length && !from.value && !to.value) {
-      const starts = sums.map((s) => s.start).filter(Boolean).sort();
-      const ends = sums.map((s) => s.end).filter(Boolean).sort();
-      if (starts.length) from.value = starts[0].slice(0, 10);
-      if (ends.length) to.value = ends[ends.length - 1].slice(0, 10);
-    }
+    const sums = refreshChoices({ chosen: chosen(), indices, bandsList, indicesList, from, to, defaultBands });
     if (sums.length) map.fitAll(sums.map((s) => s.bbox), { maxZoom: 13 });
-    if (onChange) onChange();
   }
   extentButton.addEventListener('click', () => {
     const boxes = chosen().map((c) => summarize(c).bbox).filter(Boolean);
@@ -113,7 +88,8 @@ export function jobInputs(ctx, docs, { prefix, onChange, errorBox: problem, band
       bbox,
       bbox_crs: 'EPSG:4326',
       datetime: `${from.value}/${to.value}`,
-      bands: [...bandsList.querySelectorAll('input:checked')].map((b) => b.value),
+      bands: checkedValues(bandsList),
+      indices: checkedValues(indicesList),
       period: periodValue,
     };
   };
@@ -123,7 +99,8 @@ export function jobInputs(ctx, docs, { prefix, onChange, errorBox: problem, band
     extent: h('p', {}, extentButton),
     time: h('fieldset', {}, h('legend', {}, 'Time range'), h('div', { class: 'row' }, field('From', from), field('To', to))),
     bands: h('fieldset', {}, h('legend', {}, 'Bands'), bandsHint ? h('small', { class: 'hint' }, bandsHint) : null, bandsList),
+    indices: h('fieldset', {}, h('legend', {}, 'Spectral indices'), indicesList),
     period: [field('Period', period, 'One output per period (monthly, yearly…) or a single one over the range.'), customField],
   };
-  return { parts, chosen, refresh, values, problems: () => errors };
+  return { parts, refresh, values, problems: () => errors };
 }

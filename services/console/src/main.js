@@ -6,6 +6,8 @@ import { MapView } from './map.js';
 import { clear, errorBox, extLink, h } from './ui.js';
 import collectionView from './views/collection.js';
 import collectionsView from './views/collections.js';
+import cubeBuilderView from './views/cube-builder.js';
+import cubeView, { cubeList } from './views/cube.js';
 import holdingsView from './views/holdings.js';
 import itemView from './views/item.js';
 import itemsView from './views/items.js';
@@ -23,6 +25,9 @@ const ROUTES = [
   [/^\/mosaic\/?$/, 'mosaic', mosaicView],
   [/^\/processes\/?$/, 'processes', processesView],
   [/^\/processes\/([^/]+)$/, 'processes', processesView],
+  [/^\/cubes\/?$/, 'cubes', cubeList],
+  [/^\/cubes\/new$/, 'cubes', cubeBuilderView],
+  [/^\/cubes\/([^/]+)$/, 'cubes', cubeView],
   [/^\/tasks\/?$/, 'tasks', tasksView],
   [/^\/tasks\/([^/]+)$/, 'tasks', taskView],
 ];

@@ -335,9 +335,12 @@ export class MapView {
     this.popup = new Popup({ closeButton: true, maxWidth: '320px' }).setLngLat(lngLat).setDOMContent(node).addTo(this.map);
   }
 
-  /** An XYZ tile layer below the vector layers; tile loads are counted for the status line. */
-  addTiles(id, url, { bounds, opacity = 1, label = 'Layer' } = {}) {
-    const spec = { type: 'raster', tiles: [url], tileSize: 256, maxzoom: 22 };
+  /**
+   * An XYZ tile layer below the vector layers; tile loads are counted for the status line.
+   * `minzoom`/`maxzoom`: the zooms the tiles exist at (a static pyramid: over-zoomed beyond).
+   */
+  addTiles(id, url, { bounds, opacity = 1, label = 'Layer', minzoom = 0, maxzoom = 22 } = {}) {
+    const spec = { type: 'raster', tiles: [url], tileSize: 256, minzoom, maxzoom };
     if (bounds && !isGlobal(bounds)) spec.bounds = bounds.map((v, i) => (i % 2 ? Math.max(-85, Math.min(85, v)) : v));
     this.addSource(id, spec);
     this.addLayer({ id, type: 'raster', source: id, paint: { 'raster-opacity': opacity, 'raster-resampling': 'nearest' } }, 'anchor');

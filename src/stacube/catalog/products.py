@@ -39,6 +39,7 @@ EXTENSIONS = {
     "classification": "https://stac-extensions.github.io/classification/v2.0.0/schema.json",
     "item_assets": "https://stac-extensions.github.io/item-assets/v1.0.0/schema.json",
     "processing": "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+    "web-map-links": "https://stac-extensions.github.io/web-map-links/v1.2.0/schema.json",
 }
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DTYPES = {"int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",

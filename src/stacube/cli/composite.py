@@ -10,7 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from stacube.cli.common import console, err_console, int_list, settings_from, split_list
 
-STAGES = {"scenes": "scene statistics", "composite": "compositing tiles", "cogs": "writing COGs"}
+STAGES = {"scenes": "scene statistics", "composite": "compositing tiles", "cogs": "writing COGs",
+          "pyramid": "writing tile pyramid"}
 PROCESS_STAGES = {**STAGES, "composite": "processing tiles"}
 
 
@@ -76,6 +77,21 @@ def composite(
     mask_cleanup: str | None = typer.Option(None, help="OPEN,DILATE pixels: remove cloud specks by opening, "
                                                        "then grow clouds by dilation (e.g. 2,3)."),
     zarr_format: int = typer.Option(2, "--zarr-format", help="Zarr format of the Zarr output: 2 or 3."),
+    pyramid: str | None = typer.Option(
+        None, "--pyramid", help="Also write a static XYZ tile pyramid (WebMercatorQuad) of these zooms, "
+                                "e.g. 8-14, beside the COGs (a bucket or CDN serves it as files)."),
+    pyramid_format: str | None = typer.Option(None, "--pyramid-format", help="png (default) or webp."),
+    pyramid_bands: str | None = typer.Option(
+        None, "--pyramid-bands", help="One or three outputs drawn (default red,green,blue, else the first)."),
+    pyramid_expression: str | None = typer.Option(
+        None, "--pyramid-expression", help="rio-tiler expression over b1..bN, the --pyramid-bands in order."),
+    pyramid_rescale: list[str] = typer.Option(
+        None, "--pyramid-rescale", help="MIN,MAX drawn (repeat per band; default 0,0.3 for reflectance, "
+                                        "an index's own range)."),
+    pyramid_colormap: str | None = typer.Option(None, "--pyramid-colormap",
+                                                help="rio-tiler colormap of a one-band pyramid (viridis...)."),
+    pyramid_url: str | None = typer.Option(
+        None, "--pyramid-url", help="Public URL the output root is served at (tile template and TileJSON)."),
     workers: int | None = typer.Option(None, help="Tile worker processes (1: in-process; default: cores)."),
     dask: str | None = typer.Option(None, "--dask", help="Run tiles on a Dask cluster (scheduler address)."),
     as_json: bool = typer.Option(False, "--json", help="Print the job report as JSON on stdout."),
@@ -84,8 +100,9 @@ def composite(
 ) -> None:
     """Composite scenes of one or more collections over an area and time range.
 
-    Writes one COG per band/index/count and per period, a Zarr cube and a JSON report, then
-    registers the results as STAC Items (searchable and tileable at once).
+    Writes one COG per band/index/count and per period, a Zarr cube and a JSON report (with
+    --pyramid also static XYZ tiles and their TileJSON), then registers the results as STAC
+    Items (searchable and tileable at once).
     """
     from stacube.errors import InvalidInput  # lazy: start-up
     from stacube.jobs.runner import check, submit  # lazy: start-up
@@ -99,6 +116,9 @@ def composite(
         grid=grid, grid_tiles=grid_tiles or None,
         output=output, output_collection=output_collection, tile_size=tile_size, mask_cleanup=mask_cleanup,
         zarr_format=zarr_format,
+        pyramid=pyramid_param(pyramid, format=pyramid_format, bands=split_list(pyramid_bands, "--pyramid-bands"),
+                              expression=pyramid_expression, rescale=pyramid_rescale,
+                              colormap_name=pyramid_colormap, url=pyramid_url),
     )
     settings = settings_from()
     check(spec, settings)  # input errors and an unwritable --output end here: no job is recorded
@@ -108,6 +128,24 @@ def composite(
         typer.echo(json.dumps(report, indent=2))
         return
     print_summary(report)
+
+
+def pyramid_param(zooms: str | None, **options) -> dict | None:
+    """The ``pyramid`` parameter from ``--pyramid Z0-Z1`` and the ``--pyramid-*`` options (None
+    without ``--pyramid``).
+
+    Raises:
+        InvalidInput: a ``--pyramid-*`` option without ``--pyramid``.
+    """
+    from stacube.errors import InvalidInput  # lazy: start-up
+
+    given = {k: v for k, v in options.items() if v not in (None, [])}
+    if zooms is None:
+        if given:
+            raise InvalidInput(f"--pyramid-{next(iter(given)).replace('_name', '').replace('_', '-')} "
+                               "needs --pyramid Z0-Z1")
+        return None
+    return {"zooms": zooms, **given}
 
 
 def run_with_progress(settings, job_id: str, *, workers=None, dask=None, transient=False) -> dict:

@@ -78,17 +78,13 @@ def _resampling(value: str | None) -> dict[str, str] | str | None:
 
 
 def _read_config(path: Path) -> dict:
-    import yaml  # lazy: start-up
+    from stacube.cubes.ingestion import parse_ingestion_yaml  # lazy: start-up
 
     try:
-        doc = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except OSError as exc:
         raise InvalidInput(f"--config {path}: cannot read it ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"--config {path}: not YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(doc, dict):
-        raise InvalidInput(f"--config {path}: not an Open Data Cube ingestion configuration (a mapping)")
-    return doc
+    return parse_ingestion_yaml(text, f"--config {path}")
 
 
 @app.command("create")
@@ -293,13 +289,10 @@ def export_config(
 ) -> None:
     """Write a cube as an Open Data Cube ingestion configuration (YAML), which
     `stacube cube create --config` reads back into the same cube."""
-    import yaml  # lazy: start-up
-
     from stacube.cubes.fill import load_definition  # lazy: start-up
-    from stacube.cubes.ingestion import ingestion_config  # lazy: start-up
+    from stacube.cubes.ingestion import ingestion_yaml  # lazy: start-up
 
-    text = yaml.safe_dump(ingestion_config(load_definition(settings_from(), name)), sort_keys=False,
-                          default_flow_style=False, width=100)
+    text = ingestion_yaml(load_definition(settings_from(), name))
     if out is None:
         typer.echo(text, nl=False)
         return

@@ -59,6 +59,45 @@ _OPEN: OrderedDict[str, object] = OrderedDict()
 _OPEN_LOCK = Lock()
 
 
+def encode_values(values: np.ndarray, encoding: dict) -> np.ndarray:
+    """Physical values to the stored integers of a band: ``round((v - add_offset) / scale_factor)``
+    (round half to even), clipped to the dtype's range, ``nodata`` where ``v`` is NaN.
+
+    Args:
+        values: float array (any shape).
+        encoding: ``{"dtype", "nodata", "scale_factor", "add_offset"}``
+            (:func:`stacube.cubes.definition.band_encodings`).
+
+    Returns:
+        An array of ``encoding["dtype"]``, the shape of ``values``.
+    """
+    info = np.iinfo(encoding["dtype"])
+    dn = (np.asarray(values, dtype=np.float64) - encoding["add_offset"]) / encoding["scale_factor"]
+    missing = ~np.isfinite(dn)
+    out = np.clip(np.rint(np.where(missing, 0.0, dn)), info.min, info.max).astype(encoding["dtype"])
+    out[missing] = encoding["nodata"]
+    return out
+
+
+def decode_values(stored: np.ndarray, encoding: dict) -> np.ndarray:
+    """Stored integers to float32 physical values (``DN * scale_factor + add_offset``, NaN at
+    ``nodata``): the inverse of :func:`encode_values`, as CF readers (xarray) decode them."""
+    out = stored.astype(np.float32) * np.float32(encoding["scale_factor"]) + np.float32(encoding["add_offset"])
+    out[stored == encoding["nodata"]] = np.nan
+    return out
+
+
+def cf_encoding(encoding: dict) -> dict:
+    """xarray's encoding of an integer band: dtype, CF ``scale_factor``/``add_offset`` (float32, so
+    readers decode to float32; left out when 1 and 0)."""
+    out = {"dtype": encoding["dtype"]}
+    if encoding["scale_factor"] != 1.0:
+        out["scale_factor"] = np.float32(encoding["scale_factor"])
+    if encoding["add_offset"] != 0.0:
+        out["add_offset"] = np.float32(encoding["add_offset"])
+    return out
+
+
 def compressor(zarr_format: int = 2):
     """Blosc-LZ4 with byte shuffle, as Zarr 2 (numcodecs) or Zarr 3 (zarr.codecs) spells it."""
     if zarr_format == 3:
@@ -103,11 +142,16 @@ def create_levels(definition: CubeDefinition, settings: Settings) -> None:
         data_vars, encoding = {}, {}
         for var in definition.variables:
             dtype, fill = definition.dtype(var), definition.fill_value(var)
-            arr = da.full((len(times), geobox.shape.y, geobox.shape.x), fill, dtype=dtype, chunks=chunks)
+            integer_band = definition.encodings.get(var)
+            if integer_band:  # float NaN in memory, the integer dtype and CF scaling on disk
+                dtype = "float32"
+            arr = da.full((len(times), geobox.shape.y, geobox.shape.x),
+                          np.nan if integer_band else fill, dtype=dtype, chunks=chunks)
             data_vars[var] = xr.DataArray(arr, dims=("time", "y", "x"), attrs=variable_attrs(definition, var))
             no_fill = var == QUALITY  # 0 is a flag, not missing (counts have a nodata: COUNT_NODATA)
             encoding[var] = zarr_encoding(chunks, None if no_fill else fill, zarr_format,
-                                          compressors=[compressor(zarr_format)])
+                                          compressors=[compressor(zarr_format)],
+                                          **(cf_encoding(integer_band) if integer_band else {}))
         encoding["time"] = {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian",
                             "dtype": "int64"}
         attrs = {  # the cube's global attributes (title...) first: stacube's keys are not replaced
@@ -143,18 +187,25 @@ def _group(definition: CubeDefinition, level: int, settings: Settings, mode: str
 def write_block(definition: CubeDefinition, settings: Settings, level: int, t0: int, y0: int, x0: int,
                 arrays: dict[str, np.ndarray]) -> None:
     """Write ``{var: (t, y, x)}`` arrays at ``(t0, y0, x0)`` of a level (whole chunks when
-    aligned; a retried write overwrites the same chunks)."""
+    aligned; a retried write overwrites the same chunks). Bands stored as integers are given
+    as physical values and encoded (:func:`encode_values`)."""
     group = _group(definition, level, settings)
     for var, value in arrays.items():
         t, ny, nx = value.shape
+        if var in definition.encodings:
+            value = encode_values(value, definition.encodings[var])
         group[var][t0:t0 + t, y0:y0 + ny, x0:x0 + nx] = value.astype(definition.dtype(var), copy=False)
 
 
 def read_block(definition: CubeDefinition, settings: Settings, level: int, steps: slice, rows: slice,
                cols: slice, variables: list[str]) -> dict[str, np.ndarray]:
-    """``{var: (t, y, x) array}`` of a window of a level, read with zarr."""
+    """``{var: (t, y, x) array}`` of a window of a level, read with zarr (bands stored as
+    integers decoded to float32 physical values, :func:`decode_values`)."""
     group = _group(definition, level, settings, mode="r")
-    return {var: group[var][steps, rows, cols] for var in variables}
+    out = {var: group[var][steps, rows, cols] for var in variables}
+    for var in set(out) & set(definition.encodings):
+        out[var] = decode_values(out[var], definition.encodings[var])
+    return out
 
 
 def open_level(definition: CubeDefinition, settings: Settings, level: int = 0):

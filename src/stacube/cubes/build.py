@@ -12,7 +12,7 @@ from stacube.algo.load import Gate
 from stacube.catalog.pgstac import Catalog
 from stacube.cubes.arrays import create_levels, delete_stores
 from stacube.cubes.definition import CubeDefinition, define_cube
-from stacube.cubes.fill import FillReport, fill_units, units_for
+from stacube.cubes.fill import FillReport, all_units, fill_units
 from stacube.cubes.records import CubeRecords
 from stacube.cubes.register import is_cube_collection, register_cube
 from stacube.cubes.spec import CubeSpec
@@ -72,7 +72,5 @@ def create_cube(spec: CubeSpec, settings: Settings, *, fill: bool = True, replac
     register_cube(catalog, definition, settings)
     report = None
     if fill:
-        units = units_for(definition, slice(0, definition.geobox.shape.y), slice(0, definition.geobox.shape.x),
-                          range(len(definition.steps)))
-        report = fill_units(settings, definition, units, workers=workers, dask=dask, progress=progress, gate=gate)
+        report = fill_units(settings, definition, all_units(definition), workers=workers, dask=dask, progress=progress, gate=gate)
     return Created(definition, report)

@@ -17,7 +17,7 @@ covers rows ``iy*tile ..``, columns ``ix*tile ..`` and steps ``tb*time_chunk ..`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
@@ -25,7 +25,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox
 
-from stacube.algo.load import Source
+from stacube.algo.load import Source, raster_band
 from stacube.algo.tile import CompositeInputs, variable_dtype, variable_fill
 from stacube.catalog.bands import resolve_band_assets
 from stacube.catalog.pgstac import Catalog
@@ -62,6 +62,9 @@ class CubeDefinition:
         sources: per collection ``{"collection": doc, "assets": {band: asset key}, "rule": doc}``.
         levels: number of pyramid levels, level 0 included.
         uri: root of the cube's stores (``<uri>/<level>.zarr``).
+        encodings: per band stored as integers ``{"dtype", "nodata", "scale_factor",
+            "add_offset"}`` (physical value = DN * scale_factor + add_offset, CF); bands not
+            listed are float32 with NaN.
     """
 
     name: str
@@ -79,6 +82,7 @@ class CubeDefinition:
     levels: int
     uri: str
     created: str = ""
+    encodings: dict = field(default_factory=dict)
 
     # -- derived ------------------------------------------------------------------------------
     @property
@@ -98,9 +102,13 @@ class CubeDefinition:
         return output_variables(self.bands, self.indices, self.spec["method"])
 
     def dtype(self, var: str) -> str:
+        if var in self.encodings:
+            return self.encodings[var]["dtype"]
         return "uint8" if var == QUALITY else variable_dtype(var)
 
     def fill_value(self, var: str):
+        if var in self.encodings:
+            return self.encodings[var]["nodata"]
         return 0 if var == QUALITY else variable_fill(var)
 
     @property
@@ -173,6 +181,7 @@ class CubeDefinition:
             "tile": self.tile, "chunks": list(self.chunks), "bands": self.bands, "indices": self.indices,
             "load_bands": self.load_bands, "steps": self.steps, "sources": self.sources,
             "solar_lon": self.solar_lon, "levels": self.levels, "uri": self.uri, "created": self.created,
+            "encodings": self.encodings,
         }
 
     @classmethod
@@ -183,6 +192,7 @@ class CubeDefinition:
             chunks=tuple(doc["chunks"]), bands=doc["bands"], indices=doc["indices"],
             load_bands=doc["load_bands"], steps=doc["steps"], sources=doc["sources"],
             solar_lon=doc["solar_lon"], levels=doc["levels"], uri=doc["uri"], created=doc.get("created", ""),
+            encodings=doc.get("encodings") or {},
         )
 
 
@@ -202,6 +212,21 @@ def default_bands(collection: dict) -> list[str]:
             continue
     if not out:
         raise InvalidInput(f"collection {collection['id']!r} has none of {', '.join(DEFAULT_BANDS)}: pass --bands")
+    return out
+
+
+def band_encodings(spec: CubeSpec, collection: dict, assets: dict[str, str]) -> dict:
+    """``{band: {"dtype", "nodata", "scale_factor", "add_offset"}}`` of the bands the spec stores
+    as integers: the scale and offset are the source collection's (``item_assets`` ``raster:bands``
+    ``scale``/``offset``; 1 and 0 when it has none), so the integers are the source's DN."""
+    out = {}
+    for band, dtype in spec.dtypes.items():
+        if dtype == "float32":
+            continue
+        meta = raster_band({}, collection, assets[band])
+        out[band] = {"dtype": dtype, "nodata": int(spec.nodata[band]),
+                     "scale_factor": float(meta.get("scale", 1.0) or 1.0),
+                     "add_offset": float(meta.get("offset", 0.0) or 0.0)}
     return out
 
 
@@ -293,6 +318,10 @@ def define_cube(spec: CubeSpec, catalog: Catalog, root: str) -> CubeDefinition:
                            "choose a smaller bbox or a coarser grid")
     steps = _composite_steps(spec, items) if spec.method else _observation_steps(items, centre[0])
     levels = spec.levels or auto_levels((geobox.shape.y, geobox.shape.x))
+    missing = [b for b in spec.dtypes if b not in bands]
+    if missing:
+        raise InvalidInput(f"dtype of {missing[0]!r}, which is not among the bands {', '.join(bands)}")
+    encodings = band_encodings(spec, sources[0]["collection"], sources[0]["assets"])
     for s in sources:
         s.pop("_items")
     return CubeDefinition(
@@ -300,7 +329,7 @@ def define_cube(spec: CubeSpec, catalog: Catalog, root: str) -> CubeDefinition:
         tile=spec.tile_size, chunks=(min(spec.time_chunk, len(steps)), spec.chunk, spec.chunk),
         bands=bands, indices=list(spec.indices), load_bands=load_bands, steps=steps, sources=sources,
         solar_lon=centre[0], levels=levels, uri=f"{root.rstrip('/')}/{spec.name}",
-        created=iso(datetime.now(timezone.utc)),
+        created=iso(datetime.now(timezone.utc)), encodings=encodings,
     )
 
 

@@ -276,7 +276,8 @@ def open_cube(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", v
     Returns:
         ``xarray.Dataset`` with ``(time, y, x)`` variables in the cube's CRS (``spatial_ref``
         grid mapping: ``.rio.crs`` / ``.odc.geobox`` work); float32 physical values, NaN where
-        missing; attributes ``stacube:units``, ``stacube:units_computed`` and
+        missing (bands stored as integers are decoded; with ``load=False`` xarray's CF decoding
+        gives them as float64); attributes ``stacube:units``, ``stacube:units_computed`` and
         ``stacube:units_reused`` tell what the fill did.
 
     Raises:
@@ -300,6 +301,65 @@ def open_cube(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", v
         time=slice(steps.start, steps.stop), y=rows, x=cols)
     if load:
         ds = ds.load()
+        for var in set(names) & set(definition.encodings):  # CF decoding of scaled integers gives float64
+            ds[var] = ds[var].astype("float32")
     ds.attrs = {**ds.attrs, "stacube:units": report.units, "stacube:units_computed": report.computed,
                 "stacube:units_reused": report.reused}
     return ds
+
+
+def all_units(definition: CubeDefinition) -> list[Unit]:
+    """Every fill unit of the cube (level 0, all steps)."""
+    return units_for(definition, slice(0, definition.geobox.shape.y), slice(0, definition.geobox.shape.x),
+                     range(len(definition.steps)))
+
+
+def fill_state(settings: Settings, definition: CubeDefinition) -> dict:
+    """How much of the cube is in the store: ``{"units", "done", "running", "failed"}`` (fill units;
+    a stale claim counts as not running)."""
+    states = CubeRecords(settings).states(definition.name)
+    counts = {s: sum(1 for v in states.values() if v == s) for s in ("done", "running", "failed")}
+    n_tiles = definition.tiles_shape[0] * definition.tiles_shape[1]
+    return {"units": n_tiles * definition.n_blocks, **counts}
+
+
+def filled_regions(settings: Settings, definition: CubeDefinition, *, limit: int = 10_000) -> dict:
+    """The recorded fill units as a GeoJSON FeatureCollection (WGS 84 lon/lat polygons of the
+    units' tiles, one feature per unit).
+
+    Each feature has ``tile_y``, ``tile_x``, ``time_block``, ``state`` (``done``, ``running``,
+    ``stale``: a claim whose process died, ``failed``), ``start`` / ``end`` (the first and last
+    time step of the unit). At most ``limit`` units, in tile order; ``truncated`` says when
+    more were recorded.
+    """
+    states = CubeRecords(settings).states(definition.name)
+    units = sorted(states)[:limit]
+    features = []
+    for iy, ix, tb in units:
+        steps = definition.block_steps(tb)
+        if not len(steps):
+            continue
+        outline = definition.unit_geobox(iy, ix).extent.to_crs("EPSG:4326")
+        features.append({
+            "type": "Feature", "id": f"{iy}-{ix}-{tb}", "geometry": outline.json,
+            "properties": {"tile_y": iy, "tile_x": ix, "time_block": tb, "state": states[(iy, ix, tb)],
+                           "start": definition.steps[steps.start]["start"],
+                           "end": definition.steps[steps.stop - 1]["end"]},
+        })
+    return {"type": "FeatureCollection", "features": features, "numberMatched": len(states),
+            "numberReturned": len(features), "truncated": len(states) > len(units)}
+
+
+def fill_bounded(settings: Settings, definition: CubeDefinition, bbox, steps: range, *, level: int = 0,
+                 bbox_crs: str = "EPSG:4326", max_units: int = 4, gate: Gate | None = None) -> FillReport | None:
+    """Fill the units under ``bbox`` and ``steps`` of level ``level`` when they are at most
+    ``max_units`` (a map tile's request: its cost stays bounded at coarse zooms); None when they
+    are more (nothing is computed) or the bbox does not meet the cube."""
+    try:
+        rows, cols = window_for(definition, bbox, bbox_crs, level)
+    except NoData:
+        return None
+    units = units_for(definition, rows, cols, steps, level)
+    if len(units) > max_units:
+        return None
+    return fill_units(settings, definition, units, workers=1, gate=gate)

@@ -26,7 +26,9 @@ ODC field                          cube
 ``storage.dimension_order``        ``[time, y, x]`` only
 ``measurements[].name``            a band of the cube (a name the source collection resolves)
 ``measurements[].src_varname``     must be the same asset of the source as ``name``
-``measurements[].dtype/nodata``    ``float32`` / ``nan`` only: cube bands are physical values
+``measurements[].dtype/nodata``    ``float32`` / ``nan`` (physical values), or an integer dtype
+                                   (``int16``...) with a whole ``nodata``: the source's DN,
+                                   CF ``scale_factor``/``add_offset``/``_FillValue``
 ``measurements[].resampling_method``  per-band resampling (``--resampling``)
 ``measurements[].zlib/attrs``      accepted, not used (Blosc-LZ4 and stacube's CF attributes)
 ``stacube``                        stacube's own keys (``datetime``, ``indices``, ``method``,
@@ -46,7 +48,7 @@ from typing import Any
 from stacube.catalog.bands import resolve_band_assets
 from stacube.core.grids import crs_grid_name
 from stacube.cubes.definition import CubeDefinition
-from stacube.cubes.spec import NAME_PATTERN, RESAMPLING, CubeSpec
+from stacube.cubes.spec import BAND_DTYPES, NAME_PATTERN, RESAMPLING, CubeSpec, check_band_dtypes
 from stacube.errors import InvalidInput, NotFound
 
 TOP_KEYS = ("source_type", "output_type", "description", "location", "file_path_template", "global_attributes",
@@ -167,11 +169,12 @@ def _storage(doc: Any) -> dict:
             "time_chunk": time_chunk, "geographic": geographic}
 
 
-def _measurements(doc: Any) -> tuple[list[str], dict[str, str], dict[str, str]]:
-    """``(bands, {band: resampling}, {band: src_varname})`` from ``measurements``."""
+def _measurements(doc: Any) -> tuple[list[str], dict[str, str], dict[str, str], dict[str, str], dict[str, float]]:
+    """``(bands, {band: resampling}, {band: src_varname}, {band: dtype}, {band: nodata})`` from
+    ``measurements`` (float32 bands are left out of the last two)."""
     if not isinstance(doc, list) or not doc:
         raise _fail("measurements", "a non-empty list of measurements is required")
-    bands, resampling, sources = [], {}, {}
+    bands, resampling, sources, dtypes, nodatas = [], {}, {}, {}, {}
     for n, m in enumerate(doc):
         field = f"measurements[{n}]"
         m = _mapping(m, field)
@@ -181,17 +184,22 @@ def _measurements(doc: Any) -> tuple[list[str], dict[str, str], dict[str, str]]:
             raise _fail(f"{field}.name", "missing")
         if name in bands:
             raise _fail(f"{field}.name", f"{name!r} is listed twice")
-        dtype = str(m.get("dtype", "float32"))
-        if dtype != "float32":
-            raise _fail(f"{field}.dtype", f"{dtype}: cube bands hold physical values as float32 "
-                                          "(NaN where not clear); use dtype float32 and nodata nan")
-        nodata = m.get("nodata", math.nan)
+        dtype = str(m.get("dtype", "float32")).strip().lower()
+        if dtype not in BAND_DTYPES:
+            raise _fail(f"{field}.dtype", f"{dtype!r}; use one of {', '.join(BAND_DTYPES)}")
+        nodata = m.get("nodata", math.nan if dtype == "float32" else None)
+        if nodata is None:
+            raise _fail(f"{field}.nodata", f"missing: a {dtype} measurement needs a nodata value")
         try:
-            nodata_is_nan = math.isnan(float(nodata))
+            nodata = float(nodata)
         except (TypeError, ValueError):
-            nodata_is_nan = False
-        if not nodata_is_nan:
-            raise _fail(f"{field}.nodata", f"{nodata!r}: the nodata of a float32 cube band is nan")
+            raise _fail(f"{field}.nodata", f"{nodata!r} is not a number") from None
+        try:
+            check_band_dtypes({name: dtype}, {name: nodata}, [])
+        except ValueError as exc:
+            raise _fail(f"{field}.nodata", str(exc).split(": ", 1)[-1]) from None
+        if dtype != "float32":
+            dtypes[name], nodatas[name] = dtype, nodata
         method = str(m.get("resampling_method", "nearest")).strip().lower()
         if method not in RESAMPLING:
             raise _fail(f"{field}.resampling_method", f"{method!r}; use one of {', '.join(RESAMPLING)}")
@@ -199,7 +207,8 @@ def _measurements(doc: Any) -> tuple[list[str], dict[str, str], dict[str, str]]:
         if method != "nearest":
             resampling[name] = method
         sources[name] = str(m.get("src_varname", name))
-    return bands, resampling, sources
+    return bands, resampling, sources, dtypes, nodatas
+
 
 
 def check_sources(catalog, collections: list[str], src_varnames: dict[str, str]) -> None:
@@ -269,7 +278,7 @@ def spec_from_ingestion_config(doc: Any, *, catalog=None, **overrides) -> CubeSp
     if "storage" not in doc:
         raise _fail("storage", "missing")
     storage = _storage(doc["storage"])
-    bands, resampling, src_varnames = _measurements(doc.get("measurements"))
+    bands, resampling, src_varnames, dtypes, nodata = _measurements(doc.get("measurements"))
     if overrides.get("bbox") is not None:
         bbox, bbox_crs = overrides["bbox"], overrides.get("bbox_crs") or "EPSG:4326"
     elif doc.get("ingestion_bounds") is not None:
@@ -298,6 +307,7 @@ def spec_from_ingestion_config(doc: Any, *, catalog=None, **overrides) -> CubeSp
         period=pick("period"), max_cloud_cover=pick("max_cloud_cover"), tile_size=storage["tile_size"],
         chunk=storage["chunk"], time_chunk=storage["time_chunk"], levels=pick("levels"),
         output=doc.get("location"), zarr_format=pick("zarr_format"), resampling=resampling,
+        dtypes=dtypes, nodata=nodata,
         description=doc.get("description"), global_attributes=attributes,
     )
 
@@ -337,7 +347,9 @@ def ingestion_config(definition: CubeDefinition) -> dict:
     storage["dimension_order"] = ["time", y_name, x_name]
     assets = definition.sources[0]["assets"]
     resampling = spec.get("resampling") or {}
-    measurements = [{"name": b, "dtype": "float32", "nodata": math.nan,
+    encodings = definition.encodings
+    measurements = [{"name": b, "dtype": encodings[b]["dtype"] if b in encodings else "float32",
+                     "nodata": _plain(encodings[b]["nodata"]) if b in encodings else math.nan,
                      "resampling_method": resampling.get(b, "nearest"), "src_varname": assets[b]}
                     for b in definition.bands]
     collections = spec["collections"]
@@ -363,4 +375,32 @@ def ingestion_config(definition: CubeDefinition) -> dict:
     doc["storage"] = storage
     doc["measurements"] = measurements
     doc["stacube"] = extra
+    return doc
+
+
+def ingestion_yaml(definition: CubeDefinition) -> str:
+    """:func:`ingestion_config` as YAML text (the keys in ODC's order).
+
+    Raises:
+        InvalidInput: the cube's CRS has no EPSG code.
+    """
+    import yaml  # lazy: start-up
+
+    return yaml.safe_dump(ingestion_config(definition), sort_keys=False, default_flow_style=False, width=100)
+
+
+def parse_ingestion_yaml(text: str, where: str = "configuration") -> dict:
+    """The mapping of an ingestion configuration's YAML text.
+
+    Raises:
+        InvalidInput: not YAML, or not a mapping (``where`` names the input in the message).
+    """
+    import yaml  # lazy: start-up
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{where}: not YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{where}: not an Open Data Cube ingestion configuration (a mapping)")
     return doc

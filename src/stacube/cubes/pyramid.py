@@ -20,7 +20,7 @@ from stacube.settings import Settings
 
 def reduce(definition: CubeDefinition, var: str, block):
     """One 2 x 2 reduction of a ``(t, y, x)`` block of ``var`` (see the module docstring)."""
-    if definition.dtype(var) == "float32":
+    if block.dtype.kind == "f":  # bands and indices (integer bands are read decoded)
         return downsample_mean(block)
     if var == QUALITY:
         return downsample_max(block)

@@ -21,6 +21,9 @@ TIME_CHUNK = 32
 CHUNK = 128
 TILE = 512
 #: Resampling methods of a band (rasterio's names, which odc-stac and Open Data Cube take).
+#: Storage dtypes of a band: float32 (physical values, NaN nodata) or an integer type holding the
+#: source's DN (``round((value - add_offset) / scale_factor)``, a nodata value where NaN).
+BAND_DTYPES = ("float32", "int8", "uint8", "int16", "uint16", "int32", "uint32")
 RESAMPLING = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode",
               "min", "max", "med", "q1", "q3", "sum", "rms")
 
@@ -49,6 +52,11 @@ class CubeSpec(SpecModel):
     resampling: dict[str, str] = Field(
         default_factory=dict,
         description="Per band: how sources off the cube's grid are resampled (default nearest).")
+    dtypes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per band: storage dtype (float32 default; an integer dtype stores DN with CF scale_factor).")
+    nodata: dict[str, float] = Field(
+        default_factory=dict, description="Per band with an integer dtype: its nodata value (CF _FillValue).")
     description: str | None = Field(None, max_length=4000, description="Description of the cube's collection.")
     global_attributes: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Global attributes written to the cube's Zarr stores.")
@@ -90,12 +98,45 @@ class CubeSpec(SpecModel):
         unknown = [b for b in self.resampling if self.bands and b not in self.bands]
         if unknown:
             raise ValueError(f"--resampling names {', '.join(unknown)}, which is not among the bands")
+        check_band_dtypes(self.dtypes, self.nodata, self.bands)
         return self
 
     @property
     def mode(self) -> str:
         """``observations`` or ``composite``."""
         return "composite" if self.method else "observations"
+
+
+def check_band_dtypes(dtypes: dict[str, str], nodata: dict[str, float], bands: list[str]) -> None:
+    """Check per-band storage dtypes and nodata values.
+
+    Raises:
+        ValueError: a dtype not in :data:`BAND_DTYPES`, a band not among ``bands`` (when given), an
+            integer dtype without a whole nodata value in its range, a nodata for a float32 band
+            other than NaN.
+    """
+    import math
+
+    import numpy as np
+
+    for band in [*dtypes, *nodata]:
+        if bands and band not in bands:
+            raise ValueError(f"dtype/nodata of {band!r}, which is not among the bands")
+    for band, dtype in dtypes.items():
+        if dtype not in BAND_DTYPES:
+            raise ValueError(f"{band}: dtype {dtype!r}; use one of {', '.join(BAND_DTYPES)}")
+    for band in set(dtypes) | set(nodata):
+        dtype = dtypes.get(band, "float32")
+        value = nodata.get(band)
+        if dtype == "float32":
+            if value is not None and not math.isnan(value):
+                raise ValueError(f"{band}: nodata {value:g}; a float32 band's nodata is nan")
+            continue
+        if value is None or not math.isfinite(value) or not float(value).is_integer():
+            raise ValueError(f"{band}: a {dtype} band needs a whole nodata value (e.g. -999)")
+        info = np.iinfo(dtype)
+        if not info.min <= value <= info.max:
+            raise ValueError(f"{band}: nodata {value:g} is outside the {dtype} range {info.min}..{info.max}")
 
 
 def build_cube_spec(**params) -> CubeSpec:

@@ -11,11 +11,13 @@ In the spirit of mapchete's ``.mapchete`` files and Open Data Cube's ingestion c
       mask_cleanup: [1, 2]            # optional: OPEN,DILATE pixels
       max_cloud: 30                   # optional: drop scenes cloudier than this percent
     area: {bbox: [14.5514, 45.8659, 14.5642, 45.8750], crs: EPSG:4326}   # or a GeoJSON geometry
-    time: 2015-07-01/2015-09-30
+    time: 2015-07-01/2015-09-30       # optional for a process that derives it from its parameters
     output: out/                      # URI or path; default: the output root
     parameters: {}                    # passed to execute(cube, **parameters)
     # optional: period (P1M...), grid, crs, resolution, anchor, halo, tile_size,
-    # output_collection, zarr_format, outputs ({name: {dtype, nodata}} or a list of names)
+    # output_collection, zarr_format, outputs ({name: {dtype, nodata}} or a list of names),
+    # pyramid (a static XYZ tile pyramid: "Z0-Z1", or {minzoom, maxzoom, format, bands,
+    # expression, rescale, colormap_name, url})
 
 Relative paths (the module, the output) are resolved against the folder of the file. A GeoJSON
 area (a geometry, a Feature or a FeatureCollection, in longitude/latitude) covers its bounding
@@ -61,7 +63,7 @@ class ProcessConfig(_Strict):
     process: str
     inputs: InputsConfig
     area: dict
-    time: str
+    time: str | None = None
     output: str | None = None
     parameters: dict = Field(default_factory=dict)
     period: str | None = None
@@ -75,6 +77,7 @@ class ProcessConfig(_Strict):
     output_collection: str | None = None
     zarr_format: int | None = None
     outputs: dict[str, dict | None] | list[str] | None = None
+    pyramid: dict | str | None = None
 
     @field_validator("time", mode="before")
     @classmethod
@@ -159,7 +162,8 @@ def read_config(path: str | Path) -> tuple[ProcessSpec, Process]:
             output=_resolve(config.output, base) if config.output else None, period=config.period,
             grid=config.grid, grid_tiles=config.grid_tiles, crs=config.crs, resolution=config.resolution,
             anchor=config.anchor, halo=config.halo, tile_size=config.tile_size,
-            output_collection=config.output_collection, zarr_format=config.zarr_format, outputs=outputs)
+            output_collection=config.output_collection, zarr_format=config.zarr_format, outputs=outputs,
+            pyramid=config.pyramid)
     except (InvalidInput, NotFound) as exc:
         raise type(exc)(f"{path.name}: {exc.message}") from None
     return spec, process

@@ -6,10 +6,15 @@ A process is a module that defines ``execute(cube, **parameters)`` (see
 * ``Parameters``: a pydantic model of the parameters, or ``PARAMETERS``: their JSON Schema
   (checked with ``jsonschema``); without either, the parameters must fit ``execute``'s signature;
 * ``OUTPUTS``: ``{name: {"dtype": ..., "nodata": ...}}`` (default: read off the first result);
-* ``HALO``: pixels of neighbouring data each tile needs (default 0).
+* ``HALO``: pixels of neighbouring data each tile needs (default 0);
+* ``prepare_job(job, parameters)``: gets the job's keys (``bands``, ``indices``, ``datetime``,
+  ``period``... as given, None when not) and the checked parameters, and returns the keys to
+  set: defaults the process derives from its parameters (the bands it reads), or raises
+  ``ValueError`` when the job cannot give what the process needs (one line).
 
 A process is found by the path of its module (configuration files, the CLI) or by name among
-the *registered processes*: entry points of the group ``stacube.processes`` whose value is a
+the *registered processes*: stacube's own analysis processes (:data:`BUILTIN`, the package
+:mod:`stacube.apps`) and the entry points of the group ``stacube.processes`` whose value is a
 module (``name = "package.module"``) or its ``execute`` function. Only registered processes run
 from HTTP requests; no endpoint accepts code. Its *version* is the sha256 (12 hex digits) of the
 module's source file: a job records it, and a worker refuses to run a changed module for it.
@@ -22,7 +27,7 @@ import importlib.util
 import inspect
 import sys
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,6 +40,14 @@ from stacube.errors import InvalidInput, NotFound
 from stacube.jobs.spec import PROCESS_NAME, OutputDecl, ProcessSpec
 
 GROUP = "stacube.processes"
+#: stacube's own processes, registered whether or not the installed distribution's entry points
+#: are (an editable install made before they were added); the same names as its entry points,
+#: which no other package's entry point replaces.
+BUILTIN = {
+    "water": "stacube.apps.water",
+    "ndvi-anomaly": "stacube.apps.ndvi_anomaly",
+    "change": "stacube.apps.change",
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,20 @@ class Process:
             return model.model_json_schema()
         schema = getattr(self.module, "PARAMETERS", None)
         return dict(schema) if isinstance(schema, dict) else None
+
+    def prepare_job(self, job: dict, parameters: dict) -> dict:
+        """The job keys the process sets (its ``prepare_job`` hook; ``{}`` without one).
+
+        Raises:
+            InvalidInput: the hook refuses the job (its one-line reason).
+        """
+        hook = getattr(self.module, "prepare_job", None)
+        if not callable(hook):
+            return {}
+        try:
+            return dict(hook(dict(job), dict(parameters)) or {})
+        except (ValueError, InvalidInput) as exc:
+            raise InvalidInput(f"process {self.name}: {exc}") from None
 
     def check_parameters(self, parameters: dict) -> dict:
         """The parameters as ``execute`` will get them (a pydantic model's defaults filled in).
@@ -156,8 +183,11 @@ def load_module_file(path: str | Path) -> Process:
 
 
 def registered() -> dict[str, Any]:
-    """The registered processes: ``{name: entry point}`` of the group ``stacube.processes``."""
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    """The registered processes: ``{name: entry point}`` of the group ``stacube.processes``,
+    and :data:`BUILTIN` (which wins over an entry point of the same name)."""
+    found = {ep.name: ep for ep in entry_points(group=GROUP)}
+    found.update({name: EntryPoint(name, value, GROUP) for name, value in BUILTIN.items()})
+    return found
 
 
 def load_registered(name: str) -> Process:
@@ -229,13 +259,15 @@ def declared_outputs(spec: ProcessSpec) -> dict[str, Output] | None:
 
 
 def build_process_spec(process: Process, **params) -> ProcessSpec:
-    """A validated :class:`ProcessSpec` for ``process`` (its parameters checked, its ``HALO``
-    and ``OUTPUTS`` as defaults of ``halo`` and ``outputs``).
+    """A validated :class:`ProcessSpec` for ``process`` (its parameters checked, the keys its
+    ``prepare_job`` sets applied, its ``HALO`` and ``OUTPUTS`` as defaults of ``halo`` and
+    ``outputs``).
 
     Raises:
         InvalidInput: one line naming the first bad parameter.
     """
     parameters = process.check_parameters(params.pop("parameters", None) or {})
+    params.update(process.prepare_job(params, parameters))
     if params.get("halo") is None:
         params["halo"] = process.halo
     if params.get("outputs") is None:

@@ -2,7 +2,9 @@
 
 Each output time step becomes one Item (``<job id>_<period>``) with a COG asset per variable,
 the Zarr cube and the report as assets, ``processing:*`` fields (processing extension) and a
-``derived_from`` link to every input item. The derived collection carries ``item_assets`` with
+``derived_from`` link to every input item. A job with a tile pyramid adds its TileJSON as the
+``tilejson`` asset and ``xyz`` / ``tilejson`` links (web-map-links extension) to the tile
+template. The derived collection carries ``item_assets`` with
 ``eo:bands`` common names, so composites are themselves composable, searchable and tileable.
 """
 
@@ -18,6 +20,8 @@ from stacube.jobs.plan import Plan
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 ZARR_TYPE = "application/vnd+zarr"
+TILEJSON_ASSET = {"title": "TileJSON of the static tile pyramid (WebMercatorQuad XYZ)", "type": "application/json",
+                  "roles": ["tiles", "metadata"]}
 
 
 def _iso(when: datetime) -> str:
@@ -64,6 +68,8 @@ def derived_collection(plan: Plan) -> dict:
     }
     item_assets["zarr"] = {"title": "Zarr cube of the job", "type": ZARR_TYPE, "roles": ["data", "zarr"]}
     item_assets["report"] = {"title": "Job report", "type": "application/json", "roles": ["metadata"]}
+    if spec.pyramid is not None:
+        item_assets["tilejson"] = dict(TILEJSON_ASSET)
     platforms = sorted({p for s in plan.sources for p in (s.collection.get("summaries") or {}).get("platform", [])})
     return {
         "type": "Collection",
@@ -115,13 +121,26 @@ def _process_fields(plan: Plan, report: dict) -> dict:
     }
 
 
+def _pyramid_links(plan: Plan, hrefs: dict, label: str) -> list[dict]:
+    """The step's ``xyz`` and ``tilejson`` links (web-map-links extension), none without a pyramid."""
+    spec = plan.spec.pyramid
+    if spec is None or label not in hrefs.get("tiles", {}):
+        return []
+    from stacube.jobs.pyramid import MEDIA_TYPES
+
+    title = f"Static tiles of {plan.job_id}_{label}"
+    return [{"rel": "xyz", "href": hrefs["tiles"][label], "type": MEDIA_TYPES[spec.format], "title": title},
+            {"rel": "tilejson", "href": hrefs["tilejson"][label], "type": "application/json", "title": title}]
+
+
 def derived_items(plan: Plan, report: dict, hrefs: dict, stac_base: str) -> list[dict]:
     """One STAC Item per output step.
 
     Args:
         plan: the job plan.
         report: the job report (scenes used per step).
-        hrefs: ``{"cogs": {label: {var: href}}, "zarr": href, "report": href}``.
+        hrefs: ``{"cogs": {label: {var: href}}, "zarr": href, "report": href}``, and with a
+            pyramid ``"tiles"`` / ``"tilejson"``: ``{label: href}``.
         stac_base: base URL of the STAC API, for ``derived_from`` links to the input items.
     """
     geobox = plan.geobox
@@ -154,10 +173,15 @@ def derived_items(plan: Plan, report: dict, hrefs: dict, stac_base: str) -> list
              "href": f"{stac_base}/collections/{plan.items[item_id]['collection']}/items/{item_id}"}
             for item_id in used
         ]
+        pyramid = _pyramid_links(plan, hrefs, label)
+        if pyramid:
+            assets["tilejson"] = {"href": hrefs["tilejson"][label], **TILEJSON_ASSET}
+            links.extend(pyramid)
         items.append({
             "type": "Feature",
             "stac_version": STAC_VERSION,
-            "stac_extensions": [EXTENSIONS[k] for k in ("eo", "raster", "proj", "processing")],
+            "stac_extensions": [EXTENSIONS[k] for k in ("eo", "raster", "proj", "processing")]
+                               + ([EXTENSIONS["web-map-links"]] if pyramid else []),
             "id": f"{plan.job_id}_{label}",
             "collection": plan.output_collection,
             "geometry": geometry,

@@ -57,15 +57,19 @@ def submit(spec: CompositeSpec, settings: Settings, *, job_id: str | None = None
 
 def check(spec: CompositeSpec, settings: Settings) -> Plan:
     """What a job would fail on at once, found before it is recorded: an output root it cannot
-    write, unknown collections, bands or mask assets, no scene in the area and time range.
+    write, unknown collections, bands or mask assets, no scene in the area and time range, a
+    tile pyramid that does not fit the outputs or is too large.
     Returns the plan the job would start from.
 
     Raises:
         StorageError: the output root is not writable.
-        NotFound / InvalidInput / NoData: as :func:`stacube.jobs.plan.make_plan`.
+        NotFound / InvalidInput / NoData: as :func:`stacube.jobs.plan.make_plan` and
+            :func:`stacube.jobs.tasks.check_pyramid`.
     """
     open_store(tasks.output_root(spec, settings), settings).check_writable()
-    return make_plan(spec, Catalog(settings), tasks.output_root(spec, settings))
+    plan = make_plan(spec, Catalog(settings), tasks.output_root(spec, settings))
+    tasks.check_pyramid(plan)
+    return plan
 
 
 def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: Progress,
@@ -111,7 +115,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
     Args:
         settings: catalog and storage configuration.
         job_id: a submitted job.
-        progress: ``progress(stage, done, total)`` (stages: ``scenes``, ``composite``, ``cogs``).
+        progress: ``progress(stage, done, total)`` (stages: ``scenes``, ``composite``, ``cogs``,
+            ``pyramid``: the tiles of a step's pyramid).
         workers: tile processes (None/0: settings.workers or one per core; 1: in-process).
         dask: a Dask scheduler address to run tiles on instead.
         executor: an executor to use (overrides ``workers``/``dask``).
@@ -160,6 +165,7 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             tasks.finish_stage(settings, job_id, Stage.COMPOSITE)
         return tasks.finalize(settings, job_id, on_register=on_register,
                               on_cog=lambda d, t: tick("cogs", d, t),
+                              on_tile=lambda d, t: tick("pyramid", d, t),
                               # COGs are written here, whatever ran the tiles
                               threads=max(getattr(executor, "workers", 1), os.cpu_count() or 1))
     except JobCancelled:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -19,6 +19,90 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from stacube.algo.masking import parse_mask_cleanup
 from stacube.core.geobox import check_anchor
 from stacube.core.spec import SpecModel
+
+
+#: Highest zoom of a tile pyramid (WebMercatorQuad, ~0.6 m pixels at the equator).
+PYRAMID_MAX_ZOOM = 22
+ZOOMS = re.compile(r"^\s*z?(\d+)\s*(?:-\s*z?(\d+))?\s*$")
+
+
+class PyramidSpec(BaseModel):
+    """A static tile pyramid written beside a job's COGs: WebMercatorQuad XYZ tiles of 256 px,
+    rendered as titiler renders a tile (rio-tiler), at ``<step>/tiles/{z}/{x}/{y}.<format>``.
+
+    Given as ``"Z0-Z1"`` (``"8-14"``, ``"z8-z14"`` or one zoom ``"12"``) or as a mapping of the
+    fields below (where ``zooms: Z0-Z1`` may stand for ``minzoom`` and ``maxzoom``). Which outputs are drawn and their ranges are checked against the job's
+    outputs when it is planned (:func:`stacube.jobs.pyramid.resolve_render`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    minzoom: int = Field(ge=0, le=PYRAMID_MAX_ZOOM, description="Lowest zoom written.")
+    maxzoom: int = Field(ge=0, le=PYRAMID_MAX_ZOOM, description="Highest zoom written.")
+    format: Literal["png", "webp"] = Field("png", description="Tile image format.")
+    bands: list[str] = Field(
+        default_factory=list,
+        description="One or three outputs of the job, drawn as grey/colormap or RGB (default: red, green, "
+                    "blue when written, else the first output).")
+    expression: str | None = Field(
+        None, description="rio-tiler expression over b1..bN, the bands in order (e.g. (b1-b2)/(b1+b2)); "
+                          "';' separates several output bands.")
+    rescale: list[tuple[float, float]] = Field(
+        default_factory=list,
+        description="MIN,MAX of the values drawn: one range for every band or one per band (default: "
+                    "reflectance 0..0.3, an index's own range; none for 8-bit outputs).")
+    colormap_name: str | None = Field(None, description="rio-tiler colormap of a one-band rendering (e.g. viridis).")
+    url: str | None = Field(
+        None, description="Public URL the output root is served at (a CDN or bucket website): the tile "
+                          "template and TileJSON use it instead of the storage address.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zooms(cls, value):
+        if isinstance(value, str):
+            value = {"zooms": value}
+        if isinstance(value, dict) and "zooms" in value:
+            value = dict(value)
+            zooms = str(value.pop("zooms"))
+            match = ZOOMS.match(zooms)
+            if not match:
+                raise ValueError(f"{zooms!r}: expected zooms as Z0-Z1 (e.g. 8-14)")
+            value.update(minzoom=int(match.group(1)), maxzoom=int(match.group(2) or match.group(1)))
+        return value
+
+    @field_validator("rescale", mode="before")
+    @classmethod
+    def _rescale(cls, value):
+        if isinstance(value, str):
+            value = [value]
+        return [tuple(float(v) for v in r.split(",")) if isinstance(r, str) else r for r in value or []]
+
+    @field_validator("colormap_name")
+    @classmethod
+    def _colormap(cls, value):
+        from rio_tiler.colormap import cmap
+
+        if value is not None and value not in cmap.list():
+            raise ValueError(f"unknown colormap {value!r} (rio-tiler's colormaps: viridis, rdylgn, ...)")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value):
+        if value is not None and not re.match(r"^https?://", value):
+            raise ValueError(f"{value!r}: expected an http(s) URL")
+        return value and value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check(self) -> PyramidSpec:
+        if self.minzoom > self.maxzoom:
+            raise ValueError(f"minzoom {self.minzoom} is above maxzoom {self.maxzoom}")
+        for low, high in self.rescale:
+            if not low < high:
+                raise ValueError(f"rescale {low:g},{high:g}: MIN must be less than MAX")
+        if self.expression is not None and not self.expression.strip():
+            raise ValueError("expression is empty")
+        return self
 
 
 class CompositeSpec(SpecModel):
@@ -56,6 +140,9 @@ class CompositeSpec(SpecModel):
         description="Tile edge in output pixels (default: the largest that fits STACUBE_TILE_MEMORY).")
     mask_cleanup: tuple[int, int] | None = Field(
         None, description="OPEN,DILATE pixels: opening then dilation of the cloud mask (e.g. 2,3).")
+    pyramid: PyramidSpec | None = Field(
+        None, description="A static XYZ tile pyramid of each result (zooms as Z0-Z1, or minzoom, maxzoom, "
+                          "format, bands, expression, rescale, colormap_name, url).")
 
     @field_validator("mask_cleanup", mode="before")
     @classmethod
@@ -82,11 +169,18 @@ class CompositeSpec(SpecModel):
     def job_id(self) -> str:
         """A stable id: the same parameters give the same job (re-running is idempotent)."""
         doc = self.model_dump(mode="json", exclude={"output", "tile_size"})
-        for key, default in (("mask_cleanup", None), ("anchor", None), ("grid_tiles", False), ("zarr_format", 2)):
-            if doc.get(key) == default:  # jobs that do not use an option keep their ids
-                doc.pop(key, None)
-        digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+        digest = _digest(doc, (("mask_cleanup", None), ("anchor", None), ("grid_tiles", False), ("zarr_format", 2),
+                               ("pyramid", None)))
         return f"{self.method}-{digest}"
+
+
+def _digest(doc: dict, defaults: tuple = (("pyramid", None),)) -> str:
+    """12 hex digits of sha256 over the parameters, without the options left at the default
+    given (jobs that do not use an option keep their ids)."""
+    for key, default in defaults:
+        if doc.get(key) == default:
+            doc.pop(key, None)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class OutputDecl(BaseModel):
@@ -152,8 +246,7 @@ class ProcessSpec(CompositeSpec):
     def job_id(self) -> str:
         """``<process name>-<hash of the parameters and the process version>``."""
         doc = self.model_dump(mode="json", exclude={"output", "tile_size"})
-        digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
-        return f"{self.process_name}-{digest}"
+        return f"{self.process_name}-{_digest(doc)}"
 
 
 def spec_from_doc(doc: dict) -> CompositeSpec:

@@ -37,7 +37,7 @@ from stacube.core.cf import variable_attrs
 from stacube.core.crs import crs_text
 from stacube.core.times import item_datetime, iso
 from stacube.errors import InvalidInput, NoData, StacubeError
-from stacube.jobs import outputs
+from stacube.jobs import outputs, pyramid
 from stacube.jobs.plan import Plan, make_plan, plan_from_doc, plan_to_doc
 from stacube.jobs.processes import process_of
 from stacube.jobs.register import derived_collection, derived_items
@@ -45,7 +45,7 @@ from stacube.jobs.spec import CompositeSpec, spec_from_doc
 from stacube.jobs.stages import JobCancelled, Stage
 from stacube.jobs.state import JobStore, tile_index, tile_key
 from stacube.settings import Settings
-from stacube.storage.objects import Staging, configure_gdal, open_store, read_document
+from stacube.storage.objects import LocalStore, Staging, configure_gdal, open_store, read_document
 
 #: ``on_register(output collection id, job row)``: called by :func:`finalize` before the output
 #: collection is written.
@@ -131,6 +131,7 @@ def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
             plan.items = {i["id"]: i for src in sources for i in src.items}
         if plan.is_process and plan.outputs is None:
             plan.outputs = _probe(plan)
+        check_pyramid(plan)
     except StacubeError as exc:
         store.update(job_id, state="failed", error=exc.message)
         raise
@@ -139,6 +140,33 @@ def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
         store.add_tiles(job_id, Stage.SCENES, [tile_key(t) for t in plan.tile_indices()])
     store.update(job_id, plan=plan_summary(plan, uri), plan_uri=uri, state="running", stage=Stage.SCENES)
     return load_plan(settings, job_id, uri=uri)
+
+
+def pyramid_render(plan: Plan) -> pyramid.Render | None:
+    """How the job's tile pyramid is drawn (:func:`stacube.jobs.pyramid.resolve_render`), None
+    without one. Composite bands are reflectance.
+
+    Raises:
+        InvalidInput: the pyramid's bands or ranges do not fit the job's outputs.
+    """
+    if plan.spec.pyramid is None:
+        return None
+    return pyramid.resolve_render(plan.spec.pyramid, plan.variables, {v: plan.dtype_of(v) for v in plan.variables},
+                                  set() if plan.is_process else set(plan.bands))
+
+
+def check_pyramid(plan: Plan) -> None:
+    """What the job's pyramid would fail on, found when it is planned: its bands and ranges
+    (process outputs only once they are known) and its size (:func:`stacube.jobs.pyramid.check_size`).
+
+    Raises:
+        InvalidInput: as :func:`pyramid_render` and :func:`stacube.jobs.pyramid.check_size`.
+    """
+    if plan.spec.pyramid is None:
+        return
+    pyramid.check_size(pyramid.lonlat_bounds(plan.geobox), plan.spec.pyramid, len(plan.periods))
+    if not plan.is_process or plan.outputs is not None:
+        pyramid_render(plan)
 
 
 def _probe(plan: Plan):
@@ -463,16 +491,43 @@ def finish_stage(settings: Settings, job_id: str, stage: str, *, claimed: bool =
     raise ValueError(f"stage {stage!r} has no tiles")
 
 
-def output_hrefs(plan: Plan, steps: list[dict], staging: Staging) -> dict:
+def site_url(settings: Settings) -> str:
+    """The URL the services (``stacube up``) are reached at: ``public_url``, else host and port."""
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
+def tiles_base(settings: Settings, plan: Plan) -> str | None:
+    """The URL the job's output root is served at, for its tile pyramid's template: the
+    pyramid's ``url``; for outputs in the local output root, the services' ``/files``; else
+    None (the template then is the storage address)."""
+    spec = plan.spec.pyramid
+    if spec is None or spec.url:
+        return spec and spec.url
+    store, served = open_store(plan.output_root, settings), open_store(settings.output_root, settings)
+    if isinstance(store, LocalStore) and isinstance(served, LocalStore) and store.path == served.path:
+        return f"{site_url(settings)}/files"
+    return None
+
+
+def output_hrefs(plan: Plan, steps: list[dict], staging: Staging, tiles_url: str | None = None) -> dict:
     """Where readers find the outputs once committed: ``cogs`` (label -> variable -> href),
-    ``zarr``, ``report``."""
-    return {"cogs": {step["label"]: {var: staging.href(f"{step['label']}/{var}.tif") for var in plan.variables}
-                     for step in steps},
-            "zarr": staging.href("cube.zarr"), "report": staging.href("report.json")}
+    ``zarr``, ``report``; with a pyramid also ``tiles`` (label -> tile URL template) and
+    ``tilejson`` (label -> href), at ``tiles_url`` (:func:`tiles_base`) when given."""
+    hrefs = {"cogs": {step["label"]: {var: staging.href(f"{step['label']}/{var}.tif") for var in plan.variables}
+                      for step in steps},
+             "zarr": staging.href("cube.zarr"), "report": staging.href("report.json")}
+    spec = plan.spec.pyramid
+    if spec is not None:  # the tile template (at the public URL when one is given) and the TileJSON
+        ext = spec.format
+        hrefs["tiles"] = {step["label"]: staging.public_href(f"{step['label']}/tiles", tiles_url)
+                          + f"/{{z}}/{{x}}/{{y}}.{ext}" for step in steps}
+        hrefs["tilejson"] = {step["label"]: staging.public_href(f"{step['label']}/tiles/tilejson.json", tiles_url)
+                             for step in steps}
+    return hrefs
 
 
 def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None = None, on_cog=None,
-             threads: int = 1) -> dict:
+             on_tile=None, threads: int = 1) -> dict:
     """COGs from the staging cube, the report, the commit, and the catalog registration.
 
     COGs already written by the ``cogs`` stage are kept; the others are written here,
@@ -483,7 +538,9 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
         on_register: called with the output collection id and the job before the collection
             is written (e.g. to claim it for the job's workspace); may raise to stop.
         on_cog: ``on_cog(done, total)`` progress callback (called from this thread).
-        threads: COGs written at once (GDAL compresses and writes without the GIL).
+        on_tile: ``on_tile(done, total)`` progress of a step's tile pyramid (jobs with one).
+        threads: COGs written (and pyramid tiles drawn) at once (GDAL compresses, warps and
+            writes without the GIL).
 
     Returns:
         The job report.
@@ -494,10 +551,11 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
     plan = load_plan(settings, job_id, job)
     selection = counted_selection(settings, job_id, plan, job["selection"])
     staging = staging_of(settings, plan, job)
-    hrefs = output_hrefs(plan, selection["steps"], staging)
+    hrefs = output_hrefs(plan, selection["steps"], staging, tiles_base(settings, plan))
     if job["committed"] is None:
         _check_process_errors(store, job_id, plan)
-        report = _write_outputs(settings, job, plan, selection, staging, hrefs, on_cog=on_cog, threads=threads)
+        report = _write_outputs(settings, job, plan, selection, staging, hrefs, on_cog=on_cog, on_tile=on_tile,
+                                threads=threads)
         if store.state(job_id) != "running":
             staging.discard()
             raise JobCancelled(f"job {job_id} was cancelled")
@@ -512,7 +570,7 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
     if plan.output_collection in catalog.collection_ids():
         collection["extent"] = catalog.get_collection(plan.output_collection).get("extent", collection["extent"])
     catalog.upsert_collection(collection)
-    stac_base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/") + "/stac"
+    stac_base = site_url(settings) + "/stac"
     catalog.load_items(derived_items(plan, report, hrefs, stac_base), mode="upsert")
     store.update(job_id, state="completed", stage="finalize", report=report)
     try:
@@ -540,8 +598,9 @@ def _check_process_errors(store: JobStore, job_id: str, plan: Plan) -> None:
 
 
 def _write_outputs(settings: Settings, job: dict, plan: Plan, selection: dict, staging: Staging, hrefs: dict,
-                   *, on_cog=None, threads: int = 1) -> dict:
-    """Consolidate the cube, write the COGs not written yet and the report; publish them."""
+                   *, on_cog=None, on_tile=None, threads: int = 1) -> dict:
+    """Consolidate the cube, write the COGs not written yet, the tile pyramids and the report;
+    publish them."""
     job_id = job["id"]
     steps = selection["steps"]
     cube = staging.zarr_store("cube.zarr")
@@ -568,6 +627,7 @@ def _write_outputs(settings: Settings, job: dict, plan: Plan, selection: dict, s
         for done, _ in enumerate(pool.map(write, cogs), start=1):
             if on_cog:
                 on_cog(done, len(cogs))
+    pyramids = _write_pyramids(plan, steps, work, hrefs, on_tile=on_tile, threads=threads)
     started = job["started"] or job["created"]
     finished = datetime.now(timezone.utc)
     elapsed = (finished - started).total_seconds()
@@ -610,9 +670,32 @@ def _write_outputs(settings: Settings, job: dict, plan: Plan, selection: dict, s
                                          for v in plan.variables}}
         report["failed_tiles"] = failed
         report["errors"] = errors
+    if pyramids:
+        report["pyramid"] = pyramids
     outputs.write_json(work / "report.json", report)
     staging.publish()
     return report
+
+
+def _write_pyramids(plan: Plan, steps: list[dict], work: Path, hrefs: dict, *, on_tile=None,
+                    threads: int = 1) -> dict:
+    """The tile pyramid of each step (:func:`stacube.jobs.pyramid.write_pyramid`) under
+    ``<work>/<label>/tiles``, cut from the step's COGs (on local disk, or where the ``cogs``
+    stage put them); ``{label: summary}``, empty without a pyramid."""
+    render = pyramid_render(plan)
+    if render is None:
+        return {}
+    spec = plan.spec.pyramid
+    bounds = pyramid.lonlat_bounds(plan.geobox)
+    out = {}
+    for step in steps:
+        label = step["label"]
+        local = {var: work / label / f"{var}.tif" for var in render.bands}
+        sources = {var: str(path) if path.exists() else hrefs["cogs"][label][var] for var, path in local.items()}
+        out[label] = pyramid.write_pyramid(sources, render, bounds, spec.minzoom, spec.maxzoom, work / label / "tiles",
+                                           hrefs["tiles"][label], name=f"{plan.job_id}_{label}", threads=threads,
+                                           on_tile=on_tile)
+    return out
 
 
 def fail(settings: Settings, job_id: str, message: str, *, discard: bool = True) -> None:

@@ -20,10 +20,12 @@ bucket's lifecycle rule).
 from __future__ import annotations
 
 import json
+import mimetypes
 import os
 import shutil
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -39,6 +41,9 @@ BOTO_RETRIES = {"retries": {"mode": "standard", "max_attempts": 6}, "connect_tim
 OBSTORE_RETRIES = {"max_retries": 6, "retry_timeout": timedelta(seconds=60),
                    "backoff": {"init_backoff": timedelta(milliseconds=100),
                                "max_backoff": timedelta(seconds=5), "base": 2}}
+
+#: Files a staging area uploads at once when it publishes its work directory.
+UPLOADS = 16
 
 
 class Staging:
@@ -65,6 +70,14 @@ class Staging:
         """The address readers use for ``relpath`` once the outputs are committed."""
         raise NotImplementedError
 
+    def public_href(self, relpath: str, base_url: str | None = None) -> str:
+        """:meth:`href`, or with ``base_url`` (the URL a CDN or web server serves the output
+        root at) that URL followed by the path of ``relpath`` under the output root."""
+        href = self.href(relpath)
+        if base_url is None:
+            return href
+        return base_url.rstrip("/") + "/" + href[len(self.store.href_root):].lstrip("/")
+
     def commit(self) -> None:
         """Make the staged outputs the job's outputs, replacing earlier ones."""
         raise NotImplementedError
@@ -87,6 +100,8 @@ class OutputStore:
     """Where a job's outputs live: ``<root>/<job id>/...``."""
 
     root: str
+    #: what every output's :meth:`Staging.href` starts with
+    href_root: str
 
     def staging(self, name: str, run: int = 1) -> Staging:
         raise NotImplementedError
@@ -162,6 +177,7 @@ class LocalStore(OutputStore):
     def __init__(self, root: Path):
         self.path = root.resolve()
         self.root = self.path.as_uri()
+        self.href_root = str(self.path)
 
     def staging(self, name: str, run: int = 1) -> LocalStaging:
         return LocalStaging(self, name, run)
@@ -203,17 +219,22 @@ class S3Staging(Staging):
     def put_file(self, path: Path, relpath: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        kind = mimetypes.guess_type(relpath)[0]  # served as is by a bucket website or CDN (tiles, JSON)
         try:
-            self.store.client.upload_file(str(path), self.store.bucket, f"{self.prefix}/{relpath}")
+            self.store.client.upload_file(str(path), self.store.bucket, f"{self.prefix}/{relpath}",
+                                          ExtraArgs={"ContentType": kind} if kind else None)
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot write to {self.uri}/{relpath}: {exc}") from exc
 
     def publish(self) -> None:
+        """Upload the work directory's files, :data:`UPLOADS` at once (a tile pyramid is
+        thousands of small files)."""
         if self._workdir is None:
             return
         try:
-            for f in sorted(p for p in self._workdir.rglob("*") if p.is_file()):
-                self.put_file(f, f.relative_to(self._workdir).as_posix())
+            files = sorted(p for p in self._workdir.rglob("*") if p.is_file())
+            with ThreadPoolExecutor(UPLOADS) as pool:
+                list(pool.map(lambda f: self.put_file(f, f.relative_to(self._workdir).as_posix()), files))
         finally:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -264,6 +285,7 @@ class S3Store(OutputStore):
         self.prefix = prefix.strip("/")
         self.tmp_prefix = settings.tmp_prefix.strip("/")
         self.root = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.href_root = self.root
         self.settings = settings
         self._client = None
 

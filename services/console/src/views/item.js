@@ -19,6 +19,35 @@ function hrefCell(href) {
   return h('code', { class: 'path' }, href); // a path or URI of the server's storage
 }
 
+/**
+ * A job's static tile pyramid (an `xyz` link, STAC web-map-links): shown on the map when its
+ * template is an HTTP URL, with its zooms from the job's parameters.
+ */
+function staticTiles(root, map, doc) {
+  const xyz = (doc.links || []).find((l) => l.rel === 'xyz');
+  if (!xyz) return;
+  const tilejson = (doc.links || []).find((l) => l.rel === 'tilejson');
+  const section = h('section', { 'aria-labelledby': 'static-tiles-heading', id: 'static-tiles' },
+    h('h2', { id: 'static-tiles-heading' }, 'Static tiles'));
+  root.append(section);
+  const urlBox = h('input', { type: 'text', readonly: true, id: 'static-tiles-url', class: 'url', value: xyz.href });
+  if (!/^https?:/.test(xyz.href)) {
+    section.append(field('Tile template', urlBox),
+      note('The tiles are in storage with no HTTP address: give the job a pyramid URL to show them here.'));
+    return;
+  }
+  const pyramid = (doc.properties || {})['stacube:parameters']?.pyramid || {};
+  const zooms = { minzoom: pyramid.minzoom ?? 0, maxzoom: pyramid.maxzoom ?? 22 };
+  const show = h('input', { type: 'checkbox', id: 'static-tiles-show', checked: true });
+  const add = () => map.addTiles('static-tiles', xyz.href, { bounds: doc.bbox, label: 'Static tiles', ...zooms });
+  show.addEventListener('change', () => (show.checked ? add() : map.remove('static-tiles')));
+  section.append(
+    h('p', {}, show, ' ', h('label', { for: show.id }, `Show the static tiles on the map (zooms ${zooms.minzoom}–${zooms.maxzoom})`)),
+    field('Tile template (XYZ)', urlBox),
+    tilejson ? h('p', { class: 'links' }, extLink(tilejson.href, 'TileJSON')) : null);
+  add();
+}
+
 export default async function item(ctx) {
   const [collectionId, id] = ctx.params;
   const { root, map } = ctx;
@@ -74,6 +103,8 @@ export default async function item(ctx) {
     preview.append(controls.element, field('Tile URL (XYZ, for web maps)', urlBox), tilejson);
     apply(controls.params());
   }
+
+  staticTiles(root, map, doc);
 
   root.append(h('h2', {}, 'Metadata'), h('div', { class: 'table-wrap' }, table([
     { label: 'Property', cell: ([k]) => k, header: true },

@@ -1,9 +1,8 @@
 // Mosaic tool: collections, area, dates, method, cloud filter, bands or indices, period -> a job.
-import { config, fetchJSON, jobs, raster } from '../api.js';
-import { loadCollections, summarize } from '../catalog.js';
-import { checkboxes, jobInputs } from '../job-inputs.js';
-import { resolve } from '../render.js';
-import { announce, errorBox, field, h, note, replace } from '../ui.js';
+import { config, fetchJSON, jobs } from '../api.js';
+import { formInputs, submitWith } from '../form-parts.js';
+import { jobInputs } from '../job-inputs.js';
+import { announce, errorBox, field, h, replace } from '../ui.js';
 
 export const METHODS = [
   ['median', 'Median of the clear observations of each pixel'],
@@ -19,7 +18,7 @@ export default async function mosaic(ctx) {
   root.append(h('h1', {}, 'Mosaic'),
     h('p', { class: 'lead' }, 'Composite the cloud-free pixels of one or more collections over an area and a time range. '
       + 'The job writes one Cloud-Optimized GeoTIFF per band and period, a Zarr cube and a report, and registers the result as STAC items.'));
-  const [docs, indices] = await Promise.all([loadCollections(), raster.indices().catch(() => [])]);
+  const choices = await formInputs();
   if (ctx.signal.aborted) return;
   const jobsProblem = h('div', {});
   root.append(jobsProblem);
@@ -28,10 +27,9 @@ export default async function mosaic(ctx) {
   });
 
   const formError = h('div', { id: 'mosaic-error' });
-  const inputs = jobInputs(ctx, docs, { prefix: 'mosaic', onChange: () => refresh(), errorBox: formError });
+  const inputs = jobInputs(ctx, choices, { prefix: 'mosaic', errorBox: formError });
   const method = h('select', { id: 'mosaic-method', name: 'method' }, METHODS.map(([m, d]) => h('option', { value: m }, `${m} — ${d}`)));
   const maxCloud = h('input', { type: 'number', id: 'mosaic-cloud', name: 'max_cloud', min: 0, max: 100, step: 1, placeholder: 'no filter' });
-  const indicesList = h('ul', { class: 'checks columns', id: 'mosaic-indices' });
   const crs = h('input', { type: 'text', id: 'mosaic-crs', name: 'crs', placeholder: 'native (e.g. EPSG:32633)' });
   const resolution = h('input', { type: 'number', id: 'mosaic-resolution', name: 'resolution', min: 0, step: 'any', placeholder: 'native' });
   const outputCollection = h('input', { type: 'text', id: 'mosaic-output', name: 'output_collection', placeholder: '<first collection>-<method>', pattern: '[A-Za-z0-9._-]+' });
@@ -45,25 +43,13 @@ export default async function mosaic(ctx) {
     field('Method', method),
     field('Max cloud cover (%)', maxCloud, 'Scenes cloudier than this over the area are dropped (the report says why).'),
     inputs.parts.bands,
-    h('fieldset', {}, h('legend', {}, 'Spectral indices'), indicesList),
+    inputs.parts.indices,
     ...inputs.parts.period,
     h('details', { class: 'advanced' }, h('summary', {}, 'Output grid and collection'),
       field('Output CRS', crs), field('Resolution (CRS units)', resolution), field('Output collection', outputCollection)),
     formError,
     h('div', { class: 'buttons' }, submit));
   root.append(form);
-
-  // the indices the chosen collections' bands allow (called by the inputs when they change)
-  function refresh() {
-    const chosen = inputs.chosen();
-    const checkedIdx = [...indicesList.querySelectorAll('input:checked')].map((b) => b.value);
-    const usable = indices.filter((idx) => chosen.length && chosen.every((c) => {
-      const map = Object.fromEntries(summarize(c).bands.filter((b) => b.common).map((b) => [b.common, b.key]));
-      return Object.values(idx.bands).every((b) => resolve(map, b));
-    }));
-    replace(indicesList, ...(usable.length ? checkboxes('index', usable.map((i) => i.name), checkedIdx,
-      (n) => `${n} — ${usable.find((i) => i.name === n).long_name}`) : [h('li', {}, note('No index for these bands.'))]));
-  }
   inputs.refresh();
 
   form.addEventListener('submit', async (e) => {
@@ -71,8 +57,7 @@ export default async function mosaic(ctx) {
     replace(formError);
     const common = inputs.values();
     const problems = inputs.problems();
-    const idx = [...indicesList.querySelectorAll('input:checked')].map((b) => b.value);
-    if (!common.bands.length && !idx.length) problems.push('choose bands or an index');
+    if (!common.bands.length && !common.indices.length) problems.push('choose bands or an index');
     if (outputCollection.value && !outputCollection.checkValidity()) problems.push('output collection: letters, digits, “.”, “_” and “-” only');
     if (problems.length) {
       replace(formError, errorBox(`Cannot submit: ${problems.join('; ')}.`));
@@ -82,22 +67,14 @@ export default async function mosaic(ctx) {
     const params = {
       ...common,
       method: method.value,
-      indices: idx,
       max_cloud: maxCloud.value === '' ? null : Number(maxCloud.value),
       crs: crs.value.trim() || null,
       resolution: resolution.value === '' ? null : Number(resolution.value),
       output_collection: outputCollection.value.trim() || null,
     };
-    submit.disabled = true;
-    submit.textContent = 'Submitting…';
-    try {
+    await submitWith(submit, 'Submitting…', formError, 'The job was refused', async () => {
       const job = await jobs.submit(params);
-      announce(`Job ${job.id} submitted.`);
-      location.hash = `#/tasks/${encodeURIComponent(job.id)}`;
-    } catch (err) {
-      replace(formError, errorBox(err, 'The job was refused'));
-      submit.disabled = false;
-      submit.textContent = 'Run mosaic job';
-    }
+      return { message: `Job ${job.id} submitted.`, hash: `#/tasks/${encodeURIComponent(job.id)}` };
+    });
   });
 }

@@ -3,8 +3,8 @@
 // POST /jobs {"process": name, "parameters": {...}, collections, bbox, datetime, bands, period}
 // and opens the job's page.
 import { config, fetchJSON, jobs } from '../api.js';
-import { loadCollections } from '../catalog.js';
-import { checkboxes, jobInputs } from '../job-inputs.js';
+import { checkboxes, formInputs, submitWith } from '../form-parts.js';
+import { jobInputs } from '../job-inputs.js';
 import { announce, errorBox, field, h, note, replace } from '../ui.js';
 
 const processHref = (name) => `#/processes/${encodeURIComponent(name)}`;
@@ -155,10 +155,10 @@ async function formView(ctx, process) {
   root.append(h('p', { class: 'crumbs' }, h('a', { href: '#/processes' }, 'Processes'), ' / ', h('code', {}, process.name)),
     h('h1', {}, 'Process ', h('code', {}, process.name)),
     h('p', { class: 'lead' }, process.description || ''));
-  const docs = await loadCollections();
+  const choices = await formInputs();
   if (ctx.signal.aborted) return;
   const formError = h('div', { id: 'process-error' });
-  const inputs = jobInputs(ctx, docs, {
+  const inputs = jobInputs(ctx, choices, {
     prefix: 'process', errorBox: formError, bands: [],
     bandsHint: 'The bands the process reads; none ticked: those the process chooses itself.',
   });
@@ -167,7 +167,7 @@ async function formView(ctx, process) {
   const form = h('form', { id: 'process-form', class: 'mosaic-form', novalidate: true, dataset: { process: process.name } },
     params.element,
     inputs.parts.collections, inputs.parts.area, inputs.parts.extent, inputs.parts.time, inputs.parts.bands,
-    ...inputs.parts.period,
+    inputs.parts.indices, ...inputs.parts.period,
     formError,
     h('div', { class: 'buttons' }, submit));
   root.append(form);
@@ -178,21 +178,16 @@ async function formView(ctx, process) {
     const common = inputs.values();
     const { values, problems } = params.values();
     problems.push(...inputs.problems());
-    if (!common.bands.length) delete common.bands;
+    for (const key of ['bands', 'indices']) if (!common[key].length) delete common[key];
     if (problems.length) {
       replace(formError, errorBox(`Cannot submit: ${problems.join('; ')}.`));
       announce('The form has errors.');
       return;
     }
-    submit.disabled = true;
-    try {
+    await submitWith(submit, 'Submitting…', formError, 'The job was refused', async () => {
       const job = await jobs.submit({ process: process.name, parameters: values, ...common });
-      announce(`Job ${job.id} submitted.`);
-      location.hash = `#/tasks/${encodeURIComponent(job.id)}`;
-    } catch (err) {
-      replace(formError, errorBox(err, 'The job was refused'));
-      submit.disabled = false;
-    }
+      return { message: `Job ${job.id} submitted.`, hash: `#/tasks/${encodeURIComponent(job.id)}` };
+    });
   });
 }
 

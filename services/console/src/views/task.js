@@ -5,7 +5,7 @@ import { config, fetchJSON, jobReport, jobs, raster } from '../api.js';
 import { areaField } from '../area.js';
 import { bboxPolygon } from '../map.js';
 import { layerControls } from '../layer-controls.js';
-import { checkboxes } from '../job-inputs.js';
+import { checkboxes } from '../form-parts.js';
 import {
   announce, dl, errorBox, field, fmtBbox, fmtDateTime, fmtDuration, fmtNumber, h, isActive, note, replace,
   stateBadge, usedBadge,

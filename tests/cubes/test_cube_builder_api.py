@@ -1,0 +1,128 @@
+"""Creating cubes over HTTP (``POST /cubes/``), their ODC ingestion configurations, the filled
+parts as GeoJSON and tiles that fill what they show (``fill=true``)."""
+
+import time
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from conftest import PRIVATE, S2_DATES, SLOVENIA_BBOX
+from stacube_testing import ROOT
+
+TILE = "14/8854/5837"  # covers the Slovenia stack
+BODY = {"name": "t-built", "collections": [PRIVATE], "datetime": S2_DATES, "bbox": list(SLOVENIA_BBOX),
+        "bands": ["red", "nir"], "indices": ["NDVI"], "chunk": 64, "time_chunk": 4, "tile_size": 128}
+
+
+@pytest.fixture(scope="module")
+def client(private_s2, cube_settings):
+    from stacube_services.app import create_app
+
+    from stacube.cubes.records import CubeRecords
+
+    for name in ("t-built", "t-built-now", "t-built-odc"):
+        try:
+            CubeRecords(cube_settings).delete(name)
+        except Exception:
+            pass
+    with TestClient(create_app(cube_settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_create_on_demand_then_a_tile_fills_what_it_shows(client):
+    r = client.post("/cubes/", json=BODY)
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    assert doc["name"] == "t-built" and doc["variables"] == ["red", "nir", "NDVI", "quality"]
+    assert doc["chunks"] == [4, 64, 64] and doc["fill"]["mode"] == "on_demand" and doc["fill"]["done"] == 0
+    assert client.get("/cubes/t-built/filled").json()["features"] == []
+    # without fill the tile is transparent and nothing is computed
+    plain = client.get(f"/cubes/t-built/tiles/WebMercatorQuad/{TILE}.png?time_index=0")
+    assert plain.status_code == 200 and "x-cube-fill" not in plain.headers
+    filled = client.get(f"/cubes/t-built/tiles/WebMercatorQuad/{TILE}.png?time_index=0&fill=true")
+    assert filled.status_code == 200 and int(filled.headers["x-cube-fill"]) >= 1
+    assert len(filled.content) > len(plain.content)
+    regions = client.get("/cubes/t-built/filled")
+    assert regions.status_code == 200 and regions.headers["content-type"] == "application/geo+json"
+    features = regions.json()["features"]
+    assert features and {f["properties"]["state"] for f in features} == {"done"}
+    assert all(f["properties"]["time_block"] == 0 for f in features)
+    west, south, east, north = SLOVENIA_BBOX
+    lons = [p[0] for f in features for p in f["geometry"]["coordinates"][0]]
+    assert min(lons) < east and max(lons) > west
+    state = client.get("/cubes/t-built").json()["fill"]
+    assert state["done"] == len(features) < state["units"]
+    # a second request computes nothing
+    again = client.get(f"/cubes/t-built/tiles/WebMercatorQuad/{TILE}.png?time_index=0&fill=true")
+    assert again.headers["x-cube-fill"] == "0" and again.content == filled.content
+    # a coarse tile over many units renders what is there and computes nothing
+    coarse = client.get("/cubes/t-built/tiles/WebMercatorQuad/8/138/91.png?time_index=0&fill=true")
+    assert coarse.status_code in (200, 404)
+
+
+def test_fill_now_runs_in_the_background(client):
+    r = client.post("/cubes/", json={**BODY, "name": "t-built-now", "fill": "now"})
+    assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 240
+    while True:
+        state = client.get("/cubes/t-built-now").json()["fill"]
+        if state["done"] == state["units"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert state["done"] == state["units"] and state["failed"] == 0
+    assert len(client.get("/cubes/t-built-now/filled").json()["features"]) == state["units"]
+
+
+def test_ingestion_config_preview_export_and_create_from_it(client):
+    preview = client.post("/cubes/ingestion-config", json=BODY)
+    assert preview.status_code == 200 and preview.headers["content-type"].startswith("application/yaml")
+    doc = yaml.safe_load(preview.text)
+    assert doc["source_type"] == PRIVATE and doc["output_type"] == "t-built"
+    assert [m["name"] for m in doc["measurements"]] == ["red", "nir"]
+    assert doc["storage"]["chunking"] == {"x": 64, "y": 64, "time": 4} and doc["stacube"]["indices"] == ["NDVI"]
+    exported = client.get("/cubes/t-built/ingestion-config")
+    assert exported.status_code == 200 and yaml.safe_load(exported.text)["measurements"] == doc["measurements"]
+    # the YAML back: the same cube under another name, with int16 bands
+    for m in doc["measurements"]:
+        m["dtype"], m["nodata"] = "int16", -999
+    r = client.post("/cubes/", json={"config": yaml.safe_dump(doc), "name": "t-built-odc"})
+    assert r.status_code == 201, r.text
+    made = client.get("/cubes/t-built-odc/ingestion-config").text
+    assert [(m["dtype"], m["nodata"]) for m in yaml.safe_load(made)["measurements"]] == [("int16", -999)] * 2
+
+
+def test_the_sample_ingestion_configuration_over_http(client, samples):
+    text = (ROOT / "tests" / "data" / "odc" / "landsat8_ny_conus_albers_int16.yaml").read_text()
+    r = client.post("/cubes/ingestion-config", json={"config": text, "datetime": "2018-03-01/2018-06-30"})
+    assert r.status_code == 200, r.text
+    assert yaml.safe_load(r.text)["measurements"][0]["dtype"] == "int16"
+
+
+@pytest.mark.parametrize("url,body,status,reason", [
+    ("/cubes/", {**BODY, "name": "Bad Name"}, 400, "name"),
+    ("/cubes/", {**BODY, "output": "file:///etc"}, 400, "cannot be set over HTTP"),
+    ("/cubes/", {**BODY, "fill": "later"}, 400, "on_demand or now"),
+    ("/cubes/", {**BODY, "collections": ["nope"]}, 404, "unknown collection"),
+    ("/cubes/", {**BODY, "name": "t-built"}, 409, "exists"),
+    ("/cubes/", {**BODY, "name": PRIVATE}, 409, "exists"),
+    ("/cubes/", {**BODY, "dtypes": {"red": "int16"}}, 400, "whole nodata"),
+    ("/cubes/", {**BODY, "chunk": 100}, 400, "tile-size"),
+    ("/cubes/", {**BODY, "bogus": 1}, 400, "bogus"),
+    ("/cubes/", {**BODY, "name": "t-huge", "bbox": [13, 45, 16, 47]}, 400, "limit over HTTP"),
+    ("/cubes/", {**BODY, "name": "t-many", "bbox": [14.0, 45.5, 14.8, 46.2], "fill": "now"}, 400, "fill units"),
+    ("/cubes/", {"config": "a: [", "datetime": S2_DATES}, 400, "not YAML"),
+    ("/cubes/", {"config": {"source_type": PRIVATE, "fuse_data": "copy"}}, 400, "fuse_data"),
+    ("/cubes/ingestion-config", {**BODY, "datetime": "2015-07-01/.."}, 400, "both ends"),
+    ("/cubes/ingestion-config", ["not", "an", "object"], 422, "valid dictionary"),
+    ("/cubes/nope/filled", None, 404, "unknown cube"),
+    ("/cubes/nope/ingestion-config", None, 404, "unknown cube"),
+    ("/cubes/t-built/filled?limit=0", None, 422, "greater than or equal to 1"),
+    ("/cubes/t-built/tiles/WebMercatorQuad/14/8854/5837.png?fill=maybe", None, 422, "valid boolean"),
+])
+def test_bad_requests_answer_4xx_json(client, url, body, status, reason):
+    r = client.get(url) if body is None else client.post(url, json=body)
+    assert r.status_code == status, r.text
+    payload = r.json()
+    text = payload.get("description") or str(payload.get("detail"))
+    assert reason in text, text
