@@ -1,9 +1,10 @@
 // The inputs every job takes (the mosaic tool's and a registered process's): collections, the
 // area (typed, drawn or the collections' extent), the time range, bands, indices and the period.
+import { jobs } from './api.js';
 import { areaField } from './area.js';
 import { summarize } from './catalog.js';
-import { checkedValues, refreshChoices } from './form-parts.js';
-import { errorBox, field, h, replace } from './ui.js';
+import { checkedValues, refreshChoices, submitWith } from './form-parts.js';
+import { announce, errorBox, field, h, replace } from './ui.js';
 import { collectionPicker } from './views/items.js';
 
 const PERIODS = [
@@ -103,4 +104,18 @@ export function jobInputs(ctx, { docs, indices, byId }, { prefix, errorBox: prob
     period: [field('Period', period, 'One output per period (monthly, yearly…) or a single one over the range.'), customField],
   };
   return { parts, refresh, values, problems: () => errors };
+}
+
+/** Submit a job (POST /jobs ``body``) and open its page; with ``problems`` (phrases), show them in
+ * ``errorEl`` instead and send nothing. */
+export async function submitJob(button, errorEl, problems, body) {
+  if (problems.length) {
+    replace(errorEl, errorBox(`Cannot submit: ${problems.join('; ')}.`));
+    announce('The form has errors.');
+    return;
+  }
+  await submitWith(button, 'Submitting…', errorEl, 'The job was refused', async () => {
+    const job = await jobs.submit(body);
+    return { message: `Job ${job.id} submitted.`, hash: `#/tasks/${encodeURIComponent(job.id)}` };
+  });
 }

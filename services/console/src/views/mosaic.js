@@ -1,8 +1,8 @@
 // Mosaic tool: collections, area, dates, method, cloud filter, bands or indices, period -> a job.
-import { config, fetchJSON, jobs } from '../api.js';
-import { formInputs, submitWith } from '../form-parts.js';
-import { jobInputs } from '../job-inputs.js';
-import { announce, errorBox, field, h, replace } from '../ui.js';
+import { config, fetchJSON } from '../api.js';
+import { formInputs } from '../form-parts.js';
+import { jobInputs, submitJob } from '../job-inputs.js';
+import { errorBox, field, h, replace } from '../ui.js';
 
 export const METHODS = [
   ['median', 'Median of the clear observations of each pixel'],
@@ -59,11 +59,6 @@ export default async function mosaic(ctx) {
     const problems = inputs.problems();
     if (!common.bands.length && !common.indices.length) problems.push('choose bands or an index');
     if (outputCollection.value && !outputCollection.checkValidity()) problems.push('output collection: letters, digits, “.”, “_” and “-” only');
-    if (problems.length) {
-      replace(formError, errorBox(`Cannot submit: ${problems.join('; ')}.`));
-      announce('The form has errors.');
-      return;
-    }
     const params = {
       ...common,
       method: method.value,
@@ -72,9 +67,6 @@ export default async function mosaic(ctx) {
       resolution: resolution.value === '' ? null : Number(resolution.value),
       output_collection: outputCollection.value.trim() || null,
     };
-    await submitWith(submit, 'Submitting…', formError, 'The job was refused', async () => {
-      const job = await jobs.submit(params);
-      return { message: `Job ${job.id} submitted.`, hash: `#/tasks/${encodeURIComponent(job.id)}` };
-    });
+    await submitJob(submit, formError, problems, params);
   });
 }

@@ -2,10 +2,10 @@
 // the JSON Schema of its parameters plus the inputs every job takes; it submits
 // POST /jobs {"process": name, "parameters": {...}, collections, bbox, datetime, bands, period}
 // and opens the job's page.
-import { config, fetchJSON, jobs } from '../api.js';
-import { checkboxes, formInputs, submitWith } from '../form-parts.js';
-import { jobInputs } from '../job-inputs.js';
-import { announce, errorBox, field, h, note, replace } from '../ui.js';
+import { config, fetchJSON } from '../api.js';
+import { checkboxes, formInputs } from '../form-parts.js';
+import { jobInputs, submitJob } from '../job-inputs.js';
+import { errorBox, field, h, note, replace } from '../ui.js';
 
 const processHref = (name) => `#/processes/${encodeURIComponent(name)}`;
 
@@ -179,15 +179,7 @@ async function formView(ctx, process) {
     const { values, problems } = params.values();
     problems.push(...inputs.problems());
     for (const key of ['bands', 'indices']) if (!common[key].length) delete common[key];
-    if (problems.length) {
-      replace(formError, errorBox(`Cannot submit: ${problems.join('; ')}.`));
-      announce('The form has errors.');
-      return;
-    }
-    await submitWith(submit, 'Submitting…', formError, 'The job was refused', async () => {
-      const job = await jobs.submit({ process: process.name, parameters: values, ...common });
-      return { message: `Job ${job.id} submitted.`, hash: `#/tasks/${encodeURIComponent(job.id)}` };
-    });
+    await submitJob(submit, formError, problems, { process: process.name, parameters: values, ...common });
   });
 }
 
