@@ -17,7 +17,7 @@ import time
 import pytest
 
 from console_helpers import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, http_get
-from stacube_testing import PRODUCTS, ROOT, SAMPLES, free_port
+from stacube_testing import ROOT, free_port
 
 E2E_DATABASE = "stacube_e2e"
 
@@ -37,21 +37,13 @@ def console_bundle():
 
 @pytest.fixture(scope="session")
 def e2e_catalog(database):
-    """The sample products and stacks in the e2e database (created and migrated here)."""
-    from stacube.catalog.register import add_datasets, add_product
+    """The sample products and stacks in the e2e database (a copy of the session's sample catalog)."""
     from stacube.catalog.pgstac import Catalog
-    from stacube.db.migrate import migrate
-    from stacube.db.embedded import EmbeddedCluster
-    from stacube.settings import Settings
 
-    settings = Settings(db_name=E2E_DATABASE)
-    EmbeddedCluster(settings).ensure_database()
-    migrate(settings)
-    catalog = Catalog(settings)
-    for path in sorted(PRODUCTS.iterdir()):
-        add_product(catalog, path)
-    add_datasets(catalog, sorted(SAMPLES.iterdir()))
-    return catalog
+    sys.path.insert(0, str(ROOT / "tests" / "conformance"))
+    from live_server import sample_database
+
+    return Catalog(sample_database(E2E_DATABASE))
 
 
 @pytest.fixture(scope="session")
