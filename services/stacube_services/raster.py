@@ -40,12 +40,11 @@ from stacube.db.connection import connect_kwargs
 from stacube.errors import InvalidInput, NotFound, StacubeError
 from stacube.settings import Settings
 from stacube_services.access.raster import (
-    collection_readable,
     gated_readers,
     install_raster_access,
+    mosaic_access,
     raster_access_service,
     search_dependency,
-    search_usable,
 )
 from stacube_services.body import read_body, replay
 from stacube_services.cache import CacheHeaders, is_derived
@@ -252,9 +251,9 @@ class RasterRequestMiddleware:
         parts = [p for p in path.split("/") if p]
         if service is None or len(parts) < 2:
             return
-        if parts[0] == "collections" and not await collection_readable(service, scope, parts[1]):
+        if parts[0] == "collections" and not (await mosaic_access(service, scope, collection=parts[1])).readable:
             raise NotFound(f"unknown collection {parts[1]!r}")
-        if parts[0] == "searches" and not await search_usable(service, scope, parts[1]):
+        if parts[0] == "searches" and not (await mosaic_access(service, scope, search=parts[1])).readable:
             raise NotFound(f"unknown search {parts[1]!r}")
 
     def _collections_for(self, path: str) -> list[dict]:

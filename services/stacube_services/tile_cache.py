@@ -12,18 +12,25 @@ A GET of a tile (``/collections/{id}/tiles/...``, ``/searches/{id}/tiles/...``, 
   :data:`stacube.db.migrate.CATALOG_CHANGES`); a registered search draws from its
   ``collections``, one without them from the whole catalog. A new item thus changes the key.
 
-Access control comes first: the caller's right to read the collection (or every collection of
-the search) is checked as the routes check it (:func:`~stacube_services.access.raster.collection_readable`,
-:func:`~stacube_services.access.raster.search_usable`); a caller who may not read gets no lookup
-and goes on to the route (which answers 404). What a reader may see does not depend on who
-reads, so one entry serves every caller allowed to read.
+Access control comes first: the cache takes the decision the route takes
+(:func:`~stacube_services.access.raster.mosaic_access`, made once per request and kept in the
+scope, so the route's dependency reuses it); a caller who may not read gets no lookup and goes on
+to the route (which answers 404). What a reader may see does not depend on who reads, so one
+entry serves every caller allowed to read.
 
 The answer carries ``ETag`` (a hash of the key) and ``X-Tile-Cache: hit|miss``; an
 ``If-None-Match`` naming the ETag answers 304 without rendering (``Cache-Control`` comes from
 :class:`~stacube_services.cache.CacheHeaders`). Only 200 answers are kept, least recently used
 dropped first once their bodies exceed ``STACUBE_TILE_CACHE_SIZE`` bytes (an answer larger than
-a sixteenth of it is not kept); concurrent misses of one key render once. When the versions
-cannot be read (a catalog without ``stacube.catalog_changes``), tiles are rendered uncached.
+a sixteenth of it is not kept); concurrent misses of one key render once (a waiter whose render kept
+nothing renders its own, at once).
+
+Errors of the lookups: a database outage (:data:`UNAVAILABLE`: connection refused or ended, the
+pool's wait for a connection over, an administrator's shutdown - psycopg's ``OperationalError``
+family) answers the route's 503 ``DatabaseUnavailable`` at once, as the route would after the
+same wait, instead of waiting a second time in the route. Any other error of the version lookup
+(a catalog without ``stacube.catalog_changes``, a role not granted it) renders the tile uncached,
+and the cache stays off for :data:`OFF_AFTER_ERROR` seconds (no failing query per tile).
 
 The versions also reach titiler-pgstac's mosaic backend (:class:`VersionedBackend`), whose
 asset lists per tile are otherwise cached for 5 minutes whatever is added.
@@ -36,6 +43,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from contextvars import ContextVar
 from urllib.parse import parse_qsl
 
@@ -44,17 +52,26 @@ from cachetools.keys import hashkey
 from titiler.pgstac.backend import PGSTACBackend
 
 from stacube.db.migrate import CATALOG_VERSION_ALL_SQL, CATALOG_VERSION_SQL
-from stacube.errors import StacubeError
-from stacube_services.access.raster import (
-    SEARCH_SQL,
-    _search_collections,
-    collection_readable,
-    search_usable,
-)
-from stacube_services.access.service import DB_ERRORS
+from stacube.errors import DatabaseUnavailable, StacubeError
+from stacube_services.access.raster import mosaic_access
+from stacube_services.access.service import DB_ERRORS, unavailable
 from stacube_services.cache import etag_matches
+from stacube_services.errors import stacube_error_response
 
 log = logging.getLogger(__name__)
+
+#: database errors that mean the catalog cannot be reached now (connection refused or ended, the
+#: pool's wait over, an administrator's shutdown: psycopg's ``OperationalError`` family, and the
+#: socket errors under it): the request answers 503 at once
+UNAVAILABLE: tuple[type[BaseException], ...] = (OSError,)
+try:
+    import psycopg as _psycopg
+
+    UNAVAILABLE += (_psycopg.OperationalError,)  # psycopg_pool.PoolTimeout, errors.AdminShutdown
+except ImportError:  # pragma: no cover
+    pass
+#: seconds the cache stays off after a version lookup failed for another reason than an outage
+OFF_AFTER_ERROR = 30.0
 
 #: a tile route: ``collections/{id}[/items/{item}]`` or ``searches/{id}``, then ``[masked/]...tiles/``
 TILE_ROUTE = re.compile(r"^/(?:collections/(?P<collection>[^/]+)(?:/items/[^/]+)?|searches/(?P<search>[^/]+))"
@@ -77,11 +94,11 @@ class TileCache:
         self.app = app
         self.size = int(size)
         self.tiles: LRUCache = LRUCache(maxsize=max(self.size, 1), getsizeof=lambda entry: len(entry[1]) + 256)
-        self.searches: LRUCache = LRUCache(maxsize=4096)  # search hash -> its collections (a hash never changes)
         self.pending: dict[str, asyncio.Event] = {}
+        self.off_until = 0.0  # monotonic time until which versions are not looked up
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "GET" or self.size <= 0:
+        if scope["type"] != "http" or scope["method"] != "GET" or self.size <= 0 or time.monotonic() < self.off_until:
             await self.app(scope, receive, send)
             return
         root = scope.get("root_path") or ""
@@ -94,9 +111,12 @@ class TileCache:
             return
         try:
             version = await self._readable_version(service, scope, route["collection"], route["search"])
-        except (*DB_ERRORS, StacubeError) as exc:  # no version table, database away: the route decides
-            log.debug("tile cache off for this request: %s", exc)
-            version = None
+        except (*DB_ERRORS, StacubeError) as exc:
+            if is_outage(exc):  # what the route would answer, without waiting for the pool again
+                await stacube_error_response(exc if isinstance(exc, StacubeError) else unavailable(exc))(
+                    scope, receive, send)
+                return
+            version = None  # the route decides (and answers its own error)
         if version is None:
             await self.app(scope, receive, send)
             return
@@ -108,11 +128,15 @@ class TileCache:
                         "headers": [(b"etag", etag.encode()), (b"x-tile-cache", b"hit")]})
             await send({"type": "http.response.body", "body": b""})
             return
-        while key not in self.tiles and key in self.pending:  # the same tile is being rendered
-            await self.pending[key].wait()
+        rendering = self.pending.get(key)
+        if rendering is not None:  # the same tile is being rendered: wait for it, once
+            await rendering.wait()
         entry = self.tiles.get(key)
         if entry is not None:
             await _send_entry(send, entry, etag, b"hit")
+            return
+        if rendering is not None:  # it kept nothing (an error, a large answer): no queue behind it
+            await self._render(scope, receive, send, None, etag, version)
             return
         self.pending[key] = event = asyncio.Event()
         try:
@@ -122,28 +146,32 @@ class TileCache:
             event.set()
 
     async def _readable_version(self, service, scope, collection: str | None, search: str | None) -> str | None:
-        """The version of the tile's collections, or None when the caller may not read them (or the
-        search is unknown): then the route answers."""
-        if collection is not None:
-            if not await collection_readable(service, scope, collection):
-                return None
-            rows = await service.fetch(CATALOG_VERSION_SQL, [collection])
-            return f"c:{rows[0][0]}"
-        if not await search_usable(service, scope, search):
-            return None
-        collections = self.searches.get(search)
-        if collections is None:
-            rows = await service.fetch(SEARCH_SQL, search)
-            if not rows:
-                return None
-            collections = self.searches[search] = tuple(_search_collections(rows[0][0]))
-        if collections:
-            rows = await service.fetch(CATALOG_VERSION_SQL, list(collections))
-        else:
-            rows = await service.fetch(CATALOG_VERSION_ALL_SQL)
-        return f"s:{rows[0][0]}"
+        """The version of the tile's collections, or None when the caller may not read them, the
+        search is unknown or the versions cannot be read (then the route answers).
 
-    async def _render(self, scope, receive, send, key: str, etag: str, version: str) -> None:
+        Raises:
+            DatabaseUnavailable / psycopg.Error: from the access decision or the version lookup,
+                when :func:`is_outage`.
+        """
+        access = await mosaic_access(service, scope, collection=collection, search=search)
+        if not access.readable or access.collections is None:
+            return None
+        try:
+            if access.collections:
+                rows = await service.db.fetch(CATALOG_VERSION_SQL, list(access.collections))
+            else:
+                rows = await service.db.fetch(CATALOG_VERSION_ALL_SQL)
+        except (*DB_ERRORS, StacubeError) as exc:
+            if is_outage(exc):
+                raise
+            self.off_until = time.monotonic() + OFF_AFTER_ERROR
+            log.warning("tile cache off for %.0f s: the catalog versions cannot be read (%s: %s)",
+                        OFF_AFTER_ERROR, type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            return None
+        return ("c:" if collection is not None else "s:") + rows[0][0]
+
+    async def _render(self, scope, receive, send, key: str | None, etag: str, version: str) -> None:
+        """The route's answer, with ``etag``; a 200 is kept under ``key`` (None: not kept)."""
         start: dict | None = None
         chunks: list[bytes] = []
 
@@ -158,7 +186,7 @@ class TileCache:
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     body = b"".join(chunks)
-                    if len(body) * 16 <= self.size:
+                    if key is not None and len(body) * 16 <= self.size:
                         kept = [(k, v) for k, v in start.get("headers") or [] if k.lower() not in DROPPED_HEADERS]
                         self.tiles[key] = (kept, body)
             await send(message)
@@ -168,6 +196,17 @@ class TileCache:
             await self.app(scope, receive, capture)
         finally:
             CATALOG_VERSION.reset(token)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a database error (or the :class:`DatabaseUnavailable` made of one) means the
+    catalog cannot be reached now (:data:`UNAVAILABLE`), not a missing table or grant."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, UNAVAILABLE):
+            return True
+        seen = seen.__cause__
+    return isinstance(exc, DatabaseUnavailable) and exc.__cause__ is None  # the pool is not open
 
 
 def tile_key(path: str, query_string: bytes, accept: bytes, version: str) -> str:

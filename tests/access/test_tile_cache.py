@@ -116,3 +116,24 @@ def test_registered_search_tiles(client, world):
     assert client.get(url, headers=owner).headers["x-tile-cache"] == "hit"
     denied = client.get(url, headers=world.headers["other"])
     assert denied.status_code == 404 and "x-tile-cache" not in denied.headers
+
+
+def test_versions_that_cannot_be_read_leave_tiles_uncached_not_failed(client, world, settings, monkeypatch):
+    """A catalog without the version table (or a role not granted it) is no outage: tiles are
+    rendered as without the cache, never a 503 or 500."""
+    import psycopg
+
+    from stacube_services import tile_cache
+
+    monkeypatch.setattr(tile_cache, "OFF_AFTER_ERROR", 0.0)  # looked up again on the next request
+    url = URL.format(c=PUBLIC).replace("0,3000", "0,2999")  # a tile no other test asks for
+    with psycopg.connect(settings.dsn(), autocommit=True) as admin:
+        admin.execute("ALTER TABLE stacube.catalog_changes RENAME TO catalog_changes_away")
+        try:
+            answers = [client.get(url, headers=world.headers["owner"]) for _ in range(2)]
+        finally:
+            admin.execute("ALTER TABLE stacube.catalog_changes_away RENAME TO catalog_changes")
+    assert [a.status_code for a in answers] == [200, 200]
+    assert all("x-tile-cache" not in a.headers for a in answers)
+    assert answers[1].content == answers[0].content
+    assert client.get(url, headers=world.headers["owner"]).headers["x-tile-cache"] == "miss"

@@ -49,8 +49,8 @@ def migrate(settings: Settings) -> tuple[str | None, str]:
             "('update_collection_extent', 'true'), ('context', 'auto') "
             "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
         )
-        conn.execute(COLLECTION_EXTENT_GUARD)
-        conn.execute(CATALOG_CHANGES)
+        for sql in CATALOG_TRIGGERS:
+            conn.execute(sql)
     return before, after
 
 
@@ -123,6 +123,10 @@ DROP TRIGGER IF EXISTS stacube_catalog_change ON pgstac.collections;
 CREATE TRIGGER stacube_catalog_change AFTER INSERT OR UPDATE OR DELETE ON pgstac.collections
     FOR EACH ROW EXECUTE FUNCTION stacube.note_catalog_change();
 """
+
+#: stacube's triggers on pgSTAC's tables, in order (run by :func:`migrate` and by the
+#: ``db-bootstrap`` function of the AWS deployment)
+CATALOG_TRIGGERS = (COLLECTION_EXTENT_GUARD, CATALOG_CHANGES)
 
 #: ``(collection, version)`` of some collections (``%s``: a list of ids), or of all of them
 CATALOG_VERSION_SQL = ("SELECT coalesce(string_agg(collection || ':' || version, ',' ORDER BY collection), '') "
