@@ -84,3 +84,12 @@ def copy_collection(catalog, new_id: str, source: str = "sentinel-2-l1c-eolearn-
         item["links"] = []
         items.append(item)
     catalog.load_items(items)
+
+
+def register_samples(catalog) -> None:
+    """Register the sample products and stacks (``data/products``, ``data/samples``) in ``catalog``."""
+    from stacube.catalog.register import add_datasets, add_product
+
+    for path in sorted(PRODUCTS.iterdir()):
+        add_product(catalog, path)
+    add_datasets(catalog, sorted(SAMPLES.iterdir()))

@@ -14,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from stacube_testing import PRODUCTS, ROOT, SAMPLES, free_port
+from stacube_testing import ROOT, free_port, register_samples
 
 API_KEY = "conformance-key"  # STACUBE_API_KEY of the servers the conformance tools talk to
 TRANSACTION_COLLECTION = "conformance-transactions"
@@ -24,7 +24,6 @@ def sample_database(name: str):
     """Settings of a fresh database ``name`` holding the sample catalog (dropped first if it exists)."""
     import psycopg
 
-    from stacube.catalog.register import add_datasets, add_product
     from stacube.catalog.pgstac import Catalog
     from stacube.db.migrate import migrate
     from stacube.settings import Settings
@@ -35,10 +34,7 @@ def sample_database(name: str):
         conn.execute(f'CREATE DATABASE "{name}"')
     settings = Settings(db_name=name)
     migrate(settings)
-    catalog = Catalog(settings)
-    for path in sorted(PRODUCTS.iterdir()):
-        add_product(catalog, path)
-    add_datasets(catalog, sorted(SAMPLES.iterdir()))
+    register_samples(Catalog(settings))
     return settings
 
 

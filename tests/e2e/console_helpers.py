@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stacube_testing import PRODUCTS, ROOT, SAMPLES, free_port
+from stacube_testing import ROOT, free_port, register_samples
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -47,7 +47,6 @@ def painted_pixels(png: bytes):
 
 def sample_catalog(db_name: str):
     """The sample products and stacks in database ``db_name`` (created and migrated here)."""
-    from stacube.catalog.register import add_datasets, add_product
     from stacube.catalog.pgstac import Catalog
     from stacube.db.migrate import migrate
     from stacube.db.embedded import EmbeddedCluster
@@ -57,9 +56,7 @@ def sample_catalog(db_name: str):
     EmbeddedCluster(settings).ensure_database()
     migrate(settings)
     catalog = Catalog(settings)
-    for path in sorted(PRODUCTS.iterdir()):
-        add_product(catalog, path)
-    add_datasets(catalog, sorted(SAMPLES.iterdir()))
+    register_samples(catalog)
     return catalog
 
 

@@ -51,3 +51,15 @@ def test_only_the_apps_own_paths_are_marked():
     assert run(app, "/stac/search")["cache-control"] == "public, max-age=60"
     assert "cache-control" not in run(app, "/jobs/")  # another API mounted on the STAC app
     assert run(app, "/stac/search", [(b"x-api-key", b"k")])["cache-control"] == "private, max-age=60"
+
+
+def test_answers_vary_with_the_credentials():
+    app = CacheHeaders(ok, api="raster")
+    assert run(app, "/collections/x/tiles/WebMercatorQuad/1/1/1.png")["vary"] == "Authorization, X-API-Key"
+
+    async def gzipped(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"vary", b"Accept-Encoding"), (b"vary", b"authorization")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    assert run(CacheHeaders(gzipped, api="raster"), "/")["vary"] == "Accept-Encoding, authorization, X-API-Key"

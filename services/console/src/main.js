@@ -111,7 +111,7 @@ async function start() {
     e.preventDefault();
     document.getElementById('main').focus();
   });
-  await startSession(document.getElementById('account'));
+  const signedIn = startSession(document.getElementById('account')); // while the map loads
   mapView = new MapView(document.getElementById('map'), config);
   const basemap = document.getElementById('basemap');
   const showBasemap = async ({ fresh = false } = {}) => {
@@ -127,6 +127,7 @@ async function start() {
   });
   window.stacubeConsole = { map: mapView.map, config };
   window.addEventListener('hashchange', route);
+  await signedIn;
   await route();
 }
 
