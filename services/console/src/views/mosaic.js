@@ -1,7 +1,7 @@
 // Mosaic tool: collections, area, dates, method, cloud filter, bands or indices, period -> a job.
 import { config, fetchJSON, jobs, raster } from '../api.js';
 import { areaField } from '../area.js';
-import { loadCollections, sharedBands, summarize } from '../catalog.js';
+import { loadAccess, loadCollections, sharedBands, summarize } from '../catalog.js';
 import { resolve } from '../render.js';
 import { announce, errorBox, field, h, nextId, note, replace } from '../ui.js';
 import { collectionPicker } from './items.js';
@@ -36,7 +36,7 @@ export default async function mosaic(ctx) {
   root.append(h('h1', {}, 'Mosaic'),
     h('p', { class: 'lead' }, 'Composite the cloud-free pixels of one or more collections over an area and a time range. '
       + 'The job writes one Cloud-Optimized GeoTIFF per band and period, a Zarr cube and a report, and registers the result as STAC items.'));
-  const [docs, indices] = await Promise.all([loadCollections(), raster.indices().catch(() => [])]);
+  const [docs, indices, access] = await Promise.all([loadCollections(), raster.indices().catch(() => []), loadAccess({ fresh: true }).catch(() => null)]);
   if (ctx.signal.aborted) return;
   const byId = Object.fromEntries(docs.map((c) => [c.id, c]));
   const collections = docs.map(summarize);
@@ -47,7 +47,7 @@ export default async function mosaic(ctx) {
   });
 
   const selected = (query.get('collections') || '').split(',').filter((c) => byId[c]);
-  const picker = collectionPicker(collections, selected, { legend: 'Collections (at least one)', name: 'mosaic-collections', onChange: () => refresh() });
+  const picker = collectionPicker(collections, selected, { legend: 'Collections (at least one)', name: 'mosaic-collections', onChange: () => refresh(), access });
   const area = areaField(map, { required: true });
   const extentButton = h('button', { type: 'button', class: 'secondary', id: 'use-extent' }, 'Use the collections’ extent');
   const from = h('input', { type: 'date', id: 'mosaic-from', name: 'from', required: true });
