@@ -120,6 +120,8 @@ def test_two_workspaces_see_and_render_what_the_rules_say(browser, world, artifa
         alpha.goto("/#/collections")
         expect(row(alpha, PRIVATE).locator(".access")).to_contain_text("Private")
         expect(row(alpha, S2).locator(".access")).to_contain_text("Public")
+        alpha.goto("/#/items")  # the collection pickers too
+        expect(alpha.locator(f'#items-form li:has(input[value="{PRIVATE}"]) .access')).to_contain_text("Private")
         tiles = Tiles(alpha, "/searches/")
         alpha.goto(f"/#/collections/{PRIVATE}")
         expect(alpha.locator("#access-summary")).to_contain_text("Workspace t-alpha")
