@@ -220,3 +220,14 @@ def test_oidc_sign_in_with_pkce(browser, world, artifacts_dir, request):
         page.click("#signout")
         expect(page.locator("#signin")).to_be_visible()
         expect(page.locator("#main .error")).to_contain_text("404")
+
+
+def test_a_forged_sign_in_answer_is_refused(browser, world, artifacts_dir, request):
+    """A code arriving without this tab's request (its state) is never traded for a token."""
+    asked = len(world.issuer.token_requests)
+    with console_page(browser, world.base, artifacts_dir, request) as page:
+        page.goto("/?code=forged-code&state=forged-state#/collections")
+        expect(page.locator(".account-notice")).to_contain_text("does not match")
+        expect(page.locator("#signin")).to_be_visible()
+        assert "code=" not in page.url and page.url.endswith("/#/collections")
+    assert len(world.issuer.token_requests) == asked

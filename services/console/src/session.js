@@ -57,7 +57,7 @@ async function finishOidc() {
   if (!params.has('state') || !(params.has('code') || params.has('error'))) return;
   const pending = JSON.parse(sessionStorage.getItem(PENDING) || 'null');
   sessionStorage.removeItem(PENDING);
-  history.replaceState(null, '', `${redirectUri()}${(pending && pending.hash) || ''}`);
+  history.replaceState(null, '', `${redirectUri()}${pending ? pending.hash : location.hash}`);
   if (!pending || params.get('state') !== pending.state) throw new Error('the sign-in answer does not match this page’s request: sign in again');
   if (params.has('error')) throw new Error(`sign-in refused: ${params.get('error_description') || params.get('error')}`);
   const r = await fetch(pending.tokenEndpoint, {
