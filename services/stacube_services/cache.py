@@ -12,6 +12,9 @@ What may be cached, and for how long (a header the app already set is kept):
 | STAC: a search, a collection's items | ``public, max-age=60`` |
 | anything else (landing pages, collections, TileJSON, info) | ``public, max-age=300`` |
 
+Every answer also carries ``Vary: Authorization, X-API-Key`` (added to any ``Vary`` it has): what
+a browser kept for one caller (or for none) is not reused when it signs in, out or as another.
+
 A job run again keeps its item ids: invalidate ``/raster/collections/<collection>/items/*`` in
 CloudFront after re-running a job whose tiles were viewed (``docs/deploy-aws.md``).
 
@@ -90,6 +93,24 @@ def cache_control(method: str, path: str, status: int, *, credentials: bool, api
     return DEFAULT
 
 
+#: The request headers an answer depends on besides its URL: the caller's credentials.
+VARY = (b"Authorization", b"X-API-Key")
+
+
+def with_vary(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with the credentials headers added to ``Vary`` (one ``Vary`` header)."""
+    names, others = [], []
+    for k, v in headers:
+        if k.lower() == b"vary":
+            names.extend(n.strip() for n in v.split(b",") if n.strip())
+        else:
+            others.append((k, v))
+    if b"*" not in names:
+        known = {n.lower() for n in names}
+        names.extend(n for n in VARY if n.lower() not in known)
+    return [*others, (b"vary", b", ".join(names))]
+
+
 class CacheHeaders:
     """ASGI middleware adding ``Cache-Control`` (see :func:`cache_control`), ``ETag`` and
     answering ``If-None-Match`` with 304 (see the module docstring).
@@ -143,7 +164,7 @@ class CacheHeaders:
                     value = cache_control(scope["method"], path, message["status"], credentials=credentials,
                                           api=self.api, derived=(lambda _c: bool(derived_now)))
                     out.append((b"cache-control", value.encode()))
-                message = {**message, "headers": out}
+                message = {**message, "headers": with_vary(out)}
                 if message["status"] == 200 and scope["method"] == "GET" and "no-store" not in value:
                     held = message
                     return

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     oidc_workspace_claim: str = Field("stacube_workspace", description="Token claim naming the caller's workspace.")
     oidc_admin_claim: str = Field("stacube_roles", description="Token claim granting admin rights.")
     oidc_admin_value: str = Field("admin", description="Value of the admin claim that means admin.")
+    oidc_client_id: str | None = Field(
+        None, description="Client id of the web console at the OIDC provider (a public client: "
+                          "authorization code + PKCE); with the issuer and the JWKS, the console offers OIDC sign-in."
+    )
+    oidc_scopes: str = Field("openid", description="Scopes the web console asks the OIDC provider for.")
     read_prefixes: str | None = Field(
         None, description="Comma list of directories, s3:// and http(s):// prefixes the servers may "
                           "read assets from (default: data dir, output root, sample data, data bucket)."

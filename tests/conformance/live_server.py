@@ -14,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from stacube_testing import PRODUCTS, ROOT, SAMPLES, free_port
+from stacube_testing import ROOT, free_port, register_samples
 
 API_KEY = "conformance-key"  # STACUBE_API_KEY of the servers the conformance tools talk to
 TRANSACTION_COLLECTION = "conformance-transactions"
@@ -47,7 +47,6 @@ def sample_database(name: str):
 def _build_template(conn) -> None:
     """Migrate a database, register the samples in it, then name it ``TEMPLATE`` (only once done,
     so a failed build leaves no half-filled template); no session stays connected to it."""
-    from stacube.catalog.register import add_datasets, add_product
     from stacube.catalog.pgstac import Catalog
     from stacube.db.migrate import migrate
     from stacube.settings import Settings
@@ -58,9 +57,7 @@ def _build_template(conn) -> None:
     settings = Settings(db_name=building)
     migrate(settings)
     catalog = Catalog(settings)
-    for path in sorted(PRODUCTS.iterdir()):
-        add_product(catalog, path)
-    add_datasets(catalog, sorted(SAMPLES.iterdir()))
+    register_samples(catalog)
     # connections kept open by this process (per-thread reuse) would block copying the template
     conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (building,))
     conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{TEMPLATE}"')

@@ -105,3 +105,15 @@ def test_no_etag_on_what_is_not_cached_or_streamed():
     tagged = CacheHeaders(answer(b"png", headers=[(b"etag", b'"k1"')]), api="raster")
     assert exchange(tagged, "/collections/c/tiles/WebMercatorQuad/1/0/0.png")[1]["etag"] == '"k1"'
     assert exchange(tagged, "/collections/c/tiles/WebMercatorQuad/1/0/0.png", [(b"if-none-match", b'"k1"')])[0] == 304
+
+
+def test_answers_vary_with_the_credentials():
+    app = CacheHeaders(ok, api="raster")
+    assert run(app, "/collections/x/tiles/WebMercatorQuad/1/1/1.png")["vary"] == "Authorization, X-API-Key"
+
+    async def gzipped(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"vary", b"Accept-Encoding"), (b"vary", b"authorization")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    assert run(CacheHeaders(gzipped, api="raster"), "/")["vary"] == "Accept-Encoding, authorization, X-API-Key"

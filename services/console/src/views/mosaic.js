@@ -2,7 +2,7 @@
 import { config, fetchJSON, jobs } from '../api.js';
 import { areaField } from '../area.js';
 import { checkedValues, formInputs, refreshChoices, submitWith } from '../form-parts.js';
-import { summarize } from '../catalog.js';
+import { loadAccess, summarize } from '../catalog.js';
 import { announce, errorBox, field, h, replace } from '../ui.js';
 import { collectionPicker } from './items.js';
 
@@ -26,7 +26,7 @@ export default async function mosaic(ctx) {
   root.append(h('h1', {}, 'Mosaic'),
     h('p', { class: 'lead' }, 'Composite the cloud-free pixels of one or more collections over an area and a time range. '
       + 'The job writes one Cloud-Optimized GeoTIFF per band and period, a Zarr cube and a report, and registers the result as STAC items.'));
-  const { docs, indices, byId } = await formInputs();
+  const [{ docs, indices, byId }, access] = await Promise.all([formInputs(), loadAccess({ fresh: true }).catch(() => null)]);
   if (ctx.signal.aborted) return;
   const collections = docs.map(summarize);
   const jobsProblem = h('div', {});
@@ -36,7 +36,7 @@ export default async function mosaic(ctx) {
   });
 
   const selected = (query.get('collections') || '').split(',').filter((c) => byId[c]);
-  const picker = collectionPicker(collections, selected, { legend: 'Collections (at least one)', name: 'mosaic-collections', onChange: () => refresh() });
+  const picker = collectionPicker(collections, selected, { legend: 'Collections (at least one)', name: 'mosaic-collections', onChange: () => refresh(), access });
   const area = areaField(map, { required: true });
   const extentButton = h('button', { type: 'button', class: 'secondary', id: 'use-extent' }, 'Use the collections’ extent');
   const from = h('input', { type: 'date', id: 'mosaic-from', name: 'from', required: true });
