@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+#: the tile cache of the stacube servers the tile benchmarks start (off by default: STACUBE_TILE_CACHE_SIZE)
+TILE_CACHE = "128MB"
 sys.path.insert(0, str(ROOT / "src"))
 
 

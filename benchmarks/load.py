@@ -305,7 +305,7 @@ def compare(args) -> int:
     """The comparison with titiler-pgstac (see the module docstring); returns the error count."""
     import httpx
 
-    from common import benchmark_settings, machine, served
+    from common import TILE_CACHE, benchmark_settings, machine, served
 
     results: dict[tuple[str, str], list[Stats]] = {}
     load_before = os.getloadavg()[0]
@@ -315,7 +315,7 @@ def compare(args) -> int:
         key = private_to_workspace(settings, [S2, L8])
         credentials = {"X-API-Key": key}
         pool = str(args.pool_size)
-        with served(settings, "--workers", str(args.workers), env={"STACUBE_DB_POOL_SIZE": pool}) as (base, ours), \
+        with served(settings, "--workers", str(args.workers), env={"STACUBE_DB_POOL_SIZE": pool, "STACUBE_TILE_CACHE_SIZE": TILE_CACHE}) as (base, ours), \
                 served_titiler(settings, workers=args.workers, pool_size=args.pool_size) as (plain, theirs):
             r = httpx.post(f"{base}/raster/searches/register", headers=credentials, timeout=60,
                            json={"collections": [S2]})
@@ -393,12 +393,12 @@ def main() -> None:
         sys.exit(1 if compare(args) else 0)
     args.clients = args.clients or 50
     args.duration = args.duration or 60.0
-    from common import benchmark_settings, machine, served
+    from common import TILE_CACHE, benchmark_settings, machine, served
 
     with benchmark_settings("load") as settings:
         load_samples(settings)
         with served(settings, "--workers", str(args.workers),
-                    env={"STACUBE_DB_POOL_SIZE": str(args.pool_size)}) as (base, server):
+                    env={"STACUBE_DB_POOL_SIZE": str(args.pool_size), "STACUBE_TILE_CACHE_SIZE": TILE_CACHE}) as (base, server):
             search_id = register_search(base)
             asyncio.run(run_load(base, clients=min(args.clients, 10), duration=args.warmup,
                                  search_id=search_id))

@@ -8,7 +8,7 @@ p50 and p95 are printed with their ratio to the plain mosaic tile.
 Low zoom against high zoom (``--zooms``, also run by default): Landsat 8 mosaic tiles of the New
 York sample (19 scenes of 3 WRS-2 path/rows) at z7-8, where a tile meets most scenes, and at
 z12-13, where one scene fills a tile; p50 of each and their ratio, on two servers side by side:
-with the tile cache (``STACUBE_TILE_CACHE_SIZE``, default) and without it (``0``, every tile
+with the tile cache (``STACUBE_TILE_CACHE_SIZE=128MB``) and without it (``0``, every tile
 rendered as plain titiler-pgstac does). Each tile is requested again and again, as by the people
 viewing one map, in a random order; the server with the cache renders it once (the warm-up) and
 then answers from memory. The first (rendered) answers are reported too.
@@ -24,7 +24,7 @@ import time
 
 import httpx
 
-from common import ROOT, benchmark_settings, machine, percentile, served
+from common import ROOT, TILE_CACHE, benchmark_settings, machine, percentile, served
 
 S2 = "sentinel-2-l1c-eolearn-sample"
 L8 = "landsat-8-c1-l1tp-gdalcubes-sample"
@@ -85,7 +85,8 @@ def zoom_ratio(settings, requests: int) -> None:
     tiles = zoom_tiles(catalog)
     first: dict[tuple[str, str], list[float]] = {}
     times: dict[tuple[str, str], list[float]] = {}
-    with served(settings) as (cached, _), served(settings, env={"STACUBE_TILE_CACHE_SIZE": "0"}) as (uncached, _), \
+    with served(settings, env={"STACUBE_TILE_CACHE_SIZE": TILE_CACHE}) as (cached, _), \
+            served(settings, env={"STACUBE_TILE_CACHE_SIZE": "0"}) as (uncached, _), \
             httpx.Client(timeout=60) as client:
         servers = {"with the tile cache": cached, "without": uncached}
         urls = {(server, zoom): [f"{root}/raster/collections/{L8}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?{L8_RGB}"

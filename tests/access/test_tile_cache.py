@@ -12,6 +12,18 @@ GROWING = "acc-tiles-growing"
 URL = f"/raster/collections/{{c}}/tiles/{TILE}.png?assets=B04&assets=B03&assets=B02&rescale=0,3000"
 
 
+@pytest.fixture(scope="module")
+def client(world):
+    """The combined application with the tile cache on (it is off by default)."""
+    from fastapi.testclient import TestClient
+
+    from stacube_services.app import create_app
+
+    settings = world.settings.model_copy(update={"tile_cache_size": 128 * 2**20})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
 def items_of(catalog) -> list[dict]:
     """The Slovenia items, oldest first."""
     items = [copy.deepcopy(catalog.get_item(S2, i["id"])) for i in catalog.search({"collections": [S2]})]
