@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+#: the tile cache of the stacube servers the tile benchmarks start (off by default: STACUBE_TILE_CACHE_SIZE)
+TILE_CACHE = "128MB"
 sys.path.insert(0, str(ROOT / "src"))
 
 
@@ -90,25 +92,33 @@ def free_port() -> int:
 def served(settings, *args: str, env: dict | None = None):
     """``stacube up`` (extra CLI ``args``) on a free loopback port, on the database of
     ``settings``; yields ``(base URL, server process)`` once ``/stac/`` answers, stops it after."""
-    import subprocess
-
-    import httpx
-
     port = free_port()
     environ = {**os.environ, "STACUBE_DB_NAME": settings.db_name, "STACUBE_DB_PORT": str(settings.db_port),
                "STACUBE_PORT": str(port), **(env or {})}
     environ.pop("STACUBE_API_KEY", None)
-    server = subprocess.Popen([sys.executable, "-m", "stacube.cli.main", "up", "--port", str(port), *args],
-                              cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "stacube.cli.main", "up", "--port", str(port), *args], environ,
+                 f"{base}/stac/") as server:
+        yield base, server
+
+
+@contextmanager
+def running(command: list[str], env: dict, ready_url: str):
+    """A server process (``command`` run in the repository with ``env``); yields it once
+    ``ready_url`` answers 200 (or after 60 s), stops it after."""
+    import subprocess
+
+    import httpx
+
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(300):
             try:
-                if httpx.get(f"{base}/stac/", timeout=5).status_code == 200:
+                if httpx.get(ready_url, timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        yield base, server
+        yield server
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stacube_testing import PRODUCTS, ROOT, SAMPLES, free_port, run_cli
+from stacube_testing import ROOT, free_port, register_samples, run_cli
 
 
 @pytest.fixture(scope="session")
@@ -73,11 +73,7 @@ def catalog(settings):
 @pytest.fixture(scope="session")
 def samples(catalog):
     """The sample products and stacks, registered once."""
-    from stacube.catalog.register import add_datasets, add_product
-
-    for path in sorted(PRODUCTS.iterdir()):
-        add_product(catalog, path)
-    add_datasets(catalog, sorted(SAMPLES.iterdir()))
+    register_samples(catalog)
     return catalog
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import socket
@@ -65,7 +66,6 @@ def register_pointing_at(catalog, collection: str, hrefs: dict[str, str], *,
     """Register (through the library, which stores what it is given) one copy of ``source``'s
     item per entry of ``hrefs``, id ``evil-<name>``, every asset pointing at the href; the
     collection is a copy of ``source`` made first when it does not exist."""
-    import copy
 
     if collection not in catalog.collection_ids():
         doc = copy.deepcopy(catalog.get_collection(source))
@@ -81,3 +81,33 @@ def register_pointing_at(catalog, collection: str, hrefs: dict[str, str], *,
         items.append(item)
     catalog.load_items(items)
     return items
+
+
+def rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def copy_collection(catalog, new_id: str, source: str = "sentinel-2-l1c-eolearn-sample") -> None:
+    """Register a copy of a collection (default: the Slovenia one, 5 items) and its items as ``new_id``."""
+    doc = copy.deepcopy(catalog.get_collection(source))
+    doc["id"] = new_id
+    doc["title"] = f"access test copy {new_id}"
+    catalog.upsert_collection(doc)
+    items = []
+    for item in catalog.search({"collections": [source]}):
+        item = copy.deepcopy(catalog.get_item(source, item["id"]))
+        item["collection"] = new_id
+        item["links"] = []
+        items.append(item)
+    catalog.load_items(items)
+
+
+def register_samples(catalog) -> None:
+    """Register the sample products and stacks (``data/products``, ``data/samples``) in ``catalog``."""
+    from stacube.catalog.register import add_datasets, add_product
+
+    for path in sorted(PRODUCTS.iterdir()):
+        add_product(catalog, path)
+    add_datasets(catalog, sorted(SAMPLES.iterdir()))

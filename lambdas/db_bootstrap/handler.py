@@ -13,7 +13,9 @@ On Create and Update (idempotent, so an update re-runs it safely), as the admin 
 2. create the app login role (``username`` of the app secret) with the app secret's password, or
    set that password if the role exists;
 3. install PostGIS and run pypgstac's migrations up to ``PgstacVersion``;
-4. create stacube's job tables and keep collection extents updated by pgSTAC;
+4. create stacube's job tables, keep collection extents updated by pgSTAC, and add stacube's
+   triggers on pgSTAC's tables (extents never null; ``stacube.catalog_changes``, the versions the
+   raster API's tile cache keys on);
 5. grant ``pgstac_read``, ``pgstac_ingest`` and ``pgstac_admin``, ``CONNECT`` on the database and
    read/write on stacube's job tables to the app role, and set the role's own ``search_path``
    (``pgstac, public``: behind a transaction pooler connections send no startup options),
@@ -40,7 +42,7 @@ from typing import Any
 from urllib.parse import quote
 
 from stacube.db.connection import redact
-from stacube.db.migrate import registered_tables
+from stacube.db.migrate import CATALOG_TRIGGERS, registered_tables
 
 REQUIRED = ("AdminSecretArn", "AppSecretArn", "DatabaseName", "PgstacVersion")
 #: The app role's limits when the resource does not set them.
@@ -124,12 +126,16 @@ def migrate(admin: dict, name: str, version: str) -> str:
 
 
 def stacube_schema(conn) -> None:
-    """The tables of stacube's packages, and pgSTAC keeping collection extents up to date."""
+    """The tables of stacube's packages, pgSTAC keeping collection extents up to date, and
+    stacube's triggers on pgSTAC's tables (collection extents never null, the catalog's change
+    versions the raster API's tile cache keys on: ``stacube.catalog_changes``)."""
     for _, tables in registered_tables():
         conn.execute(tables)
     conn.execute(
         "INSERT INTO pgstac.pgstac_settings (name, value) VALUES ('update_collection_extent', 'true') "
         "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value")
+    for sql in CATALOG_TRIGGERS:
+        conn.execute(sql)
 
 
 def grant(conn, name: str, username: str, timeouts: dict | None = None) -> None:
@@ -182,6 +188,7 @@ def bootstrap(properties: dict) -> dict:
         conn.execute("SET search_path = pgstac, public")
         seen = conn.execute("SELECT pgstac.get_version()").fetchone()[0]
         conn.execute("SELECT count(*) FROM stacube.jobs").fetchone()
+        conn.execute("SELECT count(*) FROM stacube.catalog_changes").fetchone()
         limits = conn.execute("SELECT current_setting('statement_timeout'), "
                               "current_setting('idle_in_transaction_session_timeout')").fetchone()
     log("app role can read the catalog", pgstac=seen, statement_timeout=limits[0],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
+from starlette.middleware import Middleware
 
 from stacube import __version__
 from stacube.settings import Settings
@@ -57,6 +58,20 @@ class MountRoots:
         await self.app(scope, receive, send)
 
 
+#: the answers of the mounted APIs that are images (tiles, parts, previews), compressed already
+IMAGE_PATHS = r"^/(?:raster|cubes)/.*(?:/tiles/|/bbox/|/feature|/preview)"
+
+
+def uncompressed_images(app: FastAPI) -> None:
+    """Keep stac-fastapi's compression (``BrotliMiddleware``, gzip as fallback) off the images of
+    the APIs mounted on its app: PNG, WebP and JPEG tiles gain nothing from it and every tile
+    would pay for it (titiler's own application excludes images the same way)."""
+    for i, middleware in enumerate(app.user_middleware):
+        if getattr(middleware.cls, "__name__", "") == "BrotliMiddleware":  # brotli-asgi's, from stac-fastapi
+            app.user_middleware[i] = Middleware(middleware.cls, *middleware.args,
+                                                **{**middleware.kwargs, "excluded_handlers": [IMAGE_PATHS]})
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The combined application (a factory: no global state)."""
     settings = settings or Settings()
@@ -72,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = create_stac_api(settings, prefix_path="/stac", lifespan=lifespan).app
     app.state.stacube_settings = settings
+    uncompressed_images(app)
 
     def landing(request: Request) -> dict:
         base = str(request.base_url).rstrip("/")

@@ -7,7 +7,10 @@ endpoints (and the cubes API's time series), whose base URLs it reads from
 
 * ``GET /``: the console (``index.html``; a short page with the API links when the bundle
   has not been built);
-* ``GET /console/config.json``: base URLs and the optional basemap;
+* ``GET /console/config.json``: base URLs, the optional basemap and how to sign in (``auth``:
+  ``{"oidc": {"issuer", "client_id", "scopes"}}`` when ``STACUBE_OIDC_JWKS``,
+  ``STACUBE_OIDC_ISSUER`` and ``STACUBE_OIDC_CLIENT_ID`` are set, else ``{"oidc": null}``; API
+  keys are always accepted);
 * ``GET /console/assets/...``: the bundle (content-hashed names, cached for a year, gzip).
 
 Configuration (environment, ``STACUBE_CONSOLE_`` prefix): ``STAC_URL``, ``RASTER_URL``,
@@ -65,8 +68,8 @@ class CachedStaticFiles(StaticFiles):
         return response
 
 
-def console_config(console: ConsoleSettings) -> dict:
-    """The document of ``GET /console/config.json``."""
+def console_config(console: ConsoleSettings, settings: Settings | None = None) -> dict:
+    """The document of ``GET /console/config.json`` (public: no secret is in it)."""
     basemap = None
     if console.basemap_url:
         basemap = {"tiles": [console.basemap_url], "attribution": console.basemap_attribution}
@@ -79,8 +82,18 @@ def console_config(console: ConsoleSettings) -> dict:
         "basemap": basemap,
         "imagery": ({"tiles": [console.imagery_url], "attribution": console.imagery_attribution}
                     if console.imagery_url else None),
+        "auth": {"oidc": oidc_client(settings)},
         "version": __version__,
     }
+
+
+def oidc_client(settings: Settings | None) -> dict | None:
+    """What the console needs to sign in with the OIDC provider (authorization code + PKCE), or
+    None when tokens are not accepted or no client id is configured."""
+    if settings is None or not (settings.oidc_jwks and settings.oidc_issuer and settings.oidc_client_id):
+        return None
+    return {"issuer": settings.oidc_issuer, "client_id": settings.oidc_client_id,
+            "scopes": settings.oidc_scopes}
 
 
 def _unbuilt_page(dist: Path) -> str:
@@ -101,7 +114,7 @@ def mount_console(app: FastAPI, settings: Settings) -> None:
     console = ConsoleSettings()
     dist = (console.dist or DIST).resolve()
     index = dist / "index.html"
-    config = console_config(console)
+    config = console_config(console, settings)
     no_cache = {"Cache-Control": "no-cache"}
 
     @app.get("/", include_in_schema=False, name="console")

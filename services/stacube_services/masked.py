@@ -61,7 +61,7 @@ from stacube.catalog.quality import rule_of
 from stacube.catalog.renders import render_query, render_zooms
 from stacube.errors import InvalidInput, NotFound, StorageError
 from stacube_services.catalog_cache import CollectionCache
-from stacube_services.tms import checked_tile_matrix_set
+from stacube_services.tms import checked_tile_matrix_set, shared_tile_matrix_set
 
 MAX_ITEMS = 100
 READ_THREADS = 4
@@ -469,10 +469,8 @@ WMTS_ONLY = {"tile_format", "service", "request", "acceptversions", "sections", 
 
 
 def _tms(tms_id: str):
-    import morecantile
-
     try:
-        return morecantile.tms.get(tms_id)
+        return shared_tile_matrix_set(tms_id)
     except Exception as exc:  # morecantile's own error types
         raise InvalidInput(f"unknown tile matrix set {tms_id!r}") from exc
 

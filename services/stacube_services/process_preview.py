@@ -34,6 +34,7 @@ from stacube.jobs.processes import process_of
 from stacube.jobs.spec import ProcessSpec
 from stacube.settings import Settings
 from stacube_services.errors import error_response
+from stacube_services.tms import shared_tile_matrix_set
 
 MAX_ZOOM = 22
 PAGE = """<!doctype html>
@@ -53,12 +54,11 @@ map.fitBounds({bounds});
 
 
 def _tile_geobox(z: int, x: int, y: int):
-    import morecantile
     from odc.geo.geobox import GeoBox
 
     if not 0 <= z <= MAX_ZOOM or not (0 <= x < 2 ** z and 0 <= y < 2 ** z):
         raise InvalidInput(f"tile {z}/{x}/{y} is outside WebMercatorQuad (zoom 0..{MAX_ZOOM})")
-    tms = morecantile.tms.get("WebMercatorQuad")
+    tms = shared_tile_matrix_set("WebMercatorQuad")
     return GeoBox.from_bbox(tuple(tms.xy_bounds(x, y, z)), "EPSG:3857", shape=(256, 256)), tuple(tms.bounds(x, y, z))
 
 

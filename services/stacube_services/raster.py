@@ -15,7 +15,9 @@ TileJSON, map viewers). stacube adds:
   part/preview/statistics requests larger than ``STACUBE_MAX_PART_SIZE`` px, ``buffer``,
   ``padding`` and the mosaic scan limits (``scan_limit``, ``items_limit``, ``time_limit``) above
   their maxima answer 400 with a reason; an answer above ``STACUBE_MAX_RESPONSE_SIZE`` (6 MB) is
-  refused with its size.
+  refused with its size;
+* a cache of rendered tiles keyed on the catalog's last change of their collections, with
+  ``ETag`` / ``If-None-Match`` (:mod:`stacube_services.tile_cache`).
 
 Access control (:mod:`stacube_services.access.raster`) sits in titiler's hooks: a route
 dependency on every collection and search route, the register route's search dependency, and
@@ -38,12 +40,11 @@ from stacube.db.connection import connect_kwargs
 from stacube.errors import InvalidInput, NotFound, StacubeError
 from stacube.settings import Settings
 from stacube_services.access.raster import (
-    collection_readable,
     gated_readers,
     install_raster_access,
+    mosaic_access,
     raster_access_service,
     search_dependency,
-    search_usable,
 )
 from stacube_services.body import read_body, replay
 from stacube_services.cache import CacheHeaders, is_derived
@@ -51,7 +52,8 @@ from stacube_services.catalog_cache import CollectionCache
 from stacube_services.errors import add_error_handlers, add_raster_error_handlers, error_response
 from stacube_services.limits import RequestLimits, ResponseSizeLimit
 from stacube_services.masked import MaskedTilesExtension
-from stacube_services.tms import checked_tile_matrix_set
+from stacube_services.tile_cache import TileCache, VersionedBackend
+from stacube_services.tms import SUPPORTED_TMS, checked_tile_matrix_set
 
 #: a part's size in its path: ``/bbox/.../{width}x{height}.{format}``, ``/feature/...``, ``/preview/...``
 PART_IN_PATH = re.compile(r"(?:/bbox/[^/]+|/feature|/preview)/(\d+(?:\.\d*)?)x(\d+(?:\.\d*)?)\.[A-Za-z0-9]+$")
@@ -249,9 +251,9 @@ class RasterRequestMiddleware:
         parts = [p for p in path.split("/") if p]
         if service is None or len(parts) < 2:
             return
-        if parts[0] == "collections" and not await collection_readable(service, scope, parts[1]):
+        if parts[0] == "collections" and not (await mosaic_access(service, scope, collection=parts[1])).readable:
             raise NotFound(f"unknown collection {parts[1]!r}")
-        if parts[0] == "searches" and not await search_usable(service, scope, parts[1]):
+        if parts[0] == "searches" and not (await mosaic_access(service, scope, search=parts[1])).readable:
             raise NotFound(f"unknown search {parts[1]!r}")
 
     def _collections_for(self, path: str) -> list[dict]:
@@ -378,7 +380,7 @@ def create_raster_app(settings: Settings) -> FastAPI:
         # WMTS layers: one per rendering of the collection (STAC renders), named after it
         return MosaicTilerFactory(
             path_dependency=path_dependency, router_prefix=prefix, add_statistics=True,
-            dataset_reader=mosaic_reader,
+            dataset_reader=mosaic_reader, backend=VersionedBackend, supported_tms=SUPPORTED_TMS,
             add_viewer=True, add_part=True, add_ogc_maps=False, get_renders=mosaic_renders,
             # cloud-masked mosaics: /collections/{id}/masked/..., /searches/{id}/masked/...
             extensions=[searchInfoExtension(), wmtsExtensionMosaic(layer_identifier_provider=layer_name),
@@ -403,11 +405,11 @@ def create_raster_app(settings: Settings) -> FastAPI:
     app.include_router(collections.router, tags=["STAC Collection"], prefix="/collections/{collection_id}")
     items = MultiBaseTilerFactory(
         reader=item_reader, path_dependency=ItemIdParams,
-        router_prefix="/collections/{collection_id}/items/{item_id}", add_viewer=True,
+        router_prefix="/collections/{collection_id}/items/{item_id}", add_viewer=True, supported_tms=SUPPORTED_TMS,
         extensions=[wmtsExtension(), stacRenderExtension()], templates=templates,
     )
     app.include_router(items.router, tags=["STAC Item"], prefix="/collections/{collection_id}/items/{item_id}")
-    app.include_router(TMSFactory(templates=templates).router, tags=["Tiling Schemes"])
+    app.include_router(TMSFactory(templates=templates, supported_tms=SUPPORTED_TMS).router, tags=["Tiling Schemes"])
     app.include_router(AlgorithmFactory(templates=templates).router, tags=["Algorithms"])
     app.include_router(ColorMapFactory(templates=templates).router, tags=["ColorMaps"])
 
@@ -452,6 +454,8 @@ def create_raster_app(settings: Settings) -> FastAPI:
 
     app.add_middleware(RasterRequestMiddleware, parent=app, settings=settings)
     app.add_middleware(ResponseSizeLimit, limit=settings.max_response_size)
+    # rendered tiles, once the caller is known (it checks access before a lookup)
+    app.add_middleware(TileCache, size=settings.tile_cache_size)
     # authentication (outer), then the limits; the route dependencies check access
     install_raster_access(app, settings)
     app.add_middleware(RequestLimits, settings=settings)

@@ -24,6 +24,7 @@ from stac_fastapi.types.requests import get_base_url  # noqa: E402
 
 from stacube import __version__
 from stacube.settings import Settings
+from stacube_services.access.sharing import add_access_routes
 from stacube_services.access.stac import AccessCoreClient, AccessExtensions, install_stac_access
 from stacube_services.assets import add_asset_routes, served_features
 from stacube_services.cache import CacheHeaders
@@ -142,6 +143,7 @@ def create_stac_api(settings: Settings, *, prefix_path: str = "", lifespan=None)
     api.app.add_middleware(JsonBodyMiddleware)
     add_error_handlers(api.app)
     add_asset_routes(api.app, prefix_path)  # before the access dependency, which then covers it
+    add_access_routes(api.app, prefix_path)  # the caller and the sharing of collections (idem)
     install_stac_access(api, settings, prefix_path=prefix_path, transactions=transactions_enabled(settings))
 
     def large_body(scope) -> bool:  # STAC transactions may carry larger bodies than searches

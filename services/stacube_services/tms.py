@@ -1,8 +1,38 @@
-"""Tile addresses in a tile matrix set (morecantile), checked before any data is read."""
+"""Tile addresses in a tile matrix set (morecantile), checked before any data is read, and the
+tile matrix sets the raster API hands to titiler."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import morecantile
+from morecantile.defaults import TileMatrixSets
+from morecantile.models import TileMatrixSet
+
 from stacube.errors import InvalidInput
+
+
+@lru_cache(maxsize=64)
+def shared_tile_matrix_set(tms_id: str) -> TileMatrixSet:
+    """morecantile's tile matrix set ``tms_id``, one instance per process (read-only).
+
+    Raises:
+        morecantile.errors.InvalidIdentifier: unknown id.
+    """
+    return morecantile.tms.get(tms_id)
+
+
+class SharedTileMatrixSets(TileMatrixSets):
+    """morecantile's registry (``supported_tms`` of titiler's factories) handing out one instance
+    of each tile matrix set instead of a deep copy per call: copying WebMercatorQuad took ~9 ms
+    of CPU, once per tile and per lookup. titiler and rio-tiler only read them."""
+
+    def get(self, identifier: str) -> TileMatrixSet:
+        return shared_tile_matrix_set(identifier)
+
+
+#: the registry the raster API's factories use
+SUPPORTED_TMS = SharedTileMatrixSets(morecantile.tms.tilematrixsets)
 
 
 def checked_tile_matrix_set(tms_id: str, z: int, x: int, y: int):
@@ -12,10 +42,8 @@ def checked_tile_matrix_set(tms_id: str, z: int, x: int, y: int):
         InvalidInput: unknown tile matrix set, zoom outside its levels, or column/row outside
             the matrix of that zoom (the APIs answer 400 with this reason).
     """
-    import morecantile
-
     try:
-        tms = morecantile.tms.get(tms_id)
+        tms = shared_tile_matrix_set(tms_id)
     except Exception as exc:
         raise InvalidInput(f"unknown tile matrix set {tms_id!r}") from exc
     if not tms.minzoom <= z <= tms.maxzoom:

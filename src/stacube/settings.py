@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     oidc_workspace_claim: str = Field("stacube_workspace", description="Token claim naming the caller's workspace.")
     oidc_admin_claim: str = Field("stacube_roles", description="Token claim granting admin rights.")
     oidc_admin_value: str = Field("admin", description="Value of the admin claim that means admin.")
+    oidc_client_id: str | None = Field(
+        None, description="Client id of the web console at the OIDC provider (a public client: "
+                          "authorization code + PKCE); with the issuer and the JWKS, the console offers OIDC sign-in."
+    )
+    oidc_scopes: str = Field("openid", description="Scopes the web console asks the OIDC provider for.")
     read_prefixes: str | None = Field(
         None, description="Comma list of directories, s3:// and http(s):// prefixes the servers may "
                           "read assets from (default: data dir, output root, sample data, data bucket)."
@@ -85,6 +90,9 @@ class Settings(BaseSettings):
                                                          "statistics requests, in pixels.")
     max_response_size: ByteSize = Field(
         "6MB", description="Largest raster answer (/bbox, /preview, /feature...): what a Lambda response carries.")
+    tile_cache_size: ByteSize = Field(
+        "0", description="Memory of each raster API process for rendered tiles (0, the default: no tile "
+        "cache; e.g. 128MB turns it on).")
     max_buffer: int = Field(64, ge=0, description="Largest `buffer` (pixels) around a raster tile.")
     max_padding: int = Field(64, ge=0, description="Largest `padding` (pixels) of a raster tile read.")
     mosaic_scan_limit: int = Field(10000, ge=1, description="Most items a mosaic tile scans (`scan_limit`).")

@@ -17,10 +17,11 @@ the other test packages see the catalog as it was.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import dataclass, field
+
+from stacube_testing import copy_collection, rsa_key  # noqa: F401 - the access tests import them from here
 
 S2 = "sentinel-2-l1c-eolearn-sample"
 ITEM = "S2_L1C_20150711T100008"
@@ -74,27 +75,6 @@ class World:
         doc.update(claims or {})
         doc.update(extra)
         return jwt.encode(doc, key if key is not None else self.signer, algorithm=alg, headers={"kid": kid})
-
-
-def rsa_key():
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def copy_collection(catalog, new_id: str) -> None:
-    """Register a copy of the Slovenia collection and its 5 items as ``new_id``."""
-    doc = copy.deepcopy(catalog.get_collection(S2))
-    doc["id"] = new_id
-    doc["title"] = f"access test copy {new_id}"
-    catalog.upsert_collection(doc)
-    items = []
-    for item in catalog.search({"collections": [S2]}):
-        item = copy.deepcopy(catalog.get_item(S2, item["id"]))
-        item["collection"] = new_id
-        item["links"] = []
-        items.append(item)
-    catalog.load_items(items)
 
 
 def drop_everything(settings, collections) -> None:

@@ -14,32 +14,53 @@ import time
 import urllib.request
 from pathlib import Path
 
-from stacube_testing import PRODUCTS, ROOT, SAMPLES, free_port
+from stacube_testing import ROOT, free_port, register_samples
 
 API_KEY = "conformance-key"  # STACUBE_API_KEY of the servers the conformance tools talk to
 TRANSACTION_COLLECTION = "conformance-transactions"
 
 
+#: the sample catalog, migrated and registered once per session; ``sample_database`` copies it
+TEMPLATE = "stacube_sample_template"
+
+
 def sample_database(name: str):
-    """Settings of a fresh database ``name`` holding the sample catalog (dropped first if it exists)."""
+    """Settings of a fresh database ``name`` holding the sample catalog (dropped first if it exists).
+
+    The first call of a session migrates a template database and registers the samples in it;
+    every call copies the template (``CREATE DATABASE ... TEMPLATE``, a file copy in the cluster),
+    so each database is as ``stacube db migrate`` and the registration leave it, in under a second.
+    """
     import psycopg
 
-    from stacube.catalog.register import add_datasets, add_product
-    from stacube.catalog.pgstac import Catalog
-    from stacube.db.migrate import migrate
     from stacube.settings import Settings
 
     base = Settings()
     with psycopg.connect(f"postgresql://postgres@127.0.0.1:{base.db_port}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    settings = Settings(db_name=name)
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (TEMPLATE,)).fetchone() is None:
+            _build_template(conn)
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+    return Settings(db_name=name)
+
+
+def _build_template(conn) -> None:
+    """Migrate a database, register the samples in it, then name it ``TEMPLATE`` (only once done,
+    so a failed build leaves no half-filled template); no session stays connected to it."""
+    from stacube.catalog.pgstac import Catalog
+    from stacube.db.migrate import migrate
+    from stacube.settings import Settings
+
+    building = TEMPLATE + "_building"
+    conn.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
+    conn.execute(f'CREATE DATABASE "{building}"')
+    settings = Settings(db_name=building)
     migrate(settings)
     catalog = Catalog(settings)
-    for path in sorted(PRODUCTS.iterdir()):
-        add_product(catalog, path)
-    add_datasets(catalog, sorted(SAMPLES.iterdir()))
-    return settings
+    register_samples(catalog)
+    # connections kept open by this process (per-thread reuse) would block copying the template
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (building,))
+    conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{TEMPLATE}"')
 
 
 def drop_database(name: str) -> None:

@@ -31,8 +31,8 @@ SCHEMA_EXCLUSIONS = {
 }
 # the fields extension removes members the documented schemas require
 FIELDS = re.compile(r"^(GET|POST) /stac/(search|collections|collections/\{collection_id\}/items)$")
-APIS = {"stac": 30, "jobs": 30, "raster": 6, "cubes": 20, "files": 60}  # examples per operation (fitting the document)
-HOSTILE = {"stac": 8, "jobs": 8, "raster": 2, "cubes": 10, "files": 0}  # hostile examples per operation
+APIS = {"stac": 15, "jobs": 15, "raster": 3, "cubes": 20, "files": 60}  # examples per operation (fitting the document)
+HOSTILE = {"stac": 5, "jobs": 5, "raster": 1, "cubes": 5, "files": 0}  # hostile examples per operation
 #: ``/files`` is a static file mount without an OpenAPI document: this one describes it (any
 #: string is a path, so the generated ones are hostile already; the examples are the classics).
 TRAVERSALS = ["../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "cubes/x/../../tmp/a", "tmp/", "a\x00b",

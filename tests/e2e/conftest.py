@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 
 import pytest
 
-from console_helpers import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, http_get
-from stacube_testing import PRODUCTS, ROOT, SAMPLES, free_port, process_site
+from console_helpers import CHROMIUM, CHROMIUM_ARGS, console_page, sample_catalog, serving
+from stacube_testing import ROOT, process_site
 
 E2E_DATABASE = "stacube_e2e"
 
@@ -68,59 +66,19 @@ def console_bundle():
 
 @pytest.fixture(scope="session")
 def e2e_catalog(database):
-    """The sample products and stacks in the e2e database (created and migrated here)."""
-    from stacube.catalog.register import add_datasets, add_product
-    from stacube.catalog.pgstac import Catalog
-    from stacube.db.migrate import migrate
-    from stacube.db.embedded import EmbeddedCluster
-    from stacube.settings import Settings
-
-    settings = Settings(db_name=E2E_DATABASE)
-    EmbeddedCluster(settings).ensure_database()
-    migrate(settings)
-    catalog = Catalog(settings)
-    for path in sorted(PRODUCTS.iterdir()):
-        add_product(catalog, path)
-    add_datasets(catalog, sorted(SAMPLES.iterdir()))
-    return catalog
+    """The sample products and stacks in the e2e database (a copy of the session's sample catalog)."""
+    return sample_catalog(E2E_DATABASE)
 
 
 @pytest.fixture(scope="session")
 def server(e2e_catalog, console_bundle, tmp_path_factory):
     """Base URL of the application `stacube up` serves, on the sample catalog, with the registered
     process ``e2e-band-mean`` on its path (and its job processes')."""
-    port = free_port()
-    folder = tmp_path_factory.mktemp("e2e-server")
-    log_path = folder / "server.log"
     site = process_site(tmp_path_factory.mktemp("e2e-site"), {"stacube_e2e_band_mean.py": BAND_MEAN},
                         {"e2e-band-mean": "stacube_e2e_band_mean"}, distribution="stacube-e2e-processes")
     path = os.pathsep.join([str(site), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])])
-    env = {**os.environ, "STACUBE_DB_NAME": E2E_DATABASE, "STACUBE_OUTPUT": (folder / "outputs").as_uri(),
-           "STACUBE_WORKERS": "1", "STACUBE_HOST": "127.0.0.1", "STACUBE_PORT": str(port), "PYTHONPATH": path}
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "stacube_services.app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if http_get(f"{base}/api", timeout=2)[0] == 200:
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the server did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serving(E2E_DATABASE, tmp_path_factory.mktemp("e2e-server"), {"PYTHONPATH": path}) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -138,16 +96,8 @@ def browser():
 @pytest.fixture
 def page(browser, server, artifacts_dir, request):
     """A fresh page; JavaScript errors fail the test; a screenshot is saved if it fails."""
-    context = browser.new_context(viewport=VIEWPORT, base_url=server)
-    context.set_default_timeout(30_000)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield pg
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        pg.screenshot(path=str(artifacts_dir / f"console-failed-{request.node.name}.png"))
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    with console_page(browser, server, artifacts_dir, request) as pg:
+        yield pg
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 
-from console_helpers import CHROMIUM, finished_job, http_get, painted_pixels
+from console_helpers import CHROMIUM, Tiles, finished_job, http_get
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} not found: the console's browser tests need Debian's chromium "
@@ -30,42 +29,6 @@ WC_L8 = "landsat-8-l2-worldcereal-sample"
 SAMPLES = {S2, L8, WC_S2, WC_L8}
 S2_ITEM = "S2_L1C_20150711T100008"
 SLOVENIA_CENTRE = [14.5578, 45.8705]
-
-
-class Tiles:
-    """Tile responses of the page whose URL contains ``part`` (and passes ``where``)."""
-
-    def __init__(self, page, part: str):
-        self.page = page
-        self.part = part
-        self.responses = []
-        page.on("response", self._record)
-
-    def _record(self, response):
-        if self.part in response.url and "/tiles/WebMercatorQuad/" in response.url:
-            self.responses.append(response)
-
-    def painted(self, where=lambda url: True, timeout: float = 45, min_pixels: int = 200):
-        """Wait for a 200 PNG tile with painted, non-uniform pixels; returns (url, pixels, std)."""
-        deadline = time.monotonic() + timeout
-        seen = set()
-        while time.monotonic() < deadline:
-            for r in list(self.responses):
-                if r.url in seen or not where(r.url):
-                    continue
-                seen.add(r.url)
-                if r.status != 200:
-                    continue
-                try:
-                    body = r.body()
-                except Exception:  # evicted from the page: fetch it again
-                    body = http_get(r.url)[1]
-                n, std = painted_pixels(body)
-                if n >= min_pixels and std > 1.0:
-                    return r.url, n, std
-            self.page.wait_for_timeout(200)
-        statuses = [(r.status, r.url[-120:]) for r in self.responses if where(r.url)]
-        raise AssertionError(f"no painted tile matching {self.part!r} in {timeout}s; got {statuses[:8]}")
 
 
 def map_call(page, js: str):

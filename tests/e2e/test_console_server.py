@@ -50,6 +50,17 @@ def test_console_base_urls_are_configurable(monkeypatch, dist):
     assert config["stac_url"] == "https://api.example.org/stac"
     assert config["raster_url"] == "https://tiles.example.org"
     assert config["basemap"] is None  # no basemap unless configured: no internet needed
+    assert config["auth"] == {"oidc": None}  # API keys only
+
+
+def test_console_config_names_the_oidc_client(monkeypatch, dist):
+    c = client_with(monkeypatch, STACUBE_CONSOLE_DIST=str(dist), STACUBE_OIDC_JWKS="https://id.example.org/jwks",
+                    STACUBE_OIDC_ISSUER="https://id.example.org", STACUBE_OIDC_CLIENT_ID="console")
+    assert c.get("/console/config.json").json()["auth"] == {
+        "oidc": {"issuer": "https://id.example.org", "client_id": "console", "scopes": "openid"}}
+    # no client id (or no key set to verify tokens with): no OIDC sign-in offered
+    c = client_with(monkeypatch, STACUBE_CONSOLE_DIST=str(dist), STACUBE_OIDC_CLIENT_ID="")
+    assert c.get("/console/config.json").json()["auth"] == {"oidc": None}
 
 
 def test_unbuilt_console_says_how_to_build_it(monkeypatch, tmp_path):

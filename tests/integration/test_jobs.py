@@ -238,16 +238,20 @@ from stacube.jobs.spec import build_spec
 from stacube.algo.tile import compute_tile
 from stacube.settings import Settings
 
-settings = Settings(tile_memory=sys.argv[1])
-plan = make_plan(build_spec(**json.loads(sys.argv[2])), Catalog(settings), "/nonexistent")
-used = {i: 0.5 for i in plan.items}
-steps = {i: 0 for i in plan.items}
-compute_tile(plan.inputs, plan.tiles[0, 0], used, steps, 1)  # warm imports and caches
-tracemalloc.start()
-compute_tile(plan.inputs, plan.tiles[0, 0], used, steps, 1)
-print(json.dumps({"peak": tracemalloc.get_traced_memory()[1], "budget": int(settings.tile_memory),
-                  "tile": plan.tile_shape[0], "items": len(plan.items)}))
+for budget in sys.argv[2:]:
+    settings = Settings(tile_memory=budget)
+    plan = make_plan(build_spec(**json.loads(sys.argv[1])), Catalog(settings), "/nonexistent")
+    used = {i: 0.5 for i in plan.items}
+    steps = {i: 0 for i in plan.items}
+    compute_tile(plan.inputs, plan.tiles[0, 0], used, steps, 1)  # warm imports and caches
+    tracemalloc.start()
+    compute_tile(plan.inputs, plan.tiles[0, 0], used, steps, 1)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()  # the next budget's peak is its own
+    print(json.dumps({"budget_setting": budget, "peak": peak, "budget": int(settings.tile_memory),
+                      "tile": plan.tile_shape[0], "items": len(plan.items)}))
 """
+BUDGETS = ["10MiB", "12MiB"]
 
 
 @pytest.fixture(scope="module")
@@ -261,20 +265,26 @@ def peak_catalog(samples):
     drop_database("stacube_tile_peak")
 
 
-@pytest.mark.parametrize("budget", ["10MiB", "12MiB"])
-def test_tile_memory_budget_sets_the_tile_size_and_bounds_its_peak(peak_catalog, budget):
-    """The default tile edge follows STACUBE_TILE_MEMORY; a tile's measured peak stays within it.
-
-    Measured in a process of its own: tracemalloc counts every thread's allocations."""
+@pytest.fixture(scope="module")
+def tile_peaks(peak_catalog):
+    """Each budget's tile edge and measured peak, from one process of its own (tracemalloc counts
+    every thread's allocations); the budgets are measured in turn, each after a warm-up tile."""
     spec = {**NY, "method": "median", "max_cloud": None}
     # the default configuration over the sample catalog alone (not what earlier tests left in the
     # session's environment and catalog)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STACUBE_", "GDAL_", "CPL_", "AWS_"))}
     env.update({k: os.environ[k] for k in ("STACUBE_DATA_DIR", "STACUBE_DB_PORT")}, STACUBE_DB_NAME=peak_catalog)
-    proc = subprocess.run([sys.executable, "-c", TILE_PEAK, budget, json.dumps(spec)],
+    proc = subprocess.run([sys.executable, "-c", TILE_PEAK, json.dumps(spec), *BUDGETS],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
+    return {m["budget_setting"]: m for m in lines}
+
+
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_tile_memory_budget_sets_the_tile_size_and_bounds_its_peak(tile_peaks, budget):
+    """The default tile edge follows STACUBE_TILE_MEMORY; a tile's measured peak stays within it."""
+    measured = tile_peaks[budget]
     assert measured["peak"] <= measured["budget"], measured
     assert measured["tile"] < 132  # smaller than the whole grid: the budget, not the area, decided
 

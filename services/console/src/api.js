@@ -5,7 +5,7 @@
 // and against a deployed stack alike.
 
 export const config = {
-  stac: '', raster: '', jobs: '', files: '', cubes: '', basemap: null, imagery: null, version: '',
+  stac: '', raster: '', jobs: '', files: '', cubes: '', basemap: null, imagery: null, oidc: null, version: '',
 };
 
 function absolute(url) {
@@ -28,9 +28,48 @@ export async function loadConfig() {
     cubes: absolute(doc.cubes_url || 'cubes'),
     basemap: doc.basemap || null,
     imagery: doc.imagery || null,
+    oidc: (doc.auth && doc.auth.oidc) || null,
     version: doc.version || '',
   });
   return config;
+}
+
+// --------------------------------------------------------------------------- credentials
+
+const CREDENTIALS = 'stacube.credentials';
+
+/**
+ * The signed-in credentials, {kind: 'api-key' | 'oidc', secret, name?, expires?} or null. Kept in
+ * sessionStorage (this tab only, gone when it closes); sent as a header to the console's own APIs
+ * and nowhere else, never in a URL.
+ */
+export const credentials = {
+  get() {
+    try {
+      return JSON.parse(sessionStorage.getItem(CREDENTIALS) || 'null');
+    } catch {
+      return null;
+    }
+  },
+  set(value) {
+    sessionStorage.setItem(CREDENTIALS, JSON.stringify(value));
+  },
+  clear() {
+    sessionStorage.removeItem(CREDENTIALS);
+  },
+};
+
+function ownApi(url) {
+  const u = new URL(url, document.baseURI).href;
+  return [config.stac, config.raster, config.jobs, config.files, config.cubes]
+    .some((base) => base && (u === base || u.startsWith(`${base}/`) || u.startsWith(`${base}?`)));
+}
+
+/** The credentials header of a request to `url` ({} when signed out or `url` is not one of the APIs). */
+export function authHeaders(url) {
+  const c = credentials.get();
+  if (!c || !c.secret || !ownApi(url)) return {};
+  return c.kind === 'api-key' ? { 'X-API-Key': c.secret } : { Authorization: `Bearer ${c.secret}` };
 }
 
 export class ApiError extends Error {
@@ -41,9 +80,12 @@ export class ApiError extends Error {
   }
 }
 
-/** fetch + JSON, turning 4xx/5xx answers into ApiError with the API's reason. */
-export async function fetchJSON(url, { method = 'GET', body, signal } = {}) {
-  const opts = { method, signal, headers: { Accept: 'application/json' } };
+/**
+ * fetch + JSON with the signed-in credentials, turning 4xx/5xx answers into ApiError with the
+ * API's reason. `cache`: the fetch cache mode ('no-cache' revalidates what the browser kept).
+ */
+export async function fetchJSON(url, { method = 'GET', body, signal, cache } = {}) {
+  const opts = { method, signal, cache, headers: { Accept: 'application/json', ...authHeaders(url) } };
   if (body !== undefined) {
     opts.body = JSON.stringify(body);
     opts.headers['Content-Type'] = 'application/json';
@@ -79,7 +121,7 @@ export const stac = {
     const out = [];
     let url = `${config.stac}/collections?limit=1000`;
     for (let page = 0; url && page < 50; page += 1) {
-      const doc = await fetchJSON(url);
+      const doc = await fetchJSON(url, { cache: 'no-cache' }); // sharing changes show at once
       out.push(...(doc.collections || []));
       const next = (doc.links || []).find((l) => l.rel === 'next');
       url = next && next.href !== url ? next.href : null;
@@ -145,6 +187,16 @@ export const stac = {
     }
     return out.sort();
   },
+};
+
+// -------------------------------------------------------------------------------- access
+
+export const access = {
+  /** {principal: {kind, workspace, subject, via}, collections: [{collection, workspace, visibility, manage, shared_with?}]} */
+  mine: () => fetchJSON(`${config.stac}/access`, { cache: 'no-store' }),
+  get: (id) => fetchJSON(`${config.stac}/collections/${enc(id)}/access`, { cache: 'no-store' }),
+  /** Change: {visibility?, share_with?: [...], unshare?: [...]}; answers the new access. */
+  change: (id, body) => fetchJSON(`${config.stac}/collections/${enc(id)}/access`, { method: 'PATCH', body }),
 };
 
 // -------------------------------------------------------------------------------- raster

@@ -1,5 +1,5 @@
 // Collections of the STAC API, summarised for the holdings, tables and forms (cached briefly).
-import { stac } from './api.js';
+import { access, stac } from './api.js';
 import { bandAssets, commonMap, resolve } from './render.js';
 
 let cached = null;
@@ -13,6 +13,25 @@ export async function loadCollections({ fresh = false } = {}) {
     cached.catch(() => { cached = null; });
   }
   return cached;
+}
+
+let accessRows = null;
+
+/**
+ * The access of the readable collections: Map id -> {workspace, visibility, manage, shared_with?}
+ * (the STAC API's /access; a collection without an entry is public and belongs to no workspace).
+ */
+export async function loadAccess({ fresh = false } = {}) {
+  if (fresh || !accessRows) {
+    accessRows = access.mine().then((doc) => new Map(doc.collections.map((r) => [r.collection, r])));
+    accessRows.catch(() => { accessRows = null; });
+  }
+  return accessRows;
+}
+
+/** A collection's access from loadAccess's map. */
+export function accessOf(rows, id) {
+  return (rows && rows.get(id)) || { collection: id, workspace: null, visibility: 'public', manage: false };
 }
 
 export function itemCount(id) {

@@ -21,15 +21,16 @@ const PERIODS = [
  * @param {HTMLElement} opts.errorBox where a problem with the extent is shown
  * @param {string[]} [opts.bands] bands ticked at first (default: red, green, blue, nir)
  * @param {string} [opts.bandsHint] what choosing no band means
+ * @param {object} [opts.access] the caller's access (loadAccess), to mark the collections it owns or shares
  * @returns {{parts: object, refresh: () => void, values: () => object, problems: () => string[]}}
  *   parts: the fields' elements by name (collections, area, extent, time, bands, indices, period),
  *   to lay out; values(): {collections, bbox, bbox_crs, datetime, bands, indices, period} of the
  *   jobs API; problems(): what values() found wrong (one phrase each)
  */
-export function jobInputs(ctx, { docs, indices, byId }, { prefix, errorBox: problem, bands: defaultBands, bandsHint }) {
+export function jobInputs(ctx, { docs, indices, byId }, { prefix, errorBox: problem, bands: defaultBands, bandsHint, access }) {
   const { map, query } = ctx;
   const selected = (query.get('collections') || '').split(',').filter((c) => byId[c]);
-  const picker = collectionPicker(docs.map(summarize), selected, { legend: 'Collections (at least one)', name: `${prefix}-collections`, onChange: () => refresh() });
+  const picker = collectionPicker(docs.map(summarize), selected, { legend: 'Collections (at least one)', name: `${prefix}-collections`, onChange: () => refresh(), access });
   const area = areaField(map, { required: true });
   const extentButton = h('button', { type: 'button', class: 'secondary', id: 'use-extent' }, 'Use the collections’ extent');
   const from = h('input', { type: 'date', id: `${prefix}-from`, name: 'from', required: true });

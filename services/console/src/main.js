@@ -3,6 +3,7 @@ import './style.css';
 import { config, loadConfig } from './api.js';
 import { loadCollections } from './catalog.js';
 import { MapView } from './map.js';
+import { startSession } from './session.js';
 import { clear, errorBox, extLink, h } from './ui.js';
 import collectionView from './views/collection.js';
 import collectionsView from './views/collections.js';
@@ -118,15 +119,23 @@ async function start() {
     e.preventDefault();
     document.getElementById('main').focus();
   });
+  const signedIn = startSession(document.getElementById('account')); // while the map loads
   mapView = new MapView(document.getElementById('map'), config);
   const basemap = document.getElementById('basemap');
-  basemap.addEventListener('change', async () => {
+  const showBasemap = async ({ fresh = false } = {}) => {
     await mapView.ready;
-    const collections = basemap.value === 'imagery' && !config.imagery ? await loadCollections().catch(() => []) : [];
+    const collections = basemap.value === 'imagery' && !config.imagery ? await loadCollections({ fresh }).catch(() => []) : [];
     await mapView.setBasemap(basemap.value, { collections, rasterUrl: config.raster });
+  };
+  basemap.addEventListener('change', () => showBasemap());
+  // signed in, out or as another: the collections and tiles are another caller's
+  window.addEventListener('stacube:session', () => {
+    showBasemap({ fresh: true });
+    route();
   });
   window.stacubeConsole = { map: mapView.map, config };
   window.addEventListener('hashchange', route);
+  await signedIn;
   await route();
 }
 

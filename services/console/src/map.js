@@ -12,6 +12,7 @@ import 'maplibre-gl/dist/maplibre-gl.css';
 import workerUrl from 'maplibre-gl/dist/maplibre-gl-worker.mjs?url';
 import { feature, mesh } from 'topojson-client';
 import countriesUrl from 'world-atlas/countries-50m.json?url';
+import { authHeaders } from './api.js';
 
 setWorkerUrl(workerUrl);
 
@@ -117,6 +118,8 @@ export class MapView {
     this.map = new MLMap({
       container, style, center: [10, 25], zoom: 1.2, attributionControl: false, dragRotate: false,
       pitchWithRotate: false, maxPitch: 0, renderWorldCopies: true,
+      // tiles of the console's APIs carry the signed-in credentials (private collections render)
+      transformRequest: (url) => ({ url, headers: authHeaders(url) }),
     });
     this.map.touchZoomRotate.disableRotation();
     this.map.keyboard.disableRotation();

@@ -83,6 +83,20 @@ export function stateBadge(state) {
     h('span', { class: 'icon', 'aria-hidden': 'true' }, icon), ' ', text);
 }
 
+const VISIBILITY = {
+  private: ['◉', 'Private', 'only its workspace reads it'],
+  shared: ['◑', 'Shared', 'its workspace and the workspaces it is shared with read it'],
+  public: ['○', 'Public', 'everyone reads it'],
+};
+
+/** A collection's visibility (private / shared / public) as icon + text, its owner in the tooltip. */
+export function accessBadge(acc) {
+  const [icon, text, meaning] = VISIBILITY[acc.visibility] || ['?', acc.visibility, ''];
+  const owner = acc.workspace ? `workspace ${acc.workspace}` : 'no workspace';
+  return h('span', { class: `access access-${acc.visibility}`, dataset: { visibility: acc.visibility }, title: `${text}: ${meaning} (${owner})` },
+    h('span', { class: 'icon', 'aria-hidden': 'true' }, icon), ' ', text);
+}
+
 /** Used / dropped verdict of a scene, as icon + text. */
 export function usedBadge(used) {
   return h('span', { class: `state ${used ? 'state-completed' : 'state-cancelled'}` },

@@ -6,7 +6,8 @@
   gives for one that does not exist (the same exception class, so the same body); a registered
   search whose ``collections`` are not all readable by *this* caller (searches are shared by
   hash; one without ``collections`` only for callers who read everything) answers the 404 of an
-  unknown search.
+  unknown search. The decision (:func:`mosaic_access`) is made once per request and kept in the
+  scope: the ``index=`` check and the tile cache (:mod:`stacube_services.tile_cache`) use the same.
 * :func:`search_dependency` - the ``search_dependency`` of titiler-pgstac's register route: every
   listed collection must exist and be readable (404 ``unknown collection``, for anyone); a search
   without ``collections`` is registered over the caller's readable collections. Searches of
@@ -23,6 +24,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import dataclass
+
+from cachetools import LRUCache
 
 from fastapi import Depends, HTTPException, Request
 from titiler.core.routing import add_route_dependencies
@@ -53,6 +57,8 @@ PRUNE_SQL = ("DELETE FROM pgstac.searches WHERE hash IN (SELECT hash FROM pgstac
              "WHERE metadata->>'" + ANONYMOUS_KEY + "' = 'true' OR metadata->>'name' LIKE 'Mosaic for %% Collection' "
              "ORDER BY lastused DESC NULLS LAST OFFSET %s)")
 PRUNE_EVERY = 30.0  # seconds between prunes of one process on the collection routes
+#: the scope key of the request's :class:`MosaicAccess` decisions
+DECISIONS_KEY = "stacube.mosaic_access"
 
 
 def _search_collections(search) -> list[str]:
@@ -61,22 +67,73 @@ def _search_collections(search) -> list[str]:
     return list((search or {}).get("collections") or [])
 
 
-async def search_usable(service: AccessService, scope, sid: str) -> bool:
-    """Whether the caller may use registered search ``sid`` (an unknown one counts as usable:
-    the route answers its own 404)."""
-    principal = principal_of(scope)
-    view = await service.view(scope)
-    if not view.restricts(principal):
-        return True
+@dataclass(frozen=True)
+class MosaicAccess:
+    """The access decision for the tiles of one collection or registered search, made once per
+    request (:func:`mosaic_access`) for every component that needs it: the route dependency, the
+    ``index=`` check and the tile cache.
+
+    Attributes:
+        readable: whether the caller may use it (False: the route answers the 404 of an unknown
+            collection or search).
+        collections: the collection ids its tiles draw from (``()``: a search without
+            ``collections``, the whole catalog); None for a search that is not registered (the
+            route answers its own 404).
+    """
+
+    readable: bool
+    collections: tuple[str, ...] | None
+
+
+#: search hash -> its ``collections`` (pgSTAC derives the hash from the search: it never changes)
+_SEARCHES: LRUCache = LRUCache(maxsize=4096)
+_SEARCHES_LOCK = threading.Lock()
+
+
+async def _registered_collections(service: AccessService, sid: str) -> tuple[str, ...] | None:
+    with _SEARCHES_LOCK:
+        found = _SEARCHES.get(sid)
+    if found is not None:
+        return found
     rows = await service.fetch(SEARCH_SQL, sid)
     if not rows:
-        return True
-    collections = _search_collections(rows[0][0])
-    return bool(collections) and all(view.can_read(principal, c) for c in collections)
+        return None
+    found = tuple(_search_collections(rows[0][0]))
+    with _SEARCHES_LOCK:
+        _SEARCHES[sid] = found
+    return found
 
 
-async def collection_readable(service: AccessService, scope, cid: str) -> bool:
-    return (await service.view(scope)).can_read(principal_of(scope), cid)
+async def mosaic_access(service: AccessService, scope, *, collection: str | None = None,
+                        search: str | None = None) -> MosaicAccess:
+    """Whether the caller may use collection ``collection`` (its mosaics and items) or registered
+    search ``search`` (all its ``collections`` readable; one without them only for callers who
+    read everything), and what it draws from. Decided once per request (kept in the scope).
+
+    Raises:
+        DatabaseUnavailable: the access rows or the search cannot be read (the original database
+            error is its ``__cause__``).
+    """
+    key = ("collection", collection) if collection is not None else ("search", search)
+    decisions = scope.setdefault(DECISIONS_KEY, {})
+    decision = decisions.get(key)
+    if decision is not None:
+        return decision
+    principal = principal_of(scope)
+    view = await service.view(scope)
+    if collection is not None:
+        decision = MosaicAccess(view.can_read(principal, collection), (collection,))
+    else:
+        collections = await _registered_collections(service, search)
+        if collections is None:
+            decision = MosaicAccess(True, None)
+        elif not view.restricts(principal):
+            decision = MosaicAccess(True, collections)
+        else:
+            decision = MosaicAccess(bool(collections) and all(view.can_read(principal, c) for c in collections),
+                                    collections)
+    decisions[key] = decision
+    return decision
 
 
 class SearchBudget:
@@ -105,7 +162,7 @@ def raster_dependency(budget: SearchBudget):
         params = request.path_params
         if "collection_id" in params:
             cid = params["collection_id"]
-            if not await collection_readable(service, request.scope, cid):
+            if not (await mosaic_access(service, request.scope, collection=cid)).readable:
                 if "item_id" in params:
                     raise HTTPException(404, f"No item '{params['item_id']}' found in '{cid}' collection")
                 raise MosaicNotFoundError(f"CollectionId `{cid}` not found")
@@ -113,7 +170,7 @@ def raster_dependency(budget: SearchBudget):
                 await budget.prune(service)
         elif "search_id" in params:
             sid = params["search_id"]
-            if not await search_usable(service, request.scope, sid):
+            if not (await mosaic_access(service, request.scope, search=sid)).readable:
                 raise MosaicNotFoundError(f"SearchId `{sid}` not found")
 
     return check

@@ -99,6 +99,19 @@ def can_write(principal: Principal, access: CollectionAccess | None) -> bool:
     return access is not None and principal.workspace is not None and access.workspace == principal.workspace
 
 
+def access_summary(principal: Principal, collection_id: str, access: CollectionAccess | None) -> dict:
+    """What ``principal`` is told of a collection it may read: ``{"collection", "workspace"
+    (None: no access row), "visibility", "manage" (whether it may change the access: the owning
+    workspace or an admin)}``, plus ``"shared_with"`` for those who may change it (other
+    readers do not learn which workspaces a collection is shared with)."""
+    manage = can_write(principal, access)
+    out = {"collection": collection_id, "workspace": access.workspace if access else None,
+           "visibility": access.visibility if access else "public", "manage": manage}
+    if manage:
+        out["shared_with"] = list(access.shared_with) if access else []
+    return out
+
+
 @dataclass
 class AccessView:
     """The access rows at one moment (one request), with the rules applied to them.

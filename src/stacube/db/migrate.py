@@ -49,7 +49,8 @@ def migrate(settings: Settings) -> tuple[str | None, str]:
             "('update_collection_extent', 'true'), ('context', 'auto') "
             "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
         )
-        conn.execute(COLLECTION_EXTENT_GUARD)
+        for sql in CATALOG_TRIGGERS:
+            conn.execute(sql)
     return before, after
 
 
@@ -79,3 +80,56 @@ DROP TRIGGER IF EXISTS stacube_collection_extent ON pgstac.collections;
 CREATE TRIGGER stacube_collection_extent BEFORE INSERT OR UPDATE ON pgstac.collections
     FOR EACH ROW EXECUTE FUNCTION stacube.collection_extent_not_null();
 """
+
+
+# The version of each collection's content (its document and its items): a new value of one
+# sequence whenever either changes, once per transaction and collection (a row trigger on the
+# items' partitions and on the collections, remembering in a transaction-local setting the
+# collections it has already marked; as the migrating role, since pgSTAC's loader writes as
+# pgstac_ingest). Caches of rendered tiles key on it (stacube_services.tile_cache).
+CATALOG_CHANGES = """
+CREATE SCHEMA IF NOT EXISTS stacube;
+CREATE SEQUENCE IF NOT EXISTS stacube.catalog_change_seq;
+CREATE TABLE IF NOT EXISTS stacube.catalog_changes (
+    collection text PRIMARY KEY,
+    version bigint NOT NULL
+);
+CREATE OR REPLACE FUNCTION stacube.note_catalog_change() RETURNS trigger AS $$
+DECLARE
+    cid text;
+    seen text := coalesce(current_setting('stacube.changed_collections', true), '');
+    mark text;
+BEGIN
+    IF TG_TABLE_NAME = 'collections' THEN
+        cid := CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END;
+    ELSE
+        cid := CASE WHEN TG_OP = 'DELETE' THEN OLD.collection ELSE NEW.collection END;
+    END IF;
+    mark := chr(31) || cid || chr(31);
+    IF position(mark IN seen) > 0 THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO stacube.catalog_changes (collection, version)
+        VALUES (cid, nextval('stacube.catalog_change_seq'))
+        ON CONFLICT (collection) DO UPDATE SET version = EXCLUDED.version;
+    PERFORM set_config('stacube.changed_collections', seen || mark, true);
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+DROP TRIGGER IF EXISTS stacube_catalog_change ON pgstac.items;
+CREATE TRIGGER stacube_catalog_change AFTER INSERT OR UPDATE OR DELETE ON pgstac.items
+    FOR EACH ROW EXECUTE FUNCTION stacube.note_catalog_change();
+DROP TRIGGER IF EXISTS stacube_catalog_change ON pgstac.collections;
+CREATE TRIGGER stacube_catalog_change AFTER INSERT OR UPDATE OR DELETE ON pgstac.collections
+    FOR EACH ROW EXECUTE FUNCTION stacube.note_catalog_change();
+"""
+
+#: stacube's triggers on pgSTAC's tables, in order (run by :func:`migrate` and by the
+#: ``db-bootstrap`` function of the AWS deployment)
+CATALOG_TRIGGERS = (COLLECTION_EXTENT_GUARD, CATALOG_CHANGES)
+
+#: ``(collection, version)`` of some collections (``%s``: a list of ids), or of all of them
+CATALOG_VERSION_SQL = ("SELECT coalesce(string_agg(collection || ':' || version, ',' ORDER BY collection), '') "
+                       "FROM stacube.catalog_changes WHERE collection = ANY(%s)")
+CATALOG_VERSION_ALL_SQL = ("SELECT coalesce(string_agg(collection || ':' || version, ',' ORDER BY collection), '') "
+                           "FROM stacube.catalog_changes")

@@ -126,7 +126,7 @@ def _pyramid_links(plan: Plan, hrefs: dict, label: str) -> list[dict]:
     spec = plan.spec.pyramid
     if spec is None or label not in hrefs.get("tiles", {}):
         return []
-    from stacube.jobs.pyramid import MEDIA_TYPES
+    from stacube.jobs.pyramid import MEDIA_TYPES  # lazy: rio-tiler, only for jobs with a pyramid
 
     title = f"Static tiles of {plan.job_id}_{label}"
     return [{"rel": "xyz", "href": hrefs["tiles"][label], "type": MEDIA_TYPES[spec.format], "title": title},

@@ -4,6 +4,7 @@ import { seriesChart } from '../chart.js';
 import { bboxPolygon } from '../map.js';
 import { itemCount, summarize } from '../catalog.js';
 import { layerControls } from '../layer-controls.js';
+import { accessSection } from '../sharing.js';
 import { bandAssets, renderOptions } from '../render.js';
 import {
   append, dl, errorBox, extLink, field, fmtBbox, fmtNumber, fmtRange, h, jsonBlock, note, replace, table,
@@ -102,7 +103,8 @@ export default async function collection(ctx) {
       ['Items', countEl],
       ['Quality band', quality ? `${quality.asset} (${quality.preset || quality.kind})` : null],
       ['License', doc.license],
-    ])]);
+    ]),
+    accessSection(id)]);
 
   const assets = bandAssets(doc);
   root.append(h('h2', {}, 'Bands'), assets.length ? h('div', { class: 'table-wrap' }, table([

@@ -1,7 +1,7 @@
 // Collections (dataset types): a searchable table.
 import { bboxPolygon } from '../map.js';
-import { bandLabel, loadCollections, summarize } from '../catalog.js';
-import { announce, field, h } from '../ui.js';
+import { accessOf, bandLabel, loadAccess, loadCollections, summarize } from '../catalog.js';
+import { accessBadge, announce, field, h } from '../ui.js';
 
 function haystack(c) {
   return [c.id, c.title, c.description, ...c.platforms, ...c.instruments, ...c.bands.flatMap((b) => [b.key, b.common])]
@@ -13,7 +13,8 @@ export default async function collections(ctx) {
   const { root, map } = ctx;
   root.append(h('h1', {}, 'Collections'),
     h('p', { class: 'lead' }, 'The products of the catalog (STAC Collections) with their platform, instrument and bands.'));
-  const list = (await loadCollections({ fresh: true })).map(summarize);
+  const [collections, access] = await Promise.all([loadCollections({ fresh: true }), loadAccess({ fresh: true })]);
+  const list = collections.map(summarize);
   if (ctx.signal.aborted) return;
   const search = h('input', { type: 'search', id: 'collections-filter', value: ctx.query.get('q') || '', placeholder: 'id, platform, band, words…' });
   const status = h('p', { class: 'count', role: 'status', id: 'collections-count' });
@@ -22,6 +23,7 @@ export default async function collections(ctx) {
   for (const c of list) {
     const tr = h('tr', { dataset: { collection: c.id } },
       h('th', { scope: 'row' }, h('a', { href: `#/collections/${encodeURIComponent(c.id)}` }, c.id)),
+      h('td', {}, accessBadge(accessOf(access, c.id))),
       h('td', {}, c.platforms.join(', ') || '–'),
       h('td', {}, c.instruments.join(', ') || '–'),
       h('td', { class: 'bands' }, c.bands.map(bandLabel).join(', ') || '–'),
@@ -39,7 +41,7 @@ export default async function collections(ctx) {
     h('div', { class: 'table-wrap' },
       h('table', { class: 'data', id: 'collections-table' },
         h('caption', { class: 'sr-only' }, 'Collections'),
-        h('thead', {}, h('tr', {}, ['Id', 'Platform', 'Instrument', 'Bands', 'Description'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['Id', 'Access', 'Platform', 'Instrument', 'Bands', 'Description'].map((t) => h('th', { scope: 'col' }, t)))),
         tbody)));
 
   map.addGeoJSON('extents', {

@@ -1,7 +1,7 @@
 // Holdings: every collection's extent on the map, with cards (title, platform, dates, items).
 import { bboxPolygon, isGlobal } from '../map.js';
-import { itemCount, loadCollections, summarize } from '../catalog.js';
-import { announce, field, fmtNumber, fmtRange, h } from '../ui.js';
+import { accessOf, itemCount, loadAccess, loadCollections, summarize } from '../catalog.js';
+import { accessBadge, announce, field, fmtNumber, fmtRange, h } from '../ui.js';
 
 function overlaps(s, from, to) {
   const start = s.start ? s.start.slice(0, 10) : '0000';
@@ -14,7 +14,8 @@ export default async function holdings(ctx) {
   const { root, map } = ctx;
   root.append(h('h1', {}, 'Holdings'),
     h('p', { class: 'lead' }, 'Every collection of the catalog and where it lies. Select a card or an extent on the map to open the collection.'));
-  const collections = (await loadCollections({ fresh: true })).map(summarize);
+  const [all, access] = await Promise.all([loadCollections({ fresh: true }), loadAccess({ fresh: true })]);
+  const collections = all.map(summarize);
   if (ctx.signal.aborted) return;
 
   const platforms = [...new Set(collections.flatMap((c) => c.platforms))].sort();
@@ -35,7 +36,7 @@ export default async function holdings(ctx) {
     const card = h('li', { class: 'card', dataset: { collection: c.id } },
       h('a', { href: `#/collections/${encodeURIComponent(c.id)}`, class: 'card-link' },
         h('span', { class: 'card-title' }, c.title)),
-      h('p', { class: 'card-id' }, h('code', {}, c.id)),
+      h('p', { class: 'card-id' }, h('code', {}, c.id), ' ', accessBadge(accessOf(access, c.id))),
       h('dl', { class: 'facts' },
         h('dt', {}, 'Platform'), h('dd', {}, c.platforms.join(', ') || '–'),
         h('dt', {}, 'Dates'), h('dd', {}, fmtRange(c.start, c.end)),

@@ -2,9 +2,9 @@
 // footprints on the map, results paged by the STAC API's next/prev links.
 import { stac } from '../api.js';
 import { areaField } from '../area.js';
-import { loadCollections, summarize } from '../catalog.js';
+import { accessOf, loadAccess, loadCollections, summarize } from '../catalog.js';
 import {
-  announce, errorBox, field, fmtBbox, fmtDateTime, fmtNumber, h, nextId, parseBbox, replace,
+  accessBadge, announce, errorBox, field, fmtBbox, fmtDateTime, fmtNumber, h, nextId, parseBbox, replace,
 } from '../ui.js';
 
 const itemKey = (f) => `${f.collection}/${f.id}`;
@@ -15,13 +15,14 @@ export function cloudCover(f) {
   return p['eo:cloud_cover'] ?? null;
 }
 
-/** Collection checkboxes (all unchecked = all collections). */
-export function collectionPicker(list, selected, { legend = 'Collections', name = 'collections', onChange } = {}) {
+/** Collection checkboxes (all unchecked = all collections); `access` (loadAccess's map) marks them private / shared / public. */
+export function collectionPicker(list, selected, { legend = 'Collections', name = 'collections', onChange, access } = {}) {
   const boxes = list.map((c) => {
     const id = nextId('coll');
     const box = h('input', { type: 'checkbox', id, name, value: c.id, checked: selected.includes(c.id) });
     if (onChange) box.addEventListener('change', onChange);
-    return h('li', {}, box, ' ', h('label', { for: id }, c.title !== c.id ? `${c.id} — ${c.platforms.join(', ') || c.title}` : c.id));
+    return h('li', {}, box, ' ', h('label', { for: id }, c.title !== c.id ? `${c.id} — ${c.platforms.join(', ') || c.title}` : c.id),
+      access ? [' ', accessBadge(accessOf(access, c.id))] : null);
   });
   const element = h('fieldset', { class: 'collections-picker' }, h('legend', {}, legend), h('ul', { class: 'checks' }, boxes));
   return {
@@ -35,7 +36,8 @@ export default async function items(ctx) {
   const { root, map, query } = ctx;
   root.append(h('h1', {}, 'Items'),
     h('p', { class: 'lead' }, 'Search the items of one or several collections by area, dates and cloud cover.'));
-  const collections = (await loadCollections()).map(summarize);
+  const [all, access] = await Promise.all([loadCollections(), loadAccess({ fresh: true }).catch(() => null)]);
+  const collections = all.map(summarize);
   if (ctx.signal.aborted) return;
 
   const selected = (query.get('collections') || '').split(',').filter(Boolean);
@@ -45,7 +47,7 @@ export default async function items(ctx) {
   } catch {
     initialBbox = null;
   }
-  const picker = collectionPicker(collections, selected, { legend: 'Collections (none checked: all)' });
+  const picker = collectionPicker(collections, selected, { legend: 'Collections (none checked: all)', access });
   const area = areaField(map, { value: initialBbox });
   const from = h('input', { type: 'date', id: 'items-from', name: 'from', value: query.get('from') || '' });
   const to = h('input', { type: 'date', id: 'items-to', name: 'to', value: query.get('to') || '' });

@@ -1,5 +1,6 @@
 // Mosaic tool: collections, area, dates, method, cloud filter, bands or indices, period -> a job.
 import { config, fetchJSON } from '../api.js';
+import { loadAccess } from '../catalog.js';
 import { formInputs } from '../form-parts.js';
 import { jobInputs, submitJob } from '../job-inputs.js';
 import { errorBox, field, h, replace } from '../ui.js';
@@ -18,7 +19,7 @@ export default async function mosaic(ctx) {
   root.append(h('h1', {}, 'Mosaic'),
     h('p', { class: 'lead' }, 'Composite the cloud-free pixels of one or more collections over an area and a time range. '
       + 'The job writes one Cloud-Optimized GeoTIFF per band and period, a Zarr cube and a report, and registers the result as STAC items.'));
-  const choices = await formInputs();
+  const [choices, access] = await Promise.all([formInputs(), loadAccess({ fresh: true }).catch(() => null)]);
   if (ctx.signal.aborted) return;
   const jobsProblem = h('div', {});
   root.append(jobsProblem);
@@ -27,7 +28,7 @@ export default async function mosaic(ctx) {
   });
 
   const formError = h('div', { id: 'mosaic-error' });
-  const inputs = jobInputs(ctx, choices, { prefix: 'mosaic', errorBox: formError });
+  const inputs = jobInputs(ctx, choices, { prefix: 'mosaic', errorBox: formError, access });
   const method = h('select', { id: 'mosaic-method', name: 'method' }, METHODS.map(([m, d]) => h('option', { value: m }, `${m} — ${d}`)));
   const maxCloud = h('input', { type: 'number', id: 'mosaic-cloud', name: 'max_cloud', min: 0, max: 100, step: 1, placeholder: 'no filter' });
   const crs = h('input', { type: 'text', id: 'mosaic-crs', name: 'crs', placeholder: 'native (e.g. EPSG:32633)' });

@@ -3,6 +3,7 @@
 // POST /jobs {"process": name, "parameters": {...}, collections, bbox, datetime, bands, period}
 // and opens the job's page.
 import { config, fetchJSON } from '../api.js';
+import { loadAccess } from '../catalog.js';
 import { checkboxes, formInputs } from '../form-parts.js';
 import { jobInputs, submitJob } from '../job-inputs.js';
 import { errorBox, field, h, note, replace } from '../ui.js';
@@ -155,11 +156,11 @@ async function formView(ctx, process) {
   root.append(h('p', { class: 'crumbs' }, h('a', { href: '#/processes' }, 'Processes'), ' / ', h('code', {}, process.name)),
     h('h1', {}, 'Process ', h('code', {}, process.name)),
     h('p', { class: 'lead' }, process.description || ''));
-  const choices = await formInputs();
+  const [choices, access] = await Promise.all([formInputs(), loadAccess({ fresh: true }).catch(() => null)]);
   if (ctx.signal.aborted) return;
   const formError = h('div', { id: 'process-error' });
   const inputs = jobInputs(ctx, choices, {
-    prefix: 'process', errorBox: formError, bands: [],
+    prefix: 'process', errorBox: formError, bands: [], access,
     bandsHint: 'The bands the process reads; none ticked: those the process chooses itself.',
   });
   const params = schemaFields(process.parameters || { properties: {} }, { prefix: 'param' });
