@@ -25,6 +25,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_site(root: Path, modules: dict[str, str], entry_points: dict[str, str],
+                 distribution: str = "stacube-test-processes") -> Path:
+    """Lay out a distribution of registered processes in ``root`` as pip would: the modules
+    (``{file name: source}``) and a ``.dist-info`` whose entry points (group
+    ``stacube.processes``, ``{name: "module"}`` or ``"module:execute"``) register them. Put
+    ``root`` on ``sys.path`` / ``PYTHONPATH`` to see them; returns ``root``."""
+    import textwrap
+
+    for name, source in modules.items():
+        (root / name).write_text(textwrap.dedent(source))
+    info = root / f"{distribution.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[stacube.processes]\n{lines}")
+    return root
+
+
 def run_cli(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     """Run the ``stacube`` command as a user would."""
     return subprocess.run([STACUBE, *args], capture_output=True, text=True, cwd=ROOT,

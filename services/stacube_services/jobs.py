@@ -5,7 +5,9 @@
 ``clear``, ``period``, ``crs``, ``resolution``, ``output_collection``, ``tile_size``), validates them
 (400 with a reason), records the job and hands it to a launcher: a local worker process under
 ``stacube up``, a queue message on AWS. ``GET /jobs``, ``GET /jobs/{id}`` (state, progress,
-report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``. With
+report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``, and views of
+a completed job's outputs (:mod:`stacube_services.job_outputs`: ``preview.png``, a filled
+preview; ``region.nc``, a bbox of the outputs as NetCDF). With
 ``"process": "<name>"`` and ``"parameters": {...}`` (plus the inputs, area and time above), it
 runs a *registered* process (entry point group ``stacube.processes``; its parameters checked
 against its schema): no request names a module path or brings code; ``GET /jobs/processes``
@@ -54,6 +56,7 @@ from stacube.storage.objects import s3_client
 from stacube_services.access.service import AccessService, AuthMiddleware, PsycopgDb, principal_of
 from stacube_services.errors import JsonBodyMiddleware, add_error_handlers, error_response
 from stacube_services.files import local_output_dir
+from stacube_services.job_outputs import add_output_routes
 from stacube_services.limits import RequestLimits
 
 DISPATCH_EVERY = 2.0  # seconds between checks for held jobs (local launcher)
@@ -328,6 +331,8 @@ def create_jobs_app(settings: Settings, *, launcher: Launcher | None = None, mou
         if not href.startswith("s3://") or not key or any(p in ("", ".", "..") for p in parts):
             raise NotFound(f"job {job_id} has no Zarr key {key!r}")
         return RedirectResponse(download_url(f"{href.rstrip('/')}/{key}", "", settings), status_code=307)
+
+    add_output_routes(app, owned, settings)
 
     @app.post("/{job_id}/cancel", status_code=202, summary="Cancel a job")
     def cancel(request: Request, job_id: str) -> dict:

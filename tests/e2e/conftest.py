@@ -9,14 +9,46 @@ driven by Playwright (no browser download); WebGL (MapLibre) runs on SwiftShader
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
 
 from console_helpers import CHROMIUM, CHROMIUM_ARGS, console_page, sample_catalog, serving
-from stacube_testing import ROOT
+from stacube_testing import ROOT, process_site
 
 E2E_DATABASE = "stacube_e2e"
+
+#: A registered process of the console's tests (``e2e-band-mean``): its parameters use every
+#: kind of field the process form generates (enum, number, integer, boolean, string, list of
+#: strings; one required).
+BAND_MEAN = '''
+"""Scaled mean of the clear values of a band over the period."""
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+
+class Parameters(BaseModel):
+    band: Literal["red", "nir"] = Field("nir", description="The band averaged.")
+    offset: float = Field(description="Added to the mean.")
+    scale: float = Field(1.0, gt=0, le=100, description="Multiplies the mean.")
+    min_count: int = Field(1, ge=1, le=50, description="Fewest clear observations of a pixel.")
+    invert: bool = Field(False, description="Negate the result.")
+    label: str = Field("mean", description="A free label (kept in the job's parameters).")
+    tags: list[str] = Field(default_factory=list, description="Free tags.")
+
+
+OUTPUTS = {"band_mean": {"dtype": "float32"}}
+
+
+def execute(cube, band="nir", offset=0.0, scale=1.0, min_count=1, invert=False, label="mean", tags=()):
+    data = cube[band]
+    count = np.isfinite(data).sum("time")
+    mean = (data.mean("time") * scale + offset) * (-1 if invert else 1)
+    return {"band_mean": mean.where(count >= min_count).values.astype("float32")}
+'''
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +72,12 @@ def e2e_catalog(database):
 
 @pytest.fixture(scope="session")
 def server(e2e_catalog, console_bundle, tmp_path_factory):
-    """Base URL of the application `stacube up` serves, on the sample catalog."""
-    with serving(E2E_DATABASE, tmp_path_factory.mktemp("e2e-server")) as base:
+    """Base URL of the application `stacube up` serves, on the sample catalog, with the registered
+    process ``e2e-band-mean`` on its path (and its job processes')."""
+    site = process_site(tmp_path_factory.mktemp("e2e-site"), {"stacube_e2e_band_mean.py": BAND_MEAN},
+                        {"e2e-band-mean": "stacube_e2e_band_mean"}, distribution="stacube-e2e-processes")
+    path = os.pathsep.join([str(site), *([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])])
+    with serving(E2E_DATABASE, tmp_path_factory.mktemp("e2e-server"), {"PYTHONPATH": path}) as base:
         yield base
 
 

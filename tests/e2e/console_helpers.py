@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,6 +46,16 @@ def painted_pixels(png: bytes):
     return int(painted.sum()), float(px[painted][:, :3].std())
 
 
+def finished_job(page, timeout_ms: int = 240_000) -> str:
+    """The id of the job a form opened the page of, once it finished (completed, else fail)."""
+    from playwright.sync_api import expect
+
+    page.wait_for_url(re.compile(r"#/tasks/"), timeout=30_000)
+    job_id = page.url.split("#/tasks/")[1]
+    state = page.locator("#task-status [data-state]")
+    expect(state).to_have_attribute("data-state", re.compile("completed|failed|cancelled"), timeout=timeout_ms)
+    assert state.get_attribute("data-state") == "completed", page.locator("main .error").all_inner_texts()
+    return job_id
 def sample_catalog(db_name: str):
     """The sample products and stacks in database ``db_name`` (a fresh copy of the session's
     sample catalog template, :func:`live_server.sample_database`)."""

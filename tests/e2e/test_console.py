@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from console_helpers import CHROMIUM, Tiles, http_get
+from console_helpers import CHROMIUM, Tiles, finished_job, http_get
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} not found: the console's browser tests need Debian's chromium "
@@ -209,11 +209,7 @@ def test_mosaic_job_from_the_form(page, server, artifacts_dir):
         expect(page.locator(f'#mosaic-bands input[value="{band}"]')).to_be_checked()
     page.check('#mosaic-indices input[value="NDVI"]')
     page.click("#mosaic-submit")
-    page.wait_for_url(re.compile(r"#/tasks/"), timeout=30_000)
-    job_id = page.url.split("#/tasks/")[1]
-    state = page.locator("#task-status [data-state]")
-    expect(state).to_have_attribute("data-state", re.compile("completed|failed|cancelled"), timeout=150_000)
-    assert state.get_attribute("data-state") == "completed", page.locator("main .error").all_inner_texts()
+    job_id = finished_job(page, 150_000)
     expect(page.locator("#task-status")).to_contain_text("Completed")
 
     status, body, _ = http_get(f"{server}/jobs/{job_id}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import textwrap
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 from stacube.cli.main import app
 from stacube.errors import InvalidInput, NotFound
 from stacube.jobs.processes import load_process, registered
+from stacube_testing import process_site
 
 MODULE = '''
 """Mean clear NIR of the period."""
@@ -51,14 +51,8 @@ BODY = {"collections": ["sentinel-2-l1c-eolearn-sample"], "bbox": [14.5514, 45.8
 def site(tmp_path_factory):
     """A distribution ``stacube-test-processes`` with two registered processes, on the path of
     this interpreter and of the processes it starts."""
-    root = tmp_path_factory.mktemp("site")
-    (root / "stacube_test_nir.py").write_text(textwrap.dedent(MODULE))
-    (root / "stacube_test_red.py").write_text(textwrap.dedent(SCHEMA_MODULE))
-    info = root / "stacube_test_processes-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: stacube-test-processes\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[stacube.processes]\nnir-mean = stacube_test_nir\nred-above = stacube_test_red:execute\n")
+    root = process_site(tmp_path_factory.mktemp("site"), {"stacube_test_nir.py": MODULE, "stacube_test_red.py": SCHEMA_MODULE},
+                        {"nir-mean": "stacube_test_nir", "red-above": "stacube_test_red:execute"})
     sys.path.insert(0, str(root))
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(root), *([saved] if saved else [])])

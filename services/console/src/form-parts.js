@@ -25,14 +25,15 @@ export const checkedValues = (list) => [...list.querySelectorAll('input:checked'
 
 /**
  * Redraw the band and index checkboxes for the chosen collections (STAC documents), keeping
- * what was checked (bands: DEFAULT_BANDS when none was), and set empty dates to their span.
+ * what was checked (bands: ``defaultBands``, DEFAULT_BANDS unless given, when none was), and set
+ * empty dates to their span.
  * Returns the collections' summaries.
  */
-export function refreshChoices({ chosen, indices, bandsList, indicesList, names = ['band', 'index'], from, to }) {
+export function refreshChoices({ chosen, indices, bandsList, indicesList, names = ['band', 'index'], from, to, defaultBands = DEFAULT_BANDS }) {
   const checkedBands = checkedValues(bandsList);
   const checkedIdx = checkedValues(indicesList);
   const bands = sharedBands(chosen);
-  replace(bandsList, ...(bands.length ? checkboxes(names[0], bands, checkedBands.length ? checkedBands : DEFAULT_BANDS)
+  replace(bandsList, ...(bands.length ? checkboxes(names[0], bands, checkedBands.length ? checkedBands : defaultBands)
     : [h('li', {}, note(chosen.length ? 'These collections share no band.' : 'Choose a collection first.'))]));
   const usable = usableIndices(indices, chosen);
   replace(indicesList, ...(usable.length ? checkboxes(names[1], usable.map((i) => i.name), checkedIdx,

@@ -13,6 +13,7 @@ import holdingsView from './views/holdings.js';
 import itemView from './views/item.js';
 import itemsView from './views/items.js';
 import mosaicView from './views/mosaic.js';
+import processesView from './views/processes.js';
 import taskView from './views/task.js';
 import tasksView from './views/tasks.js';
 
@@ -23,6 +24,8 @@ const ROUTES = [
   [/^\/items\/?$/, 'items', itemsView],
   [/^\/items\/([^/]+)\/([^/]+)$/, 'items', itemView],
   [/^\/mosaic\/?$/, 'mosaic', mosaicView],
+  [/^\/processes\/?$/, 'processes', processesView],
+  [/^\/processes\/([^/]+)$/, 'processes', processesView],
   [/^\/cubes\/?$/, 'cubes', cubeList],
   [/^\/cubes\/new$/, 'cubes', cubeBuilderView],
   [/^\/cubes\/([^/]+)$/, 'cubes', cubeView],

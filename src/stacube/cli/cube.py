@@ -196,6 +196,7 @@ def open_(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Open a region of a cube, computing only the tiles that are not in the store yet."""
+    from stacube.core.cf import plain_attrs, to_netcdf
     from stacube.cubes.fill import fill_region, open_cube  # lazy: start-up
 
     if out is not None and out.suffix not in (".nc", ".zarr"):
@@ -213,9 +214,9 @@ def open_(
     ds = open_cube(name, bbox=bbox, time=datetime_value, bbox_crs=bbox_crs, variables=variables, level=level,
                    fill=False, load=out is not None, settings=settings)
     if out is not None:
-        ds.attrs = {k: v for k, v in ds.attrs.items() if not isinstance(v, (list, dict))}
+        ds.attrs = plain_attrs(ds.attrs)
         if out.suffix == ".nc":
-            ds.to_netcdf(out)
+            to_netcdf(ds, out)
         else:
             for var in ds.variables.values():
                 var.encoding.pop("chunks", None)

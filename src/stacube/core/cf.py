@@ -14,6 +14,8 @@ GDAL and CF-aware tools know what each array holds (CF conventions 1.8: ``long_n
 
 from __future__ import annotations
 
+import numpy as np
+
 from stacube.core.indices import get_index
 
 
@@ -52,3 +54,35 @@ def variable_attrs(var: str, *, bands: list[str], indices: list[str], what: str)
     else:
         attrs.update(long_name=var.replace("_", " "), units="1")
     return attrs
+
+
+def to_netcdf(ds, path=None):
+    """Write a dataset as NetCDF (what ``stacube cube open -o region.nc`` and the jobs API's
+    ``region.nc`` give): attributes NetCDF cannot hold (lists, mappings) are left out.
+
+    Args:
+        ds: ``xarray.Dataset``.
+        path: the file; None: return the bytes (NetCDF 3, scipy's writer; unsigned integer
+            variables widened to signed ones).
+
+    Returns:
+        None when written to ``path``, else the file's bytes.
+    """
+    ds = ds.copy()
+    ds.attrs = plain_attrs(ds.attrs)
+    if path is None:  # NetCDF 3 has no unsigned integers: the next wider signed type holds them
+        for name, var in list(ds.data_vars.items()):
+            stored = np.dtype(var.encoding.get("dtype", var.dtype))
+            if stored.kind == "u":
+                wider = np.dtype(f"int{min(64, stored.itemsize * 16)}")
+                encoding = {**var.encoding, "dtype": wider}
+                ds[name] = var.astype(wider) if var.dtype.kind == "u" else var
+                ds[name].encoding = encoding
+                ds[name].attrs = {k: wider.type(v) if k in ("_FillValue", "missing_value") else v
+                                  for k, v in var.attrs.items()}
+    return ds.to_netcdf(path)
+
+
+def plain_attrs(attrs: dict) -> dict:
+    """The attributes NetCDF and Zarr files can hold: those that are not lists or mappings."""
+    return {k: v for k, v in attrs.items() if not isinstance(v, (list, dict))}

@@ -1,10 +1,13 @@
 // One job: state and progress (refreshed while it runs), parameters, the scene and pixel counts,
-// the per-scene table, the result as a tile layer with an opacity slider, and the downloads.
-import { jobReport, jobs, raster } from '../api.js';
+// the per-scene table, the result as a tile layer with an opacity slider and a legend, a filled
+// preview (no-data in magenta), and the downloads (COGs, Zarr, a region as NetCDF).
+import { config, fetchJSON, jobReport, jobs, raster } from '../api.js';
+import { areaField } from '../area.js';
 import { bboxPolygon } from '../map.js';
 import { layerControls } from '../layer-controls.js';
+import { checkboxes } from '../form-parts.js';
 import {
-  announce, dl, errorBox, fmtBbox, fmtDateTime, fmtDuration, fmtNumber, h, isActive, note, replace,
+  announce, dl, errorBox, field, fmtBbox, fmtDateTime, fmtDuration, fmtNumber, h, isActive, note, replace,
   stateBadge, usedBadge,
 } from '../ui.js';
 import { itemHref } from './items.js';
@@ -126,6 +129,91 @@ function downloads(job, report) {
         h('td', {}, label), h('th', { scope: 'row' }, v), h('td', {}, link(href, `${v}.tif`))))))) : null);
 }
 
+const enc = encodeURIComponent;
+
+/** The 2nd and 98th percentiles of band 1 of an item's asset (raster API statistics), or null. */
+async function assetRange(collection, item, asset) {
+  const doc = await fetchJSON(`${config.raster}/collections/${enc(collection)}/items/${enc(item)}/statistics?assets=${enc(asset)}`)
+    .catch(() => null);
+  const find = (o) => (o && typeof o === 'object' ? ('percentile_2' in o ? o : Object.values(o).map(find).find(Boolean)) : null);
+  const stats = find(doc);
+  if (!stats || !Number.isFinite(stats.percentile_2) || !Number.isFinite(stats.percentile_98)) return null;
+  const round = (v) => Number(v.toPrecision(4));
+  const lo = round(stats.percentile_2);
+  const hi = stats.percentile_98 > stats.percentile_2 ? round(stats.percentile_98) : lo + 1;
+  return `${lo},${hi}`;
+}
+
+/** Render options of a process's outputs: viridis over the 2nd-98th percentiles of each one's
+ * values (its statistics in the raster API; 0,1 when they cannot be had). */
+export async function processOptions(collection, item, variables) {
+  return Promise.all(variables.map(async (v) => ({
+    id: `band:${v}`, label: `${v} (process output)`, kind: 'band', assets: [v], colormap: 'viridis',
+    rescale: (await assetRange(collection, item, v)) || '0,1',
+  })));
+}
+
+/** A filled preview of one output: the COG with its no-data pixels painted magenta. */
+function filledPreview(jobId, report, options) {
+  const cogs = (report.outputs && report.outputs.cogs) || {};
+  const labels = Object.keys(cogs);
+  if (!labels.length) return null;
+  const variables = Object.keys(cogs[labels[0]]);
+  const byVar = Object.fromEntries(options.filter((o) => o.kind === 'band').map((o) => [o.assets[0], o]));
+  const period = h('select', { id: 'preview-period' }, labels.map((l) => h('option', { value: l }, l)));
+  const variable = h('select', { id: 'preview-variable' }, variables.map((v) => h('option', { value: v }, v)));
+  const first = variables.find((v) => !/_count$|^provenance$/.test(v)) || variables[0];
+  variable.value = first;
+  const img = h('img', { id: 'filled-preview', class: 'filled-preview', alt: '' });
+  const show = () => {
+    const o = byVar[variable.value] || {};
+    const q = new URLSearchParams({ period: period.value, variable: variable.value, colormap_name: o.colormap || 'greys' });
+    if (o.rescale) q.set('rescale', o.rescale);
+    img.src = `${config.jobs}/${enc(jobId)}/preview.png?${q}`;
+    img.alt = `Preview of ${variable.value} (${period.value}); pixels without data are magenta`;
+  };
+  period.addEventListener('change', show);
+  variable.addEventListener('change', show);
+  show();
+  return h('div', { id: 'preview' },
+    h('div', { class: 'row' }, field('Period', period), field('Variable', variable)),
+    h('figure', { class: 'preview' }, img,
+      h('figcaption', {}, h('span', { class: 'swatch nodata', 'aria-hidden': 'true' }), ' no data (nodata, NaN or outside the scenes)')));
+}
+
+/** The NetCDF download of a region of the outputs (every period, the chosen variables). */
+function regionDownload(jobId, report, bbox, map) {
+  const variables = Object.keys(Object.values((report.outputs && report.outputs.cogs) || {})[0] || {});
+  const link = h('a', { id: 'region-download', download: '' }, 'region.nc');
+  const size = h('small', { class: 'hint', id: 'region-size' });
+  const shape = (report.grid && report.grid.shape) || [];
+  const list = h('ul', { class: 'checks columns', id: 'region-variables' }, checkboxes('region-var', variables, variables));
+  const update = () => {
+    let box = null;
+    try {
+      box = area.get();
+    } catch {
+      box = null; // the field says what is wrong with it
+    }
+    const vars = [...list.querySelectorAll('input:checked')].map((b) => b.value);
+    link.hidden = !box || !vars.length;
+    if (link.hidden) return;
+    const q = new URLSearchParams({ bbox: box.join(','), variables: vars.join(',') });
+    link.href = new URL(`${config.jobs}/${enc(jobId)}/region.nc?${q}`, document.baseURI).href;
+    if (bbox && shape.length === 2) {
+      const frac = Math.min(1, ((box[2] - box[0]) * (box[3] - box[1])) / ((bbox[2] - bbox[0]) * (bbox[3] - bbox[1])));
+      size.textContent = `≈ ${fmtNumber(frac * shape[0] * shape[1])} px per variable and period`;
+    }
+  };
+  const area = areaField(map, { value: bbox, onChange: update });
+  list.addEventListener('change', update);
+  update();
+  return h('div', { id: 'region' },
+    h('p', {}, 'A region of the outputs (every period) as NetCDF, in the outputs’ CRS; large regions are refused.'),
+    area.element, h('fieldset', {}, h('legend', {}, 'Variables'), list),
+    h('p', {}, 'NetCDF: ', link, ' ', size));
+}
+
 export default async function task(ctx) {
   const [id] = ctx.params;
   const { root, map } = ctx;
@@ -157,7 +245,10 @@ export default async function task(ctx) {
     const variables = report.variables || Object.keys(Object.values((job.downloads || {}).cogs || {})[0] || {});
     const steps = report.steps || [];
     const used = (report.scenes || []).filter((s) => s.used).length;
-    const options = resultOptions(variables, indices, used);
+    const options = report.process && items.length
+      ? await processOptions(collection, items[0], variables)
+      : resultOptions(variables, indices, used);
+    if (ctx.signal.aborted) return;
     const stepSelect = h('select', { id: 'result-step' }, steps.map((s, i) => h('option', { value: String(i) }, `${s.label} (${(s.items || []).length} scenes)`)));
     const bbox = job.parameters && (job.parameters.bbox_crs || 'EPSG:4326') === 'EPSG:4326' ? job.parameters.bbox : null;
     let params = '';
@@ -188,7 +279,11 @@ export default async function task(ctx) {
         controls.element,
         h('div', { class: 'field' }, h('label', { for: 'result-url' }, 'Tile URL (XYZ)'), urlBox))
         : note('The result was not registered as items.'),
+      h('h2', {}, 'Filled preview'),
+      h('p', {}, 'The whole output at a glance: pixels without data are painted magenta.'),
+      filledPreview(id, report, options) || note('No output.'),
       h('h2', {}, 'Downloads'), downloads(job, report),
+      h('h3', {}, 'A region as NetCDF'), regionDownload(id, report, bbox, map),
       h('h2', {}, 'Scenes'),
       h('p', {}, 'Clean pixels: clear (cloud-free, valid) pixels of the scene inside the area; clean % = clean / valid.'),
       scenesTable(report),
@@ -247,7 +342,9 @@ export default async function task(ctx) {
         ['Collections', (p.collections || []).join(', ')],
         ['Area', p.bbox ? `${fmtBbox(p.bbox)} (${p.bbox_crs || 'EPSG:4326'})` : null],
         ['Dates', p.datetime],
-        ['Method', p.method],
+        ['Process', p.process_name ? `${p.process_name} (version ${p.version})` : null],
+        ['Process parameters', p.process_name ? h('code', { class: 'path', id: 'task-process-parameters' }, JSON.stringify(p.parameters || {})) : null],
+        ['Method', p.process_name ? null : p.method],
         ['Bands', (p.bands || []).join(', ') || '–'],
         ['Indices', (p.indices || []).join(', ') || '–'],
         ['Max cloud cover', p.max_cloud != null ? `${p.max_cloud} %` : 'no filter'],

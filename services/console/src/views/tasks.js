@@ -63,7 +63,7 @@ export default async function tasks(ctx) {
         const progress = progressText(job);
         return h('tr', { dataset: { job: job.id, state: job.state } },
           h('th', { scope: 'row' }, h('a', { href: `#/tasks/${encodeURIComponent(job.id)}` }, job.id),
-            h('small', { class: 'sub' }, p.method || '')),
+            h('small', { class: 'sub' }, p.process_name || p.method || '')),
           h('td', {}, stateBadge(job.state), progress ? h('small', { class: 'sub' }, progress) : null),
           h('td', { class: 'wrap' }, (p.collections || []).join(', ') || '–'),
           h('td', {}, fmtDateTime(job.created),
