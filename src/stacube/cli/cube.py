@@ -196,7 +196,7 @@ def open_(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Open a region of a cube, computing only the tiles that are not in the store yet."""
-    from stacube.core.cf import plain_attrs, to_netcdf
+    from stacube.core.cf import plain_attrs, to_netcdf  # lazy: start-up
     from stacube.cubes.fill import fill_region, open_cube  # lazy: start-up
 
     if out is not None and out.suffix not in (".nc", ".zarr"):
