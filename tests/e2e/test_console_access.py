@@ -4,17 +4,24 @@ A server of its own (a database of its own, so the keys it holds do not turn acc
 for the other console tests) with OIDC configured against a local test issuer
 (:mod:`oidc_issuer`): two workspaces with API keys made through the library, a private
 collection of t-alpha (a copy of the Slovenia scenes). Each test drives the console in one
-browser context per user (their own sessionStorage).
+browser context per user (their own sessionStorage). A job of t-alpha: its page, signed in,
+shows the filled preview and downloads a region as NetCDF (fetched with the key, from blob URLs),
+which the same URLs refuse (404) without it.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import time
+import urllib.error
+import urllib.request
 from types import SimpleNamespace
 
 import pytest
 
-from console_helpers import CHROMIUM, Tiles, console_page, sample_catalog, serving
+from console_helpers import CHROMIUM, Tiles, console_page, http_get, sample_catalog, serving
 from stacube_testing import copy_collection
 
 if not CHROMIUM.exists():
@@ -32,6 +39,9 @@ PRIVATE = "alpha-scenes"
 S2 = "sentinel-2-l1c-eolearn-sample"
 TILE = "WebMercatorQuad/14/8854/5837"
 CLIENT_ID, AUDIENCE = "stacube-console", "stacube-e2e"
+#: the Slovenia sample's area, and a region of it
+AREA = [14.5514, 45.8659, 14.5642, 45.8750]
+REGION = [14.5530, 45.8680, 14.5600, 45.8720]
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +241,113 @@ def test_a_forged_sign_in_answer_is_refused(browser, world, artifacts_dir, reque
         expect(page.locator("#signin")).to_be_visible()
         assert "code=" not in page.url and page.url.endswith("/#/collections")
     assert len(world.issuer.token_requests) == asked
+
+
+def api(url: str, key: str | None = None, body: dict | None = None) -> tuple[int, bytes, dict]:
+    """GET (or POST ``body`` as JSON) with the key as X-API-Key (none: anonymous)."""
+    headers = {"X-API-Key": key} if key else {}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                 method="POST" if body is not None else "GET", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+@pytest.fixture(scope="module")
+def alpha_job(world):
+    """A completed median composite of red and NIR that t-alpha submitted (its output private)."""
+    key = world.keys[ALPHA]
+    status, body, _ = api(f"{world.base}/jobs", key, {
+        "collections": [S2], "bbox": AREA, "datetime": "2015-07-01/2015-09-30", "method": "median",
+        "bands": ["red", "nir"], "output_collection": "alpha-composite"})
+    assert status == 202, body[:300]
+    job_id = json.loads(body)["id"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        job = json.loads(api(f"{world.base}/jobs/{job_id}", key)[1])
+        if job["state"] not in ("queued", "running"):
+            assert job["state"] == "completed", job.get("error")
+            return job
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} still {job['state']} after 300 s")
+
+
+def test_a_workspace_job_preview_and_downloads_carry_the_key(browser, world, alpha_job, artifacts_dir, request):
+    import rasterio
+    import xarray as xr
+    from PIL import Image
+
+    base, key, job = world.base, world.keys[ALPHA], alpha_job
+    jobs_url = f"{base}/jobs/{job['id']}"
+    assert http_get(jobs_url)[0] == 404  # the job of a workspace: unknown to anyone else
+    with console_page(browser, base, artifacts_dir, request, name="-alpha-job") as page:
+        requests = record_requests(page)
+        page.goto("/")
+        sign_in_with_key(page, key, ALPHA)
+        page.goto(f"/#/tasks/{job['id']}")
+        expect(page.locator("#task-status [data-state]")).to_have_attribute("data-state", "completed", timeout=60_000)
+
+        # the filled preview: fetched with the key, shown from a blob URL, decoded
+        page.select_option("#preview-variable", "nir")
+        img = page.locator("#filled-preview")
+        expect(img).to_have_attribute("data-src", re.compile(r"/preview\.png\?.*variable=nir"))
+        page.wait_for_function("() => { const i = document.querySelector('#filled-preview');"
+                               " return i.src.startsWith('blob:') && i.dataset.src.includes('variable=nir')"
+                               " && i.complete && i.naturalWidth > 0; }", timeout=60_000)
+        assert img.evaluate("i => i.decode().then(() => i.naturalWidth * i.naturalHeight)") > 0
+        expect(page.locator("#preview-problem")).to_be_empty()
+        preview_url = img.get_attribute("data-src")
+        assert preview_url.startswith(f"{jobs_url}/preview.png?")
+        status, png, headers = api(preview_url, key)
+        assert status == 200 and headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(png)).size == (img.evaluate("i => i.naturalWidth"), img.evaluate("i => i.naturalHeight"))
+        assert http_get(preview_url)[0] == 404  # the same URL without the key
+
+        # a region as NetCDF: saved from a blob URL, the values of the COG there
+        page.fill("#area-bbox", ",".join(map(str, REGION)))
+        page.locator("#area-bbox").dispatch_event("change")
+        link = page.locator("#region-download")
+        expect(link).to_have_attribute("href", re.compile(r"region\.nc\?bbox=14\.553"))
+        region_url = link.get_attribute("href")
+        with page.expect_download(timeout=120_000) as info:
+            link.click()
+        download = info.value
+        assert download.url.startswith("blob:") and download.suggested_filename.endswith("-region.nc")
+        nc = open(download.path(), "rb").read()
+        ds = xr.open_dataset(io.BytesIO(nc), decode_coords="all")
+        assert set(ds.data_vars) == set(job["report"]["variables"]) and ds.sizes["time"] == len(job["report"]["steps"])
+        assert http_get(region_url)[0] == 404  # the same URL without the key
+        assert api(region_url, key)[0] == 200
+
+        # a COG of the job (under /files): saved with the key; refused without it
+        cog_link = page.locator("#cogs-table tr", has_text="nir").locator("a").first
+        cog_url = cog_link.get_attribute("href")
+        with page.expect_download(timeout=60_000) as info:
+            cog_link.click()
+        tif = open(info.value.path(), "rb").read()
+        assert tif[:4] in (b"II*\x00", b"MM\x00*") and info.value.suggested_filename.endswith(".tif")
+        with rasterio.MemoryFile(tif) as mem, mem.open() as src:
+            assert src.count == 1 and src.width > 0
+        assert http_get(cog_url)[0] == 404
+
+        # the output item's STAC JSON opens in a new tab, from a blob URL
+        page.goto(f"/#/items/{job['collection']}/{job['items'][0]}")
+        item_link = page.locator("#item-json")
+        expect(item_link).to_be_visible()
+        with page.context.expect_page(timeout=60_000) as tab_info:
+            item_link.click()
+        tab = tab_info.value
+        tab.wait_for_url(re.compile(r"^blob:"), timeout=60_000)  # opened at the click, then the document
+        assert json.loads(tab.locator("body").inner_text())["id"] == job["items"][0]
+        assert http_get(item_link.get_attribute("href"))[0] == 404
+        tab.close()
+
+        # the key went out as a header, never in a URL
+        assert not [r.url for r in requests if key in r.url]
+        fetched = [r for r in requests if r.url in (preview_url, region_url, cog_url)]
+        assert {r.url for r in fetched} == {preview_url, region_url, cog_url}
+        assert all(r.headers.get("x-api-key") == key for r in fetched)

@@ -80,6 +80,36 @@ export class ApiError extends Error {
   }
 }
 
+/** Whether a request to `url` goes out with credentials (signed in, and `url` is one of the APIs). */
+export function carriesCredentials(url) {
+  return Object.keys(authHeaders(url)).length > 0;
+}
+
+async function send(url, opts) {
+  try {
+    return await fetch(url, opts);
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    throw new ApiError(`cannot reach ${url}: ${err.message}`, 0, null);
+  }
+}
+
+function parseJSON(text) {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The ApiError of a 4xx/5xx answer `r` whose body is `text`: the API's reason when it gives one. */
+function answerError(r, text) {
+  const doc = parseJSON(text);
+  let reason = doc && (doc.description || doc.detail || doc.message);
+  if (Array.isArray(reason)) reason = reason.map((d) => `${(d.loc || []).join('.')}: ${d.msg}`).join('; ');
+  return new ApiError(`${r.status} ${reason || r.statusText || 'error'}`, r.status, doc);
+}
+
 /**
  * fetch + JSON with the signed-in credentials, turning 4xx/5xx answers into ApiError with the
  * API's reason. `cache`: the fetch cache mode ('no-cache' revalidates what the browser kept).
@@ -90,26 +120,41 @@ export async function fetchJSON(url, { method = 'GET', body, signal, cache } = {
     opts.body = JSON.stringify(body);
     opts.headers['Content-Type'] = 'application/json';
   }
-  let r;
-  try {
-    r = await fetch(url, opts);
-  } catch (err) {
-    if (err.name === 'AbortError') throw err;
-    throw new ApiError(`cannot reach ${url}: ${err.message}`, 0, null);
-  }
+  const r = await send(url, opts);
   const text = await r.text();
-  let doc = null;
-  try {
-    doc = text ? JSON.parse(text) : null;
-  } catch {
-    doc = null;
+  if (!r.ok) throw answerError(r, text);
+  return parseJSON(text);
+}
+
+/** The file name of a Content-Disposition header (`filename*=UTF-8''…` or `filename="…"`), or null. */
+function dispositionName(header) {
+  if (!header) return null;
+  const star = header.match(/filename\*\s*=\s*[^']*'[^']*'([^;]+)/i);
+  if (star) {
+    try {
+      return decodeURIComponent(star[1].trim());
+    } catch {
+      // a malformed escape: the plain filename below
+    }
   }
-  if (!r.ok) {
-    let reason = doc && (doc.description || doc.detail || doc.message);
-    if (Array.isArray(reason)) reason = reason.map((d) => `${(d.loc || []).join('.')}: ${d.msg}`).join('; ');
-    throw new ApiError(`${r.status} ${reason || r.statusText || 'error'}`, r.status, doc);
-  }
-  return doc;
+  const plain = header.match(/filename\s*=\s*"([^"]*)"|filename\s*=\s*([^;]+)/i);
+  return plain ? (plain[1] ?? plain[2]).trim() : null;
+}
+
+/**
+ * GET a file of the APIs (an image, a download) with the signed-in credentials, for what a plain
+ * link or <img src> cannot carry them to (a private collection's documents, a workspace's job
+ * outputs). Returns a File (a Blob: its type the answer's Content-Type, its name the answer's
+ * Content-Disposition file name, else the URL's last path segment); 4xx/5xx answers throw
+ * ApiError with the API's reason.
+ */
+export async function fetchBlob(url, { signal } = {}) {
+  const r = await send(url, { signal, headers: authHeaders(url) });
+  if (!r.ok) throw answerError(r, await r.text());
+  const blob = await r.blob();
+  const name = dispositionName(r.headers.get('Content-Disposition'))
+    || decodeURIComponent(new URL(url, document.baseURI).pathname.split('/').filter(Boolean).pop() || 'download');
+  return new File([blob], name, { type: blob.type });
 }
 
 // ---------------------------------------------------------------------------------- STAC

@@ -107,6 +107,34 @@ export function jobInputs(ctx, { docs, indices, byId }, { prefix, errorBox: prob
   return { parts, refresh, values, problems: () => errors };
 }
 
+/**
+ * The form of a job, appended to `root`, the choices of `inputs` (jobInputs) filled in.
+ * @param {HTMLElement} root where the form goes
+ * @param {object} inputs jobInputs()
+ * @param {object} opts
+ * @param {object} opts.attrs the form's attributes (id, dataset…)
+ * @param {HTMLElement[]} opts.fields the fields, in order (inputs.parts and the job's own)
+ * @param {HTMLElement} opts.errorEl where problems and refusals are shown
+ * @param {HTMLButtonElement} opts.submit the submit button
+ * @param {(common: object, problems: string[]) => object} opts.body the jobs API's body from
+ *   inputs.values(), pushing what it finds wrong (one phrase each) to `problems`
+ * @returns {HTMLFormElement} on submit, the job is sent (submitJob) unless there are problems
+ */
+export function jobForm(root, inputs, { attrs, fields, errorEl, submit, body }) {
+  const form = h('form', { class: 'mosaic-form', novalidate: true, ...attrs }, ...fields,
+    errorEl, h('div', { class: 'buttons' }, submit));
+  root.append(form);
+  inputs.refresh();
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    replace(errorEl);
+    const problems = [];
+    const params = body(inputs.values(), problems);
+    await submitJob(submit, errorEl, [...inputs.problems(), ...problems], params);
+  });
+  return form;
+}
+
 /** Submit a job (POST /jobs ``body``) and open its page; with ``problems`` (phrases), show them in
  * ``errorEl`` instead and send nothing. */
 export async function submitJob(button, errorEl, problems, body) {

@@ -1,4 +1,6 @@
-// Small DOM helpers shared by the views: element builder, formatting, status badges.
+// Small DOM helpers shared by the views: element builder, formatting, status badges, links and
+// images of the APIs that carry the signed-in credentials.
+import { carriesCredentials, fetchBlob } from './api.js';
 
 /**
  * Create an element: h('a', {href: '#/x', class: 'y'}, 'text', child, [more]).
@@ -185,6 +187,87 @@ export function dl(pairs) {
 export function extLink(href, text) {
   return h('a', { href, target: '_blank', rel: 'noopener' }, text,
     h('span', { class: 'sr-only' }, ' (opens in a new tab)'));
+}
+
+/** Save `file` (a File or Blob) under `name` through a temporary <a download> of a blob URL. */
+export function saveFile(file, name = file.name || '') {
+  const url = URL.createObjectURL(file);
+  const a = h('a', { href: url, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  window.setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/** Open `file` (JSON, an image…) in the tab `win` (opened at the click) from a blob URL. */
+function openFile(win, file) {
+  // JSON documents (application/geo+json, …+json) as JSON, which the browser shows as text
+  const type = /[/+]json\b/.test(file.type) ? 'application/json' : file.type;
+  const url = URL.createObjectURL(new Blob([file], { type }));
+  win.location.replace(url);
+  window.setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/**
+ * A link to a document or file of the APIs (STAC JSON, TileJSON, a job's downloads): its href
+ * (kept current by the caller if it changes) is read at each click. Signed out it is a plain
+ * link. Signed in, the APIs answer it only with the credentials header (a private collection, a
+ * workspace's job), which a link cannot carry and which never goes in a URL: a click fetches it
+ * with the header (fetchBlob) and saves it (`download`) or opens it in a new tab from a blob URL.
+ * A refusal is shown beside the link.
+ */
+export function apiLink(href, text, { download = false, id, className } = {}) {
+  const problem = h('small', { class: 'link-problem', role: 'alert', hidden: true });
+  const a = h('a', download ? { href, id, class: className, download: '' } : { href, id, class: className, target: '_blank', rel: 'noopener' },
+    text, download ? null : h('span', { class: 'sr-only' }, ' (opens in a new tab)'));
+  a.addEventListener('click', async (e) => {
+    if (!a.href || !carriesCredentials(a.href)) return; // a plain link
+    e.preventDefault();
+    if (a.getAttribute('aria-busy') === 'true') return;
+    if (!problem.isConnected) a.after(problem);
+    problem.hidden = true;
+    const win = download ? null : window.open('', '_blank'); // now, while the click allows it
+    a.setAttribute('aria-busy', 'true');
+    try {
+      const file = await fetchBlob(a.href);
+      if (win && !win.closed) {
+        win.opener = null;
+        openFile(win, file);
+      } else {
+        saveFile(file); // a download, or the new tab was blocked
+      }
+    } catch (err) {
+      if (win) win.close();
+      problem.textContent = ` Cannot get ${a.textContent}: ${err.message}`;
+      problem.hidden = false;
+    } finally {
+      a.removeAttribute('aria-busy');
+    }
+  });
+  return a;
+}
+
+/**
+ * Show the image at `url` of the APIs in `img`: its src is the URL when signed out, else a blob
+ * URL of the image fetched with the credentials header (the one before it revoked). `img`'s
+ * data-src keeps the API URL. The last call wins. Resolves once the src is set; rejects with the
+ * API's refusal (ApiError).
+ */
+export async function showImage(img, url) {
+  const el = img;
+  el.dataset.src = url;
+  const revoke = () => {
+    if (el.src.startsWith('blob:')) URL.revokeObjectURL(el.src);
+  };
+  if (!carriesCredentials(url)) {
+    revoke();
+    el.src = url;
+    return;
+  }
+  const file = await fetchBlob(url);
+  if (el.dataset.src !== url) return; // a later call took over
+  revoke();
+  el.src = URL.createObjectURL(file);
 }
 
 export function jsonBlock(doc, summary = 'JSON') {

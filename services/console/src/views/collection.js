@@ -7,7 +7,7 @@ import { layerControls } from '../layer-controls.js';
 import { accessSection } from '../sharing.js';
 import { bandAssets, renderOptions } from '../render.js';
 import {
-  append, dl, errorBox, extLink, field, fmtBbox, fmtNumber, fmtRange, h, jsonBlock, note, replace, table,
+  apiLink, append, dl, errorBox, field, fmtBbox, fmtNumber, fmtRange, h, jsonBlock, note, replace, table,
 } from '../ui.js';
 
 function lastDay(month) {
@@ -93,7 +93,7 @@ export default async function collection(ctx) {
     h('p', { class: 'actions' },
       h('a', { class: 'button', href: `#/items?collections=${encodeURIComponent(id)}` }, 'Search items'), ' ',
       h('a', { class: 'button', href: `#/mosaic?collections=${encodeURIComponent(id)}` }, 'Make a mosaic'), ' ',
-      extLink(`${(doc.links || []).find((l) => l.rel === 'self')?.href || ''}`, 'STAC JSON')),
+      apiLink(`${(doc.links || []).find((l) => l.rel === 'self')?.href || ''}`, 'STAC JSON', { id: 'collection-json' })),
     dl([
       ['Id', h('code', {}, id)],
       ['Platform', s.platforms.join(', ') || '–'],

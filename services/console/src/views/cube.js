@@ -4,7 +4,7 @@ import { cubes } from '../api.js';
 import { seriesChart } from '../chart.js';
 import { cubeApi } from '../cube-api.js';
 import { bboxPolygon } from '../map.js';
-import { dl, errorBox, extLink, field, fmtBbox, fmtDate, h, note, replace, table } from '../ui.js';
+import { apiLink, dl, errorBox, field, fmtBbox, fmtDate, h, note, replace, table } from '../ui.js';
 
 const FILLED_POLL_MS = 2500;
 
@@ -44,8 +44,8 @@ export default async function cubeView(ctx) {
     ['Extent', fmtBbox(cube.bbox)],
     ['Filled', progress],
   ]), h('p', { class: 'buttons' },
-    extLink(cubeApi.configUrl(name), 'ODC ingestion configuration (YAML)'), ' ',
-    extLink(`${cube.links.find((l) => l.rel === 'collection').href}`, 'STAC collection')));
+    apiLink(cubeApi.configUrl(name), 'ODC ingestion configuration (YAML)'), ' ',
+    apiLink(`${cube.links.find((l) => l.rel === 'collection').href}`, 'STAC collection')));
 
   map.fit(cube.bbox, { maxZoom: 16 });
   map.addGeoJSON('cube-extent', { type: 'FeatureCollection', features: [{ type: 'Feature', properties: { id: name }, geometry: bboxPolygon(cube.bbox) }] },

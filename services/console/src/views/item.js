@@ -3,7 +3,7 @@ import { raster, stac } from '../api.js';
 import { layerControls } from '../layer-controls.js';
 import { bandAssets, renderOptions } from '../render.js';
 import {
-  dl, extLink, field, fmtBbox, fmtDateTime, fmtNumber, h, jsonBlock, note, replace, table,
+  apiLink, dl, extLink, field, fmtBbox, fmtDateTime, fmtNumber, h, jsonBlock, note, replace, table,
 } from '../ui.js';
 import { itemHref } from './items.js';
 
@@ -15,7 +15,7 @@ function value(v) {
 
 function hrefCell(href) {
   if (!href) return '–';
-  if (/^https?:/.test(href)) return extLink(href, href.split('/').pop() || href);
+  if (/^https?:/.test(href)) return apiLink(href, href.split('/').pop() || href);
   return h('code', { class: 'path' }, href); // a path or URI of the server's storage
 }
 
@@ -44,7 +44,7 @@ function staticTiles(root, map, doc) {
   section.append(
     h('p', {}, show, ' ', h('label', { for: show.id }, `Show the static tiles on the map (zooms ${zooms.minzoom}–${zooms.maxzoom})`)),
     field('Tile template (XYZ)', urlBox),
-    tilejson ? h('p', { class: 'links' }, extLink(tilejson.href, 'TileJSON')) : null);
+    tilejson ? h('p', { class: 'links' }, apiLink(tilejson.href, 'TileJSON')) : null);
   add();
 }
 
@@ -67,7 +67,7 @@ export default async function item(ctx) {
       ['Platform', p.platform],
       ['Cloud cover', p['eo:cloud_cover'] != null ? `${fmtNumber(p['eo:cloud_cover'], 1)} %` : null],
       ['Bounding box', doc.bbox ? fmtBbox(doc.bbox) : null],
-      ['STAC', extLink((doc.links || []).find((l) => l.rel === 'self')?.href || '', 'Item JSON')],
+      ['STAC', apiLink((doc.links || []).find((l) => l.rel === 'self')?.href || '', 'Item JSON', { id: 'item-json' })],
     ]));
 
   if (doc.geometry) {
@@ -89,7 +89,7 @@ export default async function item(ctx) {
     const apply = (params) => {
       const url = raster.itemTiles(collectionId, id, params);
       urlBox.value = url;
-      replace(tilejson, extLink(raster.itemTileJSON(collectionId, id, params), 'TileJSON'), ' · ',
+      replace(tilejson, apiLink(raster.itemTileJSON(collectionId, id, params), 'TileJSON', { id: 'preview-tilejson' }), ' · ',
         extLink(raster.itemViewer(collectionId, id), 'Raster API viewer'));
       if (added) map.setTiles('preview', url);
       else {

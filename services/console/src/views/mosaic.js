@@ -2,7 +2,7 @@
 import { config, fetchJSON } from '../api.js';
 import { loadAccess } from '../catalog.js';
 import { formInputs } from '../form-parts.js';
-import { jobInputs, submitJob } from '../job-inputs.js';
+import { jobForm, jobInputs } from '../job-inputs.js';
 import { errorBox, field, h, replace } from '../ui.js';
 
 export const METHODS = [
@@ -36,38 +36,34 @@ export default async function mosaic(ctx) {
   const outputCollection = h('input', { type: 'text', id: 'mosaic-output', name: 'output_collection', placeholder: '<first collection>-<method>', pattern: '[A-Za-z0-9._-]+' });
   const submit = h('button', { type: 'submit', id: 'mosaic-submit' }, 'Run mosaic job');
 
-  const form = h('form', { id: 'mosaic-form', class: 'mosaic-form', novalidate: true },
-    inputs.parts.collections,
-    inputs.parts.area,
-    inputs.parts.extent,
-    inputs.parts.time,
-    field('Method', method),
-    field('Max cloud cover (%)', maxCloud, 'Scenes cloudier than this over the area are dropped (the report says why).'),
-    inputs.parts.bands,
-    inputs.parts.indices,
-    ...inputs.parts.period,
-    h('details', { class: 'advanced' }, h('summary', {}, 'Output grid and collection'),
-      field('Output CRS', crs), field('Resolution (CRS units)', resolution), field('Output collection', outputCollection)),
-    formError,
-    h('div', { class: 'buttons' }, submit));
-  root.append(form);
-  inputs.refresh();
-
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    replace(formError);
-    const common = inputs.values();
-    const problems = inputs.problems();
-    if (!common.bands.length && !common.indices.length) problems.push('choose bands or an index');
-    if (outputCollection.value && !outputCollection.checkValidity()) problems.push('output collection: letters, digits, “.”, “_” and “-” only');
-    const params = {
-      ...common,
-      method: method.value,
-      max_cloud: maxCloud.value === '' ? null : Number(maxCloud.value),
-      crs: crs.value.trim() || null,
-      resolution: resolution.value === '' ? null : Number(resolution.value),
-      output_collection: outputCollection.value.trim() || null,
-    };
-    await submitJob(submit, formError, problems, params);
+  jobForm(root, inputs, {
+    attrs: { id: 'mosaic-form' },
+    fields: [
+      inputs.parts.collections,
+      inputs.parts.area,
+      inputs.parts.extent,
+      inputs.parts.time,
+      field('Method', method),
+      field('Max cloud cover (%)', maxCloud, 'Scenes cloudier than this over the area are dropped (the report says why).'),
+      inputs.parts.bands,
+      inputs.parts.indices,
+      ...inputs.parts.period,
+      h('details', { class: 'advanced' }, h('summary', {}, 'Output grid and collection'),
+        field('Output CRS', crs), field('Resolution (CRS units)', resolution), field('Output collection', outputCollection)),
+    ],
+    errorEl: formError,
+    submit,
+    body: (common, problems) => {
+      if (!common.bands.length && !common.indices.length) problems.push('choose bands or an index');
+      if (outputCollection.value && !outputCollection.checkValidity()) problems.push('output collection: letters, digits, “.”, “_” and “-” only');
+      return {
+        ...common,
+        method: method.value,
+        max_cloud: maxCloud.value === '' ? null : Number(maxCloud.value),
+        crs: crs.value.trim() || null,
+        resolution: resolution.value === '' ? null : Number(resolution.value),
+        output_collection: outputCollection.value.trim() || null,
+      };
+    },
   });
 }

@@ -5,8 +5,8 @@
 import { config, fetchJSON } from '../api.js';
 import { loadAccess } from '../catalog.js';
 import { checkboxes, formInputs } from '../form-parts.js';
-import { jobInputs, submitJob } from '../job-inputs.js';
-import { errorBox, field, h, note, replace } from '../ui.js';
+import { jobForm, jobInputs } from '../job-inputs.js';
+import { errorBox, field, h, note } from '../ui.js';
 
 const processHref = (name) => `#/processes/${encodeURIComponent(name)}`;
 
@@ -165,22 +165,19 @@ async function formView(ctx, process) {
   });
   const params = schemaFields(process.parameters || { properties: {} }, { prefix: 'param' });
   const submit = h('button', { type: 'submit', id: 'process-submit' }, `Run ${process.name}`);
-  const form = h('form', { id: 'process-form', class: 'mosaic-form', novalidate: true, dataset: { process: process.name } },
-    params.element,
-    inputs.parts.collections, inputs.parts.area, inputs.parts.extent, inputs.parts.time, inputs.parts.bands,
-    inputs.parts.indices, ...inputs.parts.period,
-    formError,
-    h('div', { class: 'buttons' }, submit));
-  root.append(form);
-  inputs.refresh();
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    replace(formError);
-    const common = inputs.values();
-    const { values, problems } = params.values();
-    problems.push(...inputs.problems());
-    for (const key of ['bands', 'indices']) if (!common[key].length) delete common[key];
-    await submitJob(submit, formError, problems, { process: process.name, parameters: values, ...common });
+  jobForm(root, inputs, {
+    attrs: { id: 'process-form', dataset: { process: process.name } },
+    fields: [params.element, inputs.parts.collections, inputs.parts.area, inputs.parts.extent, inputs.parts.time,
+      inputs.parts.bands, inputs.parts.indices, ...inputs.parts.period],
+    errorEl: formError,
+    submit,
+    body: (common, problems) => {
+      const { values, problems: wrong } = params.values();
+      problems.push(...wrong);
+      const rest = { ...common };
+      for (const key of ['bands', 'indices']) if (!rest[key].length) delete rest[key];
+      return { process: process.name, parameters: values, ...rest };
+    },
   });
 }
 

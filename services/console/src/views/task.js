@@ -7,8 +7,8 @@ import { bboxPolygon } from '../map.js';
 import { layerControls } from '../layer-controls.js';
 import { checkboxes } from '../form-parts.js';
 import {
-  announce, dl, errorBox, field, fmtBbox, fmtDateTime, fmtDuration, fmtNumber, h, isActive, note, replace,
-  stateBadge, usedBadge,
+  announce, apiLink, dl, errorBox, field, fmtBbox, fmtDateTime, fmtDuration, fmtNumber, h, isActive, note, replace,
+  showImage, stateBadge, usedBadge,
 } from '../ui.js';
 import { itemHref } from './items.js';
 
@@ -39,7 +39,7 @@ export function resultOptions(variables, indices, scenes = 1) {
 
 function link(href, text) {
   if (!href) return '–';
-  if (/^(https?:|\/)/.test(href)) return h('a', { href: new URL(href, document.baseURI).href, download: '' }, text);
+  if (/^(https?:|\/)/.test(href)) return apiLink(new URL(href, document.baseURI).href, text, { download: true });
   return h('code', { class: 'path' }, href);
 }
 
@@ -165,18 +165,23 @@ function filledPreview(jobId, report, options) {
   const first = variables.find((v) => !/_count$|^provenance$/.test(v)) || variables[0];
   variable.value = first;
   const img = h('img', { id: 'filled-preview', class: 'filled-preview', alt: '' });
+  const problem = h('div', { id: 'preview-problem' });
   const show = () => {
     const o = byVar[variable.value] || {};
     const q = new URLSearchParams({ period: period.value, variable: variable.value, colormap_name: o.colormap || 'greys' });
     if (o.rescale) q.set('rescale', o.rescale);
-    img.src = `${config.jobs}/${enc(jobId)}/preview.png?${q}`;
+    const url = `${config.jobs}/${enc(jobId)}/preview.png?${q}`;
     img.alt = `Preview of ${variable.value} (${period.value}); pixels without data are magenta`;
+    replace(problem);
+    showImage(img, url).catch((err) => {
+      if (img.dataset.src === url) replace(problem, errorBox(err, 'Cannot show the preview'));
+    });
   };
   period.addEventListener('change', show);
   variable.addEventListener('change', show);
   show();
   return h('div', { id: 'preview' },
-    h('div', { class: 'row' }, field('Period', period), field('Variable', variable)),
+    h('div', { class: 'row' }, field('Period', period), field('Variable', variable)), problem,
     h('figure', { class: 'preview' }, img,
       h('figcaption', {}, h('span', { class: 'swatch nodata', 'aria-hidden': 'true' }), ' no data (nodata, NaN or outside the scenes)')));
 }
@@ -184,7 +189,7 @@ function filledPreview(jobId, report, options) {
 /** The NetCDF download of a region of the outputs (every period, the chosen variables). */
 function regionDownload(jobId, report, bbox, map) {
   const variables = Object.keys(Object.values((report.outputs && report.outputs.cogs) || {})[0] || {});
-  const link = h('a', { id: 'region-download', download: '' }, 'region.nc');
+  const link = apiLink(null, 'region.nc', { download: true, id: 'region-download' });
   const size = h('small', { class: 'hint', id: 'region-size' });
   const shape = (report.grid && report.grid.shape) || [];
   const list = h('ul', { class: 'checks columns', id: 'region-variables' }, checkboxes('region-var', variables, variables));
