@@ -85,5 +85,7 @@ def run_fill(settings: Settings, job_id: str, *, workers: int | None = None, gat
         store.fail_active(job_id, f"{type(exc).__name__}: {exc}")
         raise
     doc = {"cube": name, "status": "completed", "fill": report.as_dict()}
-    store.update(job_id, state="completed", report=doc, tiles_done=len(units))
+    store.update(job_id, tiles_done=len(units))
+    if not store.complete(job_id, doc):
+        raise JobCancelled(f"job {job_id} was cancelled")
     return doc

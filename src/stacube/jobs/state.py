@@ -226,6 +226,13 @@ class JobStore(DatabaseStore):
             "WHERE id = %s AND state IN ('queued', 'running') RETURNING id", (job_id,)).fetchone())
         return row is not None
 
+    def complete(self, job_id: str, report: dict) -> bool:
+        """Mark a running job completed with its report; False when it ended meanwhile."""
+        row = self.run(lambda conn: conn.execute(
+            "UPDATE stacube.jobs SET state = 'completed', report = %s, finished = now(), updated = now(), "
+            "lease_until = NULL WHERE id = %s AND state = 'running' RETURNING id", (Jsonb(report), job_id)).fetchone())
+        return row is not None
+
     def fail_active(self, job_id: str, reason: str, *, run: int | None = None) -> bool:
         """Mark a queued or running job (of ``run``, when given) failed; True when this call did."""
         row = self.run(lambda conn: conn.execute(
