@@ -94,16 +94,21 @@ def test_fill_now_runs_in_the_background_as_a_cube_job(client):
     assert client.post(f"/jobs/{job['id']}/cancel").json()["state"] == "completed"
 
 
-def test_a_held_cube_job_runs_through_the_job_runner(client, cube_settings):
+def test_a_held_cube_job_runs_through_the_job_runner(client, cube_settings, capsys):
     """What the jobs API's launcher does with a cube job it releases (``stacube job run``)."""
+    from stacube.cli.composite import print_summary
     from stacube.cubes.fill import fill_state, load_definition
     from stacube.jobs.cube_fill import submit_fill
     from stacube.jobs.runner import run_job
 
     job, created = submit_fill(cube_settings, "t-built", job_id="cube-run-t-built")
     assert created and job["state"] == "queued" and job["kind"] == "cube"
-    report = run_job(cube_settings, job["id"], workers=1, restart=False)
+    ticks = []
+    report = run_job(cube_settings, job["id"], workers=1, restart=False, progress=lambda *a: ticks.append(a))
     assert report["status"] == "completed" and report["cube"] == "t-built"
+    assert ticks and ticks[-1][0] == "fill" and ticks[-1][1] == ticks[-1][2]
+    print_summary(report)  # what `stacube job show` / `job resume` print
+    assert "cube t-built:" in capsys.readouterr().out
     done = client.get(f"/jobs/{job['id']}").json()
     state = fill_state(cube_settings, load_definition(cube_settings, "t-built"))
     assert done["state"] == "completed" and state["done"] == state["units"]

@@ -42,9 +42,16 @@ def submit_fill(settings: Settings, name: str, *, job_id: str | None = None,
                                      workspace=workspace, stale_after=settings.job_max_age)
 
 
-def run_fill(settings: Settings, job_id: str, *, workers: int | None = None, gate: Gate | None = None) -> dict:
-    """Run a queued fill job to its end; returns its report ``{"cube", "status", "fill"}``
-    (``fill``: :class:`stacube.cubes.fill.FillReport` as a dict).
+def run_fill(settings: Settings, job_id: str, *, workers: int | None = None, gate: Gate | None = None,
+             progress=None) -> dict:
+    """Run a queued fill job to its end (or resume a running one whose process died); returns its
+    report ``{"cube", "status", "fill"}`` (``fill``: :class:`stacube.cubes.fill.FillReport` as a
+    dict).
+
+    Args:
+        workers: fill processes (None: ``settings.workers``, else 1: in-process).
+        gate: the read gate of the sources.
+        progress: ``progress("fill", units done, units)`` as units finish.
 
     Raises:
         JobCancelled: the job was not queued or running (cancelled before it started), or it was
@@ -68,14 +75,16 @@ def run_fill(settings: Settings, job_id: str, *, workers: int | None = None, gat
                                    total=len(units)):
             raise JobCancelled(f"job {job_id} was cancelled")
 
-        def progress(done: int, total: int) -> None:
+        def tick(done: int, total: int) -> None:
             store.update(job_id, tiles_done=done)
+            if progress is not None:
+                progress(STAGE, done, total)
 
         def cancelled() -> bool:
             return store.state(job_id) != "running"
 
         report = fill_units(settings, definition, units, workers=workers or settings.workers or 1,
-                            progress=progress, cancelled=cancelled, gate=gate)
+                            progress=tick, cancelled=cancelled, gate=gate)
     except JobCancelled:
         raise
     except StacubeError as exc:

@@ -142,7 +142,7 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             if not restart:
                 raise JobCancelled(f"job {job_id} is {job['state']}; nothing to run")
             store.submit(job_id, job["parameters"], kind=job["kind"], workspace=job["workspace"])
-        return cube_fill.run_fill(settings, job_id, workers=workers, gate=gate)
+        return cube_fill.run_fill(settings, job_id, workers=workers, gate=gate, progress=progress)
     if job["state"] in ("failed", "cancelled"):
         if not restart:
             raise JobCancelled(f"job {job_id} is {job['state']}; nothing to run")
