@@ -6,9 +6,13 @@ routes the console's cube builder uses, added to the cubes API (:func:`add_build
   ``period``, ``chunk``, ``time_chunk``, ``tile_size``, ``dtypes``, ``nodata``...), or ``config``:
   an ODC ingestion configuration (YAML text or the mapping) plus the options that may go with it
   (``name``, ``datetime``, ``bbox``...); and ``fill``: ``on_demand`` (default: chunks are computed
-  when first read) or ``now`` (every unit is computed in the background, one cube at a time per
-  server process; ``GET /cubes/{name}`` reports the progress under ``fill``). Answers 201 with the
-  cube's description;
+  when first read) or ``now`` (every unit is computed in the background by a job of kind ``cube``,
+  :mod:`stacube.jobs.cube_fill`: recorded in the caller's workspace, listed by ``GET /jobs`` with
+  its progress in fill units, cancellable between units; one fill at a time per server process,
+  and it takes one of the workspace's job slots: when they are all taken it is held, ``queued``,
+  until one frees; ``GET /cubes/{name}`` also reports the progress under ``fill``). Answers 201
+  with the cube's description (and ``job``: ``id``, ``state``, ``held``, ``href``, for a ``now``
+  fill);
 * ``POST /cubes/ingestion-config`` - the ODC ingestion configuration (YAML) of the cube such a
   body would create, without creating it; ``GET /cubes/{name}/ingestion-config`` - that of a cube;
 * ``GET /cubes/{name}/filled`` - the fill units recorded so far as GeoJSON (lon/lat polygons of
@@ -32,14 +36,15 @@ from typing import Any
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from stacube.access.jobs import check_submitter, claim_output, job_workspace
+from stacube.access.jobs import JobSlots, check_submitter, claim_output, job_workspace, scoped_job_id
 from stacube.catalog.pgstac import Catalog
 from stacube.cubes.build import create_cube
 from stacube.cubes.definition import define_cube
-from stacube.cubes.fill import all_units, fill_state, fill_units, filled_regions, load_definition
+from stacube.cubes.fill import all_units, fill_state, filled_regions, load_definition
 from stacube.cubes.ingestion import ingestion_yaml, parse_ingestion_yaml, spec_from_ingestion_config
 from stacube.cubes.spec import CubeSpec, build_cube_spec
-from stacube.errors import Conflict, InvalidInput, NotFound
+from stacube.errors import Conflict, InvalidInput, NotFound, StacubeError
+from stacube.jobs.cube_fill import cube_job_id, run_fill, submit_fill
 from stacube.settings import Settings
 from stacube_services.access.service import principal_of
 
@@ -106,15 +111,17 @@ def check_cost(definition, fill: str) -> None:
                            "request may compute; use fill on_demand")
 
 
-def add_builder_routes(app: FastAPI, settings: Settings, *, caller, readable_cube, summary) -> None:
+def add_builder_routes(app: FastAPI, settings: Settings, *, caller, readable_cube, summary, gate=None) -> None:
     """Add the routes of the module docstring to the cubes app.
 
     Args:
         caller / readable_cube: the cubes app's access dependencies
             (:func:`stacube_services.access.cubes.cube_dependencies`).
         summary: ``summary(definition, request) -> dict``, the cubes app's description of a cube.
+        gate: ``gate() -> Gate``, the read gate of the sources a ``now`` fill reads.
     """
     fills = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stacube-cube-fill")
+    slots = JobSlots(settings)
     Caller = Depends(caller)
 
     def checked_spec(body: dict, who) -> tuple[CubeSpec, str, Catalog]:
@@ -127,12 +134,28 @@ def add_builder_routes(app: FastAPI, settings: Settings, *, caller, readable_cub
         spec, fill = spec_from_body(body, catalog, readable)
         return spec, fill, catalog
 
-    def background_fill(definition) -> None:
+    def background_fill(job_id: str) -> None:
         try:
-            report = fill_units(settings, definition, all_units(definition), workers=settings.workers or 1)
-            logger.info("cube %s filled: %s", definition.name, report.as_dict())
-        except Exception:  # recorded as failed units; the fill state shows them
-            logger.exception("cube %s: the background fill failed", definition.name)
+            report = run_fill(settings, job_id, workers=settings.workers or 1, gate=gate() if gate else None)
+            logger.info("cube fill job %s: %s", job_id, report)
+        except StacubeError as exc:  # recorded in the job (and as failed units)
+            logger.warning("cube fill job %s: %s", job_id, exc.message)
+        except Exception:
+            logger.exception("cube fill job %s failed", job_id)
+
+    def start_fill(name: str, workspace: str | None, request: Request) -> dict:
+        """Record the fill job (in the caller's workspace) and run it here, or hold it while the
+        workspace's job slots are taken (the jobs API launches it when one frees)."""
+        job, created = submit_fill(settings, name, job_id=scoped_job_id(cube_job_id(name), workspace),
+                                   workspace=workspace)
+        held = slots.is_held(job["id"])
+        if created:
+            held = not slots.admit(job["id"], workspace)
+            if not held:
+                fills.submit(background_fill, job["id"])
+        site = str(request.base_url).rstrip("/").rsplit("/cubes", 1)[0]
+        return {"id": job["id"], "kind": job["kind"], "state": job["state"], "held": held,
+                "href": f"{site}/jobs/{job['id']}"}
 
     @app.post("/", status_code=201, summary="Create a cube")
     def create(request: Request, who=Caller, body: dict[str, Any] = Body(..., examples=[EXAMPLE])):
@@ -144,10 +167,11 @@ def add_builder_routes(app: FastAPI, settings: Settings, *, caller, readable_cub
             raise Conflict(f"a collection or cube named {spec.name!r} exists; choose another name")
         claim_output(settings, spec.name, job_workspace(principal))
         created = create_cube(spec, settings, fill=False)
-        if fill == "now":
-            fills.submit(background_fill, created.definition)
+        job = start_fill(spec.name, job_workspace(principal), request) if fill == "now" else None
         doc = summary(created.definition, request)
         doc["fill"] = {"mode": fill, **fill_state(settings, created.definition)}
+        if job is not None:
+            doc["job"] = job
         return JSONResponse(doc, status_code=201)
 
     @app.post("/ingestion-config", summary="The ODC ingestion configuration of a cube not yet created",

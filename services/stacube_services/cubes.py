@@ -276,7 +276,8 @@ def create_cubes_app(settings: Settings, *, access: AccessService | None = None)
                       bands=_split(bands), indices=_split(index), source=source)
 
     add_builder_routes(app, settings, caller=caller, readable_cube=readable_cube,
-                       summary=lambda definition, request: cube_summary(definition, base(request)))
+                       summary=lambda definition, request: cube_summary(definition, base(request)),
+                       gate=gates.current)
 
     @app.get("/{name}", summary="A cube (with its fill state)", dependencies=cube_routes)
     def get_cube(name: str, request: Request) -> dict:

@@ -7,7 +7,10 @@
 ``stacube up``, a queue message on AWS. ``GET /jobs``, ``GET /jobs/{id}`` (state, progress,
 report, download links), ``GET /jobs/{id}/report``, ``POST /jobs/{id}/cancel``, and views of
 a completed job's outputs (:mod:`stacube_services.job_outputs`: ``preview.png``, a filled
-preview; ``region.nc``, a bbox of the outputs as NetCDF). With
+preview; ``region.nc``, a bbox of the outputs as NetCDF). The fills of cubes created with
+``"fill": "now"`` (``POST /cubes/``) are jobs too, of kind ``cube``: listed and cancelled here,
+their progress in fill units (``tiles_done`` of ``tiles_total``), their document naming the
+``cube`` (and a ``cube`` link). With
 ``"process": "<name>"`` and ``"parameters": {...}`` (plus the inputs, area and time above), it
 runs a *registered* process (entry point group ``stacube.processes``; its parameters checked
 against its schema): no request names a module path or brings code; ``GET /jobs/processes``
@@ -46,6 +49,7 @@ from stacube.access.jobs import (
 )
 from stacube.catalog.pgstac import Catalog
 from stacube.errors import InvalidInput, NotFound, StacubeError
+from stacube.jobs.cube_fill import KIND as CUBE_KIND
 from stacube.jobs.estimate import estimate
 from stacube.jobs.processes import process_catalog, registered_spec
 from stacube.jobs.runner import submit as submit_job
@@ -207,7 +211,11 @@ def job_document(job: dict, request: Request, settings: Settings, mount: str) ->
         doc["report"] = report
     if "held" in job:
         doc["held"] = job["held"]
-    if report:
+    if job["kind"] == CUBE_KIND:  # a cube's fill: progress in fill units, the cube to open
+        name = (job["parameters"] or {}).get("cube")
+        doc["cube"] = name
+        doc["links"].append({"rel": "cube", "href": f"{site}/cubes/{name}", "type": "application/json"})
+    elif report:
         doc["summary"] = job_summary(report)
         out = report["outputs"]
         doc["downloads"] = {

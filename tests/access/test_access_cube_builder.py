@@ -3,6 +3,8 @@ the other cube routes (an unreadable source or cube answers exactly what a missi
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from access_testing import COLLECTIONS, PRINCIPALS, PRIVATE, READABLE, same_as_missing
@@ -66,3 +68,34 @@ def private_settings_client(world):
     settings = world.settings.model_copy(update={"anonymous_jobs": False})
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         yield c
+
+
+def test_a_fill_now_job_belongs_to_the_owners_workspace(client, world):
+    """The fill of a cube created with ``fill: now`` is a job of the creator's workspace: listed and
+    shown to it (and admins), answered 404 to anyone else, as other jobs are."""
+    from stacube.cubes.records import CubeRecords
+
+    name = "acc-cube-now"
+    world.extra_collections.add(name)
+    owner = world.headers["owner"]
+    r = client.post("/cubes/", json={**BODY, "name": name, "collections": [PRIVATE], "fill": "now"}, headers=owner)
+    assert r.status_code == 201, r.text
+    job_id = r.json()["job"]["id"]
+    try:
+        for principal in PRINCIPALS:
+            headers = world.headers[principal]
+            listed = {j["id"]: j for j in client.get("/jobs?limit=500", headers=headers).json()["jobs"]}
+            got = client.get(f"/jobs/{job_id}", headers=headers)
+            if principal in ("owner", "owner_jwt", "admin", "admin_jwt"):
+                assert listed[job_id]["kind"] == "cube" and listed[job_id]["cube"] == name, principal
+                assert got.status_code == 200 and got.json()["kind"] == "cube", principal
+            else:
+                assert job_id not in listed, principal
+                assert got.status_code == 404, principal
+                assert client.post(f"/jobs/{job_id}/cancel", headers=headers).status_code == 404, principal
+    finally:
+        client.post(f"/jobs/{job_id}/cancel", headers=owner)
+        deadline = time.monotonic() + 120  # the fill stops at its next unit
+        while time.monotonic() < deadline and client.get(f"/cubes/{name}", headers=owner).json()["fill"]["running"]:
+            time.sleep(0.5)
+        CubeRecords(world.settings).delete(name)

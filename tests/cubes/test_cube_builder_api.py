@@ -21,7 +21,8 @@ def client(private_s2, cube_settings):
 
     from stacube.cubes.records import CubeRecords
 
-    for name in ("t-built", "t-built-now", "t-built-odc"):
+    for name in ("t-built", "t-built-now", "t-built-odc", "t-built-stop", "t-built-held", "t-built-broken",
+                 "t-built-after"):
         try:
             CubeRecords(cube_settings).delete(name)
         except Exception:
@@ -61,17 +62,129 @@ def test_create_on_demand_then_a_tile_fills_what_it_shows(client):
     assert coarse.status_code in (200, 404)
 
 
-def test_fill_now_runs_in_the_background(client):
+def wait_for_job(client, job_id: str, seconds: float = 240) -> dict:
+    """The job once it is no longer queued or running (or at the deadline)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["state"] not in ("queued", "running") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.5)
+
+
+def test_fill_now_runs_in_the_background_as_a_cube_job(client):
     r = client.post("/cubes/", json={**BODY, "name": "t-built-now", "fill": "now"})
     assert r.status_code == 201, r.text
-    deadline = time.monotonic() + 240
-    while True:
-        state = client.get("/cubes/t-built-now").json()["fill"]
-        if state["done"] == state["units"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    submitted = r.json()["job"]
+    assert submitted["kind"] == "cube" and submitted["held"] is False
+    assert submitted["href"].endswith(f"/jobs/{submitted['id']}")
+    listed = {j["id"]: j for j in client.get("/jobs").json()["jobs"]}
+    assert listed[submitted["id"]]["kind"] == "cube" and listed[submitted["id"]]["cube"] == "t-built-now"
+    job = wait_for_job(client, submitted["id"])
+    assert job["state"] == "completed", job
+    state = client.get("/cubes/t-built-now").json()["fill"]
     assert state["done"] == state["units"] and state["failed"] == 0
+    progress = job["progress"]
+    assert progress["stage"] == "fill" and progress["tiles_done"] == progress["tiles_total"] == state["units"]
+    assert job["parameters"] == {"cube": "t-built-now"} and job["error"] is None
+    assert job["report"]["fill"]["units"] == state["units"] and "summary" not in job
+    assert {"rel": "cube", "href": "http://testserver/cubes/t-built-now", "type": "application/json"} in job["links"]
     assert len(client.get("/cubes/t-built-now/filled").json()["features"]) == state["units"]
+    # an ended cube job cannot be cancelled any more (its state stays)
+    assert client.post(f"/jobs/{job['id']}/cancel").json()["state"] == "completed"
+
+
+def test_a_held_cube_job_runs_through_the_job_runner(client, cube_settings, capsys):
+    """What the jobs API's launcher does with a cube job it releases (``stacube job run``)."""
+    from stacube.cli.composite import print_summary
+    from stacube.cubes.fill import fill_state, load_definition
+    from stacube.jobs.cube_fill import submit_fill
+    from stacube.jobs.runner import run_job
+
+    job, created = submit_fill(cube_settings, "t-built", job_id="cube-run-t-built")
+    assert created and job["state"] == "queued" and job["kind"] == "cube"
+    ticks = []
+    report = run_job(cube_settings, job["id"], workers=1, restart=False, progress=lambda *a: ticks.append(a))
+    assert report["status"] == "completed" and report["cube"] == "t-built"
+    assert ticks and ticks[-1][0] == "fill" and ticks[-1][1] == ticks[-1][2]
+    print_summary(report)  # what `stacube job show` / `job resume` print
+    assert "cube t-built:" in capsys.readouterr().out
+    done = client.get(f"/jobs/{job['id']}").json()
+    state = fill_state(cube_settings, load_definition(cube_settings, "t-built"))
+    assert done["state"] == "completed" and state["done"] == state["units"]
+    assert done["progress"]["tiles_done"] == done["progress"]["tiles_total"] == state["units"]
+
+
+def test_a_fill_stops_between_units_when_cancelled(client, cube_settings):
+    from stacube.cubes.fill import all_units, fill_state, fill_units, load_definition
+    from stacube.jobs.cube_fill import run_fill, submit_fill
+    from stacube.jobs.stages import JobCancelled
+    from stacube.jobs.state import JobStore
+
+    r = client.post("/cubes/", json={**BODY, "name": "t-built-stop"})
+    assert r.status_code == 201, r.text
+    definition = load_definition(cube_settings, "t-built-stop")
+    assert len(all_units(definition)) > 1
+    with pytest.raises(JobCancelled, match="after 1 of"):
+        fill_units(cube_settings, definition, all_units(definition), workers=1, cancelled=lambda: True)
+    state = fill_state(cube_settings, definition)
+    assert state["done"] == 1 and state["running"] == 0 and state["failed"] == 0
+    # a job cancelled before its fill starts computes nothing and stays cancelled
+    job, _ = submit_fill(cube_settings, "t-built-stop", job_id="cube-stop-t-built")
+    assert client.post(f"/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
+    with pytest.raises(JobCancelled):
+        run_fill(cube_settings, job["id"], workers=1)
+    assert JobStore(cube_settings).state(job["id"]) == "cancelled"
+    assert fill_state(cube_settings, definition)["done"] == 1
+
+
+@pytest.fixture
+def one_job_client(cube_settings):
+    """The application with one job at a time per workspace."""
+    from stacube_services.app import create_app
+
+    with TestClient(create_app(cube_settings.model_copy(update={"max_jobs": 1})),
+                    raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_a_cube_fill_takes_a_job_slot(one_job_client, cube_settings):
+    from stacube.jobs.state import JobStore
+
+    store = JobStore(cube_settings)
+    # an anonymous compositing job holds the only slot (recorded, never launched)
+    store.submit("slot-holder", {"collections": [PRIVATE]}, workspace=None)
+    try:
+        r = one_job_client.post("/cubes/", json={**BODY, "name": "t-built-held", "fill": "now"})
+        assert r.status_code == 201, r.text
+        job = r.json()["job"]
+        assert job["held"] is True and job["state"] == "queued"
+        got = one_job_client.get(f"/jobs/{job['id']}").json()
+        assert got["held"] is True and got["state"] == "queued" and got["kind"] == "cube"
+        assert one_job_client.post(f"/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
+    finally:
+        store.cancel("slot-holder")
+
+
+def test_a_failing_fill_ends_failed_with_the_reason_and_frees_the_slot(one_job_client, samples, cube_settings,
+                                                                       tmp_path):
+    from pathlib import Path
+
+    from conftest import register_private
+
+    stack = register_private(samples, tmp_path, "cube-test-s2-broken")
+    # the sources go away after they were registered: the cube is defined from the catalog, its fill fails
+    assert [p.unlink() or p for p in Path(stack).rglob("*.tif")]
+    r = one_job_client.post("/cubes/", json={**BODY, "name": "t-built-broken", "collections": ["cube-test-s2-broken"],
+                                             "fill": "now"})
+    assert r.status_code == 201, r.text
+    job = wait_for_job(one_job_client, r.json()["job"]["id"])
+    assert job["state"] == "failed" and "cannot read" in job["error"], job
+    assert job["finished"] and job["progress"]["tiles_done"] < job["progress"]["tiles_total"]
+    # the slot is free: the next fill of the workspace starts at once
+    r = one_job_client.post("/cubes/", json={**BODY, "name": "t-built-after", "fill": "now"})
+    assert r.status_code == 201 and r.json()["job"]["held"] is False, r.text
+    assert wait_for_job(one_job_client, r.json()["job"]["id"])["state"] == "completed"
 
 
 def test_ingestion_config_preview_export_and_create_from_it(client):

@@ -5,6 +5,8 @@ shown as it is typed, the configuration shown and downloaded as ODC ingestion YA
 demand by the tiles the page shows; another is made from an Open Data Cube ingestion
 configuration (int16 / -999 measurements) and filled at once. Both pages show a layer that
 follows the time slider, the filled parts of the cube and a time series where the map is clicked.
+A cube filled at once is filled by a job: the builder links to its task, the job is listed in
+Tasks with its own task page, and the cube's page opens when the job has completed.
 """
 
 from __future__ import annotations
@@ -120,12 +122,66 @@ def test_a_cube_from_an_odc_ingestion_configuration(page, server, artifacts_dir)
     page.fill("#odc-name", "e2e-ls8-int16")
     page.fill("#odc-datetime", "2018-03-01/2018-06-30")
     page.select_option("#odc-fill", "now")
-    page.click("#odc-submit")
-    page.wait_for_url("**/#/cubes/e2e-ls8-int16")
-    expect(page.locator("#cube-fill")).to_contain_text("8 of 8 fill units computed", timeout=180_000)
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/cubes/")) as created:
+        page.click("#odc-submit")
+    assert created.value.status == 201 and created.value.json()["job"]["kind"] == "cube"
+    # the builder follows the fill job and opens the cube once it is filled
+    page.wait_for_url("**/#/cubes/e2e-ls8-int16", timeout=240_000)
+    expect(page.locator("#cube-fill")).to_contain_text("8 of 8 fill units computed", timeout=30_000)
     cube = check_cube_page(page, server, "e2e-ls8-int16", "variables=blue")
     assert cube["grid"]["name"] == "epsg:5070/3000" and cube["shape"] == [6, 128, 128]
     expect(page.locator("#cube-filled-count")).to_have_text("8", timeout=30_000)
     exported = yaml.safe_load(http_get(f"{server}/cubes/e2e-ls8-int16/ingestion-config")[1])
     assert {(m["dtype"], m["nodata"]) for m in exported["measurements"]} == {("int16", -999)}
     shots(page, artifacts_dir, "cube-odc")
+
+
+def test_a_cube_filled_now_is_a_task_and_opens_when_done(page, server, artifacts_dir):
+    page.goto("/#/cubes/new")
+    page.check(f'#cube-form input[name="cube-collections"][value="{S2}"]')
+    page.fill("#cube-name", "e2e-s2-now")
+    expect(page.locator("#cube-from")).not_to_have_value("")
+    wait_map_idle(page)
+    drag_box(page, 120, 90)
+    page.fill("#cube-chunk", "64")
+    page.fill("#cube-time-chunk", "4")
+    page.fill("#cube-tile-size", "128")
+    page.check("#cube-fill-now")
+    assert yaml.safe_load(page.locator("#cube-config").inner_text())["fill"] == "now"
+    # the link to the job's task, however short the fill (the page moves on when it is done)
+    page.evaluate("""() => { window.__jobLinks = []; new MutationObserver(() => {
+        const a = document.querySelector('#cube-job-link');
+        if (a && !window.__jobLinks.includes(a.getAttribute('href'))) window.__jobLinks.push(a.getAttribute('href'));
+      }).observe(document.body, { childList: true, subtree: true }); }""")
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/cubes/")) as created:
+        page.click("#cube-submit")
+    assert created.value.status == 201, created.value.text()
+    job_id = created.value.json()["job"]["id"]
+    page.wait_for_url("**/#/cubes/e2e-s2-now", timeout=240_000)
+    assert page.evaluate("window.__jobLinks || []") == [f"#/tasks/{job_id}"]
+    cube = yaml.safe_load(http_get(f"{server}/cubes/e2e-s2-now")[1])
+    units = cube["fill"]["units"]
+    assert units > 0 and cube["fill"]["done"] == units
+    expect(page.locator("#cube-fill")).to_contain_text(f"{units} of {units} fill units computed")
+    # Tasks lists the fill, done, with the cube to open
+    page.goto("/#/tasks")
+    row = page.locator(f'#tasks-table tr[data-job="{job_id}"]')
+    expect(row).to_have_attribute("data-state", "completed")
+    expect(row).to_contain_text("cube fill: e2e-s2-now")
+    expect(row.get_by_role("link", name="Open cube e2e-s2-now")).to_have_attribute("href", "#/cubes/e2e-s2-now")
+    # its task page: state, the units filled, the cube; no composite section, no console error
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    row.get_by_role("link", name=job_id).click()
+    page.wait_for_url(f"**/#/tasks/{job_id}")
+    expect(page.locator("#task-status [data-state]")).to_have_attribute("data-state", "completed")
+    expect(page.locator("#task-cube")).to_have_attribute("href", "#/cubes/e2e-s2-now")
+    expect(page.locator("#task-cube-result")).to_contain_text(f"{units} (")
+    expect(page.locator("main")).to_contain_text("Fill the whole cube")
+    assert page.locator("main .error").count() == 0
+    assert page.locator("#scenes-table, #downloads, #preview").count() == 0
+    shots(page, artifacts_dir, "cube-task")
+    assert console_errors == []
+    page.click("#task-open-cube")
+    page.wait_for_url("**/#/cubes/e2e-s2-now")
+    expect(page.locator("#cube-fill")).to_contain_text(f"{units} of {units} fill units computed")

@@ -59,7 +59,11 @@ export async function submitWith(button, busyText, errorEl, refused, action) {
   try {
     const { message, hash } = await action();
     announce(message);
-    location.hash = hash;
+    if (hash) location.hash = hash;
+    else {
+      button.disabled = false;
+      button.textContent = label;
+    }
   } catch (err) {
     replace(errorEl, errorBox(err, refused));
     button.disabled = false;

@@ -182,7 +182,12 @@ def run_with_progress(settings, job_id: str, *, workers=None, dask=None, transie
 
 
 def print_summary(report: dict) -> None:
-    """The human summary of a finished job."""
+    """The human summary of a finished job (a cube's fill job: what the fill computed)."""
+    if "cube" in report and "fill" in report:
+        f = report["fill"]
+        console.print(f"cube {report['cube']}: {f['units']} fill unit(s), {f['computed']} computed, "
+                      f"{f['reused']} already in the store, in {f['seconds']:.2f} s")
+        return
     used = [s for s in report["scenes"] if s["used"]]
     dropped = [s for s in report["scenes"] if not s["used"]]
     thr = report["throughput"]

@@ -27,6 +27,7 @@ from stacube.cubes.records import CubeRecords, Unit, worker_id
 from stacube.cubes.units import fill_unit
 from stacube.errors import InvalidInput, NoData, StacubeError
 from stacube.jobs.executors import SerialExecutor, make_executor
+from stacube.jobs.stages import JobCancelled
 from stacube.settings import Settings
 
 POLL_SECONDS = 0.5
@@ -126,7 +127,8 @@ def _executor(n_units: int, workers: int | None, dask: str | None, settings: Set
 
 def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit], *,
                workers: int | None = None, dask: str | None = None, executor=None,
-               progress=None, wait_seconds: float = 3600.0, gate: Gate | None = None) -> FillReport:
+               progress=None, wait_seconds: float = 3600.0, gate: Gate | None = None,
+               cancelled=None) -> FillReport:
     """Make sure every unit is in the store: compute the missing ones, wait for those another
     process is computing, then update the pyramid above what this call computed.
 
@@ -137,12 +139,15 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
         progress: ``progress(done, total)`` as units finish.
         wait_seconds: longest wait for units computed elsewhere.
         gate: the read gate of the source hrefs (see :mod:`stacube.algo.load`).
+        cancelled: ``cancelled() -> bool``, asked after each unit: when True the fill stops
+            there (the units computed so far are kept, with their pyramid levels).
 
     Returns:
         A :class:`FillReport`.
 
     Raises:
         StorageError / StacubeError: a unit failed (recorded as failed; a later request retries it).
+        JobCancelled: ``cancelled()`` answered True.
     """
     started = _time.perf_counter()
     store = CubeRecords(settings)
@@ -162,6 +167,7 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
     own = executor is None
     deadline = _time.monotonic() + wait_seconds
     waited: set[Unit] = set()
+    stopped = False
     try:
         while pending:
             claimed = store.claim(definition.name, pending, me)
@@ -181,6 +187,9 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
                         report.items += outcome["items"]
                         done += 1
                         tick(done, len(units))
+                        if cancelled is not None and done < len(units) and cancelled():
+                            stopped = True
+                            break
                 except BaseException:
                     store.release(definition.name, claimed, me)
                     raise
@@ -190,6 +199,9 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
                     if isinstance(exc, StacubeError):
                         raise exc
                     raise StacubeError(f"cube {definition.name}: a tile failed: {type(exc).__name__}: {exc}") from exc
+                if stopped:
+                    store.release(definition.name, claimed, me)  # the claims not computed
+                    break
             others = [u for u in pending if u not in claimed]
             waited.update(others)
             if not others:
@@ -211,6 +223,8 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
     report.waited = len(waited)
     report.levels_written = update_levels(definition, settings, computed)
     report.seconds = round(_time.perf_counter() - started, 3)
+    if stopped:
+        raise JobCancelled(f"cube {definition.name}: the fill was cancelled after {done} of {len(units)} units")
     return report
 
 
@@ -272,6 +286,8 @@ def open_cube(name: str, bbox=None, time=None, *, bbox_crs: str = "EPSG:4326", v
         load: read the values now (False: a lazily indexed Dataset over the store).
         workers / dask: where missing units are computed (see :func:`fill_units`).
         gate: the read gate of the source hrefs (see :mod:`stacube.algo.load`).
+        cancelled: ``cancelled() -> bool``, asked after each unit: when True the fill stops
+            there (the units computed so far are kept, with their pyramid levels).
 
     Returns:
         ``xarray.Dataset`` with ``(time, y, x)`` variables in the cube's CRS (``spatial_ref``

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from stacube.algo.load import Gate
 from stacube.catalog.pgstac import Catalog
 from stacube.errors import NotFound, StacubeError
-from stacube.jobs import tasks
+from stacube.jobs import cube_fill, tasks
 from stacube.jobs.executors import SerialExecutor, make_executor
 from stacube.jobs.plan import Plan, make_plan
 from stacube.jobs.spec import CompositeSpec
@@ -110,7 +110,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             workers: int | None = None, dask: str | None = None, executor=None,
             max_attempts: int = MAX_ATTEMPTS, restart: bool = True,
             on_register: tasks.OnRegister | None = None, gate: Gate | None = None) -> dict:
-    """Run (or resume) a job to completion and return its report.
+    """Run (or resume) a job to completion and return its report (a ``cube`` job: its fill,
+    :func:`stacube.jobs.cube_fill.run_fill`).
 
     Args:
         settings: catalog and storage configuration.
@@ -136,6 +137,12 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
     job = store.get(job_id)
     if job["state"] == "completed":
         return job["report"]
+    if job["kind"] == cube_fill.KIND:  # a cube's fill (a held one, launched as its slot frees)
+        if job["state"] in ("failed", "cancelled"):
+            if not restart:
+                raise JobCancelled(f"job {job_id} is {job['state']}; nothing to run")
+            store.submit(job_id, job["parameters"], kind=job["kind"], workspace=job["workspace"])
+        return cube_fill.run_fill(settings, job_id, workers=workers, gate=gate, progress=progress)
     if job["state"] in ("failed", "cancelled"):
         if not restart:
             raise JobCancelled(f"job {job_id} is {job['state']}; nothing to run")

@@ -1,7 +1,8 @@
 """Job and tile state, kept in the catalog database (schema ``stacube``).
 
 A job moves ``queued -> running -> completed | failed | cancelled``; while running it goes
-through the stages of :mod:`stacube.jobs.stages`. Each tile of a stage has a row, so an
+through the stages of :mod:`stacube.jobs.stages` (a ``cube`` job, a cube's fill, through one
+stage, ``fill``, whose tiles are the cube's fill units: :mod:`stacube.jobs.cube_fill`). Each tile of a stage has a row, so an
 interrupted job resumes where it stopped; the job row counts the stage's tiles
 (``tiles_total``, ``tiles_done``, ``tiles_failed``) and a tile's completion updates its row and
 the counter in one statement, guarded so that a tile is counted once however often it is
@@ -218,6 +219,20 @@ class JobStore(DatabaseStore):
         self.run(lambda conn: conn.execute(
             f"UPDATE stacube.jobs SET {', '.join(sets)}, updated = now() WHERE id = %s", (*args, job_id)))
 
+    def start(self, job_id: str) -> bool:
+        """Mark a queued (or running) job running; False when it ended meanwhile (cancelled...)."""
+        row = self.run(lambda conn: conn.execute(
+            "UPDATE stacube.jobs SET state = 'running', started = COALESCE(started, now()), updated = now() "
+            "WHERE id = %s AND state IN ('queued', 'running') RETURNING id", (job_id,)).fetchone())
+        return row is not None
+
+    def complete(self, job_id: str, report: dict) -> bool:
+        """Mark a running job completed with its report; False when it ended meanwhile."""
+        row = self.run(lambda conn: conn.execute(
+            "UPDATE stacube.jobs SET state = 'completed', report = %s, finished = now(), updated = now(), "
+            "lease_until = NULL WHERE id = %s AND state = 'running' RETURNING id", (Jsonb(report), job_id)).fetchone())
+        return row is not None
+
     def fail_active(self, job_id: str, reason: str, *, run: int | None = None) -> bool:
         """Mark a queued or running job (of ``run``, when given) failed; True when this call did."""
         row = self.run(lambda conn: conn.execute(
@@ -315,10 +330,10 @@ class JobStore(DatabaseStore):
     def lapsed(self, waited: float, *, limit: int = 100) -> list[dict]:
         """Running jobs whose holder's lease ran out before it finished its move or sent its
         messages, and queued jobs no planner took within ``waited`` seconds (their plan message
-        may be lost)."""
+        may be lost; not cube fills, which no planner takes)."""
         return self.run(lambda conn: conn.execute(
             f"SELECT {SUMMARY_COLUMNS} FROM stacube.jobs WHERE (state = 'running' AND lease_until < now() "
-            "AND sent_stage IS DISTINCT FROM stage) OR (state = 'queued' AND (lease_until IS NULL "
+            "AND sent_stage IS DISTINCT FROM stage) OR (state = 'queued' AND kind <> 'cube' AND (lease_until IS NULL "
             "OR lease_until < now()) AND updated < now() - make_interval(secs => %s)) ORDER BY updated LIMIT %s",
             (waited, limit)).fetchall())
 

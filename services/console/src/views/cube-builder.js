@@ -1,11 +1,14 @@
 // Cube builder: collections, area, dates, grid, bands and indices, observations or composites,
 // chunking (with the chunk size as you type), storage type, fill now or on demand -> POST /cubes/.
-// Or an Open Data Cube ingestion configuration (YAML) -> the same request.
+// Or an Open Data Cube ingestion configuration (YAML) -> the same request. A cube filled now is
+// filled by a job (kind "cube"): the view follows it (a link to its task page) and opens the cube
+// when the job has completed.
 import { areaField } from '../area.js';
 import { checkedValues, formInputs, refreshChoices, submitWith } from '../form-parts.js';
 import { summarize } from '../catalog.js';
 import { chunkBytes, cubeApi, download } from '../cube-api.js';
-import { announce, errorBox, field, h, replace } from '../ui.js';
+import { jobs } from '../api.js';
+import { announce, errorBox, field, h, isActive, note, replace, stateBadge } from '../ui.js';
 import { collectionPicker } from './items.js';
 import { METHODS } from './mosaic.js';
 
@@ -62,6 +65,7 @@ export default async function cubeBuilder(ctx) {
   const fillLater = h('input', { type: 'radio', id: 'cube-fill-on-demand', name: 'cube-fill', value: 'on_demand', checked: true });
   const preview = h('pre', { id: 'cube-config', class: 'config', tabindex: '0' });
   const formError = h('div', { id: 'cube-error' });
+  const jobBox = h('div', { id: 'cube-job', role: 'status', 'aria-live': 'polite' });
   const yamlButton = h('button', { type: 'button', class: 'secondary', id: 'cube-yaml' }, 'Download as ODC ingestion YAML');
   const submit = h('button', { type: 'submit', id: 'cube-submit' }, 'Create cube');
 
@@ -85,9 +89,9 @@ export default async function cubeBuilder(ctx) {
         h('li', {}, fillNow, ' ', h('label', { for: 'cube-fill-now' }, 'Now — compute the whole cube in the background')))),
     h('section', { 'aria-labelledby': 'cube-config-heading' }, h('h2', { id: 'cube-config-heading' }, 'Configuration to submit'),
       h('details', { class: 'json', open: true }, h('summary', {}, 'The request body of POST /cubes/'), preview)),
-    formError,
+    formError, jobBox,
     h('div', { class: 'buttons' }, submit, yamlButton));
-  root.append(form, importSection());
+  root.append(form, importSection(ctx));
 
   const chosenDocs = () => picker.get().map((id) => byId[id]).filter(Boolean);
 
@@ -177,26 +181,73 @@ export default async function cubeBuilder(ctx) {
     e.preventDefault();
     const doc = guard();
     if (!doc) return;
-    await createAndOpen(doc, submit, formError);
+    await createAndOpen(ctx, doc, submit, formError, jobBox);
   });
 }
 
-/** POST the body; on success open the cube's page. */
-function createAndOpen(doc, button, errorEl) {
+const JOB_POLL_MS = 1500;
+
+/** Follow the fill job of a new cube in ``box``: its state and units, a link to its task page;
+ * once it has completed, open the cube's page (while this view is still open). */
+function followFill(ctx, cube, box) {
+  const { id } = cube.job;
+  const cubeHash = `#/cubes/${encodeURIComponent(cube.name)}`;
+  const taskLink = h('a', { href: `#/tasks/${encodeURIComponent(id)}`, id: 'cube-job-link' }, id);
+  const line = h('span', { id: 'cube-job-state' });
+  replace(box, h('div', { class: 'card' },
+    h('p', {}, `Cube ${cube.name} created. Its fill runs as task `, taskLink, ' (also listed in ',
+      h('a', { href: '#/tasks' }, 'Tasks'), '); its page opens when the fill is done.'),
+    h('p', {}, line), h('p', {}, h('a', { href: cubeHash }, `Open cube ${cube.name} now`))));
+  const show = (job) => {
+    const p = job.progress || {};
+    const units = p.tiles_total ? ` · ${p.tiles_done || 0} of ${p.tiles_total} fill units` : '';
+    const held = job.held ? ' · waiting for a free job slot of the workspace' : '';
+    replace(line, stateBadge(job.state), units + held);
+  };
+  show(cube.job);
+  const poll = async () => {
+    if (ctx.signal.aborted) return;
+    let job = null;
+    try {
+      job = await jobs.get(id);
+    } catch {
+      if (ctx.signal.aborted) return;
+      window.setTimeout(poll, JOB_POLL_MS * 4);
+      return;
+    }
+    if (ctx.signal.aborted) return;
+    show(job);
+    if (isActive(job.state)) window.setTimeout(poll, JOB_POLL_MS);
+    else if (job.state === 'completed') {
+      announce(`Cube ${cube.name} filled.`);
+      location.hash = cubeHash;
+    } else if (job.state === 'failed') {
+      box.append(errorBox(job.error || 'the fill failed', 'The fill failed'));
+    } else box.append(note(job.error || 'The fill was cancelled.'));
+  };
+  window.setTimeout(poll, JOB_POLL_MS);
+}
+
+/** POST the body; on success open the cube's page, or (a fill now) follow its fill job. */
+function createAndOpen(ctx, doc, button, errorEl, jobBox) {
   return submitWith(button, 'Creating…', errorEl, 'The cube was refused', async () => {
     const cube = await cubeApi.create(doc);
-    return { message: `Cube ${cube.name} created.`, hash: `#/cubes/${encodeURIComponent(cube.name)}` };
+    const hash = `#/cubes/${encodeURIComponent(cube.name)}`;
+    if (!cube.job) return { message: `Cube ${cube.name} created.`, hash };
+    followFill(ctx, cube, jobBox);
+    return { message: `Cube ${cube.name} created; its fill runs as task ${cube.job.id}.`, hash: null };
   });
 }
 
 /** A cube from an Open Data Cube ingestion configuration (a file or pasted YAML). */
-function importSection() {
+function importSection(ctx) {
   const file = h('input', { type: 'file', id: 'odc-file', accept: '.yaml,.yml,text/yaml' });
   const text = h('textarea', { id: 'odc-yaml', rows: 8, spellcheck: 'false', placeholder: 'source_type: …\noutput_type: …\nstorage: …\nmeasurements: …' });
   const name = h('input', { type: 'text', id: 'odc-name', placeholder: 'output_type of the configuration' });
   const datetime = h('input', { type: 'text', id: 'odc-datetime', placeholder: '2018-03-01/2018-06-30' });
   const fill = h('select', { id: 'odc-fill' }, h('option', { value: 'on_demand' }, 'On demand'), h('option', { value: 'now' }, 'Now'));
   const errorEl = h('div', { id: 'odc-error' });
+  const jobBox = h('div', { id: 'odc-job', role: 'status', 'aria-live': 'polite' });
   const button = h('button', { type: 'submit', id: 'odc-submit' }, 'Create from configuration');
   file.addEventListener('change', async () => {
     if (file.files[0]) text.value = await file.files[0].text();
@@ -205,7 +256,7 @@ function importSection() {
     field('Configuration file', file), field('Configuration (YAML)', text),
     h('div', { class: 'row' }, field('Cube name (optional)', name),
       field('Time range', datetime, 'START/END: an ODC configuration has none (stacube’s exports do).')),
-    field('Fill', fill), errorEl, h('div', { class: 'buttons' }, button));
+    field('Fill', fill), errorEl, jobBox, h('div', { class: 'buttons' }, button));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     if (!text.value.trim()) {
@@ -216,7 +267,7 @@ function importSection() {
     if (name.value.trim()) doc.name = name.value.trim();
     if (datetime.value.trim()) doc.datetime = datetime.value.trim();
     replace(errorEl);
-    await createAndOpen(doc, button, errorEl);
+    await createAndOpen(ctx, doc, button, errorEl, jobBox);
   });
   return h('section', { 'aria-labelledby': 'odc-heading' },
     h('h2', { id: 'odc-heading' }, 'From an Open Data Cube ingestion configuration'),

@@ -1,6 +1,7 @@
 // One job: state and progress (refreshed while it runs), parameters, the scene and pixel counts,
 // the per-scene table, the result as a tile layer with an opacity slider and a legend, a filled
-// preview (no-data in magenta), and the downloads (COGs, Zarr, a region as NetCDF).
+// preview (no-data in magenta), and the downloads (COGs, Zarr, a region as NetCDF). A cube's fill
+// (kind "cube") shows its progress in fill units and, once done, what it computed and a link to the cube.
 import { config, fetchJSON, jobReport, jobs, raster } from '../api.js';
 import { areaField } from '../area.js';
 import { bboxPolygon } from '../map.js';
@@ -130,6 +131,22 @@ function downloads(job, report) {
 }
 
 const enc = encodeURIComponent;
+
+/** The cube page of a cube job's cube. */
+export const cubeHref = (name) => `#/cubes/${enc(name)}`;
+
+/** What a completed cube fill computed (its report's ``fill``: units, computed, reused...). */
+function cubeResult(job) {
+  const f = (job.report && job.report.fill) || {};
+  return h('div', { id: 'task-cube-result' },
+    h('h2', {}, 'Result'),
+    dl([
+      ['Fill units', f.units != null ? `${fmtNumber(f.units)} (${fmtNumber(f.computed)} computed, ${fmtNumber(f.reused)} already in the store)` : null],
+      ['Source items read', f.items != null ? fmtNumber(f.items) : null],
+      ['Fill time', f.seconds != null ? `${fmtNumber(f.seconds, 1)} s` : null],
+    ]),
+    h('p', {}, h('a', { href: cubeHref(job.cube), id: 'task-open-cube', class: 'button' }, `Open cube ${job.cube}`)));
+}
 
 /** The 2nd and 98th percentiles of band 1 of an item's asset (raster API statistics), or null. */
 async function assetRange(collection, item, asset) {
@@ -304,19 +321,21 @@ export default async function task(ctx) {
     const prog = job.progress || {};
     const total = prog.tiles_total || 0;
     const done = prog.tiles_done || 0;
+    const isCube = job.kind === 'cube';
     replace(status,
       h('p', { class: 'state-line' }, stateBadge(job.state),
         prog.stage && isActive(job.state) ? ` · stage: ${prog.stage}` : ''),
       isActive(job.state) && total ? h('p', {},
         h('label', { for: 'task-progress' }, 'Progress '),
         h('progress', { id: 'task-progress', max: String(total), value: String(done) }),
-        ` ${done} of ${total} tiles${prog.tiles_failed ? `, ${prog.tiles_failed} failed` : ''}`) : null,
+        ` ${done} of ${total} ${isCube ? 'fill units' : 'tiles'}${prog.tiles_failed ? `, ${prog.tiles_failed} failed` : ''}`) : null,
       dl([
         ['Submitted', fmtDateTime(job.created)],
         ['Started', job.started ? fmtDateTime(job.started) : null],
         ['Finished', job.finished ? fmtDateTime(job.finished) : null],
         ['Duration', job.started ? fmtDuration(job.started, job.finished) : null],
         ['Output collection', job.collection ? h('a', { href: `#/collections/${encodeURIComponent(job.collection)}` }, job.collection) : null],
+        ['Cube', isCube && job.cube ? h('a', { href: cubeHref(job.cube), id: 'task-cube' }, job.cube) : null],
       ]));
     replace(actions);
     if (isActive(job.state)) {
@@ -343,7 +362,12 @@ export default async function task(ctx) {
     if (!shownParams && job.parameters) {
       shownParams = true;
       const p = job.parameters;
-      replace(params, h('h2', { id: 'params-heading' }, 'Parameters'), dl([
+      if (isCube) {
+        replace(params, h('h2', { id: 'params-heading' }, 'Parameters'), dl([
+          ['Task', 'Fill the whole cube (every tile and time chunk)'],
+          ['Cube', job.cube ? h('a', { href: cubeHref(job.cube) }, job.cube) : null],
+        ]));
+      } else replace(params, h('h2', { id: 'params-heading' }, 'Parameters'), dl([
         ['Collections', (p.collections || []).join(', ')],
         ['Area', p.bbox ? `${fmtBbox(p.bbox)} (${p.bbox_crs || 'EPSG:4326'})` : null],
         ['Dates', p.datetime],
@@ -363,7 +387,10 @@ export default async function task(ctx) {
         map.fit(p.bbox, { maxZoom: 18 });
       }
     }
-    if (job.state === 'completed' && !shownResult) {
+    if (job.state === 'completed' && !shownResult && isCube) {
+      shownResult = true;
+      replace(result, cubeResult(job));
+    } else if (job.state === 'completed' && !shownResult) {
       showResult(job).catch((err) => replace(result, errorBox(err, 'Cannot show the result')));
     }
   };

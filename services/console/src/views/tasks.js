@@ -1,4 +1,5 @@
-// Tasks: the jobs with their state, duration and links; running ones can be cancelled.
+// Tasks: the jobs (composites, processes, cube fills) with their state, duration and links; running
+// ones can be cancelled.
 import { config, jobs } from '../api.js';
 import {
   announce, errorBox, fmtDateTime, fmtDuration, h, isActive, note, replace, stateBadge,
@@ -20,7 +21,8 @@ export default async function tasks(ctx) {
   const refreshButton = h('button', { type: 'button', class: 'secondary', id: 'tasks-refresh', onclick: () => refresh() },
     h('span', { 'aria-hidden': 'true' }, '↻ '), 'Refresh');
   root.append(h('h1', {}, 'Tasks'),
-    h('p', { class: 'lead' }, 'Compositing jobs, newest first. ', h('a', { href: '#/mosaic' }, 'Start a new mosaic')),
+    h('p', { class: 'lead' }, 'Compositing jobs, processes and cube fills, newest first. ', h('a', { href: '#/mosaic' }, 'Start a new mosaic'),
+      ' or ', h('a', { href: '#/cubes/new' }, 'build a cube'), '.'),
     h('p', {}, refreshButton), problem, list);
   let timer = null;
 
@@ -55,7 +57,10 @@ export default async function tasks(ctx) {
           b.addEventListener('click', () => cancel(job.id, b));
           actions.push(b);
         }
-        if (job.state === 'completed') {
+        const isCube = job.kind === 'cube';
+        if (isCube && job.cube && job.state === 'completed') {
+          actions.push(h('a', { href: `#/cubes/${encodeURIComponent(job.cube)}` }, 'Open cube', h('span', { class: 'sr-only' }, ` ${job.cube}`)));
+        } else if (job.state === 'completed') {
           const report = (job.links || []).find((l) => l.rel === 'report');
           const href = report ? report.href : `${config.jobs}/${encodeURIComponent(job.id)}/report`;
           actions.push(h('a', { href }, 'Report', h('span', { class: 'sr-only' }, ` of ${job.id}`)));
@@ -63,9 +68,10 @@ export default async function tasks(ctx) {
         const progress = progressText(job);
         return h('tr', { dataset: { job: job.id, state: job.state } },
           h('th', { scope: 'row' }, h('a', { href: `#/tasks/${encodeURIComponent(job.id)}` }, job.id),
-            h('small', { class: 'sub' }, p.process_name || p.method || '')),
+            h('small', { class: 'sub' }, isCube ? `cube fill: ${job.cube || ''}` : (p.process_name || p.method || ''))),
           h('td', {}, stateBadge(job.state), progress ? h('small', { class: 'sub' }, progress) : null),
-          h('td', { class: 'wrap' }, (p.collections || []).join(', ') || '–'),
+          h('td', { class: 'wrap' }, isCube && job.cube ? h('a', { href: `#/cubes/${encodeURIComponent(job.cube)}` }, job.cube)
+            : ((p.collections || []).join(', ') || '–')),
           h('td', {}, fmtDateTime(job.created),
             job.started ? h('small', { class: 'sub' }, fmtDuration(job.started, job.finished)) : null),
           h('td', { class: 'actions' }, actions));
