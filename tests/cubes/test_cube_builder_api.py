@@ -27,7 +27,10 @@ def client(private_s2, cube_settings):
             CubeRecords(cube_settings).delete(name)
         except Exception:
             pass
-    with TestClient(create_app(cube_settings), raise_server_exceptions=False) as c:
+    # anonymous callers submit here whether or not other tests of the session made workspaces
+    # (anonymous jobs are on by default only while access control is off)
+    with TestClient(create_app(cube_settings.model_copy(update={"anonymous_jobs": True})),
+                    raise_server_exceptions=False) as c:
         yield c
 
 
@@ -143,7 +146,7 @@ def one_job_client(cube_settings):
     """The application with one job at a time per workspace."""
     from stacube_services.app import create_app
 
-    with TestClient(create_app(cube_settings.model_copy(update={"max_jobs": 1})),
+    with TestClient(create_app(cube_settings.model_copy(update={"max_jobs": 1, "anonymous_jobs": True})),
                     raise_server_exceptions=False) as c:
         yield c
 
