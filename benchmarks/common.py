@@ -204,6 +204,12 @@ def register_synthetic(catalog, collection_id: str, folder: Path, entries: list[
         items.append(item_from_cogs(e["dir"].name, when, files, collection=collection_id,
                                     asset_fields={}, template=collection))
     catalog.load_items(items)
+    # as `stacube dataset add` does: the registered folder becomes a read prefix of the collection
+    from stacube.access.prefixes import registered_roots
+    from stacube.access.workspaces import AccessStore
+
+    for cid, roots in registered_roots([folder], items).items():
+        AccessStore(catalog.settings).add_collection_prefixes(cid, roots)
 
 
 def machine() -> str:
