@@ -7,7 +7,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from conftest import PRIVATE, S2_DATES, SLOVENIA_BBOX
+from conftest import PRIVATE, S2_DATES, SLOVENIA_BBOX, register_private
 from stacube_testing import ROOT
 
 TILE = "14/8854/5837"  # covers the Slovenia stack
@@ -29,7 +29,7 @@ def client(private_s2, cube_settings):
             pass
     # anonymous callers submit here whether or not other tests of the session made workspaces
     # (anonymous jobs are on by default only while access control is off)
-    with TestClient(create_app(cube_settings.model_copy(update={"anonymous_jobs": True})),
+    with TestClient(create_app(cube_settings.model_copy(update={"anonymous_jobs": True, "max_jobs": 1000})),
                     raise_server_exceptions=False) as c:
         yield c
 
@@ -173,7 +173,6 @@ def test_a_failing_fill_ends_failed_with_the_reason_and_frees_the_slot(one_job_c
                                                                        tmp_path):
     from pathlib import Path
 
-    from conftest import register_private
 
     stack = register_private(samples, tmp_path, "cube-test-s2-broken")
     # the sources go away after they were registered: the cube is defined from the catalog, its fill fails
