@@ -67,12 +67,12 @@ def _check(ds: xr.Dataset, clear: xr.DataArray, bands: Sequence[str] | None) -> 
     for name in names:
         if name not in ds.data_vars:
             raise InvalidInput(f"the dataset has no variable {name!r}; it has {', '.join(map(str, ds.data_vars))}")
-        if tuple(ds[name].dims) != _DIMS:
-            raise InvalidInput(f"variable {name!r} has dims {ds[name].dims}; expected {_DIMS}")
+        if tuple(ds.variables[name].dims) != _DIMS:
+            raise InvalidInput(f"variable {name!r} has dims {ds.variables[name].dims}; expected {_DIMS}")
     if tuple(clear.dims) != _DIMS or clear.dtype != bool:
         raise InvalidInput(f"clear must be a boolean DataArray with dims {_DIMS}")
-    if clear.shape != ds[names[0]].shape:
-        raise InvalidInput(f"clear has shape {clear.shape}, the data {ds[names[0]].shape}")
+    if clear.shape != ds.variables[names[0]].shape:
+        raise InvalidInput(f"clear has shape {clear.shape}, the data {ds.variables[names[0]].shape}")
     return names
 
 
@@ -109,13 +109,43 @@ def composite_dataset(ds: xr.Dataset, clear: xr.DataArray, method: str, *,
     """
     names = _check(ds, clear, bands)
     times = np.asarray(ds["time"].values).astype("datetime64[ns]")
-    nodata = {n: _nodata(ds[n]) for n in names}
-    lazy = any(ds[n].chunks is not None for n in names) or clear.chunks is not None
+    variables = {n: ds.variables[n] for n in names}
+    nodata = {n: _nodata(v) for n, v in variables.items()}
+    lazy = any(v.chunks is not None for v in variables.values()) or clear.chunks is not None
     clear_ratio = None
     if method == "best-pixel":  # ranked by each scene's clear share of the whole area
         clear_ratio = np.asarray(clear.mean(dim=("y", "x")).values, dtype=np.float64)
+    if lazy:
+        result = _composite_lazy(ds, clear, names, method, times=times, clear_ratio=clear_ratio,
+                                 nodata=nodata, threads=threads)
+    else:  # in memory: the kernel on the (time, y, x) arrays as they are, no apply_ufunc
+        stacks = {n: np.asarray(v.data) for n, v in variables.items()}
+        ok = np.asarray(clear.data)
+        observed = _observed(stacks, nodata, ok)
+        result = {k: xr.Variable(("y", "x"), a) for k, a in composite(
+            stacks, observed, ok & observed, method=method, times=times, clear_ratio=clear_ratio,
+            nodata=nodata, threads=threads).items()}
+    for name in names:
+        attrs = {k: v for k, v in variables[name].attrs.items() if k in ("nodata", "scale", "offset", "units")}
+        if result[name].dtype.kind == "f":
+            attrs["nodata"] = float("nan")
+        result[name].attrs.update(attrs)
+    if "provenance" in result:
+        result["provenance"].attrs.update(nodata=-1, long_name="day of year of the chosen observation")
+    for count in ("clear_count", "valid_count"):
+        result[count].attrs["long_name"] = count.replace("_", " ") + " of observations"
+    out = xr.Dataset(result, coords={k: c.variable for k, c in ds.coords.items() if "time" not in c.dims})
+    out.attrs.update({k: v for k, v in ds.attrs.items() if isinstance(v, (str, int, float))})
+    out.attrs["stacube:method"] = method
+    return out
+
+
+def _composite_lazy(ds: xr.Dataset, clear: xr.DataArray, names: list[str], method: str, *, times,
+                    clear_ratio, nodata, threads) -> dict[str, xr.Variable]:
+    """The ``(y, x)`` output variables of :func:`composite_dataset` for Dask-backed inputs
+    (``xarray.apply_ufunc``, ``dask="parallelized"``)."""
     # output variables and dtypes, from the kernel on an empty block
-    probe = composite({n: np.zeros((len(times), 1, 1), dtype=ds[n].dtype) for n in names},
+    probe = composite({n: np.zeros((len(times), 1, 1), dtype=ds.variables[n].dtype) for n in names},
                       np.zeros((len(times), 1, 1), bool), np.zeros((len(times), 1, 1), bool),
                       method=method, times=times, clear_ratio=clear_ratio, nodata=nodata, threads=1)
     outputs = list(probe)
@@ -131,23 +161,10 @@ def composite_dataset(ds: xr.Dataset, clear: xr.DataArray, method: str, *,
     args = [ds[n] for n in names] + [clear]
     results = xr.apply_ufunc(
         kernel, *args, input_core_dims=[["time"]] * len(args), output_core_dims=[[]] * len(outputs),
-        dask="parallelized" if lazy else "forbidden", output_dtypes=[probe[v].dtype for v in outputs],
+        dask="parallelized", output_dtypes=[probe[v].dtype for v in outputs],
         dask_gufunc_kwargs={"allow_rechunk": True}, keep_attrs=False,
     )
-    out = xr.Dataset({v: r.transpose("y", "x") for v, r in zip(outputs, results)})
-    out = out.assign_coords({k: c for k, c in ds.coords.items() if "time" not in c.dims})
-    for name in names:
-        attrs = {k: v for k, v in ds[name].attrs.items() if k in ("nodata", "scale", "offset", "units")}
-        if out[name].dtype.kind == "f":
-            attrs["nodata"] = float("nan")
-        out[name].attrs.update(attrs)
-    if "provenance" in out:
-        out["provenance"].attrs.update(nodata=-1, long_name="day of year of the chosen observation")
-    for count in ("clear_count", "valid_count"):
-        out[count].attrs["long_name"] = count.replace("_", " ") + " of observations"
-    out.attrs.update({k: v for k, v in ds.attrs.items() if isinstance(v, (str, int, float))})
-    out.attrs["stacube:method"] = method
-    return out
+    return {v: r.transpose("y", "x").variable for v, r in zip(outputs, results)}
 
 
 def median(ds: xr.Dataset, clear: xr.DataArray, **kw) -> xr.Dataset:
