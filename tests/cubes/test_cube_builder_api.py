@@ -173,7 +173,6 @@ def test_a_failing_fill_ends_failed_with_the_reason_and_frees_the_slot(one_job_c
                                                                        tmp_path):
     from pathlib import Path
 
-
     stack = register_private(samples, tmp_path, "cube-test-s2-broken")
     # the sources go away after they were registered: the cube is defined from the catalog, its fill fails
     assert [p.unlink() or p for p in Path(stack).rglob("*.tif")]
