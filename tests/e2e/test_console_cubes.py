@@ -74,13 +74,19 @@ def check_cube_page(page, server: str, name: str, layer_part: str) -> dict:
     return cube
 
 
-def test_build_a_cube_from_the_form_filled_on_demand(page, server, artifacts_dir):
+def open_builder(page, name: str) -> list[float]:
+    """The cube builder with the Sentinel-2 sample chosen, ``name`` typed and an area drawn;
+    returns the drawn bbox."""
     page.goto("/#/cubes/new")
     page.check(f'#cube-form input[name="cube-collections"][value="{S2}"]')
-    page.fill("#cube-name", "e2e-s2")
+    page.fill("#cube-name", name)
     expect(page.locator("#cube-from")).not_to_have_value("")
     wait_map_idle(page)
-    bbox = drag_box(page, 120, 90)
+    return drag_box(page, 120, 90)
+
+
+def test_build_a_cube_from_the_form_filled_on_demand(page, server, artifacts_dir):
+    bbox = open_builder(page, "e2e-s2")
     assert bbox[0] < 14.558 < bbox[2] and bbox[1] < 45.870 < bbox[3]
     page.check('#cube-indices input[value="NDVI"]')
     # the chunk size follows what is typed
@@ -137,12 +143,7 @@ def test_a_cube_from_an_odc_ingestion_configuration(page, server, artifacts_dir)
 
 
 def test_a_cube_filled_now_is_a_task_and_opens_when_done(page, server, artifacts_dir):
-    page.goto("/#/cubes/new")
-    page.check(f'#cube-form input[name="cube-collections"][value="{S2}"]')
-    page.fill("#cube-name", "e2e-s2-now")
-    expect(page.locator("#cube-from")).not_to_have_value("")
-    wait_map_idle(page)
-    drag_box(page, 120, 90)
+    open_builder(page, "e2e-s2-now")
     page.fill("#cube-chunk", "64")
     page.fill("#cube-time-chunk", "4")
     page.fill("#cube-tile-size", "128")
