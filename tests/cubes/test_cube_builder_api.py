@@ -141,12 +141,33 @@ def test_a_fill_stops_between_units_when_cancelled(client, cube_settings):
     assert fill_state(cube_settings, definition)["done"] == 1
 
 
+SLOTS = "cube-slots"
+
+
 @pytest.fixture
-def one_job_client(cube_settings):
-    """The application with one job at a time per workspace."""
+def slots_workspace(cube_settings):
+    """A workspace that may run one job at a time, and an API key of it (revoked afterwards).
+    Its own workspace, so jobs other tests of the session left queued take none of its slots."""
+    from stacube.access.workspaces import AccessStore
+    from stacube.errors import Conflict
+
+    store = AccessStore(cube_settings)
+    try:
+        store.create_workspace(SLOTS)
+    except Conflict:
+        pass
+    store.set_workspace(SLOTS, max_jobs=1)
+    created = store.create_key(SLOTS, label="cube slot tests")
+    yield created.key
+    store.revoke_key(created.id)
+
+
+@pytest.fixture
+def one_job_client(cube_settings, slots_workspace):
+    """The application as the one-job workspace sees it."""
     from stacube_services.app import create_app
 
-    with TestClient(create_app(cube_settings.model_copy(update={"max_jobs": 1, "anonymous_jobs": True})),
+    with TestClient(create_app(cube_settings), headers={"X-API-Key": slots_workspace},
                     raise_server_exceptions=False) as c:
         yield c
 
@@ -155,8 +176,8 @@ def test_a_cube_fill_takes_a_job_slot(one_job_client, cube_settings):
     from stacube.jobs.state import JobStore
 
     store = JobStore(cube_settings)
-    # an anonymous compositing job holds the only slot (recorded, never launched)
-    store.submit("slot-holder", {"collections": [PRIVATE]}, workspace=None)
+    # a compositing job of the workspace holds its only slot (recorded, never launched)
+    store.submit("slot-holder", {"collections": [PRIVATE]}, workspace=SLOTS)
     try:
         r = one_job_client.post("/cubes/", json={**BODY, "name": "t-built-held", "fill": "now"})
         assert r.status_code == 201, r.text
