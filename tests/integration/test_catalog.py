@@ -149,3 +149,36 @@ def test_bulk_real_items_from_public_catalogues(samples, tmp_path):
     assert result.items == sum(1 for line in src.open() if line.strip())
     item = samples.get_item("sentinel-2-l2a", json.loads(src.open().readline())["id"])
     assert item["assets"]["red"]["href"].startswith("https://")
+
+
+def test_search_hydrates_items_as_pgstac_does(samples):
+    """Items come back whole from the Python hydrater (``conf.nohydrate``): the same documents
+    pgSTAC's own hydration gives, also where an item lacks an asset its collection declares."""
+    from psycopg.types.json import Jsonb
+
+    coll = {"type": "Collection", "stac_version": "1.1.0", "id": "hydration-test", "description": "d",
+            "license": "other", "links": [],
+            "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [["2020-01-01T00:00:00Z", None]]}},
+            "item_assets": {"a": {"type": "image/tiff", "roles": ["data"]}, "b": {"type": "image/tiff", "roles": ["data"]}}}
+    samples.upsert_collection(coll)
+
+    def item(i: int, assets: tuple[str, ...]) -> dict:
+        return {"type": "Feature", "stac_version": "1.1.0", "id": f"h{i}", "collection": "hydration-test",
+                "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]},
+                "bbox": [0, 0, 1, 1], "properties": {"datetime": f"2020-01-0{i}T00:00:00Z", "eo:cloud_cover": i},
+                "links": [], "assets": {k: {"href": f"/data/h{i}/{k}.tif", "type": "image/tiff", "roles": ["data"]}
+                                        for k in assets}}
+
+    samples.load_items([item(1, ("a", "b")), item(2, ("a",))])
+    try:
+        for collection in sorted(samples.collection_ids()):
+            query = {"collections": [collection], "limit": 1000}
+            ours = {i["id"]: i for i in samples.search(query)}
+            with samples.connection() as conn:
+                page = conn.execute("SELECT search(%s)", (Jsonb(query),)).fetchone()[0]
+            assert ours == {i["id"]: i for i in page["features"]}, collection
+        mine = {i["id"]: i for i in samples.search({"collections": ["hydration-test"]})}
+        assert set(mine["h1"]["assets"]) == {"a", "b"} and set(mine["h2"]["assets"]) == {"a"}
+        assert mine["h2"] == samples.get_item("hydration-test", "h2")
+    finally:
+        samples.delete_collection("hydration-test")

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from stacube.algo.load import Stack
 from stacube.algo.tile import CompositeInputs, TileStats, clean_stack, load_tile, stack_stats
 from stacube.errors import InvalidInput, StacubeError
 
 if TYPE_CHECKING:
+    import xarray as xr
     from odc.geo.geobox import GeoBox
 
 #: Characters of a traceback kept (its end) in a tile's result and the report.
@@ -76,6 +76,7 @@ class Output:
 def stack_dataset(stack: Stack, geobox: GeoBox) -> xr.Dataset:
     """The process's ``cube``: ``stack`` on ``geobox`` as an ``xarray.Dataset`` (see the module
     docstring for its variables and coordinates)."""
+    import xarray as xr  # lazy: only process jobs build Datasets (start-up of composite jobs)
     from odc.geo.xr import xr_coords
 
     coords = dict(xr_coords(geobox, crs_coord_name="spatial_ref", always_yx=True))
@@ -94,6 +95,8 @@ def stack_dataset(stack: Stack, geobox: GeoBox) -> xr.Dataset:
 def _arrays(result, shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
     if result is None or (isinstance(result, str) and result == "empty"):
         return None
+    import xarray as xr  # lazy: as in stack_dataset
+
     if isinstance(result, xr.Dataset):
         items = {str(k): v.values for k, v in result.data_vars.items()}
     elif isinstance(result, dict):

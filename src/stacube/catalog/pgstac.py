@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
+from hydraters import hydrate
 from psycopg.types.json import Jsonb
 
 from stacube.catalog.derive import (
@@ -198,6 +199,11 @@ class Catalog:
             body["filter"] = cql2_json(body["filter"])
             body["filter-lang"] = "cql2-json"
         body["limit"] = page_size if max_items is None else min(page_size, max_items)
+        # items are hydrated here, as stac-fastapi-pgstac does (``use_api_hydrate``): pgSTAC's
+        # PL/pgSQL hydration costs ~10 ms an item, the compiled hydrater a few microseconds
+        hydrated = "fields" not in body
+        if hydrated:
+            body["conf"] = {**body.get("conf", {}), "nohydrate": True}
         yielded = 0
         with self.connection() as conn:
             while True:
@@ -209,7 +215,7 @@ class Catalog:
                     raise InvalidInput(f"invalid search: {_pg_message(exc)}") from exc
                 page = row[0] or {}
                 for feature in page.get("features", []):
-                    yield feature
+                    yield hydrate_item(conn, feature) if hydrated else feature
                     yielded += 1
                     if max_items is not None and yielded >= max_items:
                         return
@@ -217,6 +223,17 @@ class Catalog:
                 if not token:
                     return
                 body["token"] = f"next:{token}"
+
+
+def hydrate_item(conn: psycopg.Connection, item: dict) -> dict:
+    """A dehydrated item of pgSTAC's ``search`` (``conf.nohydrate``) made whole with its
+    collection's base item (the item's own ``pgstac:base_item``, which pgSTAC >= 0.10 returns,
+    else ``collection_base_item``), by the hydrater stac-fastapi-pgstac uses; the same document
+    pgSTAC's own hydration gives."""
+    base = item.pop("pgstac:base_item", None)
+    if not isinstance(base, dict):
+        base = conn.execute("SELECT collection_base_item(%s)", (item.get("collection"),)).fetchone()[0] or {}
+    return hydrate({k: v for k, v in base.items() if v is not None}, item, strip_unmatched_markers=True)
 
 
 def _pg_message(exc: psycopg.Error) -> str:

@@ -121,9 +121,9 @@ def composite(
                               colormap_name=pyramid_colormap, url=pyramid_url),
     )
     settings = settings_from()
-    check(spec, settings)  # input errors and an unwritable --output end here: no job is recorded
+    plan = check(spec, settings)  # input errors and an unwritable --output end here: no job is recorded
     job, _ = submit(spec, settings)
-    report = run_with_progress(settings, job["id"], workers=workers, dask=dask, transient=as_json)
+    report = run_with_progress(settings, job["id"], workers=workers, dask=dask, transient=as_json, plan=plan)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -148,9 +148,10 @@ def pyramid_param(zooms: str | None, **options) -> dict | None:
     return {"zooms": zooms, **given}
 
 
-def run_with_progress(settings, job_id: str, *, workers=None, dask=None, transient=False) -> dict:
+def run_with_progress(settings, job_id: str, *, workers=None, dask=None, transient=False, plan=None) -> dict:
     """Run or resume a job with progress bars on stderr; returns its report. A job of a
-    workspace (submitted over HTTP) registers its output into that workspace."""
+    workspace (submitted over HTTP) registers its output into that workspace. ``plan``: what
+    :func:`stacube.jobs.runner.check` returned for a job just submitted."""
     labels = PROCESS_STAGES if job_id_kind(settings, job_id) == "process" else STAGES
     from stacube.access.jobs import output_claim  # lazy: start-up
     from stacube.jobs.runner import run_job  # lazy: start-up
@@ -171,7 +172,7 @@ def run_with_progress(settings, job_id: str, *, workers=None, dask=None, transie
 
     try:
         return run_job(settings, job_id, progress=progress, workers=workers, dask=dask,
-                       on_register=output_claim(settings))
+                       on_register=output_claim(settings), plan=plan)
     except KeyboardInterrupt:
         raise  # the bars stay, with the job id to resume
     except BaseException:

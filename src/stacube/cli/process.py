@@ -88,9 +88,9 @@ def run(
 
     spec, _ = read_config(config)
     settings = settings_from()
-    check(spec, settings)  # input errors and an unwritable output end here: no job is recorded
+    plan = check(spec, settings)  # input errors and an unwritable output end here: no job is recorded
     job, _ = submit(spec, settings)
-    report = run_with_progress(settings, job["id"], workers=workers, dask=dask, transient=as_json)
+    report = run_with_progress(settings, job["id"], workers=workers, dask=dask, transient=as_json, plan=plan)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

@@ -109,7 +109,8 @@ def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: 
 def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None,
             workers: int | None = None, dask: str | None = None, executor=None,
             max_attempts: int = MAX_ATTEMPTS, restart: bool = True,
-            on_register: tasks.OnRegister | None = None, gate: Gate | None = None) -> dict:
+            on_register: tasks.OnRegister | None = None, gate: Gate | None = None,
+            plan: Plan | None = None) -> dict:
     """Run (or resume) a job to completion and return its report (a ``cube`` job: its fill,
     :func:`stacube.jobs.cube_fill.run_fill`).
 
@@ -127,6 +128,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
             what a launcher wants when a job was cancelled before its worker started.
         on_register: see :func:`stacube.jobs.tasks.finalize`.
         gate: the read gate of the inputs (see :func:`stacube.jobs.tasks.start`).
+        plan: the plan :func:`check` returned for the job's parameters (a job about to start
+            is then not planned twice); ignored when the job already has one.
 
     Raises:
         NotFound / InvalidInput / NoData: bad parameters or nothing to composite (job failed).
@@ -149,7 +152,7 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
         job, _ = store.submit(job_id, job["parameters"], kind=job["kind"], workspace=job["workspace"])
     tick = progress or (lambda stage, done, total: None)
     try:
-        plan = tasks.start(settings, job_id, gate=gate)
+        plan = tasks.start(settings, job_id, gate=gate, plan=plan)
     except StacubeError as exc:  # the plan could not be stored (the output store is unusable...)
         if store.state(job_id) in ("queued", "running"):
             tasks.fail(settings, job_id, exc.message)

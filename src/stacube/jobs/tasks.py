@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stacube import __version__
 from stacube.algo.load import Gate, gated_sources
@@ -37,7 +38,7 @@ from stacube.core.cf import variable_attrs
 from stacube.core.crs import crs_text
 from stacube.core.times import item_datetime, iso
 from stacube.errors import InvalidInput, NoData, StacubeError
-from stacube.jobs import outputs, pyramid
+from stacube.jobs import outputs
 from stacube.jobs.plan import Plan, make_plan, plan_from_doc, plan_to_doc
 from stacube.jobs.processes import process_of
 from stacube.jobs.register import derived_collection, derived_items
@@ -46,6 +47,9 @@ from stacube.jobs.stages import JobCancelled, Stage
 from stacube.jobs.state import JobStore, tile_index, tile_key
 from stacube.settings import Settings
 from stacube.storage.objects import LocalStore, Staging, configure_gdal, open_store, read_document
+
+if TYPE_CHECKING:
+    from stacube.jobs.pyramid import Render
 
 #: ``on_register(output collection id, job row)``: called by :func:`finalize` before the output
 #: collection is written.
@@ -105,7 +109,7 @@ def staging_of(settings: Settings, plan: Plan, job: dict) -> Staging:
     return open_store(plan.output_root, settings).staging(job["id"], job["run"])
 
 
-def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
+def start(settings: Settings, job_id: str, *, gate: Gate | None = None, plan: Plan | None = None) -> Plan:
     """Plan a queued job (or return the plan of a running one) and create its scene tiles (a
     job without a scene pass has none: :func:`skip_scene_pass` moves it on).
 
@@ -113,6 +117,8 @@ def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
         gate: the read gate (:data:`stacube.algo.load.Gate`) every input href goes through at
             planning; the plan keeps the hrefs it returns, so tiles open exactly what was
             checked. None: the hrefs are kept as they are.
+        plan: the plan :func:`stacube.jobs.runner.check` made from the job's parameters just
+            before it was submitted (the catalog is not searched again); None: made here.
 
     Raises:
         NotFound / InvalidInput / NoData: the job fails with that reason (and it is re-raised);
@@ -124,7 +130,10 @@ def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
         return load_plan(settings, job_id, job)
     spec = spec_from_doc(job["parameters"])
     try:
-        plan = make_plan(spec, Catalog(settings), output_root(spec, settings), job_id=job_id)
+        if plan is None:
+            plan = make_plan(spec, Catalog(settings), output_root(spec, settings), job_id=job_id)
+        else:
+            plan = replace(plan, job_id=job_id)
         if gate is not None:
             sources = gated_sources(plan.inputs.sources, plan.inputs.load_bands, gate)
             plan.inputs = replace(plan.inputs, sources=sources)
@@ -142,7 +151,7 @@ def start(settings: Settings, job_id: str, *, gate: Gate | None = None) -> Plan:
     return load_plan(settings, job_id, uri=uri)
 
 
-def pyramid_render(plan: Plan) -> pyramid.Render | None:
+def pyramid_render(plan: Plan) -> Render | None:
     """How the job's tile pyramid is drawn (:func:`stacube.jobs.pyramid.resolve_render`), None
     without one. Composite bands are reflectance.
 
@@ -151,6 +160,8 @@ def pyramid_render(plan: Plan) -> pyramid.Render | None:
     """
     if plan.spec.pyramid is None:
         return None
+    from stacube.jobs import pyramid  # lazy: rio-tiler, only for jobs with a pyramid
+
     return pyramid.resolve_render(plan.spec.pyramid, plan.variables, {v: plan.dtype_of(v) for v in plan.variables},
                                   set() if plan.is_process else set(plan.bands))
 
@@ -164,6 +175,8 @@ def check_pyramid(plan: Plan) -> None:
     """
     if plan.spec.pyramid is None:
         return
+    from stacube.jobs import pyramid  # lazy: rio-tiler, only for jobs with a pyramid
+
     pyramid.check_size(pyramid.lonlat_bounds(plan.geobox), plan.spec.pyramid, len(plan.periods))
     if not plan.is_process or plan.outputs is not None:
         pyramid_render(plan)
@@ -685,6 +698,8 @@ def _write_pyramids(plan: Plan, steps: list[dict], work: Path, hrefs: dict, *, o
     render = pyramid_render(plan)
     if render is None:
         return {}
+    from stacube.jobs import pyramid  # lazy: rio-tiler, only for jobs with a pyramid
+
     spec = plan.spec.pyramid
     bounds = pyramid.lonlat_bounds(plan.geobox)
     out = {}
