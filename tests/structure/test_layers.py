@@ -149,3 +149,17 @@ def test_command_groups_follow_one_rule_and_list_all_their_commands():
 def test_the_old_tenant_words_are_gone_from_the_docs(word):
     for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
         assert f"stacube {word}" not in doc.read_text() and f" {word}" not in doc.read_text(), (doc.name, word)
+
+
+def test_a_composite_job_starts_without_the_libraries_it_does_not_use():
+    """``stacube composite`` imports neither xarray (and pandas) nor rio-tiler before its first
+    read: the start-up budget; process jobs and tile pyramids import them when they need them."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "import stacube.cli.main, stacube.cli.composite, stacube.jobs.runner, stacube.jobs.tasks\n"
+              "print(sorted(m for m in ('xarray', 'pandas', 'rio_tiler', 'odc.stac') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

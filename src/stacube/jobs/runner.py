@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from stacube.algo.load import Gate
 from stacube.catalog.pgstac import Catalog
+from stacube.db.connection import session
 from stacube.errors import NotFound, StacubeError
 from stacube.jobs import cube_fill, tasks
 from stacube.jobs.executors import SerialExecutor, make_executor
@@ -136,6 +137,14 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
         StorageError / StacubeError: a tile failed for good (job failed, staging discarded).
         JobCancelled: the job was cancelled meanwhile.
     """
+    with session(settings):  # the job's own bookkeeping shares one connection (tiles on threads open theirs)
+        return _run_job(settings, job_id, progress, workers, dask, executor, max_attempts, restart, on_register,
+                        gate, plan)
+
+
+def _run_job(settings: Settings, job_id: str, progress: Progress | None, workers: int | None, dask: str | None,
+             executor, max_attempts: int, restart: bool, on_register: tasks.OnRegister | None, gate: Gate | None,
+             plan: Plan | None) -> dict:
     store = JobStore(settings)
     job = store.get(job_id)
     if job["state"] == "completed":
