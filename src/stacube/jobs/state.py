@@ -76,6 +76,19 @@ CREATE TABLE IF NOT EXISTS stacube.job_tiles (
 """
 
 ACTIVE = ("queued", "running")
+
+
+def stale_sql(alias: str = "") -> str:
+    """The one rule of a *stuck* job, in SQL (one parameter: ``stale_after``, seconds; the
+    callers pass ``settings.job_max_age``): an active job whose row recorded no progress
+    (``updated``: a tile, a stage move, a lease) for that long. Submitting such a job again
+    starts it afresh (:meth:`JobStore.submit`), and it takes no job slot of its workspace
+    (:class:`stacube.access.jobs.JobSlots`).
+
+    Args:
+        alias: the jobs table's alias with its dot (``"j."``), or nothing.
+    """
+    return f"{alias}updated < now() - make_interval(secs => %s)"
 #: The states a job ends in (none of them is left by a later write; only :meth:`JobStore.submit`
 #: starts such a job afresh).
 ENDED = ("completed", "failed", "cancelled")
@@ -142,7 +155,8 @@ class JobStore(DatabaseStore):
 
         Args:
             stale_after: seconds after which an active job that made no progress counts as
-                stuck: it is started afresh (its earlier run's messages are then ignored).
+                stuck (:func:`stale_sql`): it is started afresh (its earlier run's messages are
+                then ignored).
 
         Returns:
             ``(job, created)``: ``created`` is False when the same job is already queued or
@@ -152,7 +166,7 @@ class JobStore(DatabaseStore):
         def call(conn):
             with conn.transaction():
                 row = conn.execute(
-                    "SELECT state, (%s::float IS NOT NULL AND updated < now() - make_interval(secs => %s)) "
+                    f"SELECT state, (%s::float IS NOT NULL AND {stale_sql()}) "
                     "AS stale FROM stacube.jobs WHERE id = %s FOR UPDATE",
                     (stale_after, stale_after, job_id)).fetchone()
                 if row and row["state"] in ACTIVE and not row["stale"]:
