@@ -9,7 +9,7 @@ item's ``self`` link, so the STAC API answers each such asset's ``href`` as a UR
 ``GET|HEAD {STAC API}/collections/{collection}/items/{item}/assets/{key}`` - the asset's file
 (Starlette's ``FileResponse``: ``Accept-Ranges: bytes``, ``206`` answers to ``Range`` requests,
 ``Content-Length``, ``ETag``/``Last-Modified``, streamed in chunks; a malformed or
-unsatisfiable ``Range`` answers 400/416 JSON). A folder asset (a Zarr
+unsatisfiable ``Range`` answers 400/416 JSON: :mod:`stacube_services.ranges`). A folder asset (a Zarr
 store) serves its files below it: ``.../assets/{key}/{path in the folder}``.
 
 The storage path stays in the asset as an alternate (STAC alternate-assets extension):
@@ -38,12 +38,12 @@ import anyio
 import orjson
 from fastapi import FastAPI, Request
 from stac_fastapi.types.errors import NotFoundError
-from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable
+from starlette.responses import FileResponse
 
 from stacube.access.gate import ReadGate
 from stacube.errors import NotFound
 from stacube_services.access.service import access_of
-from stacube_services.errors import error_response
+from stacube_services.ranges import file_range_refusal
 
 #: The STAC alternate-assets extension (https://github.com/stac-extensions/alternate-assets).
 ALTERNATE_ASSETS = "https://stac-extensions.github.io/alternate-assets/v1.2.0/schema.json"
@@ -218,24 +218,6 @@ def asset_file(gate: ReadGate, collection: str, href: str, path: str = "") -> tu
     return real, st
 
 
-def range_refusal(header: str | None, size: int):
-    """The JSON answer to a ``Range`` header ``FileResponse`` would refuse (400 malformed, 416
-    unsatisfiable, with ``Content-Range: bytes */<size>``), or None. The header is parsed by
-    ``FileResponse``'s own parser, so both agree on what is served."""
-    if not header:
-        return None
-    try:
-        FileResponse._parse_range_header(header, size)
-    except MalformedRangeHeader as exc:
-        return error_response(400, "InvalidParameter", f"Range: {exc.content}")
-    except RangeNotSatisfiable:
-        response = error_response(416, "RangeNotSatisfiable", f"Range: {header[:100]!r} is not within the "
-                                  f"file's {size} bytes")
-        response.headers["Content-Range"] = f"bytes */{size}"
-        return response
-    return None
-
-
 async def stored_item(request: Request, collection: str, item_id: str) -> dict:
     """The item as stored (hydrated by pgSTAC).
 
@@ -268,10 +250,9 @@ async def serve_asset(request: Request, collection_id: str, item_id: str, asset_
         raise NotFound(f"asset {asset_key!r} of item {item_id} is not a file of this server: open its href")
     gate = await access_of(request).gate()
     real, st = await anyio.to_thread.run_sync(asset_file, gate, collection_id, href, path)
-    refused = range_refusal(request.headers.get("range"), st.st_size)
-    if refused is not None:
-        return refused
-    return FileResponse(real, stat_result=st, media_type=_media_type(asset, real, bool(path)))
+    response = FileResponse(real, stat_result=st, media_type=_media_type(asset, real, bool(path)))
+    refused = file_range_refusal(request.scope, response, st.st_size)
+    return response if refused is None else refused
 
 
 def add_asset_routes(app: FastAPI, prefix_path: str = "") -> None:

@@ -117,3 +117,40 @@ def test_a_members_job_output_is_private_to_its_workspace(client, world):
     AccessStore(world.settings).set_access(out, share_with=["t-beta"])
     assert client.get(cog, headers=world.headers["shared"]).status_code == 200
     assert client.get(cog, headers=world.headers["other"]).status_code == 404
+
+
+def test_a_stuck_job_takes_no_slot_of_its_workspace(settings):
+    """A job whose process died stays ``running``; once it made no progress for ``job_max_age``
+    (the rule by which a resubmission starts it afresh) it no longer takes its workspace's slot."""
+    from stacube.access.jobs import JobSlots
+    from stacube.access.workspaces import AccessStore
+    from stacube.errors import Conflict
+    from stacube.jobs.state import JobStore
+
+    workspace, dead, waiting = "t-stuck-slots", "stuck-slots-dead", "stuck-slots-waiting"
+    access = AccessStore(settings)
+    try:
+        access.create_workspace(workspace)
+    except Conflict:
+        pass
+    access.set_workspace(workspace, max_jobs=1)
+    aged = settings.model_copy(update={"job_max_age": 3600})
+    slots, jobs = JobSlots(aged), JobStore(settings)
+    try:
+        jobs.submit(dead, {"n": 1}, workspace=workspace)
+        assert jobs.update(dead, state="running")
+        jobs.submit(waiting, {"n": 2}, workspace=workspace)
+        assert slots.admit(waiting, workspace) is False  # the running job holds the one slot
+        jobs.run(lambda conn: conn.execute(
+            "UPDATE stacube.jobs SET updated = now() - interval '59 minutes' WHERE id = %s", (dead,)))
+        assert slots.releasable() == [] and slots.is_held(waiting)  # quiet for less than job_max_age
+        jobs.run(lambda conn: conn.execute(
+            "UPDATE stacube.jobs SET updated = now() - interval '61 minutes' WHERE id = %s", (dead,)))
+        assert slots.releasable() == [waiting] and not slots.is_held(waiting)
+        _, restarted = jobs.submit(dead, {"n": 1}, workspace=workspace, stale_after=aged.job_max_age)
+        assert restarted  # the same rule: submitted again, it starts afresh (and takes a slot again)
+        assert slots.admit("stuck-slots-third", workspace) is False
+    finally:
+        for job_id in (dead, waiting):
+            jobs.cancel(job_id)
+        jobs.run(lambda conn: conn.execute("DELETE FROM stacube.held_jobs WHERE job_id LIKE 'stuck-slots-%%'"))

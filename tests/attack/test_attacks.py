@@ -128,11 +128,13 @@ def test_files_of_an_admins_and_a_private_job_stay_hidden(world, http):
     assert http.get(world.url(f"/jobs/{admin['id']}"), timeout=30).status_code == 404
     report = f"{mine['id']}/report.json"
     assert http.get(world.url(f"/files/{report}"), headers=world.headers["alpha"], timeout=30).status_code == 200
+    missing = http.get(world.url("/files/no-such-job/report.json"), timeout=30)
+    assert missing.status_code == 404 and missing.json()["code"] == "NotFound" and missing.json()["description"]
     for path in (f"/files/cubes/{PUBLIC}/../../{report}", f"/files/cubes/{PUBLIC}/%2e%2e/%2e%2e/{report}",
                  f"/files/{admin['id']}/../{report}", f"/files/./{report}", f"/files//{report}"):
         r = http.get(world.url(path), timeout=30)
         assert r.status_code == 404, (path, r.status_code)
-        assert r.json() == {"detail": "Not Found"}
+        assert r.json() == missing.json()  # the answer to a missing file: nothing tells it is there
 
 
 def test_anonymous_search_registrations_are_bounded(world, http, settings):

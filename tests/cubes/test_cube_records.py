@@ -238,3 +238,39 @@ def test_cube_on_s3(private_s2, settings, s3_server):
     assert np.array_equal(again.red.values, ds.red.values, equal_nan=True)
     delete_stores(definition, s3_settings)
     assert "Contents" not in boto3.client("s3", endpoint_url=s3_server).list_objects_v2(Bucket="cubes")
+
+
+def test_cube_records_borrow_the_open_session_and_retry_a_dropped_connection(settings, monkeypatch):
+    """The cube store is a database store like the others: inside a session its calls run on
+    the session's one connection; outside, on this thread's kept connection, and a call that
+    meets a connection the server ended is retried on a fresh one instead of failing."""
+    import psycopg
+
+    from stacube.cubes.records import CubeRecords
+    from stacube.db import connection
+    from stacube.jobs.state import JobStore
+
+    store = CubeRecords(settings)
+    doc = {"name": "records-borrowing", "note": "a record, never filled"}
+    store.create(doc["name"], doc, replace=True)
+    try:
+        with connection.session(settings) as shared:
+            assert store.get(doc["name"]) == doc
+            JobStore(settings).list(limit=1)
+            assert doc["name"] in {r["name"] for r in store.list()}
+            with store._conn() as conn:
+                assert conn is shared.conn
+            assert shared.opened == 1
+        monkeypatch.setattr(connection, "IDLE_CHECK_SECONDS", 3600.0, raising=False)  # no check before use
+        store.list()
+        with store._conn() as conn:
+            pid = conn.info.backend_pid
+        with store._conn() as conn:
+            assert conn.info.backend_pid == pid  # kept between calls
+        with psycopg.connect(settings.dsn(), autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+        assert store.get(doc["name"]) == doc
+        with store._conn() as conn:
+            assert conn.info.backend_pid != pid
+    finally:
+        store.delete(doc["name"])

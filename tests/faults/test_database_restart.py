@@ -139,8 +139,8 @@ def test_a_kept_cube_connection_ended_by_the_server_is_replaced(settings, monkey
     (a restart, an idle timeout, an administrator) is replaced, not handed out dead."""
     import psycopg
 
-    from stacube.cubes import records
     from stacube.cubes.records import CubeRecords
+    from stacube.db import connection
 
     store = CubeRecords(settings)
     store.list()
@@ -148,7 +148,7 @@ def test_a_kept_cube_connection_ended_by_the_server_is_replaced(settings, monkey
         pid = conn.info.backend_pid
     with psycopg.connect(settings.dsn(), autocommit=True) as admin:
         assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
-    monkeypatch.setattr(records, "IDLE_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(connection, "IDLE_CHECK_SECONDS", 0.0)
     assert isinstance(store.list(), list)
     with store._conn() as conn:
         assert conn.info.backend_pid != pid

@@ -291,7 +291,7 @@ def test_items_carry_asset_urls_served_with_range_requests(client, samples):
     assert whole.headers["content-length"] == str(len(data))
     unsatisfiable = client.get(url, headers={"Range": f"bytes={len(data)}-"})
     assert unsatisfiable.status_code == 416 and unsatisfiable.headers["content-range"] == f"bytes */{len(data)}"
-    for malformed in ("bytes=abc", "bytes=5-1", "items=0-1"):
+    for malformed in ("bytes=abc", "bytes=5-1", "items=0-1", "bytes=--5", "bytes=+1-2", "bytes=1_0-20"):
         r = client.get(url, headers={"Range": malformed})
         assert r.status_code == 400 and r.json()["description"].startswith("Range: "), (malformed, r.text)
     two = client.get(url, headers={"Range": "bytes=0-0,2-2"})
@@ -303,6 +303,56 @@ def test_items_carry_asset_urls_served_with_range_requests(client, samples):
                     f"/stac/collections/{S2}/items/nope/assets/B04", "/stac/collections/nope/items/x/assets/B04"):
         r = client.get(missing)
         assert r.status_code == 404 and r.json()["description"], missing
+
+
+@pytest.fixture(scope="module")
+def files_client(samples, tmp_path_factory):
+    """The application with its outputs in a directory of this module: ``/files`` serves it."""
+    from stacube_services.app import create_app
+
+    root = tmp_path_factory.mktemp("outputs")
+    (root / "job-a").mkdir()
+    (root / "job-a" / "report.json").write_bytes(bytes(range(256)) * 4)
+    with TestClient(create_app(Settings(output=str(root))), raise_server_exceptions=False) as c:
+        yield c, (root / "job-a" / "report.json").read_bytes()
+
+
+def test_output_files_answer_ranges_and_refuse_bad_ones_in_json(files_client):
+    """``/files`` serves ranges (206, multipart for several) and answers every range it cannot
+    serve with a JSON error and its reason: 400 malformed, 416 unsatisfiable with
+    ``Content-Range: bytes */size``; never a plain-text answer nor a 500."""
+    client, data = files_client
+    url, size = "/files/job-a/report.json", len(data)
+    part = client.get(url, headers={"Range": "bytes=100-299"})
+    assert part.status_code == 206 and part.content == data[100:300]
+    assert part.headers["content-range"] == f"bytes 100-299/{size}"
+    assert client.get(url, headers={"Range": "bytes=-16"}).content == data[-16:]
+    assert client.get(url, headers={"Range": "bytes=1000-"}).content == data[1000:]
+    assert client.get(url, headers={"Range": f"bytes=0-{10**30}"}).content == data  # past the end: to the end
+    assert client.get(url, headers={"Range": f"bytes=-{size + 5}"}).content == data  # suffix longer than the file
+    two = client.get(url, headers={"Range": "bytes=0-0, 2-2"})
+    assert two.status_code == 206 and two.headers["content-type"].startswith("multipart/byteranges")
+    assert client.get(url, headers={"Range": "bytes=0-9,5-19"}).content == data[:20]  # overlapping: merged
+    many = client.get(url, headers={"Range": "bytes=" + ",".join(f"{i}-{i}" for i in range(101))})
+    assert many.status_code == 200 and many.content == data
+    for unsatisfiable in (f"bytes={size}-", f"bytes={size}-{size + 10}", "bytes=-0", f"bytes={10**30}-",
+                          f"bytes=0-1,{size}-"):
+        r = client.get(url, headers={"Range": unsatisfiable})
+        assert r.status_code == 416, (unsatisfiable, r.status_code, r.text)
+        assert r.headers["content-range"] == f"bytes */{size}" and r.headers["content-type"] == "application/json"
+        assert r.json()["description"].startswith("Range: "), unsatisfiable
+    for malformed in ("bytes=abc", "bytes=5-1", "items=0-1", "bytes=", "bytes=-", "bytes=,", "bytes",
+                      "bytes=--5", "bytes=-5-", "bytes=0--1", "bytes=-1-5", "bytes=+1-2", "bytes=1_0-20",
+                      "bytes=\u0663-", "bytes=0-1;2-3", "bytes=0-1,abc", "bytes=0x10-", "bytes=1 2-3",
+                      "bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000):
+        r = client.get(url, headers={"Range": malformed.encode("utf-8")})
+        assert r.status_code == 400 and r.headers["content-type"] == "application/json", (malformed, r.text)
+        assert r.json()["code"] == "InvalidParameter" and r.json()["description"].startswith("Range: "), malformed
+    # a range that does not apply (an If-Range that no longer matches) is not refused: the file is
+    assert client.get(url, headers={"Range": "bytes=abc", "If-Range": '"stale"'}).content == data
+    missing = client.get("/files/job-a/nope.json")
+    assert missing.status_code == 404 and missing.json()["description"], missing.text
+    assert client.post(url).status_code == 405 and client.post(url).json()["description"]
 
 
 def test_transactions_are_off_without_a_key(client):

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from stacube.jobs.executors import ProcessExecutor
 from stacube.jobs.runner import run_job, submit
 from stacube.jobs.spec import build_spec
+from stacube.errors import NotFound, StacubeError
 from stacube.jobs.state import JobStore
 from stacube_testing import STACUBE, ROOT
 
@@ -228,6 +229,83 @@ def test_cancelling_a_running_job(samples, tmp_path):
     assert "ny-cancelled" not in samples.collection_ids()
     assert not (tmp_path / job["id"]).exists()
     assert not (tmp_path / "tmp" / job["id"]).exists()
+
+
+def _cancel_then(store, job_id, exc):
+    """A step that sees its job cancelled, then fails (its staging vanished under it...)."""
+    def step(*args, **kwargs):
+        store.cancel(job_id)
+        raise exc
+    return step
+
+
+@pytest.mark.parametrize("error", [RuntimeError("staging vanished"), StacubeError("the output store went away")],
+                         ids=["unexpected", "stacube"])
+def test_a_job_cancelled_while_a_step_runs_stays_cancelled_when_the_step_fails(samples, tmp_path, monkeypatch,
+                                                                                 error):
+    from stacube.jobs import tasks
+    from stacube.jobs.stages import JobCancelled
+
+    store = JobStore(samples.settings)
+    spec = build_spec(**NY, output=str(tmp_path), output_collection=f"ny-cancel-{type(error).__name__.lower()}")
+    job, _ = submit(spec, samples.settings)
+    monkeypatch.setattr(tasks, "finalize", _cancel_then(store, job["id"], error))
+    with pytest.raises(JobCancelled):
+        run_job(samples.settings, job["id"], workers=1)
+    ended = store.get(job["id"], full=False)
+    assert (ended["state"], ended["error"]) == ("cancelled", "cancelled on request")
+    assert not (tmp_path / "tmp" / job["id"]).exists()
+
+
+def test_a_job_cancelled_while_it_is_planned_stays_cancelled(samples, tmp_path, monkeypatch):
+    from stacube.jobs import tasks
+    from stacube.jobs.stages import JobCancelled
+
+    store = JobStore(samples.settings)
+    spec = build_spec(**NY, output=str(tmp_path), output_collection="ny-cancel-planning")
+    job, _ = submit(spec, samples.settings)
+    plan = tasks.make_plan
+
+    def cancelled_while_planned(*args, **kwargs):
+        store.cancel(job["id"])
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "make_plan", cancelled_while_planned)
+    with pytest.raises(JobCancelled):
+        run_job(samples.settings, job["id"], workers=1)
+    assert store.get(job["id"], full=False)["state"] == "cancelled"
+    assert "ny-cancel-planning" not in samples.collection_ids()
+    assert not (tmp_path / "tmp" / job["id"]).exists()
+
+
+def test_a_job_cancelled_after_its_commit_is_not_completed_nor_registered(samples, tmp_path):
+    from stacube.jobs.stages import JobCancelled
+
+    store = JobStore(samples.settings)
+    spec = build_spec(**NY, output=str(tmp_path), output_collection="ny-cancel-registering")
+    job, _ = submit(spec, samples.settings)
+    with pytest.raises(JobCancelled):
+        run_job(samples.settings, job["id"], workers=1, on_register=lambda collection, j: store.cancel(j["id"]))
+    ended = store.get(job["id"])
+    assert ended["state"] == "cancelled" and ended["report"] is None
+    assert "ny-cancel-registering" not in samples.collection_ids()
+
+
+def test_ending_a_job_never_overwrites_an_ended_one(samples, tmp_path):
+    from stacube.jobs import tasks
+
+    store = JobStore(samples.settings)
+    spec = build_spec(**NY, output=str(tmp_path), output_collection="ny-cancel-ended")
+    job, _ = submit(spec, samples.settings)
+    assert store.cancel(job["id"])["state"] == "cancelled"
+    assert tasks.fail(samples.settings, job["id"], "too late") is False
+    assert store.update(job["id"], state="completed", report={"late": True}) is False
+    assert store.update(job["id"], state="running") is False
+    assert store.cancel(job["id"])["error"] == "cancelled on request"
+    ended = store.get(job["id"])
+    assert (ended["state"], ended["error"], ended["report"]) == ("cancelled", "cancelled on request", None)
+    with pytest.raises(NotFound):
+        store.cancel("no-such-job")
 
 
 TILE_PEAK = """

@@ -8,6 +8,10 @@ read every collection gets any file. Others get a job's files only when they may
 output collection, a cube's files when they may read the collection of that name (a cube without
 one: not at all), and never the staging area (``tmp/``). Anything else answers the same 404 as a
 missing file.
+
+Errors are the services' JSON errors (``{"code", "description"}``): 404 (missing or not
+allowed), 405 (not GET or HEAD), and a ``Range`` that is not served, 400 or 416 (with
+``Content-Range: bytes */<size>``: :mod:`stacube_services.ranges`).
 """
 
 from __future__ import annotations
@@ -15,10 +19,16 @@ from __future__ import annotations
 import os
 
 from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from stacube_services.access.service import AccessService, principal_of
+from stacube_services.errors import error_response
+from stacube_services.ranges import file_range_refusal
 
+_CODES = {401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed"}
+_REASONS = {404: "no such file (or not yours to read)", 405: "files are read with GET or HEAD",
+            401: "the file cannot be read"}
 JOB_SQL = ("SELECT report->>'collection', plan->>'output_collection', parameters->>'output_collection' "
            "FROM stacube.jobs WHERE id = %s")
 
@@ -36,9 +46,23 @@ class AuthorisedFiles(StaticFiles):
         self.service = service
 
     async def get_response(self, path: str, scope):
-        if not await self.allowed(path, scope):
-            raise HTTPException(status_code=404)
-        return await super().get_response(path, scope)
+        try:
+            if not await self.allowed(path, scope):
+                raise HTTPException(status_code=404)
+            return await super().get_response(path, scope)
+        except HTTPException as exc:
+            response = error_response(exc.status_code, _CODES.get(exc.status_code, "HTTPError"),
+                                      _REASONS.get(exc.status_code, exc.detail))
+            response.headers.update(exc.headers or {})
+            return response
+
+    def file_response(self, full_path, stat_result, scope, status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        if isinstance(response, FileResponse):
+            refused = file_range_refusal(scope, response, stat_result.st_size)
+            if refused is not None:
+                return refused
+        return response
 
     async def allowed(self, path: str, scope) -> bool:
         """Whether the caller may read ``path`` (already normalised, relative to the directory)."""

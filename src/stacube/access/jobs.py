@@ -19,7 +19,8 @@
   own, else ``STACUBE_JOB_QUOTA``; ``STACUBE_ANONYMOUS_JOB_QUOTA`` for anonymous callers while
   access control is on - without it they are everyone, with ``STACUBE_JOB_QUOTA``) or whose ``tile_size`` would
   not fit the tile memory budget (``STACUBE_TILE_MEMORY``) is refused (400); at most
-  ``max_jobs`` of a workspace run at once (:class:`JobSlots`: the others wait, queued).
+  ``max_jobs`` of a workspace run at once (:class:`JobSlots`: the others wait, queued; a job
+  that made no progress for ``job_max_age`` is stuck and takes no slot).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from stacube.catalog.pgstac import Catalog
 from stacube.db.connection import DatabaseStore
 from stacube.errors import Conflict, InvalidInput, NotFound
 from stacube.jobs.estimate import JobSize
+from stacube.jobs.state import stale_sql
 from stacube.settings import Settings
 
 #: The label of jobs of an admin without a workspace (not a workspace name: nothing is claimed).
@@ -173,8 +175,12 @@ class JobSlots(DatabaseStore):
         settings: the catalog database and ``max_jobs``.
     """
 
+    #: Jobs of a label that take a slot: active, not held, not stuck (:func:`stale_sql` with
+    #: ``job_max_age``: a job whose process died stops taking a slot once it is stuck, as a
+    #: resubmission would start it afresh). Parameters: label, the job asking, ``job_max_age``.
     ACTIVE_SQL = ("SELECT count(*) AS n FROM stacube.jobs j WHERE j.workspace IS NOT DISTINCT FROM %s "
                   "AND j.state IN ('queued', 'running') AND j.id <> %s "
+                  f"AND NOT ({stale_sql('j.')}) "
                   "AND NOT EXISTS (SELECT 1 FROM stacube.held_jobs h WHERE h.job_id = j.id)")
 
     def limit(self, label: str | None) -> int | None:
@@ -191,7 +197,7 @@ class JobSlots(DatabaseStore):
             return True
         with self._conn() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"stacube-jobs:{label}",))
-            if conn.execute(self.ACTIVE_SQL, (label, job_id)).fetchone()["n"] < limit:
+            if conn.execute(self.ACTIVE_SQL, (label, job_id, self.settings.job_max_age)).fetchone()["n"] < limit:
                 conn.execute("DELETE FROM stacube.held_jobs WHERE job_id = %s", (job_id,))
                 return True
             conn.execute("INSERT INTO stacube.held_jobs (job_id, label) VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -210,7 +216,8 @@ class JobSlots(DatabaseStore):
             with self._conn() as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"stacube-jobs:{row['label']}",))
                 limit = self.limit(row["label"])
-                if limit is None or conn.execute(self.ACTIVE_SQL, (row["label"], row["job_id"])).fetchone()["n"] < limit:
+                active = conn.execute(self.ACTIVE_SQL, (row["label"], row["job_id"], self.settings.job_max_age))
+                if limit is None or active.fetchone()["n"] < limit:
                     if conn.execute("DELETE FROM stacube.held_jobs WHERE job_id = %s RETURNING job_id",
                                     (row["job_id"],)).fetchone():
                         out.append(row["job_id"])

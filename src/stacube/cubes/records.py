@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterable
 from contextlib import contextmanager
 
-import psycopg
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 from psycopg.types.json import Jsonb
 
 from stacube.db.connection import DatabaseStore, connect
@@ -55,11 +50,8 @@ DO $$ BEGIN
 END $$;
 """
 STALE_SECONDS = 900
-#: a kept connection idle longer than this is checked before use (one empty query)
-IDLE_CHECK_SECONDS = 1.0
 Unit = tuple[int, int, int]
 _READY: set[str] = set()
-_LOCAL = threading.local()
 
 
 def worker_id() -> str:
@@ -68,43 +60,32 @@ def worker_id() -> str:
 
 
 class CubeRecords(DatabaseStore):
-    """Reads and writes cube records and fill units.
+    """Reads and writes cube records and fill units; every call is retried on transient
+    database errors.
+
+    Reads of a cube check its definition and fill state on every request, and a new connection
+    costs more than the read itself: outside a :func:`~stacube.db.connection.session` the calls
+    share one connection per thread, kept open between them
+    (:attr:`~stacube.db.connection.DatabaseStore.keep_connection`).
 
     Args:
         settings: the catalog database.
     """
 
-    @contextmanager
-    def _conn(self):
-        """A connection of this thread, kept open between calls: reads of a cube check its
-        definition and fill state on every request, and a new connection costs more than the
-        read itself."""
-        dsn = self.settings.dsn()
-        key = (dsn, os.getpid())
-        conns = _LOCAL.__dict__.setdefault("conns", {})
-        used = _LOCAL.__dict__.setdefault("used", {})
-        conn = conns.get(key)
-        if conn is not None and not (conn.closed or conn.broken) \
-                and time.monotonic() - used.get(key, 0.0) > IDLE_CHECK_SECONDS:
-            try:  # a server restarted since the last call left it dead: psycopg_pool's check
-                ConnectionPool.check_connection(conn)
-            except psycopg.Error:
-                conn.close()
-        if conn is None or conn.closed or conn.broken:
-            conn = connect(self.settings, autocommit=True)
-            conn.row_factory = dict_row
-            if dsn not in _READY:  # databases migrated before cubes existed
+    keep_connection = True
+
+    def run(self, call):
+        """``call(conn)`` as :meth:`DatabaseStore.run`, the tables created first in a database
+        migrated before cubes existed (once per database and process)."""
+
+        def ready(conn):
+            dsn = self.settings.dsn()
+            if dsn not in _READY:
                 conn.execute(TABLES)
                 _READY.add(dsn)
-            conns[key] = conn
-        try:
-            yield conn
-        except psycopg.OperationalError:
-            conns.pop(key, None)
-            conn.close()
-            raise
-        finally:
-            used[key] = time.monotonic()
+            return call(conn)
+
+        return super().run(ready)
 
     # -- cubes ------------------------------------------------------------------------------
     def create(self, name: str, definition: dict, *, replace: bool = False) -> None:
@@ -113,16 +94,21 @@ class CubeRecords(DatabaseStore):
         Raises:
             Conflict: a cube of that name exists and ``replace`` is False.
         """
-        with self._conn() as conn, conn.transaction():
-            exists = conn.execute("SELECT 1 FROM stacube.cubes WHERE name = %s FOR UPDATE", (name,)).fetchone()
-            if exists and not replace:
-                raise Conflict(f"cube {name!r} exists; open it, or delete it first (stacube cube delete {name})")
-            if exists:
-                conn.execute("DELETE FROM stacube.cube_chunks WHERE cube = %s", (name,))
-                conn.execute("UPDATE stacube.cubes SET definition = %s, updated = now() WHERE name = %s",
-                             (Jsonb(definition), name))
-            else:
-                conn.execute("INSERT INTO stacube.cubes (name, definition) VALUES (%s, %s)", (name, Jsonb(definition)))
+
+        def call(conn):
+            with conn.transaction():
+                exists = conn.execute("SELECT 1 FROM stacube.cubes WHERE name = %s FOR UPDATE", (name,)).fetchone()
+                if exists and not replace:
+                    raise Conflict(f"cube {name!r} exists; open it, or delete it first (stacube cube delete {name})")
+                if exists:
+                    conn.execute("DELETE FROM stacube.cube_chunks WHERE cube = %s", (name,))
+                    conn.execute("UPDATE stacube.cubes SET definition = %s, updated = now() WHERE name = %s",
+                                 (Jsonb(definition), name))
+                else:
+                    conn.execute("INSERT INTO stacube.cubes (name, definition) VALUES (%s, %s)",
+                                 (name, Jsonb(definition)))
+
+        self.run(call)
 
     def get(self, name: str) -> dict:
         """The cube's definition document.
@@ -130,19 +116,18 @@ class CubeRecords(DatabaseStore):
         Raises:
             NotFound: no such cube.
         """
-        with self._conn() as conn:
-            row = conn.execute("SELECT definition FROM stacube.cubes WHERE name = %s", (name,)).fetchone()
+        row = self.run(lambda conn: conn.execute(
+            "SELECT definition FROM stacube.cubes WHERE name = %s", (name,)).fetchone())
         if row is None:
             raise NotFound(f"unknown cube {name!r}")
         return row["definition"]
 
     def list(self) -> list[dict]:
         """``{name, definition, created, filled, units_done}`` of every cube, by name."""
-        with self._conn() as conn:
-            return conn.execute(
-                "SELECT c.name, c.definition, c.created, "
-                "(SELECT count(*) FROM stacube.cube_chunks u WHERE u.cube = c.name AND u.state = 'done') AS units_done "
-                "FROM stacube.cubes c ORDER BY c.name").fetchall()
+        return self.run(lambda conn: conn.execute(
+            "SELECT c.name, c.definition, c.created, "
+            "(SELECT count(*) FROM stacube.cube_chunks u WHERE u.cube = c.name AND u.state = 'done') AS units_done "
+            "FROM stacube.cubes c ORDER BY c.name").fetchall())
 
     def delete(self, name: str) -> dict:
         """Forget a cube; returns its definition.
@@ -151,18 +136,16 @@ class CubeRecords(DatabaseStore):
             NotFound: no such cube.
         """
         definition = self.get(name)
-        with self._conn() as conn:
-            conn.execute("DELETE FROM stacube.cubes WHERE name = %s", (name,))
+        self.run(lambda conn: conn.execute("DELETE FROM stacube.cubes WHERE name = %s", (name,)))
         return definition
 
     # -- fill units -------------------------------------------------------------------------
     def states(self, name: str, units: Iterable[Unit] | None = None) -> dict[Unit, str]:
         """``{unit: state}`` of the recorded units (all, or those among ``units``)."""
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT tile_y, tile_x, time_block, state, "
-                "extract(epoch FROM now() - updated) AS age FROM stacube.cube_chunks WHERE cube = %s",
-                (name,)).fetchall()
+        rows = self.run(lambda conn: conn.execute(
+            "SELECT tile_y, tile_x, time_block, state, "
+            "extract(epoch FROM now() - updated) AS age FROM stacube.cube_chunks WHERE cube = %s",
+            (name,)).fetchall())
         wanted = None if units is None else set(units)
         out = {}
         for r in rows:
@@ -181,40 +164,54 @@ class CubeRecords(DatabaseStore):
         units = list(units)
         if not units:
             return []
-        claimed: list[Unit] = []
-        with self._conn() as conn, conn.transaction():
-            for iy, ix, tb in units:
-                row = conn.execute(
-                    "INSERT INTO stacube.cube_chunks AS u (cube, tile_y, tile_x, time_block, state, worker) "
-                    "VALUES (%s, %s, %s, %s, 'running', %s) "
-                    "ON CONFLICT (cube, tile_y, tile_x, time_block) DO UPDATE "
-                    "SET state = 'running', worker = EXCLUDED.worker, error = NULL, updated = now() "
-                    "WHERE u.state = 'failed' OR (u.state = 'running' AND u.updated < now() - make_interval(secs => %s)) "
-                    "RETURNING tile_y, tile_x, time_block",
-                    (name, iy, ix, tb, worker, STALE_SECONDS)).fetchone()
-                if row:
-                    claimed.append((row["tile_y"], row["tile_x"], row["time_block"]))
-        return claimed
+
+        def call(conn):
+            claimed: list[Unit] = []
+            with conn.transaction():
+                for iy, ix, tb in units:
+                    row = conn.execute(
+                        "INSERT INTO stacube.cube_chunks AS u (cube, tile_y, tile_x, time_block, state, worker) "
+                        "VALUES (%s, %s, %s, %s, 'running', %s) "
+                        "ON CONFLICT (cube, tile_y, tile_x, time_block) DO UPDATE "
+                        "SET state = 'running', worker = EXCLUDED.worker, error = NULL, updated = now() "
+                        "WHERE u.state = 'failed' OR (u.state = 'running' "
+                        "AND u.updated < now() - make_interval(secs => %s)) "
+                        "RETURNING tile_y, tile_x, time_block",
+                        (name, iy, ix, tb, worker, STALE_SECONDS)).fetchone()
+                    if row:
+                        claimed.append((row["tile_y"], row["tile_x"], row["time_block"]))
+            return claimed
+
+        return self.run(call)
 
     def finish(self, name: str, unit: Unit, *, items: int | None = None, error: str | None = None) -> None:
         """Record a unit's outcome (``done`` unless ``error``)."""
-        with self._conn() as conn:
-            conn.execute(
-                "UPDATE stacube.cube_chunks SET state = %s, items = %s, error = %s, updated = now() "
-                "WHERE cube = %s AND tile_y = %s AND tile_x = %s AND time_block = %s",
-                ("failed" if error else "done", items, error, name, *unit))
+        self.run(lambda conn: conn.execute(
+            "UPDATE stacube.cube_chunks SET state = %s, items = %s, error = %s, updated = now() "
+            "WHERE cube = %s AND tile_y = %s AND tile_x = %s AND time_block = %s",
+            ("failed" if error else "done", items, error, name, *unit)))
 
     def release(self, name: str, units: Iterable[Unit], worker: str) -> None:
         """Drop this worker's claims that never ran (an interrupted fill)."""
-        with self._conn() as conn:
+        units = list(units)
+
+        def call(conn):
             for unit in units:
                 conn.execute(
                     "DELETE FROM stacube.cube_chunks WHERE cube = %s AND tile_y = %s AND tile_x = %s "
                     "AND time_block = %s AND worker = %s AND state = 'running'", (name, *unit, worker))
 
+        self.run(call)
+
     @contextmanager
     def lock(self, name: str):
-        """A session-level advisory lock on the cube (pyramid updates of one cube run one at a time)."""
+        """A session-level advisory lock on the cube (pyramid updates of one cube run one at a
+        time), held on a connection of its own for the block: a shared connection may be
+        replaced after an error, which would end the lock while its block still runs.
+
+        Raises:
+            DatabaseUnavailable: no connection could be opened.
+        """
         conn = connect(self.settings, autocommit=True)
         try:
             conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"stacube.cube:{name}",))

@@ -13,7 +13,11 @@ Two ways to reach PostgreSQL (``STACUBE_DB_POOL_MODE``):
 A unit of work that makes many small calls (a worker invocation: the tile's state, its
 completion, the stage move) runs them on one connection: :func:`session` opens it lazily and
 every :class:`DatabaseStore` call and :class:`~stacube.catalog.pgstac.Catalog` call inside
-reuses it. Transient errors (a dropped connection, a server restarting, a deadlock, a
+reuses it. Outside a session a call opens a connection and closes it after, unless its store
+keeps one (:attr:`DatabaseStore.keep_connection`: a store read on every request, whose reads
+cost less than a new connection): that store's calls then share one connection per thread,
+kept open between calls (:func:`borrow` with ``keep``), checked after :data:`IDLE_CHECK_SECONDS`
+idle and replaced when the server ended it. Transient errors (a dropped connection, a server restarting, a deadlock, a
 serialization failure) are retried a few times on a fresh connection (:meth:`DatabaseStore.run`,
 :func:`retrying`) and then raised as :class:`~stacube.errors.DatabaseUnavailable` (503,
 retried by queues), never as invalid input.
@@ -21,7 +25,9 @@ retried by queues), never as invalid input.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +46,8 @@ PGSTAC_OPTIONS = "-c search_path=pgstac,public -c application_name=stacube"
 #: rides out a server restart.
 RETRY_DELAYS = (0.1, 0.3)
 SESSION_RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0, 4.0)
+#: A kept connection idle longer than this (seconds) is checked before use (one empty query).
+IDLE_CHECK_SECONDS = 1.0
 T = TypeVar("T")
 
 
@@ -192,40 +200,86 @@ def current_session(settings: Settings) -> Session | None:
     return current if current is not None and current.dsn == settings.dsn() else None
 
 
+# -- one kept connection per thread ---------------------------------------------------------------
+class _Kept(threading.local):
+    """This thread's kept connections, by database and process (a forked child opens its own)."""
+
+    def __init__(self):
+        self.conns: dict[tuple[str, int], psycopg.Connection] = {}
+        self.used: dict[tuple[str, int], float] = {}
+
+
+_KEPT = _Kept()
+
+
+def _kept_connection(settings: Settings) -> tuple[tuple[str, int], psycopg.Connection]:
+    """This thread's kept connection to ``settings``' database (opened at first use; one idle
+    for more than :data:`IDLE_CHECK_SECONDS` is checked first, and replaced when dead)."""
+    key = (settings.dsn(), os.getpid())
+    conn = _KEPT.conns.get(key)
+    if conn is not None and not (conn.closed or conn.broken) \
+            and time.monotonic() - _KEPT.used.get(key, 0.0) > IDLE_CHECK_SECONDS:
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        try:  # a server restarted since the last call left it dead: psycopg_pool's check
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            conn.close()
+    if conn is None or conn.closed or conn.broken:
+        conn = connect(settings, autocommit=True)
+        _KEPT.conns[key] = conn
+    return key, conn
+
+
 @contextmanager
-def borrow(settings: Settings) -> Iterator[psycopg.Connection]:
-    """An autocommit connection: the session's when one is open, else a new one closed after.
+def borrow(settings: Settings, *, keep: bool = False) -> Iterator[psycopg.Connection]:
+    """An autocommit connection: the session's when one is open, else (``keep``) this thread's
+    kept connection, else a new one closed after.
 
     Raises:
         DatabaseUnavailable: no connection could be opened.
     """
     shared = current_session(settings)
-    if shared is None:
+    if shared is None and not keep:
         conn = connect(settings, autocommit=True)
         try:
             yield conn
         finally:
             conn.close()
         return
-    conn = shared.connection()
+    if shared is None:
+        key, conn = _kept_connection(settings)
+
+        def discard() -> None:
+            _KEPT.conns.pop(key, None)
+            conn.close()
+    else:
+        conn, discard = shared.connection(), shared.discard
     try:
         yield conn
     except BaseException as exc:
         if conn.broken or is_transient(exc):
-            shared.discard()
+            discard()
         elif not conn.closed and conn.info.transaction_status != 0:  # not idle: a failed block
             conn.rollback()
         raise
+    finally:
+        if shared is None:
+            _KEPT.used[key] = time.monotonic()
 
 
 class DatabaseStore:
-    """Base of the stores of stacube's own tables (jobs, access): rows as dicts, one autocommit
-    connection per call (the open :func:`session`'s when there is one); :meth:`run` retries a
-    call that met a transient error.
+    """Base of the stores of stacube's own tables (jobs, access, cubes): rows as dicts, one
+    autocommit connection per call (the open :func:`session`'s when there is one; this thread's
+    kept one when :attr:`keep_connection`); :meth:`run` retries a call that met a transient error.
 
     Args:
         settings: the catalog database.
     """
+
+    #: Keep a connection per thread between calls outside a session (see the module docstring).
+    keep_connection = False
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -234,7 +288,7 @@ class DatabaseStore:
     def _conn(self) -> Iterator[psycopg.Connection]:
         from psycopg.rows import dict_row, tuple_row
 
-        with borrow(self.settings) as conn:
+        with borrow(self.settings, keep=self.keep_connection) as conn:
             conn.row_factory = dict_row
             try:
                 yield conn

@@ -252,16 +252,21 @@ def fail_job(settings: Settings, job_id: str, reason: str, *, run: int | None = 
     """Mark an active job (of ``run``, when given) failed, drop its staging area and count it.
 
     Args:
-        counted: the library already marked the job failed in this step (count it anyway).
+        counted: the library may have marked the job failed in this step already (count it
+            when it is failed; a job cancelled meanwhile is not counted).
 
     Returns:
-        True when this call failed the job.
+        True when this call failed the job (or, with ``counted``, the job is failed).
     """
-    failed = JobStore(settings).fail_active(job_id, reason, run=run)
+    store = JobStore(settings)
+    failed = store.fail_active(job_id, reason, run=run)
     if failed or counted:
         _discard(settings, job_id)
+    if not failed and counted:
+        failed = store.state(job_id) == "failed"
+    if failed:
         emit_job_failed(settings, job_id, reason)
-    return failed or counted
+    return failed
 
 
 def _discard(settings: Settings, job_id: str) -> None:
@@ -432,6 +437,8 @@ def plan_job(settings: Settings, message: JobMessage, *, attempt: int = 1, gate:
         job = store.get(message.job_id, full=False)
         sent = send_stage(settings, job, Stage.SCENES, tiles=tiles)
         return f"planned {len(tiles)} tiles, sent {sent} scenes tile messages"
+    except JobCancelled as exc:  # cancelled while it was planned (start() dropped the staging)
+        return f"skipped: {exc.message}"
     except Exception as exc:
         failed = is_permanent(exc)
         try:

@@ -107,6 +107,17 @@ def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: 
         pending = [t for t, _ in failed]
 
 
+def _end_failed(settings: Settings, job_id: str, message: str, exc: BaseException) -> None:
+    """After ``exc`` ended a run: fail the job with ``message`` unless it ended meanwhile (the
+    write is conditional, so a cancellation is never overwritten) and drop its staging area.
+
+    Raises:
+        JobCancelled: the job was cancelled meanwhile (``exc`` is its cause).
+    """
+    if not tasks.fail(settings, job_id, message) and JobStore(settings).state(job_id) == "cancelled":
+        raise JobCancelled(f"job {job_id} was cancelled") from exc
+
+
 def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None,
             workers: int | None = None, dask: str | None = None, executor=None,
             max_attempts: int = MAX_ATTEMPTS, restart: bool = True,
@@ -162,9 +173,10 @@ def _run_job(settings: Settings, job_id: str, progress: Progress | None, workers
     tick = progress or (lambda stage, done, total: None)
     try:
         plan = tasks.start(settings, job_id, gate=gate, plan=plan)
+    except JobCancelled:
+        raise
     except StacubeError as exc:  # the plan could not be stored (the output store is unusable...)
-        if store.state(job_id) in ("queued", "running"):
-            tasks.fail(settings, job_id, exc.message)
+        _end_failed(settings, job_id, exc.message, exc)
         raise
     own = executor is None
     if own:
@@ -190,17 +202,14 @@ def _run_job(settings: Settings, job_id: str, progress: Progress | None, workers
     except JobCancelled:
         tasks.discard_staging(settings, job_id)
         raise
-    except StacubeError as exc:
-        if store.state(job_id) == "running":
-            tasks.fail(settings, job_id, exc.message)
-        elif store.state(job_id) == "failed":
-            tasks.discard_staging(settings, job_id)
+    except StacubeError as exc:  # (a step that failed the job itself, NoData..., left its staging)
+        _end_failed(settings, job_id, exc.message, exc)
         raise
     except (KeyboardInterrupt, SystemExit):
         raise  # state stays "running": `stacube job resume` continues from the last finished tile
     except Exception as exc:
         failure = storage_error(exc)  # full disk, object store down: one line, StorageError
-        tasks.fail(settings, job_id, failure.message if failure else f"{type(exc).__name__}: {exc}")
+        _end_failed(settings, job_id, failure.message if failure else f"{type(exc).__name__}: {exc}", exc)
         if failure is not None:
             raise failure from exc
         raise

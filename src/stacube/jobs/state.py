@@ -76,6 +76,22 @@ CREATE TABLE IF NOT EXISTS stacube.job_tiles (
 """
 
 ACTIVE = ("queued", "running")
+
+
+def stale_sql(alias: str = "") -> str:
+    """The one rule of a *stuck* job, in SQL (one parameter: ``stale_after``, seconds; the
+    callers pass ``settings.job_max_age``): an active job whose row recorded no progress
+    (``updated``: a tile, a stage move, a lease) for that long. Submitting such a job again
+    starts it afresh (:meth:`JobStore.submit`), and it takes no job slot of its workspace
+    (:class:`stacube.access.jobs.JobSlots`).
+
+    Args:
+        alias: the jobs table's alias with its dot (``"j."``), or nothing.
+    """
+    return f"{alias}updated < now() - make_interval(secs => %s)"
+#: The states a job ends in (none of them is left by a later write; only :meth:`JobStore.submit`
+#: starts such a job afresh).
+ENDED = ("completed", "failed", "cancelled")
 #: ``JobStore.list(workspace=...)`` default: jobs of every workspace.
 ANY_WORKSPACE = object()
 SUMMARY_COLUMNS = ("id, kind, parameters, state, stage, error, workspace, tiles_total, tiles_done, "
@@ -139,7 +155,8 @@ class JobStore(DatabaseStore):
 
         Args:
             stale_after: seconds after which an active job that made no progress counts as
-                stuck: it is started afresh (its earlier run's messages are then ignored).
+                stuck (:func:`stale_sql`): it is started afresh (its earlier run's messages are
+                then ignored).
 
         Returns:
             ``(job, created)``: ``created`` is False when the same job is already queued or
@@ -149,7 +166,7 @@ class JobStore(DatabaseStore):
         def call(conn):
             with conn.transaction():
                 row = conn.execute(
-                    "SELECT state, (%s::float IS NOT NULL AND updated < now() - make_interval(secs => %s)) "
+                    f"SELECT state, (%s::float IS NOT NULL AND {stale_sql()}) "
                     "AS stale FROM stacube.jobs WHERE id = %s FOR UPDATE",
                     (stale_after, stale_after, job_id)).fetchone()
                 if row and row["state"] in ACTIVE and not row["stale"]:
@@ -205,19 +222,31 @@ class JobStore(DatabaseStore):
             "ORDER BY created DESC LIMIT %s OFFSET %s", (*args, limit, offset),
         ).fetchall())
 
-    def update(self, job_id: str, **fields) -> None:
-        """Set columns (``state``, ``stage``, ``plan``, ``selection``, ``report``, ``error``...)."""
+    def update(self, job_id: str, **fields) -> bool:
+        """Set columns (``state``, ``stage``, ``plan``, ``selection``, ``report``, ``error``...).
+
+        A write of ``state`` applies only to an active job (``queued`` or ``running``), in the
+        same statement: a job that ended meanwhile (cancelled while a step was running, failed
+        by another caller) keeps its state and nothing is written.
+
+        Returns:
+            True when the row was written (False: no such job, or ``state`` was given and the
+            job had ended).
+        """
         sets, args = [], []
         for name, value in fields.items():
             sets.append(f"{name} = %s")
             args.append(Jsonb(value) if isinstance(value, (dict, list)) else value)
         if fields.get("state") == "running":
             sets.append("started = COALESCE(started, now())")
-        if fields.get("state") in ("completed", "failed", "cancelled"):
+        if fields.get("state") in ENDED:
             sets.append("finished = now()")
             sets.append("lease_until = NULL")
-        self.run(lambda conn: conn.execute(
-            f"UPDATE stacube.jobs SET {', '.join(sets)}, updated = now() WHERE id = %s", (*args, job_id)))
+        guard = " AND state IN ('queued', 'running')" if "state" in fields else ""
+        row = self.run(lambda conn: conn.execute(
+            f"UPDATE stacube.jobs SET {', '.join(sets)}, updated = now() WHERE id = %s{guard} RETURNING id",
+            (*args, job_id)).fetchone())
+        return row is not None
 
     def start(self, job_id: str) -> bool:
         """Mark a queued (or running) job running; False when it ended meanwhile (cancelled...)."""
@@ -309,14 +338,13 @@ class JobStore(DatabaseStore):
             "UPDATE stacube.jobs SET committed = now(), updated = now() WHERE id = %s", (job_id,)))
 
     def cancel(self, job_id: str) -> dict:
-        """Mark an active job cancelled (its workers stop at their next tile).
+        """Mark an active job cancelled (its workers stop at their next tile); a job that ended
+        already keeps its state. Returns the job's summary.
 
         Raises:
             NotFound: no such job.
         """
-        job = self.get(job_id, full=False)
-        if job["state"] in ACTIVE:
-            self.update(job_id, state="cancelled", error="cancelled on request")
+        self.update(job_id, state="cancelled", error="cancelled on request")
         return self.get(job_id, full=False)
 
     # -- reaping ---------------------------------------------------------------------------

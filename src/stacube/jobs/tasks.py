@@ -123,6 +123,7 @@ def start(settings: Settings, job_id: str, *, gate: Gate | None = None, plan: Pl
     Raises:
         NotFound / InvalidInput / NoData: the job fails with that reason (and it is re-raised);
             so does an href the gate refuses.
+        JobCancelled: the job ended (was cancelled) while it was planned.
     """
     store = JobStore(settings)
     job = store.get(job_id, full=False)
@@ -144,10 +145,13 @@ def start(settings: Settings, job_id: str, *, gate: Gate | None = None, plan: Pl
     except StacubeError as exc:
         store.update(job_id, state="failed", error=exc.message)
         raise
-    uri = staging_of(settings, plan, job).write_document("plan", plan_to_doc(plan))
+    staging = staging_of(settings, plan, job)
+    uri = staging.write_document("plan", plan_to_doc(plan))
     if scene_pass(plan):
         store.add_tiles(job_id, Stage.SCENES, [tile_key(t) for t in plan.tile_indices()])
-    store.update(job_id, plan=plan_summary(plan, uri), plan_uri=uri, state="running", stage=Stage.SCENES)
+    if not store.update(job_id, plan=plan_summary(plan, uri), plan_uri=uri, state="running", stage=Stage.SCENES):
+        staging.discard()  # cancelled while it was planned: it stays cancelled
+        raise JobCancelled(f"job {job_id} is {store.state(job_id)}")
     return load_plan(settings, job_id, uri=uri)
 
 
@@ -557,6 +561,10 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
 
     Returns:
         The job report.
+
+    Raises:
+        JobCancelled: the job was cancelled meanwhile (before the commit: nothing is committed;
+            before the registration: no Item is written; the job stays cancelled).
     """
     configure_gdal(settings)
     store = JobStore(settings)
@@ -580,12 +588,15 @@ def finalize(settings: Settings, job_id: str, *, on_register: OnRegister | None 
     collection = derived_collection(plan)
     if on_register is not None:
         on_register(plan.output_collection, job)  # before the collection exists
+    if store.state(job_id) != "running":  # cancelled since the commit: no Items for it
+        raise JobCancelled(f"job {job_id} was cancelled")
     if plan.output_collection in catalog.collection_ids():
         collection["extent"] = catalog.get_collection(plan.output_collection).get("extent", collection["extent"])
     catalog.upsert_collection(collection)
     stac_base = site_url(settings) + "/stac"
     catalog.load_items(derived_items(plan, report, hrefs, stac_base), mode="upsert")
-    store.update(job_id, state="completed", stage="finalize", report=report)
+    if not store.update(job_id, state="completed", stage="finalize", report=report):
+        raise JobCancelled(f"job {job_id} was cancelled")  # meanwhile: it stays cancelled
     try:
         staging.drop_documents()
     except StacubeError as exc:  # on S3 the bucket's lifecycle rule expires them
@@ -713,10 +724,15 @@ def _write_pyramids(plan: Plan, steps: list[dict], work: Path, hrefs: dict, *, o
     return out
 
 
-def fail(settings: Settings, job_id: str, message: str, *, discard: bool = True) -> None:
-    """Mark a job failed and drop its staging area (nothing partial stays visible)."""
+def fail(settings: Settings, job_id: str, message: str, *, discard: bool = True) -> bool:
+    """Mark an active job failed and drop its staging area (nothing partial stays visible).
+
+    Returns:
+        True when this call failed the job; False when it had ended already (a job cancelled
+        meanwhile stays cancelled; its staging area is dropped all the same).
+    """
     store = JobStore(settings)
-    store.update(job_id, state="failed", error=message)
+    failed = store.update(job_id, state="failed", error=message)
     if discard:
         try:
             discard_staging(settings, job_id)
@@ -725,6 +741,7 @@ def fail(settings: Settings, job_id: str, message: str, *, discard: bool = True)
         except StacubeError as exc:  # storage down: the job's own error is the one to report;
             # the staging prefix is never read (bucket lifecycle rules expire it)
             logging.getLogger("stacube").warning("job %s: staging not cleaned: %s", job_id, exc.message)
+    return failed
 
 
 def discard_staging(settings: Settings, job_id: str) -> None:
