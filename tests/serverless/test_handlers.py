@@ -214,6 +214,31 @@ def test_raster_function_process_runs_without_xarray(samples):
     assert status == "200" and int(size) > 1000
 
 
+def test_stac_function_process_imports_no_array_stack(database):
+    """In its own Lambda process the STAC function imports neither the array stack nor the
+    ingest code (cold start: the read prefixes and the sharing routes do not need them) and
+    still answers its access route."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import lambdas.stac_api.handler as h\n"
+        "from lambdas.local_events import http_event, response_json\n"
+        "heavy = ('numpy', 'pyproj', 'yaml', 'xarray', 'rasterio', 'pandas', 'odc', 'stacube.catalog.ingest')\n"
+        "loaded = [m for m in heavy if m in sys.modules]\n"
+        "assert not loaded, f'imported: {loaded}'\n"
+        "r = h.handler(http_event('GET', '/stac/access'), None)\n"
+        "print(r['statusCode'], response_json(r)['principal']['kind'])\n"
+    )
+    env = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": "stacube-stac", "STACUBE_ROOT_PATH": "/stac"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["200", "anonymous"]
+
+
 # -- ingest at scale --------------------------------------------------------------------------
 def _s3_event(key, size=None):
     obj = {"key": key, **({"size": size} if size is not None else {})}

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from stacube.catalog.ingest import walk_folders
 from stacube.errors import InvalidInput
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -235,6 +234,8 @@ def _folder_roots(path) -> list[str]:
     folder = path if path.is_dir() else path.parent
     roots = [os.path.realpath(folder)]
     if path.is_dir():
+        from stacube.catalog.ingest import walk_folders  # lazy: numpy and pyproj, not for the HTTP apps
+
         for top, _ in walk_folders(folder):
             real = os.path.realpath(top)
             if not any(_inside(real, r) for r in roots):
