@@ -49,6 +49,15 @@ def run_cli(*args: str, env: dict | None = None, input: str | None = None) -> su
                           env={**os.environ, **(env or {})}, input=input, timeout=600)
 
 
+def run_cli_each(commands: list[tuple[str, ...]], env: dict | None = None) -> list[subprocess.CompletedProcess]:
+    """Run independent ``stacube`` commands (no one reads what another writes), each in a process
+    of its own as :func:`run_cli` does, several at a time; their results in the given order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(commands), os.cpu_count() or 1))) as pool:
+        return list(pool.map(lambda args: run_cli(*args, env=env), commands))
+
+
 def has_shared_data() -> bool:
     return (SHARED / "stac").exists()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import defaultdict
 
 import pytest
 
@@ -50,6 +51,28 @@ def _uses_fields(case) -> bool:
     query = case.query or {}
     body = case.body if isinstance(case.body, dict) else {}
     return "fields" in query or "fields" in body
+
+
+def can_be_hostile(operation) -> bool:
+    """False when schemathesis finds no location of ``operation`` it can break (path parameters
+    that any string fits, no query, header, cookie or body to negate).
+
+    Its negative mode then rejects every draw: Hypothesis gives up after some 460 rejected
+    draws (``Unsatisfiable``) having sent nothing, at a cost of seconds per operation. The
+    question is schemathesis's own (the choice of locations its negative strategy makes); should
+    that private function move, every operation is tried as before.
+    """
+    try:
+        from schemathesis import GenerationMode
+        from schemathesis.specs.openapi._hypothesis import _draw_negated_locations
+    except ImportError:
+        return True
+    try:
+        negated = _draw_negated_locations(lambda strategy: True, operation, GenerationMode.NEGATIVE,
+                                          explicit=defaultdict(lambda: None), body_is_generated=True)
+    except Exception:  # noqa: BLE001 - a changed signature: try the operation as before
+        return True
+    return negated is not None
 
 
 def fuzz(base: str, api: str, max_examples: int, hostile: int) -> tuple[list[dict], int, dict]:
@@ -108,7 +131,7 @@ def fuzz(base: str, api: str, max_examples: int, hostile: int) -> tuple[list[dic
 
         if max_examples:
             run_mode(GenerationMode.POSITIVE, max_examples)
-        if hostile:
+        if hostile and can_be_hostile(operation):
             try:
                 run_mode(GenerationMode.NEGATIVE, hostile)
             except Unsatisfiable:  # nothing of the operation can be made hostile (no parameter, no body)

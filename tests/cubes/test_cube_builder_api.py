@@ -72,7 +72,7 @@ def wait_for_job(client, job_id: str, seconds: float = 240) -> dict:
         job = client.get(f"/jobs/{job_id}").json()
         if job["state"] not in ("queued", "running") or time.monotonic() > deadline:
             return job
-        time.sleep(0.5)
+        time.sleep(0.1)
 
 
 def test_fill_now_runs_in_the_background_as_a_cube_job(client):

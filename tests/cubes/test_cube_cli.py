@@ -10,6 +10,7 @@ import xarray as xr
 from PIL import Image
 
 from conftest import PRIVATE, S2_DATES, SLOVENIA_BBOX
+from stacube_testing import run_cli_each
 
 BBOX = ",".join(map(str, SLOVENIA_BBOX))
 
@@ -31,24 +32,27 @@ def test_create_open_list_show_delete(cli, env, tmp_path, cube_settings):
     assert r.returncode == 0, r.stderr
     assert "cube t-cli: observations" in r.stdout and "computed" in r.stdout
     out = tmp_path / "region.nc"
-    r = cli("cube", "open", "t-cli", f"--bbox={BBOX}", "--variables", "NDVI,quality", "-o", str(out), "--json",
-            env=env)
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
+    plot = tmp_path / "ts.png"
+    # the cube is filled: the four commands only read it, each in a process of its own
+    opened, shown, series, plotted = run_cli_each([
+        ("cube", "open", "t-cli", f"--bbox={BBOX}", "--variables", "NDVI,quality", "-o", str(out), "--json"),
+        ("cube", "show", "t-cli", "--json"),
+        ("timeseries", "--cube", "t-cli", "--lon", "14.5581", "--lat", "45.8702", "--index", "NDVI"),
+        ("plot", "timeseries", "--cube", "t-cli", "--lon", "14.5581", "--lat", "45.8702", "--index", "NDVI",
+         "--bands", "red,nir", "-o", str(plot)),
+    ], env=env)
+    assert opened.returncode == 0, opened.stderr
+    doc = json.loads(opened.stdout)
     assert doc["fill"]["computed"] == 0 and doc["fill"]["reused"] >= 1 and doc["sizes"]["time"] == 5
     with xr.open_dataset(out) as ds:
         assert set(ds.data_vars) == {"NDVI", "quality"} and ds.sizes["time"] == 5
         assert np.isfinite(ds.NDVI.values).sum() == 3 * 100 * 101
-    shown = json.loads(cli("cube", "show", "t-cli", "--json", env=env).stdout)
+    shown = json.loads(shown.stdout)
     assert shown["units"]["done"] >= 1 and shown["grid"] == "native"
     assert shown["variables"] == ["red", "nir", "NDVI", "quality"]
-    r = cli("timeseries", "--cube", "t-cli", "--lon", "14.5581", "--lat", "45.8702", "--index", "NDVI", env=env)
-    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    rows = list(csv.DictReader(io.StringIO(series.stdout)))
     assert [row["status"] for row in rows] == ["clear", "cloud", "cloud", "clear", "clear"]
-    plot = tmp_path / "ts.png"
-    r = cli("plot", "timeseries", "--cube", "t-cli", "--lon", "14.5581", "--lat", "45.8702", "--index", "NDVI",
-            "--bands", "red,nir", "-o", str(plot), env=env)
-    assert r.returncode == 0, r.stderr
+    assert plotted.returncode == 0, plotted.stderr
     pixels = png(plot)
     assert pixels.shape[0] > 600 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
     store = shown["uri"]

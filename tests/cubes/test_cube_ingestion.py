@@ -10,7 +10,7 @@ import odc.geo.xr  # noqa: F401  (the .odc accessor)
 import pytest
 import xarray as xr
 import yaml
-from stacube_testing import ROOT
+from stacube_testing import ROOT, run_cli_each
 
 CONFIG = ROOT / "tests" / "data" / "odc" / "landsat8_ny_conus_albers.yaml"
 DATES = "2018-03-01/2018-06-30"
@@ -187,7 +187,7 @@ def test_grid_origin_and_geographic_storage():
     assert spec.grid == "epsg:4326/0.025" and spec.tile_size == 64 and spec.bbox_crs == "EPSG:4326"
 
 
-def test_cli_refusals_are_one_line(samples, cli, env, tmp_path):
+def test_cli_refusals_are_one_line(samples, env, tmp_path):
     odc_example = odc_doc()
     odc_example["measurements"][1]["dtype"] = "int16"  # with the float32 sample's nodata: nan
     path = tmp_path / "ingest.yaml"
@@ -217,8 +217,8 @@ def test_cli_refusals_are_one_line(samples, cli, env, tmp_path):
         ([*plain, "--resampling", "bilinear"], "--resampling: name the bands (--bands) or use BAND=METHOD"),
         ([*plain, "--bands", "red", "--resampling", "nir=average"], "--resampling names nir, which is not among the bands"),
     ]
-    for args, message in cases:
-        r = cli("cube", "create", *args, env=env)
+    results = run_cli_each([("cube", "create", *args) for args, _ in cases], env=env)
+    for (args, message), r in zip(cases, results, strict=True):
         assert r.returncode != 0, args
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], r.stderr
