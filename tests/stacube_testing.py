@@ -92,6 +92,20 @@ def register_pointing_at(catalog, collection: str, hrefs: dict[str, str], *,
     return items
 
 
+def workspace_of_jobs(settings, name: str, max_jobs: int):
+    """Create workspace ``name`` (if missing) with at most ``max_jobs`` running jobs; its AccessStore."""
+    from stacube.access.workspaces import AccessStore
+    from stacube.errors import Conflict
+
+    store = AccessStore(settings)
+    try:
+        store.create_workspace(name)
+    except Conflict:
+        pass
+    store.set_workspace(name, max_jobs=max_jobs)
+    return store
+
+
 def rsa_key():
     from cryptography.hazmat.primitives.asymmetric import rsa
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from stacube_testing import workspace_of_jobs
+
 from access_testing import ALPHA, BETA_PRIVATE, COLLECTIONS, LEGACY, PRINCIPALS, PRIVATE, PUBLIC, READABLE, SHARED
 
 SLOVENIA = {"bbox": [14.5514, 45.8659, 14.5642, 45.875], "datetime": "2015-07-01/2015-09-30",
@@ -123,17 +125,10 @@ def test_a_stuck_job_takes_no_slot_of_its_workspace(settings):
     """A job whose process died stays ``running``; once it made no progress for ``job_max_age``
     (the rule by which a resubmission starts it afresh) it no longer takes its workspace's slot."""
     from stacube.access.jobs import JobSlots
-    from stacube.access.workspaces import AccessStore
-    from stacube.errors import Conflict
     from stacube.jobs.state import JobStore
 
     workspace, dead, waiting = "t-stuck-slots", "stuck-slots-dead", "stuck-slots-waiting"
-    access = AccessStore(settings)
-    try:
-        access.create_workspace(workspace)
-    except Conflict:
-        pass
-    access.set_workspace(workspace, max_jobs=1)
+    workspace_of_jobs(settings, workspace, max_jobs=1)
     aged = settings.model_copy(update={"job_max_age": 3600})
     slots, jobs = JobSlots(aged), JobStore(settings)
     try:

@@ -8,7 +8,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from conftest import PRIVATE, S2_DATES, SLOVENIA_BBOX, register_private
-from stacube_testing import ROOT
+from stacube_testing import ROOT, workspace_of_jobs
 
 TILE = "14/8854/5837"  # covers the Slovenia stack
 BODY = {"name": "t-built", "collections": [PRIVATE], "datetime": S2_DATES, "bbox": list(SLOVENIA_BBOX),
@@ -148,15 +148,7 @@ SLOTS = "cube-slots"
 def slots_workspace(cube_settings):
     """A workspace that may run one job at a time, and an API key of it (revoked afterwards).
     Its own workspace, so jobs other tests of the session left queued take none of its slots."""
-    from stacube.access.workspaces import AccessStore
-    from stacube.errors import Conflict
-
-    store = AccessStore(cube_settings)
-    try:
-        store.create_workspace(SLOTS)
-    except Conflict:
-        pass
-    store.set_workspace(SLOTS, max_jobs=1)
+    store = workspace_of_jobs(cube_settings, SLOTS, max_jobs=1)
     created = store.create_key(SLOTS, label="cube slot tests")
     yield created.key
     store.revoke_key(created.id)

@@ -310,11 +310,20 @@ def files_client(samples, tmp_path_factory):
     """The application with its outputs in a directory of this module: ``/files`` serves it."""
     from stacube_services.app import create_app
 
+    from stacube.jobs.state import JobStore
+
     root = tmp_path_factory.mktemp("outputs")
     (root / "job-a").mkdir()
     (root / "job-a" / "report.json").write_bytes(bytes(range(256)) * 4)
-    with TestClient(create_app(Settings(output=str(root))), raise_server_exceptions=False) as c:
-        yield c, (root / "job-a" / "report.json").read_bytes()
+    settings = Settings(output=str(root))
+    # a job of a readable collection: /files serves it also when other tests made collections private
+    jobs = JobStore(settings)
+    jobs.submit("job-a", {"output_collection": S2})
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+            yield c, (root / "job-a" / "report.json").read_bytes()
+    finally:
+        jobs.run(lambda conn: conn.execute("DELETE FROM stacube.jobs WHERE id = %s", ("job-a",)))
 
 
 def test_output_files_answer_ranges_and_refuse_bad_ones_in_json(files_client):

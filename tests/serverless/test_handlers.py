@@ -189,13 +189,23 @@ def test_a_tile_failing_on_its_last_attempt_fails_the_job(aws, handlers, app_set
     assert metric[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "stacube"
 
 
-def test_raster_function_process_runs_without_xarray(samples):
-    """In its own Lambda process the raster function keeps xarray out (cold start) and still
-    renders an index tile of a source collection."""
+def _in_function_process(script: str, function: str, root_path: str):
+    """Run ``script`` in a Python process of its own as Lambda function ``function`` (its
+    ``STACUBE_ROOT_PATH``), from the repository root; the finished process, asserted to succeed."""
     import os
     import subprocess
     import sys
 
+    env = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": function, "STACUBE_ROOT_PATH": root_path}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
+def test_raster_function_process_runs_without_xarray(samples):
+    """In its own Lambda process the raster function keeps xarray out (cold start) and still
+    renders an index tile of a source collection."""
     script = (
         "import json, sys\n"
         "import lambdas.raster_api.handler as h\n"
@@ -206,10 +216,7 @@ def test_raster_function_process_runs_without_xarray(samples):
         "r = h.handler(event, None)\n"
         "print(r['statusCode'], len(response_body(r)))\n"
     )
-    env = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": "stacube-raster", "STACUBE_ROOT_PATH": "/raster"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = _in_function_process(script, "stacube-raster", "/raster")
     status, size = out.stdout.split()[-2:]
     assert status == "200" and int(size) > 1000
 
@@ -218,10 +225,6 @@ def test_stac_function_process_imports_no_array_stack(database):
     """In its own Lambda process the STAC function imports neither the array stack nor the
     ingest code (cold start: the read prefixes and the sharing routes do not need them) and
     still answers its access route."""
-    import os
-    import subprocess
-    import sys
-
     script = (
         "import sys\n"
         "import lambdas.stac_api.handler as h\n"
@@ -232,10 +235,7 @@ def test_stac_function_process_imports_no_array_stack(database):
         "r = h.handler(http_event('GET', '/stac/access'), None)\n"
         "print(r['statusCode'], response_json(r)['principal']['kind'])\n"
     )
-    env = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": "stacube-stac", "STACUBE_ROOT_PATH": "/stac"}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = _in_function_process(script, "stacube-stac", "/stac")
     assert out.stdout.split()[-2:] == ["200", "anonymous"]
 
 

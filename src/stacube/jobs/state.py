@@ -82,13 +82,15 @@ def stale_sql(alias: str = "") -> str:
     """The one rule of a *stuck* job, in SQL (one parameter: ``stale_after``, seconds; the
     callers pass ``settings.job_max_age``): an active job whose row recorded no progress
     (``updated``: a tile, a stage move, a lease) for that long. Submitting such a job again
-    starts it afresh (:meth:`JobStore.submit`), and it takes no job slot of its workspace
-    (:class:`stacube.access.jobs.JobSlots`).
+    starts it afresh (:meth:`JobStore.submit`), and the job slots of the access layer (the
+    callers that admit jobs) do not count it.
 
     Args:
         alias: the jobs table's alias with its dot (``"j."``), or nothing.
     """
     return f"{alias}updated < now() - make_interval(secs => %s)"
+
+
 #: The states a job ends in (none of them is left by a later write; only :meth:`JobStore.submit`
 #: starts such a job afresh).
 ENDED = ("completed", "failed", "cancelled")
