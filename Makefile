@@ -14,7 +14,7 @@ demo: install
 	@$(PY) scripts/demo.py $(PORT)
 
 test: install
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2
 
 bench: install
 	$(PY) benchmarks/run_all.py
