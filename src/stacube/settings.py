@@ -107,7 +107,10 @@ class Settings(BaseSettings):
     anonymous_job_quota: int = Field(
         200_000_000, ge=1, description="Largest job an anonymous caller may submit (output pixels x scenes x bands).")
     max_jobs: int = Field(2, ge=1, description="Jobs of one workspace running at once (more wait, queued).")
-    workers: int = Field(0, description="Worker processes of local jobs (0 = number of cores).")
+    workers: int = Field(0, description="Tiles a local job runs at once (0 = number of cores).")
+    executor: Literal["threads", "processes"] = Field(
+        "threads", description="What runs a local job's tiles side by side: threads of the job's process "
+                               "(reads and kernels release the GIL; nothing to start) or worker processes.")
     tile_memory: ByteSize = Field(
         "2GiB", description="Memory one job tile may use (sets the default tile size; e.g. 512MiB)."
     )

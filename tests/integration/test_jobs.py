@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from fastapi.testclient import TestClient
 
-from stacube.jobs.executors import ProcessExecutor
+from stacube.jobs.executors import ProcessExecutor, ThreadExecutor, make_executor
 from stacube.jobs.runner import run_job, submit
 from stacube.jobs.spec import build_spec
 from stacube.errors import NotFound, StacubeError
@@ -144,6 +144,54 @@ def test_a_killed_worker_process_is_replaced_and_its_tiles_retried(samples, refe
     same_outputs(report, reference)
     assert samples.item_counts()["ny-worker-killed"] == 1  # no duplicate items
     assert store.get(job["id"], full=False)["tiles_failed"] == 0
+
+
+def test_tiles_on_threads_give_the_outputs_of_one_tile(samples, reference, tmp_path):
+    """The local default: tiles side by side on threads of the job's process (a scene pass and
+    a composite stage of several tiles), the same pixels as one tile in-process."""
+    from stacube.settings import Settings
+
+    assert Settings().executor == "threads"
+    assert isinstance(make_executor(2), ThreadExecutor) and isinstance(make_executor(2, kind="processes"),
+                                                                        ProcessExecutor)
+    spec = build_spec(**NY, output=str(tmp_path), output_collection="ny-threads", tile_size=32)
+    job, _ = submit(spec, samples.settings)
+    executor = ThreadExecutor(2)
+    ran_on = set()
+    original = executor.map_unordered
+
+    def recording(fn, args):
+        def tile(*a):
+            ran_on.add(threading.current_thread().name)
+            return fn(*a)
+        return original(tile, args)
+
+    executor.map_unordered = recording
+    try:
+        report = run_job(samples.settings, job["id"], executor=executor)
+    finally:
+        executor.close()
+    assert report["status"] == "completed" and report["grid"]["tiles"] > 2
+    assert len(ran_on) == 2 and all(name.startswith("stacube-tile") for name in ran_on), ran_on
+    same_outputs(report, reference)
+    assert JobStore(samples.settings).get(job["id"], full=False)["tiles_failed"] == 0
+
+
+def test_a_thread_executor_hands_back_a_failing_tile():
+    executor = ThreadExecutor(2)
+
+    def tile(n):
+        if n == 3:
+            raise ValueError("tile 3 broke")
+        return n * 10
+
+    try:
+        outcomes = dict(executor.map_unordered(tile, [(n,) for n in range(6)]))
+    finally:
+        executor.close()
+    assert {a: o for a, o in outcomes.items() if not isinstance(o, Exception)} == {
+        (0,): 0, (1,): 10, (2,): 20, (4,): 40, (5,): 50}
+    assert isinstance(outcomes[(3,)], ValueError) and str(outcomes[(3,)]) == "tile 3 broke"
 
 
 def test_dask_executor(samples, reference, tmp_path):

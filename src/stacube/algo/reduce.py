@@ -88,11 +88,18 @@ def warm_up() -> threading.Thread | None:
     """Import the compiled loops and load numba's code generator on a background thread, so
     that it overlaps with reading the stack (the loops' machine code then loads in
     milliseconds)."""
-    if _JIT is not None:  # already loaded in this process
-        return None
+    global _WARMING
+    with _WARM_LOCK:  # tiles on threads: one warm-up per process
+        if _JIT is not None or _WARMING:  # loaded, or being loaded, in this process
+            return None
+        _WARMING = True
     thread = threading.Thread(target=lambda: compiled().warm_up(1), name="stacube-jit-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+_WARM_LOCK = threading.Lock()
+_WARMING = False
 #: Bytes of one block of work values (``t`` values per pixel): it stays in the second-level
 #: cache of one core while it is filled, sorted and read.
 BLOCK_BYTES = 256 << 10

@@ -92,7 +92,7 @@ def composite(
                                                 help="rio-tiler colormap of a one-band pyramid (viridis...)."),
     pyramid_url: str | None = typer.Option(
         None, "--pyramid-url", help="Public URL the output root is served at (tile template and TileJSON)."),
-    workers: int | None = typer.Option(None, help="Tile worker processes (1: in-process; default: cores)."),
+    workers: int | None = typer.Option(None, help="Tiles run at once (default: cores; 1: one after the other); threads, or worker processes with STACUBE_EXECUTOR=processes."),
     dask: str | None = typer.Option(None, "--dask", help="Run tiles on a Dask cluster (scheduler address)."),
     as_json: bool = typer.Option(False, "--json", help="Print the job report as JSON on stdout."),
     list_indices: bool = typer.Option(False, "--list-indices", is_eager=True, callback=_list_indices,

@@ -119,7 +119,7 @@ def create(
     zarr_format: int | None = typer.Option(None, "--zarr-format", help="Zarr format of the stores: 2 (default) or 3."),
     fill: bool = typer.Option(True, "--fill/--no-fill", help="Compute the whole cube now, or only when read."),
     replace: bool = typer.Option(False, help="Replace a cube of the same name."),
-    workers: int | None = typer.Option(None, help="Worker processes (1: in-process; default: cores)."),
+    workers: int | None = typer.Option(None, help="Units filled at once (default: cores; 1: one after the other); threads, or worker processes with STACUBE_EXECUTOR=processes."),
     dask: str | None = typer.Option(None, "--dask", help="Fill on a Dask cluster (scheduler address)."),
     as_json: bool = typer.Option(False, "--json", help="Print the cube as JSON."),
 ) -> None:
@@ -190,7 +190,7 @@ def open_(
     variables: str | None = typer.Option(None, help="Comma-separated variables (default: all)."),
     level: int = typer.Option(0, help="Pyramid level."),
     fill: bool = typer.Option(True, "--fill/--no-fill", help="Compute missing tiles first."),
-    workers: int | None = typer.Option(None, help="Worker processes for missing tiles."),
+    workers: int | None = typer.Option(None, help="Missing tiles filled at once (threads, or worker processes with STACUBE_EXECUTOR=processes)."),
     dask: str | None = typer.Option(None, "--dask", help="Fill on a Dask cluster."),
     out: Path | None = typer.Option(None, "--output", "-o", help="Write the region to .nc (NetCDF) or .zarr."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),

@@ -77,7 +77,7 @@ def cancel(job_id: str) -> None:
 @app.command("resume")
 def resume(
     job_id: str,
-    workers: int | None = typer.Option(None, help="Tile worker processes (1: in-process)."),
+    workers: int | None = typer.Option(None, help="Tiles run at once (1: one after the other); threads, or worker processes with STACUBE_EXECUTOR=processes."),
     dask: str | None = typer.Option(None, "--dask", help="Run tiles on a Dask cluster."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -93,7 +93,7 @@ def resume(
 
 
 @app.command("run")
-def run(job_id: str, workers: int | None = typer.Option(None, help="Tile worker processes.")) -> None:
+def run(job_id: str, workers: int | None = typer.Option(None, help="Tiles run at once (threads, or worker processes with STACUBE_EXECUTOR=processes).")) -> None:
     """Run a queued job to completion (what the jobs API's local launcher starts); a job that
     was cancelled or failed meanwhile is left alone. Its inputs are read through the server's
     read gate (only hrefs under the read prefixes)."""

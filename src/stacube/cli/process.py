@@ -72,7 +72,7 @@ def validate(config: Path = typer.Argument(..., help="The process configuration 
 @app.command("run")
 def run(
     config: Path = typer.Argument(..., help="The process configuration (YAML)."),
-    workers: int | None = typer.Option(None, help="Tile worker processes (1: in-process; default: cores)."),
+    workers: int | None = typer.Option(None, help="Tiles run at once (default: cores; 1: one after the other); threads, or worker processes with STACUBE_EXECUTOR=processes."),
     dask: str | None = typer.Option(None, "--dask", help="Run tiles on a Dask cluster (scheduler address)."),
     as_json: bool = typer.Option(False, "--json", help="Print the job report as JSON on stdout."),
 ) -> None:

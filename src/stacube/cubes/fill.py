@@ -122,7 +122,7 @@ def _executor(n_units: int, workers: int | None, dask: str | None, settings: Set
     if n_units <= 1:
         return SerialExecutor()
     n = workers if workers is not None else (settings.workers or None)
-    return make_executor(min(n, n_units) if n else None)
+    return make_executor(min(n, n_units) if n else None, kind=settings.executor)
 
 
 def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit], *,
@@ -134,8 +134,9 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
 
     Args:
         units: fill units (see :func:`units_for`).
-        workers / dask / executor: where units run (default: in-process for one unit, else a
-            process pool of ``settings.workers`` or one per core).
+        workers / dask / executor: where units run (default: in-process for one unit, else
+            ``settings.workers`` (or one per core) threads or worker processes, as
+            ``settings.executor`` says).
         progress: ``progress(done, total)`` as units finish.
         wait_seconds: longest wait for units computed elsewhere.
         gate: the read gate of the source hrefs (see :mod:`stacube.algo.load`).

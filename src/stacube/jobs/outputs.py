@@ -58,8 +58,7 @@ def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int
     edge = chunk_edge(tile_edge)
     ny, nx = geobox.shape.y, geobox.shape.x
     chunks = (1, min(edge, ny), min(edge, nx))
-    group = zarr.open_group(store=store, mode="w", zarr_format=zarr_format)
-    group.attrs.update(attrs or {})
+    group = zarr.open_group(store=store, mode="w", zarr_format=zarr_format, attributes=attrs or {})
     crs, affine = geobox.crs, geobox.affine
     wkt = crs.to_wkt()
     units = crs.units[0] if crs.units else "metre"
@@ -92,13 +91,13 @@ def _array(group, name: str, shape: tuple, chunks: tuple, dtype: str, fill, dims
     (format 2: the ``_ARRAY_DIMENSIONS`` attribute xarray writes; format 3: ``dimension_names``)
     and its nodata as the array's ``fill_value`` (and CF ``_FillValue`` in format 3)."""
     extra = {"dimension_names": dims} if zarr_format == 3 else {}
-    array = group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, **extra)
     if zarr_format == 2:
         attrs = {**attrs, "_ARRAY_DIMENSIONS": list(dims)}
     elif fill is not None and not (isinstance(fill, float) and np.isnan(fill)):
         attrs = {**attrs, "_FillValue": fill}
-    array.attrs.update(attrs)
-    return array
+    # the attributes go with the array's metadata: one write per array, not two
+    return group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, attributes=attrs,
+                              **extra)
 
 
 def zarr_encoding(chunks: tuple, fill, zarr_format: int, **extra) -> dict:

@@ -131,7 +131,8 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
         job_id: a submitted job.
         progress: ``progress(stage, done, total)`` (stages: ``scenes``, ``composite``, ``cogs``,
             ``pyramid``: the tiles of a step's pyramid).
-        workers: tile processes (None/0: settings.workers or one per core; 1: in-process).
+        workers: tiles run at once (None/0: settings.workers or one per core; 1: one after the
+            other), on threads or worker processes (``settings.executor``).
         dask: a Dask scheduler address to run tiles on instead.
         executor: an executor to use (overrides ``workers``/``dask``).
         max_attempts: tries per tile before the job fails.
@@ -182,7 +183,7 @@ def _run_job(settings: Settings, job_id: str, progress: Progress | None, workers
     if own:
         n_tiles = len(plan.tile_indices())
         executor = SerialExecutor() if n_tiles == 1 and not dask else make_executor(
-            workers if workers is not None else (settings.workers or None), dask)
+            workers if workers is not None else (settings.workers or None), dask, settings.executor)
     try:
         stage = store.get(job_id, full=False)["stage"]
         if stage == Stage.SCENES:
