@@ -51,9 +51,8 @@ from cachetools import LRUCache, TTLCache
 from cachetools.keys import hashkey
 from titiler.pgstac.backend import PGSTACBackend
 
-from stacube.db.migrate import CATALOG_VERSION_ALL_SQL, CATALOG_VERSION_SQL
 from stacube.errors import DatabaseUnavailable, StacubeError
-from stacube_services.access.raster import mosaic_access
+from stacube_services.access.raster import known_search_collections, mosaic_access
 from stacube_services.access.service import DB_ERRORS, unavailable
 from stacube_services.cache import etag_matches
 from stacube_services.errors import stacube_error_response
@@ -153,14 +152,11 @@ class TileCache:
             DatabaseUnavailable / psycopg.Error: from the access decision or the version lookup,
                 when :func:`is_outage`.
         """
-        access = await mosaic_access(service, scope, collection=collection, search=search)
-        if not access.readable or access.collections is None:
-            return None
+        # the access rows and the versions in one statement (the route reuses the rows): a tile
+        # takes no more connections of the pool than without the cache
+        wanted = (collection,) if collection is not None else (known_search_collections(search) or None)
         try:
-            if access.collections:
-                rows = await service.db.fetch(CATALOG_VERSION_SQL, list(access.collections))
-            else:
-                rows = await service.db.fetch(CATALOG_VERSION_ALL_SQL)
+            versions = await service.view_and_versions(scope, wanted)
         except (*DB_ERRORS, StacubeError) as exc:
             if is_outage(exc):
                 raise
@@ -168,7 +164,11 @@ class TileCache:
             log.warning("tile cache off for %.0f s: the catalog versions cannot be read (%s: %s)",
                         OFF_AFTER_ERROR, type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else "")
             return None
-        return ("c:" if collection is not None else "s:") + rows[0][0]
+        access = await mosaic_access(service, scope, collection=collection, search=search)
+        if not access.readable or access.collections is None:
+            return None
+        drawn = sorted(access.collections) if access.collections else sorted(versions)  # none named: all
+        return ("c:" if collection is not None else "s:") + catalog_version(versions, drawn)
 
     async def _render(self, scope, receive, send, key: str | None, etag: str, version: str) -> None:
         """The route's answer, with ``etag``; a 200 is kept under ``key`` (None: not kept)."""
@@ -207,6 +207,12 @@ def is_outage(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__
     return isinstance(exc, DatabaseUnavailable) and exc.__cause__ is None  # the pool is not open
+
+
+def catalog_version(versions: dict[str, int], collections: list[str]) -> str:
+    """The version of the catalog for ``collections`` (sorted): ``id:version`` of each that has
+    one, comma-separated (empty when none has)."""
+    return ",".join(f"{c}:{versions[c]}" for c in collections if c in versions)
 
 
 def tile_key(path: str, query_string: bytes, accept: bytes, version: str) -> str:

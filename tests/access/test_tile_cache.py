@@ -149,3 +149,26 @@ def test_versions_that_cannot_be_read_leave_tiles_uncached_not_failed(client, wo
     assert all("x-tile-cache" not in a.headers for a in answers)
     assert answers[1].content == answers[0].content
     assert client.get(url, headers=world.headers["owner"]).headers["x-tile-cache"] == "miss"
+
+
+def test_the_access_rows_and_versions_come_in_one_statement(client, world, monkeypatch):
+    """A tile looked up in the cache reads the access rows and the catalog versions in one
+    statement (one connection of the pool), and the route reuses the rows: with the cache on, a
+    tile takes no more connections than without it."""
+    from stacube.access.workspaces import ACCESS_ROWS_SQL
+    from stacube_services.access.service import ACCESS_AND_VERSIONS_SQL, AccessService
+
+    statements = []
+    fetch = AccessService.fetch
+
+    async def recording(self, sql, *args):
+        statements.append(sql)
+        return await fetch(self, sql, *args)
+
+    monkeypatch.setattr(AccessService, "fetch", recording)
+    url = URL.format(c=PUBLIC).replace("0,3000", "0,2998")  # a tile no other test asks for
+    for state in ("miss", "hit"):
+        statements.clear()
+        answer = client.get(url, headers=world.headers["owner"])
+        assert answer.status_code == 200 and answer.headers["x-tile-cache"] == state
+        assert statements.count(ACCESS_AND_VERSIONS_SQL) == 1 and ACCESS_ROWS_SQL not in statements, statements

@@ -90,6 +90,13 @@ _SEARCHES: LRUCache = LRUCache(maxsize=4096)
 _SEARCHES_LOCK = threading.Lock()
 
 
+def known_search_collections(sid: str) -> tuple[str, ...] | None:
+    """The ``collections`` of registered search ``sid`` when this process has read them, else
+    None (unknown here, or no such search)."""
+    with _SEARCHES_LOCK:
+        return _SEARCHES.get(sid)
+
+
 async def _registered_collections(service: AccessService, sid: str) -> tuple[str, ...] | None:
     with _SEARCHES_LOCK:
         found = _SEARCHES.get(sid)

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from stacube.algo import methods
-from stacube.algo.blocks import PROVENANCE_NODATA, day_of_year, run_blocks
+from stacube.algo.blocks import PROVENANCE_NODATA, day_of_year, run_blocks, task_size
 from stacube.algo.reduce import compiled, flat, mean, median, reduce_stack
 from stacube.core.methods import MULTIBAND_SELECTION, SELECTION, STATISTICAL, percentile_of
 
@@ -186,15 +186,16 @@ def select_stack(
     ok, seen = flat(clear), flat(observed)
     chosen = np.empty(ny * nx, dtype=np.int16)
     block = SELECTION_BLOCK
-    run_blocks(lambda p0, p1: jit.choose(seen, ok, order, method == "best-pixel", chosen, p0, p1, p1 - p0),
-               ny * nx, block, threads)
+    share = task_size(ny * nx, block, threads)  # each call walks its share block by block
+    run_blocks(lambda p0, p1: jit.choose(seen, ok, order, method == "best-pixel", chosen, p0, p1, block),
+               ny * nx, share, threads)
     out = {}
     for name, stack in bands.items():
         fill = np.nan if stack.dtype.kind == "f" else nodata.get(name, 0)
         values = flat(stack)
         result = np.empty(ny * nx, dtype=stack.dtype)
         run_blocks(lambda p0, p1: jit.gather(values, chosen, result.dtype.type(fill), result, p0, p1),
-                   ny * nx, block, threads)
+                   ny * nx, share, threads)
         out[name] = result.reshape(ny, nx)
     provenance = np.append(day_of_year(times), np.int16(PROVENANCE_NODATA)).astype(np.int16)
     out["provenance"] = provenance[chosen].reshape(ny, nx)  # chosen -1 -> the last entry

@@ -243,11 +243,20 @@ def _direct_load(items: list[dict], assets: list[str], geobox, pool) -> dict[str
     except errors as exc:
         raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
 
+    crs_checked: dict[str, bool] = {}  # a stack's files share a few CRSs: compared once each
+
+    def on_crs(crs) -> bool:
+        wkt = crs.to_wkt() if crs is not None else ""
+        same = crs_checked.get(wkt)
+        if same is None:
+            same = crs_checked[wkt] = crs is not None and same_crs(crs, geobox.crs)
+        return same
+
     def read(task: tuple[int, int]) -> None:
         i, j = task
         array, nodata = out[assets[j]]
         with rasterio.open(hrefs[i][j]) as src:
-            offset = _pixel_offset(src.transform, geobox) if src.count == 1 and same_crs(src.crs, geobox.crs) else None
+            offset = _pixel_offset(src.transform, geobox) if src.count == 1 and on_crs(src.crs) else None
             if offset is None or np.dtype(src.dtypes[0]) != array.dtype or not _same_nodata(src.nodata, nodata):
                 raise _OffGrid(hrefs[i][j])
             col, row = offset

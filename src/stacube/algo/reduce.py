@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from stacube.algo.blocks import run_blocks
+from stacube.algo.blocks import run_blocks, task_size
 
 
 @lru_cache(maxsize=None)
@@ -105,10 +105,6 @@ _WARMING = False
 BLOCK_BYTES = 256 << 10
 
 
-def _workers(threads: int | None) -> int:
-    return threads if threads is not None else (os.cpu_count() or 1)
-
-
 def flat(stack: np.ndarray) -> np.ndarray:
     """``(t, y, x)`` as a C-contiguous ``(t, y * x)`` array (a view when the stack is one)."""
     return np.ascontiguousarray(stack).reshape(stack.shape[0], -1)
@@ -187,7 +183,7 @@ def reduce_stack(
         result = np.empty(ny * nx, dtype=np.float32)
         block = block_pixels(t, values.dtype.itemsize, block_bytes)
         # each call works through several blocks with one work buffer: few allocations, few calls
-        span = block * max(1, math.ceil(ny * nx / (block * _workers(threads) * 8)))
+        span = task_size(ny * nx, block, threads, per_thread=8)
         if t == 0:
             result[:] = np.nan
         elif method == "mean":

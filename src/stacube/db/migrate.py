@@ -127,9 +127,3 @@ CREATE TRIGGER stacube_catalog_change AFTER INSERT OR UPDATE OR DELETE ON pgstac
 #: stacube's triggers on pgSTAC's tables, in order (run by :func:`migrate` and by the
 #: ``db-bootstrap`` function of the AWS deployment)
 CATALOG_TRIGGERS = (COLLECTION_EXTENT_GUARD, CATALOG_CHANGES)
-
-#: ``(collection, version)`` of some collections (``%s``: a list of ids), or of all of them
-CATALOG_VERSION_SQL = ("SELECT coalesce(string_agg(collection || ':' || version, ',' ORDER BY collection), '') "
-                       "FROM stacube.catalog_changes WHERE collection = ANY(%s)")
-CATALOG_VERSION_ALL_SQL = ("SELECT coalesce(string_agg(collection || ':' || version, ',' ORDER BY collection), '') "
-                           "FROM stacube.catalog_changes")
