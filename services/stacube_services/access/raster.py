@@ -98,8 +98,7 @@ def known_search_collections(sid: str) -> tuple[str, ...] | None:
 
 
 async def _registered_collections(service: AccessService, sid: str) -> tuple[str, ...] | None:
-    with _SEARCHES_LOCK:
-        found = _SEARCHES.get(sid)
+    found = known_search_collections(sid)
     if found is not None:
         return found
     rows = await service.fetch(SEARCH_SQL, sid)

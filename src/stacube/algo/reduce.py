@@ -82,6 +82,8 @@ def compiled():
 
 
 _JIT = None
+_WARM_LOCK = threading.Lock()
+_WARMING = False  # a warm-up thread was started in this process
 
 
 def warm_up() -> threading.Thread | None:
@@ -98,8 +100,6 @@ def warm_up() -> threading.Thread | None:
     return thread
 
 
-_WARM_LOCK = threading.Lock()
-_WARMING = False
 #: Bytes of one block of work values (``t`` values per pixel): it stays in the second-level
 #: cache of one core while it is filled, sorted and read.
 BLOCK_BYTES = 256 << 10

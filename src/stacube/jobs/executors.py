@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from typing import Any
 
 
@@ -30,39 +30,32 @@ class SerialExecutor:
         pass
 
 
-class ProcessExecutor:
-    """Runs tiles in a pool of worker processes (``workers`` defaults to the number of cores).
-
-    A worker that dies (killed, out of memory) breaks the pool: its tiles come back as
-    ``BrokenProcessPool`` errors and the pool is rebuilt for the next round.
-    """
+class _PoolExecutor:
+    """Tiles on a ``concurrent.futures`` pool of ``workers`` (default: one per core), created at
+    first use; a pool that an outcome shows broken (:meth:`_breaks_pool`) is dropped after the
+    round and made again for the next."""
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
         self._pool = None
 
-    def _executor(self) -> ProcessPoolExecutor:
-        import multiprocessing
+    def _new_pool(self):
+        raise NotImplementedError
 
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
-        return self._pool
+    def _breaks_pool(self, exc: BaseException) -> bool:
+        return False
 
     def map_unordered(self, fn: Callable, args: Iterable[tuple]) -> Iterator[tuple[tuple, Any]]:
-        from concurrent.futures.process import BrokenProcessPool
-
-        pool = self._executor()
-        futures = {pool.submit(fn, *a): a for a in args}
+        if self._pool is None:
+            self._pool = self._new_pool()
+        futures = {self._pool.submit(fn, *a): a for a in args}
         broken = False
         try:
             for fut in as_completed(futures):
                 try:
                     yield futures[fut], fut.result()
-                except BrokenProcessPool as exc:
-                    broken = True
-                    yield futures[fut], exc
                 except Exception as exc:
+                    broken = broken or self._breaks_pool(exc)
                     yield futures[fut], exc
         finally:
             for fut in futures:
@@ -71,6 +64,29 @@ class ProcessExecutor:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
 
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class ProcessExecutor(_PoolExecutor):
+    """Runs tiles in a pool of worker processes (``workers`` defaults to the number of cores).
+
+    A worker that dies (killed, out of memory) breaks the pool: its tiles come back as
+    ``BrokenProcessPool`` errors and the pool is rebuilt for the next round.
+    """
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        import multiprocessing
+
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def _breaks_pool(self, exc: BaseException) -> bool:
+        from concurrent.futures.process import BrokenProcessPool
+
+        return isinstance(exc, BrokenProcessPool)
+
     @property
     def pids(self) -> list[int]:
         """Process ids of the live workers (for monitoring and tests)."""
@@ -78,13 +94,8 @@ class ProcessExecutor:
             return []
         return [p.pid for p in getattr(self._pool, "_processes", {}).values()]
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
 
-
-class ThreadExecutor:
+class ThreadExecutor(_PoolExecutor):
     """Runs tiles on ``workers`` threads of this process (default: one per core).
 
     A tile's reads (GDAL) and kernels (numpy, the compiled loops) release the GIL, so tiles
@@ -93,30 +104,8 @@ class ThreadExecutor:
     README's figures). The local default (``STACUBE_EXECUTOR=threads``).
     """
 
-    def __init__(self, workers: int | None = None):
-        self.workers = workers or os.cpu_count() or 1
-        self._pool = None
-
-    def map_unordered(self, fn: Callable, args: Iterable[tuple]) -> Iterator[tuple[tuple, Any]]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="stacube-tile")
-        futures = {self._pool.submit(fn, *a): a for a in args}
-        try:
-            for fut in as_completed(futures):
-                try:
-                    yield futures[fut], fut.result()
-                except Exception as exc:
-                    yield futures[fut], exc
-        finally:
-            for fut in futures:
-                fut.cancel()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self.workers, thread_name_prefix="stacube-tile")
 
 
 class DaskExecutor:
