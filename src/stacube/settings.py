@@ -206,3 +206,13 @@ def dsn_from_secret_json(secret: dict) -> str:
 def get_settings(**overrides) -> Settings:
     """A fresh settings object from the environment, with explicit overrides applied."""
     return Settings(**overrides)
+
+
+def invalid_settings_message(exc) -> str:
+    """One line naming the environment variable of the first invalid setting of a
+    ``pydantic.ValidationError`` raised by :class:`Settings`, what is wrong and the value given."""
+    first = exc.errors()[0]
+    name = "STACUBE_" + "_".join(str(part) for part in first.get("loc", ())).upper()
+    given = first.get("input")
+    return f"invalid setting {name}={given!r}: {first.get('msg', 'invalid value')}"
+

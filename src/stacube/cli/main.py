@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 
+import pydantic
 import typer
 
 try:  # typer ships its own copy of click
@@ -27,6 +28,7 @@ except ImportError:  # pragma: no cover - older typer
 from stacube import __version__
 from stacube.cli import composite, cube, dataset, db, job, key, plot, process, product, timeseries, up, workspace
 from stacube.errors import StacubeError
+from stacube.settings import invalid_settings_message
 
 
 def _version(value: bool) -> None:
@@ -92,6 +94,8 @@ def run(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # a bug: still one line, the traceback on request
+        if isinstance(exc, pydantic.ValidationError) and exc.title == "Settings" and not debug:
+            _fail(invalid_settings_message(exc), 2)  # a STACUBE_* variable the settings refuse
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # any click flavour
             _fail(exc.format_message(), exc.exit_code)
         if debug:
