@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-#: the tile cache of the stacube servers the tile benchmarks start (off by default: STACUBE_TILE_CACHE_SIZE)
+#: the tile cache of the stacube servers the tile benchmarks start (STACUBE_TILE_CACHE_SIZE, the default)
 TILE_CACHE = "128MB"
 sys.path.insert(0, str(ROOT / "src"))
 

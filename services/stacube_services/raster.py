@@ -94,6 +94,16 @@ def index_params(index_name: str, collections: list[dict], query: list[tuple[str
 
 #: the routes that draw pixels (and so need assets), by the last part(s) of their path
 RENDERED = ("/tiles/", "/tilejson.json", "/map.html", "/point/", "/bbox/", "/statistics", "/feature")
+RECONNECT_SECONDS = 2.0  # how long the raster pool retries a connection it cannot make (see lifespan)
+
+
+def reconnect_while_waited(pool) -> None:
+    """psycopg_pool's ``reconnect_failed``: the pool gave up making a connection after
+    :data:`RECONNECT_SECONDS`; while requests wait for one, start again (``check()`` grows a pool
+    short of connections), so they are served about a second after the database is back. With
+    nobody waiting, the next request that finds no connection grows the pool itself."""
+    if pool.get_stats().get("requests_waiting"):
+        pool.check()
 
 
 def renders_by_default(path: str, query: list[tuple[str, str]]) -> bool:
@@ -351,11 +361,15 @@ def create_raster_app(settings: Settings) -> FastAPI:
         # titiler-pgstac's pool, plus: connections are checked before use (a database restart
         # leaves broken ones behind), a request waits at most STACUBE_DB_POOL_TIMEOUT s (5) for
         # one, well under the function's 30 s (then 503), and behind a transaction pooler the
-        # connections send no startup options and prepare no statement (connect_kwargs)
+        # connections send no startup options and prepare no statement (connect_kwargs); a
+        # connection that cannot be made is retried for 2 s, not psycopg_pool's 5 min, whose
+        # back-off doubles (1, 2, 4, 8 s...) and would keep requests waiting up to 8 s after the
+        # database is back (see reconnect_while_waited)
         app.state.dbpool = ConnectionPool(
             conninfo=settings.dsn(), min_size=1, max_size=settings.db_pool_size, open=True,
             kwargs={**connect_kwargs(settings, "stacube-raster"), "connect_timeout": 5},
-            check=ConnectionPool.check_connection, timeout=settings.db_pool_timeout)
+            check=ConnectionPool.check_connection, timeout=settings.db_pool_timeout,
+            reconnect_timeout=RECONNECT_SECONDS, reconnect_failed=reconnect_while_waited)
         app.state.dbpool.wait()
         yield
         await close_db_connection(app)

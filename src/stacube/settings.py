@@ -91,8 +91,7 @@ class Settings(BaseSettings):
     max_response_size: ByteSize = Field(
         "6MB", description="Largest raster answer (/bbox, /preview, /feature...): what a Lambda response carries.")
     tile_cache_size: ByteSize = Field(
-        "0", description="Memory of each raster API process for rendered tiles (0, the default: no tile "
-        "cache; e.g. 128MB turns it on).")
+        "128MB", description="Memory of each raster API process for rendered tiles (0: no tile cache).")
     max_buffer: int = Field(64, ge=0, description="Largest `buffer` (pixels) around a raster tile.")
     max_padding: int = Field(64, ge=0, description="Largest `padding` (pixels) of a raster tile read.")
     mosaic_scan_limit: int = Field(10000, ge=1, description="Most items a mosaic tile scans (`scan_limit`).")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time as _time
+from contextlib import closing
 from dataclasses import asdict, dataclass
 
 from odc.geo.geom import BoundingBox
@@ -179,18 +180,19 @@ def fill_units(settings: Settings, definition: CubeDefinition, units: list[Unit]
                 threads = (os.cpu_count() or 1) if getattr(executor, "workers", 1) == 1 else None
                 errors: list[BaseException] = []
                 try:
-                    for (_, _, unit, *_), outcome in executor.map_unordered(
-                            fill_unit, [(settings, doc, u, threads, gate) for u in claimed]):
-                        if isinstance(outcome, BaseException):
-                            errors.append(outcome)
-                            continue
-                        computed.append(tuple(unit))
-                        report.items += outcome["items"]
-                        done += 1
-                        tick(done, len(units))
-                        if cancelled is not None and done < len(units) and cancelled():
-                            stopped = True
-                            break
+                    with closing(executor.map_unordered(
+                            fill_unit, [(settings, doc, u, threads, gate) for u in claimed])) as outcomes:
+                        for (_, _, unit, *_), outcome in outcomes:
+                            if isinstance(outcome, BaseException):
+                                errors.append(outcome)
+                                continue
+                            computed.append(tuple(unit))
+                            report.items += outcome["items"]
+                            done += 1
+                            tick(done, len(units))
+                            if cancelled is not None and done < len(units) and cancelled():
+                                stopped = True
+                                break
                 except BaseException:
                     store.release(definition.name, claimed, me)
                     raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from typing import Any
 
 
@@ -33,7 +33,9 @@ class SerialExecutor:
 class _PoolExecutor:
     """Tiles on a ``concurrent.futures`` pool of ``workers`` (default: one per core), created at
     first use; a pool that an outcome shows broken (:meth:`_breaks_pool`) is dropped after the
-    round and made again for the next."""
+    round and made again for the next. When the caller stops early (a tile failed for good), the
+    tiles not started are cancelled and the running ones are waited for: none writes into a
+    staging area after the job discarded it."""
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
@@ -60,6 +62,8 @@ class _PoolExecutor:
         finally:
             for fut in futures:
                 fut.cancel()
+            if not broken:
+                wait(futures)
             if broken:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import closing
 
 from stacube.algo.load import Gate
 from stacube.catalog.pgstac import Catalog
@@ -85,14 +86,16 @@ def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: 
     while pending:
         failed: list[tuple[str, BaseException]] = []
         args = [(settings, job_id, stage, t) for t in pending]
-        for (_, _, _, tile), outcome in executor.map_unordered(tasks.execute_tile, args):
-            if isinstance(outcome, BaseException):
-                if is_permanent(outcome):
-                    raise outcome
-                failed.append((tile, outcome))
-            else:
-                done += 1
-                progress(stage, done, total)
+        # closed on the way out, so the tiles still running end before the staging is discarded
+        with closing(executor.map_unordered(tasks.execute_tile, args)) as outcomes:
+            for (_, _, _, tile), outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    if is_permanent(outcome):
+                        raise outcome
+                    failed.append((tile, outcome))
+                else:
+                    done += 1
+                    progress(stage, done, total)
         if not failed:
             return
         if attempt >= max_attempts:

@@ -23,6 +23,7 @@ import json
 import mimetypes
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -96,6 +97,31 @@ class Staging:
         raise NotImplementedError
 
 
+def settle_zarr_writes(timeout: float = 30.0) -> None:
+    """Wait (up to ``timeout`` seconds) for the writes zarr still runs on its I/O loop.
+
+    zarr 3 writes a batch (an array's metadata files, a region's chunks) with ``asyncio.gather``,
+    which does not cancel the rest of a batch when one write fails (a full disk): they go on
+    after the error reached the caller and would recreate a staging directory being removed,
+    or put an object under a prefix being deleted. Called before a staging area is discarded.
+    """
+    sync = sys.modules.get("zarr.core.sync")
+    loop = sync.loop[0] if sync is not None else None
+    if loop is None or not loop.is_running():
+        return
+    import asyncio
+
+    async def drain() -> None:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=timeout)
+
+    try:
+        asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout + 1)
+    except Exception:  # a loop stopping meanwhile: nothing left to wait for
+        pass
+
+
 class OutputStore:
     """Where a job's outputs live: ``<root>/<job id>/...``."""
 
@@ -167,6 +193,7 @@ class LocalStaging(Staging):
             shutil.rmtree(old, ignore_errors=True)
 
     def discard(self) -> None:
+        settle_zarr_writes()
         shutil.rmtree(self.path, ignore_errors=True)
         shutil.rmtree(self.documents.parent, ignore_errors=True)
 
@@ -271,6 +298,7 @@ class S3Staging(Staging):
         self.store.delete(stale)
 
     def discard(self) -> None:
+        settle_zarr_writes()
         self.store.delete(self.store.list(self.prefix))
         self.store.delete(self.store.list(self.documents))
         if self._workdir is not None:
