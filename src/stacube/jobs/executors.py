@@ -62,11 +62,11 @@ class _PoolExecutor:
         finally:
             for fut in futures:
                 fut.cancel()
-            if not broken:
-                wait(futures)
             if broken:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
+            else:
+                wait(futures)
 
     def close(self) -> None:
         if self._pool is not None:
