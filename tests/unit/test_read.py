@@ -84,3 +84,50 @@ def test_quality_decoding_in_one_pass_equals_the_rule(name, asset, dtype):
     assert np.array_equal(clear, expected_clear & expected_observed)
     observed, clear = decode_quality(rule, mask)
     assert np.array_equal(observed, rule.decode(mask)[0]) and np.array_equal(clear, rule.decode(mask)[1])
+
+
+def test_open_files_are_reused_within_a_job_and_closed_after(items, monkeypatch):
+    """Inside ``reuse_open_files`` a file read for several tiles is opened once (the pixels are
+    the same as without it); idle handles are bounded and all are closed when it ends."""
+    from stacube.algo import files
+
+    opened = []
+    real_open = rasterio.open
+
+    def counting_open(href, *args, **kwargs):
+        opened.append(href)
+        return real_open(href, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", counting_open)
+    tiles = [GeoBox((20, 25), ORIGIN * Affine.translation(x, y), "EPSG:32633") for x in (0, 25) for y in (0, 20)]
+    alone = [_direct_load(items, ["B04", "CLM"], g, 1) for g in tiles]
+    assert len(opened) == 4 * (2 + 6)  # per tile: the two probes, then the six files
+    opened.clear()
+    with files.reuse_open_files() as pool:
+        pooled = [_direct_load(items, ["B04", "CLM"], g, 1) for g in tiles]
+        assert sorted(opened) == sorted({i["assets"][k]["href"] for i in items for k in ("B04", "CLM")})
+        handles = list(pool._idle.values())
+        assert len(handles) == 6 and not any(h.closed for h in handles)
+    assert all(h.closed for h in handles) and files._shared is None
+    for a, b in zip(alone, pooled):
+        for key in ("B04", "CLM"):
+            assert np.array_equal(a[key][0], b[key][0])
+
+    small = files.OpenFiles(capacity=2)
+    for item in items:
+        with small.open(item["assets"]["B04"]["href"]):
+            pass
+    assert len(small._idle) == 2  # the least recently used was closed
+    small.close()
+
+
+def test_a_handle_that_failed_is_not_kept(items):
+    """An error inside the block closes the handle instead of pooling it."""
+    from stacube.algo.files import OpenFiles
+
+    pool = OpenFiles()
+    href = items[0]["assets"]["B04"]["href"]
+    with pytest.raises(RuntimeError):
+        with pool.open(href) as src:
+            raise RuntimeError("read failed")
+    assert src.closed and not pool._idle

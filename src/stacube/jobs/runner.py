@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import closing
 
 from stacube.algo.load import Gate
+from stacube.algo.files import reuse_open_files
 from stacube.catalog.pgstac import Catalog
 from stacube.db.connection import session
 from stacube.errors import NotFound, StacubeError
@@ -152,7 +153,9 @@ def run_job(settings: Settings, job_id: str, *, progress: Progress | None = None
         StorageError / StacubeError: a tile failed for good (job failed, staging discarded).
         JobCancelled: the job was cancelled meanwhile.
     """
-    with session(settings):  # the job's own bookkeeping shares one connection (tiles on threads open theirs)
+    # the job's own bookkeeping shares one connection (tiles on threads open theirs); the files
+    # tiles on this process's threads read are opened once for the whole run
+    with session(settings), reuse_open_files():
         return _run_job(settings, job_id, progress, workers, dask, executor, max_attempts, restart, on_register,
                         gate, plan)
 
