@@ -198,21 +198,21 @@ def select_stack(
                    ny * nx, share, threads)
         out[name] = result.reshape(ny, nx)
     provenance = np.append(day_of_year(times), np.int16(PROVENANCE_NODATA)).astype(np.int16)
-    out["provenance"] = provenance[chosen].reshape(ny, nx)  # chosen -1 -> the last entry
+    doy = np.empty(ny * nx, dtype=np.int16)  # chosen -1 -> the last entry
+    run_blocks(lambda p0, p1: jit.take(provenance, chosen, doy, p0, p1), ny * nx, share, threads)
+    out["provenance"] = doy.reshape(ny, nx)
     return out
 
 
 def count_stack(observed: np.ndarray, clear: np.ndarray, *, threads: int | None = None) -> dict[str, np.ndarray]:
     """``clear_count`` and ``valid_count``: uint16 ``(y, x)`` numbers of clear and observed slices
-    (``numpy.sum`` over time, pixel blocks on ``threads`` threads)."""
+    (one compiled pass over both masks, pixel blocks on ``threads`` threads)."""
     _, ny, nx = observed.shape
+    jit = compiled()
     valid_count = np.empty(ny * nx, dtype=np.uint16)
     clear_count = np.empty(ny * nx, dtype=np.uint16)
     seen, ok = flat(observed), flat(clear)
-
-    def run(p0: int, p1: int) -> None:
-        np.sum(seen[:, p0:p1], axis=0, dtype=np.uint16, out=valid_count[p0:p1])
-        np.sum(ok[:, p0:p1], axis=0, dtype=np.uint16, out=clear_count[p0:p1])
-
-    run_blocks(run, ny * nx, 1 << 16, threads)
+    block = SELECTION_BLOCK
+    run_blocks(lambda p0, p1: jit.count(seen, ok, valid_count, clear_count, p0, p1, block),
+               ny * nx, task_size(ny * nx, block, threads), threads)
     return {"clear_count": clear_count.reshape(ny, nx), "valid_count": valid_count.reshape(ny, nx)}

@@ -115,19 +115,21 @@ def order_statistic(stack, clear, nodata, use_nodata, sentinel, pairs, q, out, p
 
 
 @njit(nogil=True, cache=True)
-def mean(stack, clear, nodata, use_nodata, out, p0, p1, block):
-    """Per pixel of ``p0:p1``, the mean of its observations (float64 sum), float32 in ``out``
-    (NaN where there is none). Sums and counts are two loops over contiguous slices, which the
-    compiler vectorises."""
+def mean(stack, clear, nodata, use_nodata, total, out, p0, p1, block):
+    """Per pixel of ``p0:p1``, the mean of its observations, float32 in ``out`` (NaN where there
+    is none); ``total`` (``block`` values) is the work buffer of the sums, in the dtype they are
+    kept in: float64, or for 8/16-bit integers an integer type wide enough for the whole series
+    (exact, like float64 sums of integers, and ~1.4x faster: 16 lanes a SIMD add instead of 8).
+    Sums and counts are one loop over contiguous slices, which the compiler vectorises."""
     t = stack.shape[0]
-    total = np.empty(block, dtype=np.float64)
+    zero = total.dtype.type(0)
     count = np.empty(block, dtype=np.int32)
     for b0 in range(p0, p1, block):
         b1 = min(p1, b0 + block)
         m = b1 - b0
         tot = total[:m]
         cnt = count[:m]
-        tot[:] = 0.0
+        tot[:] = zero
         cnt[:] = 0
         for k in range(t):
             src = stack[k, b0:b1]
@@ -135,12 +137,10 @@ def mean(stack, clear, nodata, use_nodata, out, p0, p1, block):
             for i in range(m):
                 v = src[i]
                 ok = mask[i] & ((v - v) == 0) & ((not use_nodata) | (v != nodata))
-                tot[i] += np.float64(v) if ok else 0.0
-            for i in range(m):
-                v = src[i]
-                cnt[i] += mask[i] & ((v - v) == 0) & ((not use_nodata) | (v != nodata))
+                tot[i] += total.dtype.type(v) if ok else zero
+                cnt[i] += ok
         for i in range(m):
-            out[b0 + i] = tot[i] / cnt[i] if cnt[i] else np.nan
+            out[b0 + i] = np.float64(tot[i]) / cnt[i] if cnt[i] else np.nan
 
 
 @njit(nogil=True, cache=True)
@@ -181,6 +181,32 @@ def gather(stack, chosen, fill, out, p0, p1):
     for p in range(p0, p1):
         c = chosen[p]
         out[p] = stack[c, p] if c >= 0 else fill
+
+
+@njit(nogil=True, cache=True)
+def take(table, index, out, p0, p1):
+    """``out[p] = table[index[p]]`` for ``p0:p1``; an index of -1 takes the last entry."""
+    for p in range(p0, p1):
+        out[p] = table[index[p]]
+
+
+@njit(nogil=True, cache=True)
+def count(observed, clear, valid_count, clear_count, p0, p1, block):
+    """Per pixel of ``p0:p1``, the number of observed and of clear slices (``uint16``), both from
+    one pass over the ``(t, npix)`` masks in ``block``-pixel blocks (the counts stay in cache)."""
+    t = observed.shape[0]
+    for b0 in range(p0, p1, block):
+        b1 = min(p1, b0 + block)
+        seen = valid_count[b0:b1]
+        ok = clear_count[b0:b1]
+        seen[:] = 0
+        ok[:] = 0
+        for k in range(t):
+            o = observed[k, b0:b1]
+            c = clear[k, b0:b1]
+            for i in range(b1 - b0):
+                seen[i] += o[i]
+                ok[i] += c[i]
 
 
 @njit(nogil=True, cache=True)

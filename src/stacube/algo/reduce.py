@@ -187,8 +187,9 @@ def reduce_stack(
         if t == 0:
             result[:] = np.nan
         elif method == "mean":
-            run_blocks(lambda p0, p1: jit.mean(values, ok, nd, use, result, p0, p1, block),
-                       ny * nx, span, threads)
+            acc = sum_dtype(values.dtype, t)
+            run_blocks(lambda p0, p1: jit.mean(values, ok, nd, use, np.empty(block, dtype=acc), result, p0, p1,
+                                               block), ny * nx, span, threads)
         else:
             pairs = comparators(t, min(t - 1, math.floor((t - 1) * q / 100.0) + 1))
             run_blocks(lambda p0, p1: jit.order_statistic(values, ok, nd, use, sentinel, pairs, q, result,
@@ -196,6 +197,16 @@ def reduce_stack(
                        ny * nx, span, threads)
         out[name] = result.reshape(ny, nx)
     return out
+
+
+def sum_dtype(dtype: np.dtype, t: int) -> np.dtype:
+    """The dtype the mean kernel sums ``t`` values of ``dtype`` in: uint32 / int32 for 8 and 16-bit
+    integers while ``t`` values cannot overflow it (exact), else float64."""
+    if dtype.kind in "ui" and dtype.itemsize <= 2:
+        acc = np.dtype(np.uint32 if dtype.kind == "u" else np.int32)
+        if t * max(abs(int(np.iinfo(dtype).min)), int(np.iinfo(dtype).max)) <= np.iinfo(acc).max:
+            return acc
+    return np.dtype(np.float64)
 
 
 def median(stack: np.ndarray, clear: np.ndarray, *, nodata=None, **kw) -> np.ndarray:
