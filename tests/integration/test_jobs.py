@@ -177,6 +177,30 @@ def test_tiles_on_threads_give_the_outputs_of_one_tile(samples, reference, tmp_p
     assert JobStore(samples.settings).get(job["id"], full=False)["tiles_failed"] == 0
 
 
+def test_a_job_opens_each_file_once_not_once_per_tile(samples, tmp_path, monkeypatch):
+    """Files on the output grid (read with windowed reads) are opened once for the whole job:
+    again only while every handle open on the file is in use (2 tiles at once, each reading on
+    2 threads), not once per tile."""
+    opened: dict[str, int] = {}
+    real_open = rasterio.open
+
+    def counting_open(fp, mode="r", *args, **kwargs):
+        if mode == "r" and str(fp).startswith(str(ROOT / "data")):
+            opened[str(fp)] = opened.get(str(fp), 0) + 1
+        return real_open(fp, mode, *args, **kwargs)
+
+    spec = build_spec(**SLOVENIA, output=str(tmp_path), output_collection="slovenia-tiled", tile_size=16)
+    job, _ = submit(spec, samples.settings)
+    monkeypatch.setattr(rasterio, "open", counting_open)
+    executor = ThreadExecutor(2)
+    try:
+        report = run_job(samples.settings, job["id"], executor=executor)
+    finally:
+        executor.close()
+    assert report["status"] == "completed" and report["grid"]["tiles"] > 4
+    assert opened and max(opened.values()) <= 4, opened
+
+
 def test_a_thread_executor_hands_back_a_failing_tile():
     executor = ThreadExecutor(2)
 
