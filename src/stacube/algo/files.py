@@ -115,9 +115,10 @@ def reuse_open_files(capacity: int = CAPACITY) -> Iterator[OpenFiles]:
     finally:
         with _state:
             _users -= 1
-            if _users == 0:
+            last = _users == 0
+            if last:
                 _shared = None
-        if pool is not _shared:
+        if last:
             pool.close()
 
 
