@@ -204,3 +204,23 @@ def test_selection_equals_a_numpy_loop():
         assert np.array_equal(choose(observed, clear, order, fallback=method == "best-pixel"), expected)
         assert np.array_equal(out["clear_count"], clear.sum(axis=0))
         assert np.array_equal(out["valid_count"], observed.sum(axis=0))
+
+
+def test_integer_means_are_summed_exactly_and_never_overflow():
+    """8/16-bit inputs sum in 32-bit integers while the series cannot overflow them, else in
+    float64; either way the mean equals numpy's float64 mean."""
+    from stacube.algo.reduce import mean as stack_mean, sum_dtype
+
+    assert sum_dtype(np.dtype(np.uint16), 68) == np.uint32
+    assert sum_dtype(np.dtype(np.int16), 68) == np.int32
+    assert sum_dtype(np.dtype(np.uint16), 70_000) == np.float64  # 70,000 x 65,535 > 2**32 - 1
+    assert sum_dtype(np.dtype(np.float32), 3) == np.float64
+    stack = np.full((40, 3, 5), 65535, dtype=np.uint16)
+    stack[::3] = 1
+    clear = np.ones(stack.shape, dtype=bool)
+    clear[:, 0, 0] = False
+    expected = stack.astype(np.float64).mean(axis=0).astype(np.float32)
+    expected[0, 0] = np.nan
+    assert np.array_equal(stack_mean(stack, clear), expected, equal_nan=True)
+    signed = np.full((40, 3, 5), -32768, dtype=np.int16)
+    assert np.array_equal(stack_mean(signed, np.ones(signed.shape, dtype=bool)), np.full((3, 5), -32768, np.float32))
