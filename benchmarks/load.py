@@ -21,7 +21,7 @@ tiles of a registered search. Any answer other than 200, and any transport error
 is an error. The server's resident memory (the process and its workers, psutil) is sampled
 every second; start / middle / end and the peak are printed.
 
-Run: ``.venv/bin/python benchmarks/load.py [--clients 16] [--duration 30] [--rounds 3]
+Run: ``.venv/bin/python benchmarks/load.py [--clients 16] [--duration 120] [--rounds 4]
 [--workers 2] [--pool-size 8]`` (comparison: ``--duration`` seconds per server and load) or
 ``benchmarks/load.py --mix [--clients 50] [--duration 60]`` (a throwaway database
 ``bench_load`` in the embedded cluster, the sample catalog, servers on free loopback ports).
@@ -380,8 +380,8 @@ def main() -> None:
     parser.add_argument("--mix", action="store_true", help="STAC searches and tiles against stacube alone")
     parser.add_argument("--clients", type=int, default=None, help="concurrent clients (16; --mix: 50)")
     parser.add_argument("--duration", type=float, default=None,
-                        help="seconds per server and load (30; --mix: 60)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the comparison")
+                        help="seconds per server and load (120, in --rounds rounds; --mix: 60)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds of the comparison")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--pool-size", type=int, default=8, help="database connections per process")
     parser.add_argument("--warmup", type=float, default=5.0)
@@ -389,7 +389,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     if not args.mix:
         args.clients = args.clients or 16
-        args.duration = args.duration or 30.0
+        args.duration = args.duration or 120.0
         sys.exit(1 if compare(args) else 0)
     args.clients = args.clients or 50
     args.duration = args.duration or 60.0
