@@ -123,16 +123,18 @@ def test_apis_answer_503_while_the_database_is_down_and_recover_by_themselves(li
     assert {r["status"] for r in outage} <= {200, 503}
     assert {r["kind"] for r in unavailable} >= {"stac search", "raster tile", "jobs"}
     late = [r for r in records if r["start"] >= up + RECOVERY]
-    assert len(late) > 20
+    assert len(late) > 20 and {r["kind"] for r in late} == set(targets), len(late)
     assert {r["status"] for r in late} == {200}, [(r["kind"], r["status"], r["body"][:100]) for r in late
                                                if r["status"] != 200][:10]
     # when each API first answered 200 after the restart (the answer's time: a request sent during
     # the outage that the pool served once the database was back counts; the sending time would
-    # add the clients' own wait for a free thread, each stuck up to the pool's 5 s in the outage)
+    # add the clients' own wait for a free thread, each stuck up to the pool's 5 s in the outage).
+    # The bound on recovery is `late` above (every request sent RECOVERY s after the restart is
+    # answered 200); the answer's time adds the request's own duration, over 1 s on a loaded
+    # machine, so it is printed, not bounded.
     recovered = {kind: min((r["end"] for r in records if r["kind"] == kind and r["start"] >= down
                             and r["end"] > up and r["status"] == 200), default=None) for kind in targets}
-    assert all(t is not None and t - up < RECOVERY for t in recovered.values()), \
-        {k: (round(t - up, 2) if t else None) for k, t in recovered.items()}
+    assert all(t is not None for t in recovered.values()), recovered
     assert "Exception in ASGI application" not in log, log[-3000:]  # no request failed unhandled
     print(f"outage {restarting - down:.1f} s ({len(outage)} requests, {len(unavailable)} answered 503); "
           "first 200 after restart: " + ", ".join(f"{k} +{t - up:.2f} s" for k, t in recovered.items()))
