@@ -66,7 +66,8 @@ class FaultyS3Proxy:
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if self.command != "HEAD":  # a HEAD answer has no body (S3 sends none)
+                        self.wfile.write(payload)
                     return
                 if fault == "delay":
                     time.sleep(proxy.delay)

@@ -44,6 +44,8 @@ def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int
     the CF grid mapping (pyproj's ``CRS.to_cf()``, ``crs_wkt``, ``spatial_ref`` and
     ``GeoTransform``, as odc-geo and rioxarray write them); ``x``/``y`` are pixel centres;
     ``time`` is int64 seconds since 1970-01-01. No dask or xarray is needed to create it.
+    The arrays are created at once through zarr's asynchronous API (one round of writes, not one
+    per array and coordinate: on S3 a dozen requests in flight instead of one after another).
 
     Args:
         store: a local path or a zarr store (see :meth:`stacube.storage.Staging.zarr_store`).
@@ -53,51 +55,62 @@ def create_cube(store, geobox, variables: list[str], times: list, tile_edge: int
         dtypes: ``{variable: (dtype, nodata)}`` of variables that are not a composite's
             (:func:`stacube.algo.tile.variable_dtype` / ``variable_fill`` otherwise).
     """
-    import zarr
+    from zarr.core.sync import sync  # zarr's own bridge to its event loop (as its synchronous API)
 
     edge = chunk_edge(tile_edge)
     ny, nx = geobox.shape.y, geobox.shape.x
     chunks = (1, min(edge, ny), min(edge, nx))
-    group = zarr.open_group(store=store, mode="w", zarr_format=zarr_format, attributes=attrs or {})
     crs, affine = geobox.crs, geobox.affine
     wkt = crs.to_wkt()
     units = crs.units[0] if crs.units else "metre"
     cf = {"spatial_ref": wkt, **crs.proj.to_cf(),
           "GeoTransform": " ".join(repr(float(v)) for v in (affine.c, affine.a, affine.b, affine.f, affine.d, affine.e))}
-    ref = _array(group, "spatial_ref", (), (), "int32", None, (), cf, zarr_format)
-    ref[...] = crs.epsg or 0
+    # (name, data or (shape, dtype), chunks, fill, dimensions, attributes)
+    arrays: list[tuple] = [("spatial_ref", np.array(crs.epsg or 0, dtype="int32"), (), None, (), cf)]
     for dim, count, start, step in (("x", nx, affine.c, affine.a), ("y", ny, affine.f, affine.e)):
-        axis = _array(group, dim, (count,), (count,), "float64", np.nan, (dim,),
-                      {"units": units, "resolution": float(step), "crs": wkt}, zarr_format)
-        axis[:] = start + (np.arange(count) + 0.5) * step
+        arrays.append((dim, start + (np.arange(count) + 0.5) * step, (count,), np.nan, (dim,),
+                       {"units": units, "resolution": float(step), "crs": wkt}))
     seconds = np.array([np.datetime64(t.replace(tzinfo=None), "s").astype(np.int64) for t in times], dtype=np.int64)
-    time = _array(group, "time", (len(times),), (max(1, len(times)),), "int64", None, ("time",),
-                  {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian"}, zarr_format)
-    time[:] = seconds
+    arrays.append(("time", seconds, (max(1, len(times)),), None, ("time",),
+                   {"units": "seconds since 1970-01-01", "calendar": "proleptic_gregorian"}))
     for name in variables:
         dtype, fill = (dtypes or {}).get(name) or (variable_dtype(name), variable_fill(name))
         var_attrs = {"grid_mapping": "spatial_ref", "coordinates": "spatial_ref",
                      **((variable_attrs or {}).get(name) or {})}
-        _array(group, name, (len(times), ny, nx), chunks, dtype, fill, ("time", "y", "x"),
-               var_attrs, zarr_format)
-    zarr.consolidate_metadata(store, zarr_format=zarr_format)
+        arrays.append((name, ((len(times), ny, nx), dtype), chunks, fill, ("time", "y", "x"), var_attrs))
+    sync(_create(store, arrays, attrs or {}, zarr_format))
     for key in [k for k in _ARRAYS if k[0] == (store if isinstance(store, str) else repr(store))]:
         del _ARRAYS[key]  # a cube made again: its arrays are opened afresh
 
 
-def _array(group, name: str, shape: tuple, chunks: tuple, dtype: str, fill, dims: tuple[str, ...],
-           attrs: dict, zarr_format: int):
-    """One array of the cube, with its dimension names where each Zarr format keeps them
-    (format 2: the ``_ARRAY_DIMENSIONS`` attribute xarray writes; format 3: ``dimension_names``)
-    and its nodata as the array's ``fill_value`` (and CF ``_FillValue`` in format 3)."""
+async def _create(store, arrays: list[tuple], attrs: dict, zarr_format: int) -> None:
+    """The group, then every array with its values (concurrently), then the consolidated metadata."""
+    import asyncio
+
+    from zarr.api import asynchronous as zarr_async
+
+    group = await zarr_async.open_group(store=store, mode="w", zarr_format=zarr_format, attributes=attrs)
+    await asyncio.gather(*(_array(group, *array, zarr_format) for array in arrays))
+    await zarr_async.consolidate_metadata(store, zarr_format=zarr_format)
+
+
+async def _array(group, name: str, values, chunks: tuple, fill, dims: tuple[str, ...], attrs: dict,
+                 zarr_format: int) -> None:
+    """One array of the cube, with its values (``values``: an array, or ``(shape, dtype)`` of one
+    left empty), its dimension names where each Zarr format keeps them (format 2: the
+    ``_ARRAY_DIMENSIONS`` attribute xarray writes; format 3: ``dimension_names``) and its nodata
+    as the array's ``fill_value`` (and CF ``_FillValue`` in format 3)."""
     extra = {"dimension_names": dims} if zarr_format == 3 else {}
     if zarr_format == 2:
         attrs = {**attrs, "_ARRAY_DIMENSIONS": list(dims)}
     elif fill is not None and not (isinstance(fill, float) and np.isnan(fill)):
         attrs = {**attrs, "_FillValue": fill}
+    shape, dtype = (values.shape, values.dtype) if isinstance(values, np.ndarray) else values
     # the attributes go with the array's metadata: one write per array, not two
-    return group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, attributes=attrs,
-                              **extra)
+    array = await group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+                                     attributes=attrs, **extra)
+    if isinstance(values, np.ndarray):
+        await array.setitem(..., values)
 
 
 def zarr_encoding(chunks: tuple, fill, zarr_format: int, **extra) -> dict:
