@@ -28,7 +28,7 @@ from local_events import start_moto_server  # noqa: E402
 from s3_proxy import FaultyS3Proxy  # noqa: E402
 
 BUCKET = "bench-staging"
-BBOX = (465182.052, 5070158.211, 495174.844, 5100253.633)  # 3000 x 3010 px at 10 m, EPSG:32633
+BBOX = (465182.052, 5070158.211, 495174.844, 5100253.633)  # 3000 x 3011 px at 10 m, EPSG:32633
 
 
 def stacube_cube(store, geobox, times, variables) -> None:
@@ -65,7 +65,7 @@ def main() -> None:
     from odc.geo.geobox import GeoBox
 
     from stacube.settings import Settings
-    from stacube.storage.objects import _new_s3_zarr_store
+    from stacube.storage.objects import zarr_store_at
 
     moto, upstream = start_moto_server()
     proxy = FaultyS3Proxy(upstream, delay_rate=1.0, delay=args.latency / 1000).start()
@@ -81,7 +81,7 @@ def main() -> None:
         requests: dict[str, int] = {}
         for i in range(args.repeat + 1):  # the first round warms the imports and connections
             for name, (fn, times_taken) in runs.items():
-                store = _new_s3_zarr_store(BUCKET, f"{name}-{i}/cube.zarr", settings)
+                store = zarr_store_at(f"s3://{BUCKET}/{name}-{i}/cube.zarr", settings)  # the staging store
                 before = proxy.counts["requests"]
                 t0 = time.perf_counter()
                 fn(store, geobox, times, variables)
