@@ -15,3 +15,22 @@ def test_an_invalid_setting_is_one_line(variable, value, fragment):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: invalid setting {variable}={value!r}: "), done.stderr
     assert fragment in lines[0] and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "False"), ("1", "True")])
+def test_the_command_turns_numpys_huge_pages_off_unless_asked(preset, expected):
+    """numpy imported after the command starts allocates in ordinary pages, unless
+    NUMPY_MADVISE_HUGEPAGE says otherwise."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom stacube.cli.main import run\ntry:\n    run(['--version'])\nexcept SystemExit:\n    pass\n"
+            "assert 'numpy' not in sys.modules or sys.exit('numpy imported too early')\n"
+            "import numpy\nprint(numpy._core.multiarray._get_madvise_hugepage())")
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if preset is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = preset
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.split()[-1] == expected

@@ -224,3 +224,37 @@ def test_integer_means_are_summed_exactly_and_never_overflow():
     assert np.array_equal(stack_mean(stack, clear), expected, equal_nan=True)
     signed = np.full((40, 3, 5), -32768, dtype=np.int16)
     assert np.array_equal(stack_mean(signed, np.ones(signed.shape, dtype=bool)), np.full((3, 5), -32768, np.float32))
+
+
+def test_compiled_loops_load_without_numbas_blas_probe_and_keep_its_answer():
+    """numba's BLAS probe imports scipy.linalg (0.1-0.2 s); the kernels load without it, the
+    probe's answer is kept, np.dot still compiles, and other threads import scipy.linalg as usual."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, threading
+from stacube.algo import reduce
+probe = reduce._NoScipyLinalg()
+seen = []
+t = threading.Thread(target=lambda: seen.append(probe.find_spec("scipy.linalg")))
+t.start(); t.join()
+try:
+    probe.find_spec("scipy.linalg")
+    raise SystemExit("the probe's thread imported scipy.linalg")
+except ImportError:
+    pass
+import numpy as np
+jit = reduce.compiled()
+jit.warm_up(1)
+assert "scipy.linalg" not in sys.modules, "scipy.linalg imported by the kernels' loading"
+from numba.np import arraymath
+import numba
+assert arraymath._HAVE_BLAS is True
+assert numba.njit(lambda a: np.dot(a, a))(np.ones(3)) == 3.0
+assert "scipy.linalg" in sys.modules and seen == [None]
+assert not any(isinstance(f, reduce._NoScipyLinalg) for f in sys.meta_path)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

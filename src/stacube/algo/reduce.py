@@ -7,8 +7,10 @@ numpy arrays in and out, over ``(time, y, x)`` stacks; the loops are compiled
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -77,8 +79,45 @@ def compiled():
             os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), "stacube-numba")
         from stacube.algo import jit  # lazy: numba's import (0.3 s) only when a kernel runs
 
+        _load_numba_array_registry()
         _JIT = jit
     return _JIT
+
+
+class _NoScipyLinalg:
+    """A meta path finder that makes ``import scipy.linalg`` fail in one thread only."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "scipy.linalg" and threading.get_ident() == self.thread:
+            raise ImportError("scipy.linalg is not imported for numba's BLAS probe")
+        return None
+
+
+def _load_numba_array_registry() -> None:
+    """Import ``numba.np.arraymath`` (which numba imports on its first compilation or cache
+    load) without its BLAS probe.
+
+    That module imports ``scipy.linalg`` (0.1-0.2 s of CPU, a third of numba's set-up) only to
+    set ``_HAVE_BLAS``, which decides whether ``np.correlate``/``np.convolve`` in compiled code
+    call BLAS (numba/np/arraymath.py, ``_check_blas``); the loops here use neither. The import
+    of ``scipy.linalg`` fails for this thread only while the module loads, then ``_HAVE_BLAS``
+    is set to what the probe would have found (scipy installed), so compiled code elsewhere in
+    the process behaves as numba intends (``np.dot`` imports ``scipy.linalg`` itself when
+    first compiled).
+    """
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    finder = _NoScipyLinalg()
+    sys.meta_path.insert(0, finder)
+    try:
+        from numba.np import arraymath
+    finally:
+        sys.meta_path.remove(finder)
+    if not arraymath._HAVE_BLAS and importlib.util.find_spec("scipy") is not None:
+        arraymath._HAVE_BLAS = True
 
 
 _JIT = None
