@@ -177,6 +177,48 @@ def test_tiles_on_threads_give_the_outputs_of_one_tile(samples, reference, tmp_p
     assert JobStore(samples.settings).get(job["id"], full=False)["tiles_failed"] == 0
 
 
+def test_tiles_reuse_the_stack_memory_of_earlier_tiles_and_give_the_same_pixels(samples, reference, tmp_path,
+                                                                                  monkeypatch):
+    """Each tile's stack memory serves the next tiles (every array pooled here, however small):
+    a scene pass and a composite stage of many tiles on two threads reuse buffers, and the
+    pixels equal those of one tile computed without reuse."""
+    from stacube.algo import buffers
+    from stacube.jobs import runner
+
+    monkeypatch.setattr(buffers, "MIN_BYTES", 1)
+    pools = []
+    real = runner.reuse_buffers
+
+    def recording():
+        block = real()
+        pools.append(block)
+        return block
+
+    monkeypatch.setattr(runner, "reuse_buffers", recording)
+    spec = build_spec(**NY, output=str(tmp_path), output_collection="ny-reused", tile_size=16)
+    job, _ = submit(spec, samples.settings)
+    executor = ThreadExecutor(2)
+    reused = []
+    real_empty = buffers.BufferPool.empty
+
+    def counting_empty(self, shape, dtype):
+        before = self.reused
+        out = real_empty(self, shape, dtype)
+        reused.append(self.reused > before)
+        return out
+
+    monkeypatch.setattr(buffers.BufferPool, "empty", counting_empty)
+    try:
+        report = run_job(samples.settings, job["id"], executor=executor)
+    finally:
+        executor.close()
+    assert report["status"] == "completed" and report["grid"]["tiles"] > 8
+    assert len(pools) == 2  # the scene pass and the composite stage
+    assert sum(reused) > len(reused) // 2, (sum(reused), len(reused))
+    same_outputs(report, reference)
+    assert buffers._shared is None  # released when the stages ended
+
+
 def test_a_job_opens_each_file_once_not_once_per_tile(samples, tmp_path, monkeypatch):
     """Files on the output grid (read with windowed reads) are opened once for the whole job:
     again only while every handle open on the file is in use (2 tiles at once, each reading on

@@ -131,3 +131,34 @@ def test_a_handle_that_failed_is_not_kept(items):
         with pool.open(href) as src:
             raise RuntimeError("read failed")
     assert src.closed and not pool._idle
+
+
+@pytest.mark.parametrize("float_band", [False, True])
+def test_a_loaded_stack_never_shares_memory_with_the_buffers_it_gave_back(items, tmp_path, monkeypatch, float_band):
+    """In a job (a buffer pool active), loading gives back the files' raw arrays it does not
+    keep (the quality codes; integer bands once converted to float32) and keeps float32 bands
+    read as they are: no free buffer may be memory of the stack."""
+    from stacube.algo import buffers
+    from stacube.algo.load import Source, load_stack
+
+    monkeypatch.setattr(buffers, "MIN_BYTES", 1)
+    if float_band:  # NDVI-like float32 files: the raw array is the band (no copy)
+        for i, item in enumerate(items):
+            with rasterio.open(item["assets"]["B04"]["href"]) as src:
+                data = src.read(1).astype(np.float32) / 5000
+            item["assets"]["B04"] = {"href": write(tmp_path / f"f{i}.tif", data),
+                                     "raster:bands": [{"data_type": "float32"}]}
+    rule = preset("binary-cloud", "CLM")
+    source = Source({"id": "c", "item_assets": {}}, items, {"red": "B04"}, rule)
+    geobox = GeoBox((32, 45), ORIGIN, "EPSG:32633")
+    plain = load_stack([source], geobox, ["red"])
+    with buffers.reuse_buffers() as pool:
+        stack = load_stack([source], geobox, ["red"])
+        kept = [*stack.bands.values(), stack.observed, stack.clear]
+        assert pool._free, "nothing given back"
+        assert not any(np.may_share_memory(b, k) for b in pool._free for k in kept)
+        taken = [buffers.empty(b.shape, b.dtype) for b in list(pool._free)]
+        for t in taken:
+            t[...] = 7  # whatever the next tile writes there
+        assert np.array_equal(stack.bands["red"], plain.bands["red"], equal_nan=True)
+        assert np.array_equal(stack.clear, plain.clear) and np.array_equal(stack.observed, plain.observed)

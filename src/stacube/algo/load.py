@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from stacube.algo import buffers
 from stacube.algo.blocks import run_blocks
 from stacube.algo.files import open_raster
 from stacube.algo.harmonize import harmonized_scale_offset
@@ -240,7 +241,7 @@ def _direct_load(items: list[dict], assets: list[str], geobox, pool) -> dict[str
     try:
         for j, key in enumerate(assets):
             with open_raster(hrefs[0][j]) as src:
-                out[key] = (np.empty((len(items), ny, nx), dtype=src.dtypes[0]), src.nodata)
+                out[key] = (buffers.empty((len(items), ny, nx), src.dtypes[0]), src.nodata)
     except errors as exc:
         raise StorageError(f"cannot read an asset: {str(exc).splitlines()[0]}") from exc
 
@@ -358,6 +359,9 @@ def load_stack(sources: list[Source], geobox, bands: list[str], *, quality: bool
         else:
             raise ValueError(f"{src.id}: no quality rule and no band to load")
         times = np.array([_datetime64(item_order_key(i)[0]) for i in items], dtype="datetime64[ns]")
+        # the files' raw arrays not kept as a band (converted values, the quality codes): their
+        # memory serves the next arrays of a job (stacube.algo.buffers)
+        buffers.give_back(*(raw for raw, _ in arrays.values()), keep=(*out_bands.values(), observed, clear))
         del arrays
         parts.append((out_bands, observed, clear, times, [i["id"] for i in items], [src.id] * n))
     if not parts:
@@ -397,8 +401,8 @@ def decode_quality(rule: QualityRule, mask: np.ndarray, reference: np.ndarray | 
     low = int(np.iinfo(mask.dtype).min)
     codes = flat(mask)
     ref = flat(reference) if reference is not None else np.zeros((1, 1), dtype=np.float32)
-    observed = np.empty(mask.shape, dtype=bool)
-    clear = np.empty(mask.shape, dtype=bool)
+    observed = buffers.empty(mask.shape, bool)
+    clear = buffers.empty(mask.shape, bool)
     seen, ok = observed.reshape(codes.shape), clear.reshape(codes.shape)
     run_blocks(lambda p0, p1: jit.decode(codes, table, low, ref, reference is not None, seen, ok, p0, p1),
                codes.shape[1], 1 << 16, threads)
@@ -413,7 +417,7 @@ def physical_values(raw: np.ndarray, metas: list[dict], scaling: list[tuple[floa
     float32 slices with scale 1 and offset 0 are used as they are (no copy).
     """
     identity = raw.dtype == np.float32
-    values = raw if identity else np.empty(raw.shape, dtype=np.float32)
+    values = raw if identity else buffers.empty(raw.shape, np.float32)
     for i, (meta, (scale, offset)) in enumerate(zip(metas, scaling)):
         nodata = _nodata_value(meta.get("nodata", reported))
         sl = raw[i]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from shapely.geometry import shape
 
+from stacube.algo import buffers
 from stacube.algo.blocks import PROVENANCE_NODATA
 from stacube.algo.composite import composite
 from stacube.algo.load import Source, Stack, load_stack
@@ -144,7 +145,10 @@ def tile_stats(inputs: CompositeInputs, geobox: GeoBox, pool: int | None = None)
     reference band too for a source without a quality rule): the cheap pass that the cloud
     filter and the best-pixel ranks of a job of several tiles need before compositing."""
     masks_only = all(src.rule is not None for src in inputs.sources)
-    return stack_stats(load_tile(inputs, geobox, [] if masks_only else inputs.load_bands[:1], None, pool))
+    stack = load_tile(inputs, geobox, [] if masks_only else inputs.load_bands[:1], None, pool)
+    stats = stack_stats(stack)
+    buffers.give_back(*stack.bands.values(), stack.observed, stack.clear)  # for the next tile of a job
+    return stats
 
 
 def compute_tile(inputs: CompositeInputs, geobox: GeoBox, used: dict[str, float | None],
@@ -202,4 +206,6 @@ def composite_tile(inputs: CompositeInputs, geobox: GeoBox, used: dict[str, floa
             out[var][step] = value
     if "clear_count" in out and "valid_count" in out:
         out["clear_count"][out["valid_count"] == 0] = COUNT_NODATA  # no observation: no count
+    # the results are copies in `out`: the stack's memory serves the next tile of a job
+    buffers.give_back(*stack.bands.values(), stack.observed, stack.clear)
     return out, stats

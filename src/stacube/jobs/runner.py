@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import closing
 
 from stacube.algo.load import Gate
+from stacube.algo.buffers import reuse_buffers
 from stacube.algo.files import reuse_open_files
 from stacube.catalog.pgstac import Catalog
 from stacube.db.connection import session
@@ -83,6 +84,14 @@ def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: 
     pending = store.pending_tiles(job_id, stage)
     done = total - len(pending)
     progress(stage, done, total)
+    # the stack memory of a tile on this process's threads serves the next tile; the free
+    # buffers are released when the stage ends (stacube.algo.buffers)
+    with reuse_buffers():
+        _run_tiles(settings, job_id, stage, executor, progress, store, pending, done, total, max_attempts)
+
+
+def _run_tiles(settings: Settings, job_id: str, stage: str, executor, progress: Progress, store: JobStore,
+               pending: list[str], done: int, total: int, max_attempts: int) -> None:
     attempt = 1
     while pending:
         failed: list[tuple[str, BaseException]] = []
