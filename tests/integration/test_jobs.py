@@ -216,7 +216,7 @@ def test_tiles_reuse_the_stack_memory_of_earlier_tiles_and_give_the_same_pixels(
     assert len(pools) == 2  # the scene pass and the composite stage
     assert sum(reused) > len(reused) // 2, (sum(reused), len(reused))
     same_outputs(report, reference)
-    assert buffers._shared is None  # released when the stages ended
+    assert buffers._pool.current is None  # released when the stages ended
 
 
 def test_a_job_opens_each_file_once_not_once_per_tile(samples, tmp_path, monkeypatch):

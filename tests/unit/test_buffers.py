@@ -74,6 +74,6 @@ def test_module_functions_use_the_active_pool_only():
         y = buffers.empty(BIG, np.float32)
         assert np.may_share_memory(x, y) and pool.reused == 1
         buffers.give_back(y)
-    assert pool._free == []  # released when the last block ended
+    assert pool._free == [] and buffers._pool.current is None  # released when the last block ended
     z = buffers.empty(BIG, np.float32)
     assert not np.may_share_memory(z, y)

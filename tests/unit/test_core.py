@@ -114,3 +114,42 @@ def _wkt(code: str) -> str:
     from pyproj import CRS
 
     return CRS.from_user_input(code).to_wkt()
+
+
+def test_a_process_shared_object_lives_from_the_first_block_to_the_last():
+    import threading
+
+    from stacube.core.shared import ProcessShared
+
+    closed = []
+    shared = ProcessShared(closed.append)
+    made = []
+
+    def make():
+        made.append(object())
+        return made[-1]
+
+    assert shared.current is None
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other_thread():
+        with shared.use(make) as obj:
+            seen.append(obj)
+            inside.set()
+            release.wait(10)
+
+    seen = []
+    worker = threading.Thread(target=other_thread)
+    with shared.use(make) as first:
+        worker.start()
+        inside.wait(10)
+        with shared.use(make) as nested:
+            assert nested is first and seen == [first] and shared.current is first
+    assert shared.current is first and closed == []  # the other thread still uses it
+    release.set()
+    worker.join(10)
+    assert shared.current is None and closed == [first] and len(made) == 1
+    with shared.use(make) as again:
+        assert again is not first and len(made) == 2
+    assert closed == [first, again]

@@ -108,7 +108,7 @@ def test_open_files_are_reused_within_a_job_and_closed_after(items, monkeypatch)
         assert sorted(opened) == sorted({i["assets"][k]["href"] for i in items for k in ("B04", "CLM")})
         handles = list(pool._idle.values())
         assert len(handles) == 6 and not any(h.closed for h in handles)
-    assert all(h.closed for h in handles) and files._shared is None
+    assert all(h.closed for h in handles) and files._pool.current is None
     for a, b in zip(alone, pooled):
         for key in ("B04", "CLM"):
             assert np.array_equal(a[key][0], b[key][0])

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from stacube.core.shared import ProcessShared
+
 #: Bytes of free buffers kept at most (two tiles' stacks of the default 2 GiB tile budget).
 MAX_FREE_BYTES = 4 << 30
 #: Arrays smaller than this are left to the allocator (its own free lists serve them well).
@@ -87,9 +89,7 @@ def _root(array) -> np.ndarray | None:
     return root
 
 
-_state = threading.Lock()
-_shared: BufferPool | None = None
-_users = 0
+_pool: ProcessShared[BufferPool] = ProcessShared(BufferPool.clear)
 
 
 @contextmanager
@@ -97,25 +97,13 @@ def reuse_buffers() -> Iterator[BufferPool]:
     """While the block runs (in any thread of the process), :func:`empty` and
     :func:`give_back` use one pool; nested or concurrent blocks share it, and its buffers are
     released when the last one ends."""
-    global _shared, _users
-    with _state:
-        if _shared is None:
-            _shared = BufferPool()
-        _users += 1
-        pool = _shared
-    try:
+    with _pool.use(BufferPool) as pool:
         yield pool
-    finally:
-        with _state:
-            _users -= 1
-            if _users == 0:
-                _shared = None
-                pool.clear()
 
 
 def empty(shape, dtype) -> np.ndarray:
     """``numpy.empty``, from the active pool's free buffers when :func:`reuse_buffers` is on."""
-    pool = _shared
+    pool = _pool.current
     return pool.empty(shape, dtype) if pool is not None else np.empty(shape, dtype=dtype)
 
 
@@ -123,6 +111,6 @@ def give_back(*arrays: np.ndarray | None, keep: tuple = ()) -> None:
     """Hand ``arrays`` to the active pool (nothing happens without one), except memory the
     arrays of ``keep`` use. The caller must be done with them and hold the only other use of
     their memory: it will be overwritten."""
-    pool = _shared
+    pool = _pool.current
     if pool is not None:
         pool.give_back(*arrays, keep=keep)

@@ -28,6 +28,8 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator
 
+from stacube.core.shared import ProcessShared
+
 #: Idle handles kept at most (file descriptors stay well under the usual limit of 1,024).
 CAPACITY = 256
 #: GDAL's block cache, in MB, for a process whose files stay open (see above).
@@ -94,32 +96,16 @@ class OpenFiles:
             h.close()
 
 
-_state = threading.Lock()
-_shared: OpenFiles | None = None
-_users = 0
+_pool: ProcessShared[OpenFiles] = ProcessShared(OpenFiles.close)
 
 
 @contextmanager
 def reuse_open_files(capacity: int = CAPACITY) -> Iterator[OpenFiles]:
     """While the block runs (in any thread of the process), :func:`open_raster` reuses handles;
     nested or concurrent blocks share one pool, closed when the last one ends."""
-    global _shared, _users
     os.environ.setdefault("GDAL_CACHEMAX", str(BLOCK_CACHE_MB))
-    with _state:
-        if _shared is None:
-            _shared = OpenFiles(capacity)
-        _users += 1
-        pool = _shared
-    try:
+    with _pool.use(lambda: OpenFiles(capacity)) as pool:
         yield pool
-    finally:
-        with _state:
-            _users -= 1
-            last = _users == 0
-            if last:
-                _shared = None
-        if last:
-            pool.close()
 
 
 @contextmanager
@@ -130,7 +116,7 @@ def open_raster(href: str) -> Iterator[object]:
     Raises:
         rasterio.errors.RasterioIOError: the file cannot be opened.
     """
-    pool = _shared
+    pool = _pool.current
     if pool is None:
         import rasterio
 
