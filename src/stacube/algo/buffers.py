@@ -9,14 +9,17 @@ guest). While :func:`reuse_buffers` is active (a job run), the loader takes its 
 :func:`empty`, and the compositing of a tile gives its stack back with :func:`give_back` once
 no result refers to it; the next tile's arrays are views of those buffers.
 
-Only arrays whose owner is known to be done with them are given back: a buffer handed out
-again is overwritten. Free buffers are bounded (:data:`MAX_FREE_BYTES`, largest dropped first)
-and all are released when the last user of the pool ends.
+Only memory the pool itself handed out is taken back (arrays odc-stac allocates, for files off
+the output grid, are left to the allocator: the next tile would not reuse them), and only from
+code that is known to be done with it: a buffer handed out again is overwritten. Free buffers
+are bounded (:data:`MAX_FREE_BYTES`, largest dropped first) and all are released when the last
+user of the pool ends.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -36,6 +39,7 @@ class BufferPool:
     def __init__(self, max_free_bytes: int = MAX_FREE_BYTES):
         self.max_free_bytes = max_free_bytes
         self._free: list[np.ndarray] = []
+        self._made: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
         self.reused = 0  # arrays served from a free buffer (for tests and reports)
 
@@ -44,22 +48,25 @@ class BufferPool:
         buffer when one is large enough, else a new array."""
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if nbytes >= MIN_BYTES:
-            with self._lock:
-                fits = [k for k, b in enumerate(self._free) if b.nbytes >= nbytes]
-                if fits:  # (kept smallest first)
-                    buffer = self._free.pop(fits[0])
-                    self.reused += 1
-                    return buffer[:nbytes].view(dtype).reshape(shape)
-        return np.empty(shape, dtype=dtype)
+        if nbytes < MIN_BYTES:
+            return np.empty(shape, dtype=dtype)
+        with self._lock:
+            fits = [k for k, b in enumerate(self._free) if b.nbytes >= nbytes]
+            if fits:  # (kept smallest first)
+                buffer = self._free.pop(fits[0])
+                self.reused += 1
+                return buffer[:nbytes].view(dtype).reshape(shape)
+            array = np.empty(shape, dtype=dtype)
+            self._made[id(array)] = array
+            return array
 
     def give_back(self, *arrays: np.ndarray | None, keep: tuple = ()) -> None:
         """Keep the memory of ``arrays`` (or of the arrays they are views of) for later calls
-        of :meth:`empty`, except memory that an array of ``keep`` still uses. The caller must
-        hold the only other use of that memory."""
+        of :meth:`empty` when this pool handed it out, except memory that an array of ``keep``
+        still uses. The caller must hold the only other use of that memory."""
         for array in arrays:
             root = _root(array)
-            if root is None or root.nbytes < MIN_BYTES:
+            if root is None or self._made.get(id(root)) is not root:
                 continue
             if any(np.may_share_memory(root, k) for k in keep):
                 continue
