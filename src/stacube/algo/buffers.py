@@ -85,15 +85,12 @@ class BufferPool:
 
 
 def _root(array) -> np.ndarray | None:
-    """The array that owns the memory ``array`` views, when it is a C-contiguous numpy array."""
+    """The array that owns the memory ``array`` views (None for anything but a numpy array)."""
     if not isinstance(array, np.ndarray):
         return None
-    root = array
-    while isinstance(root.base, np.ndarray):
-        root = root.base
-    if root.base is not None or not root.flags.owndata or not root.flags.c_contiguous:
-        return None
-    return root
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
 
 
 _pool: ProcessShared[BufferPool] = ProcessShared(BufferPool.clear)

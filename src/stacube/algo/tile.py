@@ -129,6 +129,11 @@ def load_tile(inputs: CompositeInputs, geobox: GeoBox, bands: list[str], only: s
     return clean_stack(stack, inputs.mask_cleanup, margin) if inputs.mask_cleanup else stack
 
 
+def _release(stack: Stack) -> None:
+    """Hand a stack nothing refers to any more to the next tile of a job (stacube.algo.buffers)."""
+    buffers.give_back(*stack.bands.values(), stack.observed, stack.clear)
+
+
 def stack_stats(stack: Stack) -> TileStats:
     """Valid and clear pixel counts per item of a loaded stack (``count_nonzero`` per slice: a
     popcount over contiguous bools, ~3x faster than ``sum``, which converts them to integers)."""
@@ -147,7 +152,7 @@ def tile_stats(inputs: CompositeInputs, geobox: GeoBox, pool: int | None = None)
     masks_only = all(src.rule is not None for src in inputs.sources)
     stack = load_tile(inputs, geobox, [] if masks_only else inputs.load_bands[:1], None, pool)
     stats = stack_stats(stack)
-    buffers.give_back(*stack.bands.values(), stack.observed, stack.clear)  # for the next tile of a job
+    _release(stack)
     return stats
 
 
@@ -206,6 +211,5 @@ def composite_tile(inputs: CompositeInputs, geobox: GeoBox, used: dict[str, floa
             out[var][step] = value
     if "clear_count" in out and "valid_count" in out:
         out["clear_count"][out["valid_count"] == 0] = COUNT_NODATA  # no observation: no count
-    # the results are copies in `out`: the stack's memory serves the next tile of a job
-    buffers.give_back(*stack.bands.values(), stack.observed, stack.clear)
+    _release(stack)  # the results are copies in `out`
     return out, stats

@@ -87,37 +87,32 @@ def _run_stage(settings: Settings, job_id: str, stage: str, executor, progress: 
     # the stack memory of a tile on this process's threads serves the next tile; the free
     # buffers are released when the stage ends (stacube.algo.buffers)
     with reuse_buffers():
-        _run_tiles(settings, job_id, stage, executor, progress, store, pending, done, total, max_attempts)
-
-
-def _run_tiles(settings: Settings, job_id: str, stage: str, executor, progress: Progress, store: JobStore,
-               pending: list[str], done: int, total: int, max_attempts: int) -> None:
-    attempt = 1
-    while pending:
-        failed: list[tuple[str, BaseException]] = []
-        args = [(settings, job_id, stage, t) for t in pending]
-        # closed on the way out, so the tiles still running end before the staging is discarded
-        with closing(executor.map_unordered(tasks.execute_tile, args)) as outcomes:
-            for (_, _, _, tile), outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    if is_permanent(outcome):
-                        raise outcome
-                    failed.append((tile, outcome))
-                else:
-                    done += 1
-                    progress(stage, done, total)
-        if not failed:
-            return
-        if attempt >= max_attempts:
-            tile, exc = failed[0]
-            if isinstance(exc, StacubeError):
-                raise exc
-            if (failure := storage_error(exc)) is not None:
-                raise type(failure)(f"tile {tile} failed {attempt} times: {failure.message}") from exc
-            raise StacubeError(f"tile {tile} failed {attempt} times: {type(exc).__name__}: {exc}") from exc
-        tasks.sleep_before_retry(attempt)
-        attempt += 1
-        pending = [t for t, _ in failed]
+        attempt = 1
+        while pending:
+            failed: list[tuple[str, BaseException]] = []
+            args = [(settings, job_id, stage, t) for t in pending]
+            # closed on the way out, so the tiles still running end before the staging is discarded
+            with closing(executor.map_unordered(tasks.execute_tile, args)) as outcomes:
+                for (_, _, _, tile), outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        if is_permanent(outcome):
+                            raise outcome
+                        failed.append((tile, outcome))
+                    else:
+                        done += 1
+                        progress(stage, done, total)
+            if not failed:
+                return
+            if attempt >= max_attempts:
+                tile, exc = failed[0]
+                if isinstance(exc, StacubeError):
+                    raise exc
+                if (failure := storage_error(exc)) is not None:
+                    raise type(failure)(f"tile {tile} failed {attempt} times: {failure.message}") from exc
+                raise StacubeError(f"tile {tile} failed {attempt} times: {type(exc).__name__}: {exc}") from exc
+            tasks.sleep_before_retry(attempt)
+            attempt += 1
+            pending = [t for t, _ in failed]
 
 
 def _end_failed(settings: Settings, job_id: str, message: str, exc: BaseException) -> None:
