@@ -90,7 +90,12 @@ async def _create(store, arrays: list[tuple], attrs: dict, zarr_format: int) -> 
     from zarr.api import asynchronous as zarr_async
 
     group = await zarr_async.open_group(store=store, mode="w", zarr_format=zarr_format, attributes=attrs)
-    await asyncio.gather(*(_array(group, *array, zarr_format) for array in arrays))
+    # every write ends before a failure is raised: a write still in flight after it (zarr's loop
+    # runs on) could land after the caller has discarded the staging area
+    done = await asyncio.gather(*(_array(group, *array, zarr_format) for array in arrays), return_exceptions=True)
+    failed = [d for d in done if isinstance(d, BaseException)]
+    if failed:
+        raise failed[0]
     await zarr_async.consolidate_metadata(store, zarr_format=zarr_format)
 
 
