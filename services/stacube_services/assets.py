@@ -41,6 +41,7 @@ from stac_fastapi.types.errors import NotFoundError
 from starlette.responses import FileResponse
 
 from stacube.access.gate import ReadGate
+from stacube.access.prefixes import is_local
 from stacube.errors import NotFound
 from stacube_services.access.service import access_of
 from stacube_services.ranges import file_range_refusal
@@ -52,16 +53,6 @@ LOCAL = "local"
 ITEM_SQL = "SELECT get_item(%s, %s)"
 COLLECTION_SQL = "SELECT 1 FROM pgstac.collections WHERE id = %s"
 _MEDIA_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=[\w.+\-\"]+)*$")
-
-
-def is_local(href) -> bool:
-    """Whether ``href`` is a path of the server's file system (absolute, or ``file:``): the
-    hrefs served through the asset route. GDAL ``/vsi...`` paths are not."""
-    if not isinstance(href, str):
-        return False
-    if href[:5].lower() == "file:":
-        return True
-    return href.startswith("/") and not href.startswith("/vsi")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -51,6 +51,7 @@ from stacube_services.cache import CacheHeaders, is_derived
 from stacube_services.catalog_cache import CollectionCache
 from stacube_services.errors import add_error_handlers, add_raster_error_handlers, error_response
 from stacube_services.limits import RequestLimits, ResponseSizeLimit
+from stacube_services.local_reads import LocalItemsInThread
 from stacube_services.masked import MaskedTilesExtension
 from stacube_services.tile_cache import TileCache, VersionedBackend
 from stacube_services.tms import SUPPORTED_TMS, checked_tile_matrix_set
@@ -317,6 +318,11 @@ def mosaic_renders(backend) -> dict:
     return renders
 
 
+class MosaicBackend(LocalItemsInThread, VersionedBackend):
+    """titiler-pgstac's mosaic backend as the raster API uses it: the asset lists of tiles cached
+    per catalog version, tiles of local items read in the request's thread."""
+
+
 def create_raster_app(settings: Settings) -> FastAPI:
     """The titiler-pgstac application, assembled from its factories with stacube's settings."""
     from contextlib import asynccontextmanager
@@ -394,7 +400,7 @@ def create_raster_app(settings: Settings) -> FastAPI:
         # WMTS layers: one per rendering of the collection (STAC renders), named after it
         return MosaicTilerFactory(
             path_dependency=path_dependency, router_prefix=prefix, add_statistics=True,
-            dataset_reader=mosaic_reader, backend=VersionedBackend, supported_tms=SUPPORTED_TMS,
+            dataset_reader=mosaic_reader, backend=MosaicBackend, supported_tms=SUPPORTED_TMS,
             add_viewer=True, add_part=True, add_ogc_maps=False, get_renders=mosaic_renders,
             # cloud-masked mosaics: /collections/{id}/masked/..., /searches/{id}/masked/...
             extensions=[searchInfoExtension(), wmtsExtensionMosaic(layer_identifier_provider=layer_name),

@@ -37,6 +37,7 @@ from titiler.pgstac.reader import PgSTACReader, SimpleSTACReader
 
 from stacube.access.errors import InvalidParameter
 from stacube.access.policy import Principal
+from stacube.access.prefixes import is_local
 from stacube.errors import NotFound
 from stacube_services.access.service import (
     AccessService,
@@ -46,6 +47,7 @@ from stacube_services.access.service import (
     principal_of,
 )
 from stacube_services.body import rewrite_json_response
+from stacube_services.local_reads import LocalReadsInThread, local_item
 
 SEARCH_SQL = "SELECT search FROM pgstac.searches WHERE hash = %s"
 EXISTING_SQL = "SELECT id FROM pgstac.collections WHERE id = ANY(%s)"
@@ -257,14 +259,21 @@ class _SearchListFilter:
 def gated_readers(gate_of) -> tuple[type, type]:
     """``(item reader, mosaic dataset reader)``: titiler-pgstac's ``PgSTACReader`` and
     ``SimpleSTACReader`` opening each asset through ``gate_of()`` (the current read gate) - the
-    URL they open is the one the gate returns."""
+    URL they open is the one the gate returns - and reading local assets in the calling thread
+    (:class:`LocalReadsInThread`)."""
 
-    class GatedPgSTACReader(PgSTACReader):
+    class GatedPgSTACReader(LocalReadsInThread, PgSTACReader):
+        def local(self):
+            return all(is_local(a.href) for a in self.item.assets.values())
+
         def _get_reader(self, asset_info):
             asset_info["url"] = gate_of().check(asset_info["url"], self.input.collection_id)
             return super()._get_reader(asset_info)
 
-    class GatedSimpleSTACReader(SimpleSTACReader):
+    class GatedSimpleSTACReader(LocalReadsInThread, SimpleSTACReader):
+        def local(self):
+            return local_item(self.input)
+
         def _get_reader(self, asset_info):
             asset_info["url"] = gate_of().check(asset_info["url"], self.input.get("collection"))
             return super()._get_reader(asset_info)

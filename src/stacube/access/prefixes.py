@@ -217,6 +217,16 @@ def default_prefixes(settings) -> list[str]:
     return out
 
 
+def is_local(href) -> bool:
+    """Whether ``href`` is a path of the server's file system (absolute, or ``file:``): the
+    hrefs served through the asset route. GDAL ``/vsi...`` paths are not."""
+    if not isinstance(href, str):
+        return False
+    if href[:5].lower() == "file:":
+        return True
+    return href.startswith("/") and not href.startswith("/vsi")
+
+
 def local_path(href: str) -> str | None:
     """The absolute path an href names as written (``..`` collapsed, no link resolved), or None
     when it is not a local path."""
