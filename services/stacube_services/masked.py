@@ -39,6 +39,7 @@ Errors answer 4xx JSON: unknown collection or search 404, a collection without a
 
 
 import json
+from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from threading import Lock
 from typing import Annotated, Any, Literal
@@ -61,6 +62,7 @@ from stacube.catalog.quality import rule_of
 from stacube.catalog.renders import render_query, render_zooms
 from stacube.errors import InvalidInput, NotFound, StorageError
 from stacube_services.catalog_cache import CollectionCache
+from stacube_services.local_reads import local_item
 from stacube_services.tms import checked_tile_matrix_set, shared_tile_matrix_set
 
 MAX_ITEMS = 100
@@ -261,7 +263,9 @@ def masked_mosaic(items: list[dict], reader: ItemReader, shape: tuple[int, int],
     parallel, the items that would fill still-empty pixels are worked out from the masks, and
     only their bands are read (in parallel). Pixels are then filled strictly in item order (an
     item whose band turns out to be nodata where its mask is clear leaves those pixels to the
-    next items). Reading stops as soon as every pixel is filled.
+    next items). Reading stops as soon as every pixel is filled. ``threads=1`` reads item after
+    item in the calling thread (the route's choice when every item is local: see
+    :mod:`stacube_services.local_reads`).
 
     Returns:
         ``(values (bands, h, w) or None, filled (h, w) bool, ids of the items used)``.
@@ -271,7 +275,7 @@ def masked_mosaic(items: list[dict], reader: ItemReader, shape: tuple[int, int],
     used: list[str] = []
     pending = list(items)
     size = 1
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+    with ThreadPoolExecutor(max_workers=threads) if threads > 1 else nullcontext() as pool:
         while pending and free.any():
             batch = []
             while pending and len(batch) < size:
@@ -281,14 +285,14 @@ def masked_mosaic(items: list[dict], reader: ItemReader, shape: tuple[int, int],
             if not batch:
                 break
             size = min(size * 2, max(1, threads))
-            clears = list(pool.map(reader.clear, batch))
+            clears = list(pool.map(reader.clear, batch) if pool else map(reader.clear, batch))
             expected = free.copy()
             prefetch = {}
             for k, (item, clear) in enumerate(zip(batch, clears)):
                 if clear is None:
                     continue
                 take = clear & expected
-                if take.any():
+                if take.any() and pool:
                     prefetch[k] = pool.submit(reader.bands, item)
                     expected &= ~take
             for k, (item, clear) in enumerate(zip(batch, clears)):
@@ -377,7 +381,8 @@ class MaskedTilesExtension(FactoryExtension):
             gate = request.app.state.stacube_access.gates.current()
             items = gate_items(items, {*assets, *(r.asset for r in rules.values())}, gate)
             reader = ItemReader(rules, collections, list(assets), tms, z, x, y, size, unscale, cleanup)
-            values, filled, used = masked_mosaic(items, reader, (size, size))
+            threads = 1 if all(local_item(i) for i in items) else READ_THREADS
+            values, filled, used = masked_mosaic(items, reader, (size, size), threads)
             if values is None:
                 values = np.zeros((len(assets), size, size), dtype=np.float32 if unscale else np.uint16)
             return _render(values, filled, used, tms, z, x, y, expression, format, colormap, render)

@@ -196,3 +196,15 @@ def test_a_collection_without_quality_rule_answers_400(client, samples):
         "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}}})
     r = client.get(f"/raster/collections/no-quality-rule/masked/tiles/{S2_TILE}.png?assets=B04")
     assert r.status_code == 400 and "quality rule" in r.json()["description"]
+
+
+def test_items_read_in_threads_or_in_the_request_thread_give_the_same_tile(client, monkeypatch):
+    from stacube_services import masked
+
+    url = f"/raster/collections/{L8}/masked/tiles/{L8_TILE}.npy?assets=B4&assets=B3"
+    in_thread = client.get(url)  # local items: read item after item in the request's thread
+    monkeypatch.setattr(masked, "local_item", lambda item: False)  # as if remote: the read pool
+    pooled = client.get(url + f"&max_items={masked.MAX_ITEMS}")  # another query: not the cached tile
+    assert in_thread.status_code == pooled.status_code == 200
+    assert in_thread.content == pooled.content and len(in_thread.headers["x-assets"].split(",")) >= 5
+    assert in_thread.headers["x-assets"] == pooled.headers["x-assets"]
