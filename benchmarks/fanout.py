@@ -1,10 +1,11 @@
 """Fan-out: one compositing job of 64 tiles run with 1 and with 2 local workers.
 
 A generated stack (10 dates x 4 bands + BQA quality, COGs on disk) is registered as a throwaway
-collection; the job (median, 64 tiles of 256x256 px) runs in-process with one worker, then with
-a pool of two worker processes (the same tile function the queue workers use). Each setting runs
-``--repeat`` times (alternating); the ratio of median wall times shows how tiles scale.
-Target: >= 1.7x on 2 cores.
+collection; the job (median, 64 tiles of 256x256 px) runs in-process with one worker, then with two
+(``STACUBE_EXECUTOR``: worker threads by default, ``processes`` for worker processes, which run
+the same tile function the queue workers use). Each setting runs ``--repeat`` times
+(alternating); the ratio of median wall times shows how tiles scale. Target: >= 1.7x on 2 cores
+(set when a tile ran on one core; a tile now uses every core itself: see README).
 
 Run: ``.venv/bin/python benchmarks/fanout.py [--size 2048 --tile 256]``
 """
