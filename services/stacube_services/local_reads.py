@@ -29,6 +29,19 @@ def local_item(item: dict) -> bool:
     return all(is_local((a or {}).get("href")) for a in (item.get("assets") or {}).values())
 
 
+def _in_thread_when_local(name: str):
+    """The reader method ``name`` of rio-tiler's ``MultiBaseReader``, given ``threads=1`` when
+    the item is local (and the caller gave no ``threads``)."""
+
+    def method(self, *args, **kwargs):
+        if "threads" not in kwargs and self.local():
+            kwargs["threads"] = 1
+        return getattr(super(LocalReadsInThread, self), name)(*args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
 class LocalReadsInThread:
     """A mixin for rio-tiler ``MultiBaseReader`` classes: when every asset of the item is a local
     file, its assets are read one after the other in the calling thread (``threads=1`` for
@@ -38,31 +51,13 @@ class LocalReadsInThread:
         """Whether every asset of the item read is a local file."""
         raise NotImplementedError
 
-    def _threads(self, kwargs: dict) -> dict:
-        if "threads" not in kwargs and self.local():
-            kwargs["threads"] = 1
-        return kwargs
-
-    def info(self, *args, **kwargs):
-        return super().info(*args, **self._threads(kwargs))
-
-    def statistics(self, *args, **kwargs):
-        return super().statistics(*args, **self._threads(kwargs))
-
-    def tile(self, *args, **kwargs):
-        return super().tile(*args, **self._threads(kwargs))
-
-    def part(self, *args, **kwargs):
-        return super().part(*args, **self._threads(kwargs))
-
-    def preview(self, *args, **kwargs):
-        return super().preview(*args, **self._threads(kwargs))
-
-    def point(self, *args, **kwargs):
-        return super().point(*args, **self._threads(kwargs))
-
-    def feature(self, *args, **kwargs):
-        return super().feature(*args, **self._threads(kwargs))
+    info = _in_thread_when_local("info")
+    statistics = _in_thread_when_local("statistics")
+    tile = _in_thread_when_local("tile")
+    part = _in_thread_when_local("part")
+    preview = _in_thread_when_local("preview")
+    point = _in_thread_when_local("point")
+    feature = _in_thread_when_local("feature")
 
 
 class LocalItemsInThread:
