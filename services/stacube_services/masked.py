@@ -379,9 +379,11 @@ class MaskedTilesExtension(FactoryExtension):
                 raise NotFound(f"no item of the mosaic intersects tile {tileMatrixSetId}/{z}/{x}/{y}")
             # every href through the read gate before any is read; the checked href is the one opened
             gate = request.app.state.stacube_access.gates.current()
-            items = gate_items(items, {*assets, *(r.asset for r in rules.values())}, gate)
+            read = list(dict.fromkeys([*assets, *(r.asset for r in rules.values())]))
+            local = all(local_item(i, read) for i in items)  # the hrefs as stored, before the gate
+            items = gate_items(items, read, gate)
             reader = ItemReader(rules, collections, list(assets), tms, z, x, y, size, unscale, cleanup)
-            threads = 1 if all(local_item(i) for i in items) else READ_THREADS
+            threads = 1 if local else READ_THREADS
             values, filled, used = masked_mosaic(items, reader, (size, size), threads)
             if values is None:
                 values = np.zeros((len(assets), size, size), dtype=np.float32 if unscale else np.uint16)

@@ -69,23 +69,38 @@ class LocalListBackend(LocalItemsInThread, ListBackend):
     pass
 
 
-def test_local_item_needs_every_asset_local(tmp_path):
-    assert local_item({"assets": {"a": {"href": "/data/a.tif"}, "b": {"href": "file:///data/b.tif"}}})
-    assert not local_item({"assets": {"a": {"href": "/data/a.tif"}, "b": {"href": "s3://bucket/b.tif"}}})
+def test_local_item_looks_at_the_assets_read_and_their_alternates():
+    item = {"assets": {"a": {"href": "/data/a.tif"}, "b": {"href": "file:///data/b.tif"},
+                       "thumb": {"href": "https://host/t.png"},
+                       "c": {"href": "/data/c.tif", "alternate": {"s3": {"href": "s3://bucket/c.tif"}}}}}
+    assert local_item(item, ["a", "b"]) and local_item(item, [{"name": "a"}])
+    assert not local_item(item)  # every asset: the thumbnail is remote
+    assert not local_item(item, ["a", "c"])  # an alternate href may be what is opened
     assert not local_item({"assets": {"a": {"href": "/vsicurl/https://host/a.tif"}}})
 
 
-def test_item_of_local_files_read_in_the_calling_thread():
+@pytest.fixture()
+def elsewhere():
+    """A copy of one sample COG at a GDAL ``/vsimem/`` path: readable, but not a local file."""
+    from rasterio.io import MemoryFile
+
+    with MemoryFile((SCENES / sorted(p.name for p in SCENES.iterdir() if p.is_dir())[0] / "B2.tif").read_bytes(),
+                    ext=".tif") as memory:
+        yield memory.name
+
+
+def test_item_of_local_files_read_in_the_calling_thread(elsewhere):
     gate = Gate()
     _, reader = gated_readers(lambda: gate)
     scene = items()[0]
+    scene["assets"]["thumbnail"] = {"href": "https://example.com/t.png"}  # not read: no matter
     with reader(scene) as src:
         local = src.tile(*Z7, assets=RGB)
     assert len(gate.threads) == 3 and set(gate.threads) == {threading.get_ident()}
 
-    pooled = Gate()  # an asset elsewhere (never read here): rio-tiler's threads for the item
+    pooled = Gate()  # one asset read is not a local file: rio-tiler's threads for the item
     _, reader = gated_readers(lambda: pooled)
-    with reader({**scene, "assets": {**scene["assets"], "thumbnail": {"href": "https://example.com/t.png"}}}) as src:
+    with reader({**scene, "assets": {**scene["assets"], "B2": {"href": elsewhere}}}) as src:
         remote = src.tile(*Z7, assets=RGB)
     assert len(pooled.threads) == 3 and threading.get_ident() not in pooled.threads
     np.testing.assert_array_equal(local.array, remote.array)
@@ -117,9 +132,9 @@ def test_mosaic_of_local_items_read_in_the_calling_thread_same_pixels(tile):
     assert used == expected_used[:len(used)] and len(used) >= 1
 
 
-def test_mosaic_with_a_remote_item_keeps_the_pool():
+def test_mosaic_with_a_remote_item_keeps_the_pool(elsewhere):
     gate = Gate()
     scenes = items()[:3]
-    scenes[-1] = {**scenes[-1], "assets": {**scenes[-1]["assets"], "thumbnail": {"href": "s3://bucket/t.png"}}}
+    scenes[-1] = {**scenes[-1], "assets": {**scenes[-1]["assets"], "B2": {"href": elsewhere}}}
     LocalListBackend(scenes, reader=gated_readers(lambda: gate)[1]).tile(*Z7, assets=RGB, threads=10)
     assert threading.get_ident() not in gate.threads

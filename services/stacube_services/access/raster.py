@@ -37,7 +37,6 @@ from titiler.pgstac.reader import PgSTACReader, SimpleSTACReader
 
 from stacube.access.errors import InvalidParameter
 from stacube.access.policy import Principal
-from stacube.access.prefixes import is_local
 from stacube.errors import NotFound
 from stacube_services.access.service import (
     AccessService,
@@ -47,7 +46,7 @@ from stacube_services.access.service import (
     principal_of,
 )
 from stacube_services.body import rewrite_json_response
-from stacube_services.local_reads import LocalReadsInThread, local_item
+from stacube_services.local_reads import LocalReadsInThread
 
 SEARCH_SQL = "SELECT search FROM pgstac.searches WHERE hash = %s"
 EXISTING_SQL = "SELECT id FROM pgstac.collections WHERE id = ANY(%s)"
@@ -263,17 +262,11 @@ def gated_readers(gate_of) -> tuple[type, type]:
     (:class:`LocalReadsInThread`)."""
 
     class GatedPgSTACReader(LocalReadsInThread, PgSTACReader):
-        def local(self):
-            return all(is_local(a.href) for a in self.item.assets.values())
-
         def _get_reader(self, asset_info):
             asset_info["url"] = gate_of().check(asset_info["url"], self.input.collection_id)
             return super()._get_reader(asset_info)
 
     class GatedSimpleSTACReader(LocalReadsInThread, SimpleSTACReader):
-        def local(self):
-            return local_item(self.input)
-
         def _get_reader(self, asset_info):
             asset_info["url"] = gate_of().check(asset_info["url"], self.input.get("collection"))
             return super()._get_reader(asset_info)
