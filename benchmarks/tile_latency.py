@@ -9,9 +9,10 @@ Low zoom against high zoom (``--zooms``, also run by default): Landsat 8 mosaic 
 York sample (19 scenes of 3 WRS-2 path/rows) at z7-8, where a tile meets most scenes, and at
 z12-13, where one scene fills a tile; p50 of each and their ratio, on two servers side by side:
 with the tile cache (``STACUBE_TILE_CACHE_SIZE=128MB``) and without it (``0``, every tile
-rendered as plain titiler-pgstac does). Each tile is requested again and again, as by the people
-viewing one map, in a random order; the server with the cache renders it once (the warm-up) and
-then answers from memory. The first (rendered) answers are reported too.
+rendered, local files read in the request's thread: ``stacube_services.local_reads``). Each tile
+is requested again and again, as by the people viewing one map, in a random order; the server
+with the cache renders it once (the warm-up) and then answers from memory. The first (rendered)
+answers are reported too.
 
 Run: ``.venv/bin/python benchmarks/tile_latency.py [--requests 60] [--zooms-only]``
 """
