@@ -264,7 +264,7 @@ def masked_mosaic(items: list[dict], reader: ItemReader, shape: tuple[int, int],
     only their bands are read (in parallel). Pixels are then filled strictly in item order (an
     item whose band turns out to be nodata where its mask is clear leaves those pixels to the
     next items). Reading stops as soon as every pixel is filled. ``threads=1`` reads item after
-    item in the calling thread (the route's choice when every item is local: see
+    item in the calling thread (the route's choice when the assets read are local files: see
     :mod:`stacube_services.local_reads`).
 
     Returns:

@@ -218,8 +218,9 @@ def default_prefixes(settings) -> list[str]:
 
 
 def is_local(href) -> bool:
-    """Whether ``href`` is a path of the server's file system (absolute, or ``file:``): the
-    hrefs served through the asset route. GDAL ``/vsi...`` paths are not."""
+    """Whether ``href`` is a path of the server's file system (absolute, or ``file:``), from its
+    text alone (nothing is opened): the hrefs the asset route serves and the raster API reads in
+    the request's thread. GDAL ``/vsi...`` paths are not."""
     if not isinstance(href, str):
         return False
     if href[:5].lower() == "file:":
