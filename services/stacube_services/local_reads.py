@@ -13,8 +13,7 @@ z7-8 tiles p50 484-494 ms -> 214-217 ms, z12-13 61.6 ms -> 34.2-34.5 ms.
 * :class:`LocalItemsInThread` - a mixin for titiler-pgstac's mosaic backend: a tile whose items
   have the requested assets as local files reads the items one after the other, so the mosaic
   also stops at the first items that fill it (rio-tiler's ``mosaic_reader`` reads ``threads``
-  items at a time). Tiles only: a mosaic's ``bbox`` and ``feature`` crops keep
-  ``MOSAIC_CONCURRENCY``.
+  items at a time); the same for its crops (``bbox``, ``feature``) and points.
 
 A ``threads=`` given by the caller of a reader wins; hrefs are classified by their text
 (:func:`stacube.access.prefixes.is_local`: ``/vsi...`` paths are not local), before the read
@@ -23,6 +22,7 @@ gate maps them.
 
 from __future__ import annotations
 
+from rio_tiler.constants import WGS84_CRS
 from rio_tiler.errors import RioTilerError
 from rio_tiler.utils import cast_to_sequence
 
@@ -81,14 +81,29 @@ class LocalReadsInThread:
 
 
 class LocalItemsInThread:
-    """A mixin for rio-tiler mosaic backends (``BaseBackend``): a tile whose every item has its
-    requested assets (``assets=``; every asset without) as local files is read item after item
-    in the calling thread (``threads=1`` for rio-tiler's ``mosaic_reader``, in place of
-    titiler-pgstac's ``MOSAIC_CONCURRENCY``). The tile's items are looked up once more to
-    decide: the backend's own cache answers that lookup."""
+    """A mixin for rio-tiler mosaic backends (``BaseBackend``): a tile, crop (``part``, and
+    ``feature`` through it) or point whose items all have the requested assets (``assets=``;
+    every asset without) as local files reads item after item in the calling thread
+    (``threads=1`` for rio-tiler's ``mosaic_reader`` and ``multi_values_list``, in place of
+    titiler-pgstac's ``MOSAIC_CONCURRENCY``). The items are looked up once more to decide: the
+    backend's own cache answers that lookup."""
+
+    @staticmethod
+    def _threads(items: list, kwargs: dict) -> dict:
+        if items and all(local_item(i, kwargs.get("assets")) for i in items):
+            kwargs["threads"] = 1
+        return kwargs
 
     def tile(self, x: int, y: int, z: int, search_options: dict | None = None, **kwargs):
         items = self.assets_for_tile(x, y, z, **(search_options or {}))
-        if items and all(local_item(i, kwargs.get("assets")) for i in items):
-            kwargs["threads"] = 1
-        return super().tile(x, y, z, search_options=search_options, **kwargs)
+        return super().tile(x, y, z, search_options=search_options, **self._threads(items, kwargs))
+
+    def part(self, bbox, bounds_crs=WGS84_CRS, search_options: dict | None = None, **kwargs):
+        items = self.assets_for_bbox(*bbox, coord_crs=bounds_crs, **(search_options or {}))
+        return super().part(bbox, bounds_crs=bounds_crs, search_options=search_options,
+                            **self._threads(items, kwargs))
+
+    def point(self, lon: float, lat: float, coord_crs=WGS84_CRS, search_options: dict | None = None, **kwargs):
+        items = self.assets_for_point(lon, lat, coord_crs=coord_crs, **(search_options or {}))
+        return super().point(lon, lat, coord_crs=coord_crs, search_options=search_options,
+                             **self._threads(items, kwargs))

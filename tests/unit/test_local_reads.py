@@ -138,3 +138,22 @@ def test_mosaic_with_a_remote_item_keeps_the_pool(elsewhere):
     scenes[-1] = {**scenes[-1], "assets": {**scenes[-1]["assets"], "B2": {"href": elsewhere}}}
     LocalListBackend(scenes, reader=gated_readers(lambda: gate)[1]).tile(*Z7, assets=RGB, threads=10)
     assert threading.get_ident() not in gate.threads
+
+
+def test_mosaic_crops_and_points_of_local_items_read_in_the_calling_thread():
+    local_gate, pooled_gate = Gate(), Gate()
+    scenes = items()[:6]
+    local = LocalListBackend(scenes, reader=gated_readers(lambda: local_gate)[1])
+    pooled = ListBackend(scenes, reader=gated_readers(lambda: pooled_gate)[1])
+    bbox = (-75.0, 40.8, -74.0, 41.5)
+    image, _ = local.part(bbox, assets=RGB, threads=10, max_size=128)
+    expected, _ = pooled.part(bbox, assets=RGB, threads=10, max_size=128)
+    np.testing.assert_array_equal(image.array.data, expected.array.data)
+    np.testing.assert_array_equal(image.array.mask, expected.array.mask)
+    assert image.array.count() > 0
+    values = local.point(-74.5, 41.2, assets=RGB, threads=10)
+    expected_values = pooled.point(-74.5, 41.2, assets=RGB, threads=10)
+    assert [(n, p.data.tolist()) for n, p in values] == [(n, p.data.tolist()) for n, p in expected_values]
+    assert len(values) >= 1
+    assert set(local_gate.threads) == {threading.get_ident()}
+    assert threading.get_ident() not in pooled_gate.threads
