@@ -39,6 +39,7 @@ from stacube.core.indices import PRESETS, RENDER, get_index
 from stacube.db.connection import connect_kwargs
 from stacube.errors import InvalidInput, NotFound, StacubeError
 from stacube.settings import Settings
+from stacube.storage.tiles import open_tile_store
 from stacube_services.access.raster import (
     gated_readers,
     install_raster_access,
@@ -475,7 +476,8 @@ def create_raster_app(settings: Settings) -> FastAPI:
     app.add_middleware(RasterRequestMiddleware, parent=app, settings=settings)
     app.add_middleware(ResponseSizeLimit, limit=settings.max_response_size)
     # rendered tiles, once the caller is known (it checks access before a lookup)
-    app.add_middleware(TileCache, size=settings.tile_cache_size)
+    app.add_middleware(TileCache, size=settings.tile_cache_size, store=open_tile_store(settings.tile_store, settings),
+                       store_max_zoom=settings.tile_store_max_zoom)
     # authentication (outer), then the limits; the route dependencies check access
     install_raster_access(app, settings)
     app.add_middleware(RequestLimits, settings=settings)

@@ -1,5 +1,5 @@
-"""Rendered raster tiles kept in the memory of each raster API process, keyed on the catalog's
-last change of the collections they draw.
+"""Rendered raster tiles kept in the memory of each raster API process (and low zooms in a store
+the processes share), keyed on the catalog's last change of the collections they draw.
 
 A GET of a tile (``/collections/{id}/tiles/...``, ``/searches/{id}/tiles/...``, their
 ``masked/`` forms, ``/collections/{id}/items/{item}/tiles/...``) is looked up under the key:
@@ -25,6 +25,13 @@ dropped first once their bodies exceed ``STACUBE_TILE_CACHE_SIZE`` bytes (an ans
 a sixteenth of it is not kept); concurrent misses of one key render once (a waiter whose render kept
 nothing renders its own, at once).
 
+With a tile store (``STACUBE_TILE_STORE``, :mod:`stacube.storage.tiles`), tiles of zoom levels up
+to ``STACUBE_TILE_STORE_MAX_ZOOM`` missing from memory are looked up there under the same key
+(another process rendered them, or ``stacube tiles seed``; served as ``hit``, and kept in memory),
+and a tile rendered here is written there after its answer is sent. The store is read only
+after the access decision, like the memory. A store that fails is left alone for
+:data:`OFF_AFTER_ERROR` seconds (the tiles are rendered, one warning logged).
+
 Errors of the lookups: a database outage (:data:`UNAVAILABLE`: connection refused or ended, the
 pool's wait for a connection over, an administrator's shutdown - psycopg's ``OperationalError``
 family) answers the route's 503 ``DatabaseUnavailable`` at once, as the route would after the
@@ -47,11 +54,13 @@ import time
 from contextvars import ContextVar
 from urllib.parse import parse_qsl
 
+import anyio
 from cachetools import LRUCache, TTLCache
 from cachetools.keys import hashkey
 from titiler.pgstac.backend import PGSTACBackend
 
-from stacube.errors import DatabaseUnavailable, StacubeError
+from stacube.errors import DatabaseUnavailable, StacubeError, StorageError
+from stacube.storage.tiles import TileStore
 from stacube_services.access.raster import known_search_collections, mosaic_access
 from stacube_services.access.service import DB_ERRORS, unavailable
 from stacube_services.cache import etag_matches
@@ -74,7 +83,7 @@ OFF_AFTER_ERROR = 30.0
 
 #: a tile route: ``collections/{id}[/items/{item}]`` or ``searches/{id}``, then ``[masked/]...tiles/``
 TILE_ROUTE = re.compile(r"^/(?:collections/(?P<collection>[^/]+)(?:/items/[^/]+)?|searches/(?P<search>[^/]+))"
-                        r"/(?:masked/)?(?:[^/]+/)?tiles/[^/]+/\d+/\d+/[^/]+$")
+                        r"/(?:masked/)?(?:[^/]+/)?tiles/[^/]+/(?P<z>\d+)/\d+/[^/]+$")
 #: the catalog version of the request being rendered (read by :class:`VersionedBackend`)
 CATALOG_VERSION: ContextVar[str | None] = ContextVar("stacube_catalog_version", default=None)
 #: headers of a rendered answer that are not kept with it (of that one answer only)
@@ -86,18 +95,26 @@ class TileCache:
 
     Args:
         app: the ASGI app.
-        size: bytes of tile bodies kept (0: pass everything through).
+        size: bytes of tile bodies kept in memory (0: none).
+        store: the tile store shared by the processes (None: none); with ``size`` 0 and no
+            store, everything passes through.
+        store_max_zoom: highest zoom level (tile matrix) of the tiles looked up in and written
+            to ``store``.
     """
 
-    def __init__(self, app, *, size: int):
+    def __init__(self, app, *, size: int, store: TileStore | None = None, store_max_zoom: int = 8):
         self.app = app
         self.size = int(size)
+        self.store = store
+        self.store_max_zoom = int(store_max_zoom)
         self.tiles: LRUCache = LRUCache(maxsize=max(self.size, 1), getsizeof=lambda entry: len(entry[1]) + 256)
         self.pending: dict[str, asyncio.Event] = {}
         self.off_until = 0.0  # monotonic time until which versions are not looked up
+        self.store_off_until = 0.0  # monotonic time until which the store is not used
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "GET" or self.size <= 0 or time.monotonic() < self.off_until:
+        if (scope["type"] != "http" or scope["method"] != "GET" or (self.size <= 0 and self.store is None)
+                or time.monotonic() < self.off_until):
             await self.app(scope, receive, send)
             return
         root = scope.get("root_path") or ""
@@ -131,6 +148,10 @@ class TileCache:
         if rendering is not None:  # the same tile is being rendered: wait for it, once
             await rendering.wait()
         entry = self.tiles.get(key)
+        z = int(route["z"])
+        stored = self._stores(z)
+        if entry is None and rendering is not None and stored:  # memory off or the tile too large
+            entry = await self._stored(key, z)
         if entry is not None:
             await _send_entry(send, entry, etag, b"hit")
             return
@@ -139,10 +160,43 @@ class TileCache:
             return
         self.pending[key] = event = asyncio.Event()
         try:
-            await self._render(scope, receive, send, key, etag, version)
+            entry = await self._stored(key, z) if stored else None
+            if entry is not None:  # rendered by another process (or seeded)
+                self._keep(key, entry)
+                await _send_entry(send, entry, etag, b"hit")
+                return
+            await self._render(scope, receive, send, key, etag, version, z if stored else None)
         finally:
             del self.pending[key]
             event.set()
+
+    def _stores(self, z: int) -> bool:
+        """Whether tiles of zoom ``z`` go through the store now."""
+        return self.store is not None and z <= self.store_max_zoom and time.monotonic() >= self.store_off_until
+
+    def _keep(self, key: str, entry: tuple[list, bytes]) -> None:
+        """Keep an entry in this process's memory (when it is small enough)."""
+        if self.size > 0 and len(entry[1]) * 16 <= self.size:
+            self.tiles[key] = entry
+
+    async def _stored(self, key: str, z: int) -> tuple[list, bytes] | None:
+        """The store's entry of ``key`` (None: none, or the store failed: then it is left alone
+        for :data:`OFF_AFTER_ERROR` seconds and tiles are rendered)."""
+        try:
+            return await anyio.to_thread.run_sync(self.store.get, key, z)
+        except StorageError as exc:
+            self._store_failed(exc)
+            return None
+
+    async def _store_put(self, key: str, z: int, entry: tuple[list, bytes]) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.store.put, key, z, *entry)
+        except StorageError as exc:
+            self._store_failed(exc)
+
+    def _store_failed(self, exc: StorageError) -> None:
+        self.store_off_until = time.monotonic() + OFF_AFTER_ERROR
+        log.warning("tile store off for %.0f s: %s", OFF_AFTER_ERROR, exc.message)
 
     async def _readable_version(self, service, scope, collection: str | None, search: str | None) -> str | None:
         """The version of the tile's collections, or None when the caller may not read them, the
@@ -170,13 +224,16 @@ class TileCache:
         drawn = sorted(access.collections) if access.collections else sorted(versions)  # none named: all
         return ("c:" if collection is not None else "s:") + catalog_version(versions, drawn)
 
-    async def _render(self, scope, receive, send, key: str | None, etag: str, version: str) -> None:
-        """The route's answer, with ``etag``; a 200 is kept under ``key`` (None: not kept)."""
+    async def _render(self, scope, receive, send, key: str | None, etag: str, version: str,
+                      store_z: int | None = None) -> None:
+        """The route's answer, with ``etag``; a 200 is kept under ``key`` (None: not kept), and
+        written to the store after it is sent when ``store_z`` (its zoom) is given."""
         start: dict | None = None
         chunks: list[bytes] = []
+        kept: tuple[list, bytes] | None = None
 
         async def capture(message):
-            nonlocal start
+            nonlocal start, kept
             if message["type"] == "http.response.start":
                 start = message
                 if message["status"] == 200:
@@ -184,11 +241,10 @@ class TileCache:
                                                       (b"etag", etag.encode()), (b"x-tile-cache", b"miss")]}
             elif message["type"] == "http.response.body" and start is not None and start["status"] == 200:
                 chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    body = b"".join(chunks)
-                    if key is not None and len(body) * 16 <= self.size:
-                        kept = [(k, v) for k, v in start.get("headers") or [] if k.lower() not in DROPPED_HEADERS]
-                        self.tiles[key] = (kept, body)
+                if not message.get("more_body", False) and key is not None:
+                    kept = ([(k, v) for k, v in start.get("headers") or [] if k.lower() not in DROPPED_HEADERS],
+                            b"".join(chunks))
+                    self._keep(key, kept)
             await send(message)
 
         token = CATALOG_VERSION.set(version)
@@ -196,6 +252,8 @@ class TileCache:
             await self.app(scope, receive, capture)
         finally:
             CATALOG_VERSION.reset(token)
+        if kept is not None and store_z is not None:  # the answer is sent: the store may take its time
+            await self._store_put(key, store_z, kept)
 
 
 def is_outage(exc: BaseException) -> bool:

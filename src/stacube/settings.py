@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         "6MB", description="Largest raster answer (/bbox, /preview, /feature...): what a Lambda response carries.")
     tile_cache_size: ByteSize = Field(
         "128MB", description="Memory of each raster API process for rendered tiles (0: no tile cache).")
+    tile_store: str | None = Field(
+        None, description="Folder or s3://bucket/prefix where the raster API's processes share rendered "
+                          "low-zoom tiles (`tile_store_max_zoom`), and `stacube tiles seed` writes them "
+                          "(unset: none).")
+    tile_store_max_zoom: int = Field(
+        8, ge=0, le=30, description="Highest zoom level (tile matrix) whose rendered tiles go to `tile_store`.")
     max_buffer: int = Field(64, ge=0, description="Largest `buffer` (pixels) around a raster tile.")
     max_padding: int = Field(64, ge=0, description="Largest `padding` (pixels) of a raster tile read.")
     mosaic_scan_limit: int = Field(10000, ge=1, description="Most items a mosaic tile scans (`scan_limit`).")

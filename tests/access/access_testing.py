@@ -17,6 +17,7 @@ the other test packages see the catalog as it was.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -99,3 +100,32 @@ def same_as_missing(client, response, method: str, url: str, name: str, headers:
     other = client.request(method, url.replace(name, MISSING), headers=headers, **kwargs)
     assert response.status_code == other.status_code, (url, response.status_code, other.status_code)
     assert response.text.replace(name, MISSING) == other.text, (url, response.text, other.text)
+
+
+def items_of(catalog) -> list[dict]:
+    """The Slovenia items, oldest first."""
+    items = [copy.deepcopy(catalog.get_item(S2, i["id"])) for i in catalog.search({"collections": [S2]})]
+    return sorted(items, key=lambda item: item["properties"]["datetime"])
+
+
+def growing_collection(world, samples, settings, collection: str):
+    """A private collection of t-alpha holding the oldest Slovenia scene; returns a function
+    adding the next one (the newest left: first in a mosaic)."""
+    from stacube.access.workspaces import AccessStore
+
+    AccessStore(settings).set_access(collection, workspace=ALPHA)
+    world.extra_collections.add(collection)
+    doc = copy.deepcopy(samples.get_collection(S2))
+    doc["id"] = collection
+    samples.upsert_collection(doc)
+    items = items_of(samples)
+    for item in items:
+        item["collection"] = collection
+        item["links"] = []
+    samples.load_items(items[:1])
+    remaining = items[1:]
+
+    def add_next() -> None:
+        samples.load_items([remaining.pop()])
+
+    return add_next

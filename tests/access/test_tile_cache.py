@@ -3,10 +3,8 @@ only for callers who may read its collection, Cache-Control of cached and revali
 
 from __future__ import annotations
 
-import copy
-
 import pytest
-from access_testing import ALPHA, MISSING, PRIVATE, PUBLIC, S2, TILE, same_as_missing
+from access_testing import MISSING, PRIVATE, PUBLIC, TILE, growing_collection, same_as_missing
 
 GROWING = "acc-tiles-growing"
 URL = f"/raster/collections/{{c}}/tiles/{TILE}.png?assets=B04&assets=B03&assets=B02&rescale=0,3000"
@@ -24,34 +22,11 @@ def client(world):
         yield c
 
 
-def items_of(catalog) -> list[dict]:
-    """The Slovenia items, oldest first."""
-    items = [copy.deepcopy(catalog.get_item(S2, i["id"])) for i in catalog.search({"collections": [S2]})]
-    return sorted(items, key=lambda item: item["properties"]["datetime"])
-
-
 @pytest.fixture(scope="module")
 def growing(world, samples, settings):
     """A private collection of t-alpha holding the oldest Slovenia scene; yields a function
     adding the next one."""
-    from stacube.access.workspaces import AccessStore
-
-    AccessStore(settings).set_access(GROWING, workspace=ALPHA)
-    world.extra_collections.add(GROWING)
-    doc = copy.deepcopy(samples.get_collection(S2))
-    doc["id"] = GROWING
-    samples.upsert_collection(doc)
-    items = items_of(samples)
-    for item in items:
-        item["collection"] = GROWING
-        item["links"] = []
-    samples.load_items(items[:1])
-    remaining = items[1:]
-
-    def add_next() -> None:
-        samples.load_items([remaining.pop()])  # the newest left: first in the mosaic
-
-    return add_next
+    return growing_collection(world, samples, settings, GROWING)
 
 
 def test_etag_revalidates_and_a_new_item_changes_the_tile(client, world, growing):

@@ -471,15 +471,16 @@ def storage_error(exc: BaseException) -> StorageError | None:
     return None
 
 
-def s3_client(settings: Settings):
-    """A boto3 S3 client honouring ``STACUBE_S3_ENDPOINT`` (S3-compatible servers)."""
+def s3_client(settings: Settings, retries: dict | None = None):
+    """A boto3 S3 client honouring ``STACUBE_S3_ENDPOINT`` (S3-compatible servers); ``retries``:
+    botocore ``Config`` arguments instead of :data:`BOTO_RETRIES`."""
     import boto3
     from botocore.config import Config
 
     kwargs = {}
     if settings.s3_endpoint:
         kwargs["endpoint_url"] = settings.s3_endpoint
-    return boto3.client("s3", config=Config(**BOTO_RETRIES), **kwargs)
+    return boto3.client("s3", config=Config(**(retries or BOTO_RETRIES)), **kwargs)
 
 
 def open_store(uri: str, settings: Settings) -> OutputStore:
