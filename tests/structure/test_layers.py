@@ -19,7 +19,7 @@ from stacube_testing import ROOT
 
 TREES = {"stacube": ROOT / "src" / "stacube", "stacube_services": ROOT / "services" / "stacube_services",
          "lambdas": ROOT / "lambdas"}
-GROUPS = ("product", "dataset", "composite", "job", "process", "key", "workspace", "cube", "db", "plot", "timeseries", "up")
+GROUPS = ("product", "dataset", "composite", "job", "process", "key", "workspace", "cube", "db", "plot", "tiles", "timeseries", "up")
 
 
 def _modules() -> dict[str, Path]:

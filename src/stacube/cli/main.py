@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - older typer
     from click import exceptions as click_exceptions
 
 from stacube import __version__
-from stacube.cli import composite, cube, dataset, db, job, key, plot, process, product, timeseries, up, workspace
+from stacube.cli import composite, cube, dataset, db, job, key, plot, process, product, tiles, timeseries, up, workspace
 from stacube.errors import StacubeError
 from stacube.settings import invalid_settings_message
 
@@ -62,6 +62,7 @@ app.add_typer(workspace.app, name="workspace")
 app.add_typer(cube.app, name="cube")
 app.add_typer(db.app, name="db")
 app.add_typer(plot.app, name="plot")
+app.add_typer(tiles.app, name="tiles")
 app.command("timeseries")(timeseries.timeseries)
 app.command("up")(up.up)
 
