@@ -150,4 +150,12 @@ def scoped_acknowledgements(stack: Stack) -> dict:
         found[stac] = [Acknowledgment(
             id="Annotation::@aws-cdk/aws-lambda:snapStartRequirePublish",
             reason="The API calls the alias 'live' of the function's current published version.")]
+    raster = getattr(stack, "raster_api", None)
+    storage = getattr(stack, "storage", None)
+    if raster is not None and storage is not None:
+        outputs = storage.outputs_bucket.node.default_child
+        assert isinstance(outputs, CfnResource)
+        found[raster] = [Acknowledgment(
+            id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{stack.resolve(stack.get_logical_id(outputs))}.Arn>/tiles/*]",
+            reason="The raster API writes its tile store only: objects under tiles/ of the outputs bucket.")]
     return found

@@ -26,7 +26,7 @@ from stacube_infra.functions import FunctionFactory, FunctionSpec, gdal_environm
 from stacube_infra.nag import add_checks
 from stacube_infra.network import Network
 from stacube_infra.pooler import Pooler
-from stacube_infra.storage import INGEST_PREFIX, TMP_PREFIX, Storage
+from stacube_infra.storage import INGEST_PREFIX, TILES_PREFIX, TMP_PREFIX, Storage
 
 RASTER_DOCKERFILE = "lambdas/raster_api/Dockerfile"
 #: Messages per ingest invocation (S3 events: objects).
@@ -289,7 +289,9 @@ class StacubeStack(Stack):
                 name="raster-api",
                 memory_mb=2048,
                 timeout_s=30,
-                environment={**gdal_environment(self.config), "STACUBE_ROOT_PATH": RASTER_PATH},
+                environment={**gdal_environment(self.config), "STACUBE_ROOT_PATH": RASTER_PATH,
+                             # low-zoom tiles rendered once for every instance (s3://.../tiles)
+                             "STACUBE_TILE_STORE": self.storage.tile_store_url},
                 description="Raster tile API (titiler-pgstac) under /raster",
                 reserved_concurrency=self.config.raster_concurrency,
             ),
@@ -366,6 +368,7 @@ class StacubeStack(Stack):
         data.grant_read(functions["ingest"])
         data.grant_read(functions["raster-api"])
         outputs.grant_read(functions["raster-api"])
+        outputs.grant_put(functions["raster-api"], f"{TILES_PREFIX}*")  # its tile store, nothing else
         outputs.grant_read(functions["jobs-api"])  # it presigns the download links
         data.grant_read(functions["worker"])
         # the job's documents (plan, selection), its cube, COGs and report

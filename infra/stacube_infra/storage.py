@@ -18,6 +18,12 @@ TMP_PREFIX = "tmp/"
 OUTPUT_PREFIX = "outputs"
 #: Days after which uncommitted outputs under ``tmp/`` are deleted.
 TMP_EXPIRY_DAYS = 7
+#: Prefix of the outputs bucket where the raster API keeps rendered low-zoom tiles
+#: (``STACUBE_TILE_STORE``): shared by every instance of the function, a cache.
+TILES_PREFIX = "tiles/"
+#: Days after which a stored tile is deleted (entries of old catalog versions are never read
+#: again; a tile still viewed is rendered and stored again).
+TILES_EXPIRY_DAYS = 30
 
 
 class Storage(Construct):
@@ -25,7 +31,8 @@ class Storage(Construct):
 
     Both block all public access, use S3-managed encryption, deny plain-HTTP
     requests and abort multipart uploads left incomplete for a day. The outputs
-    bucket also expires ``tmp/`` after seven days.
+    bucket also expires ``tmp/`` after seven days and the raster API's stored tiles
+    (``tiles/``) after thirty.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
@@ -39,7 +46,12 @@ class Storage(Construct):
                     id="expire-tmp",
                     prefix=TMP_PREFIX,
                     expiration=Duration.days(TMP_EXPIRY_DAYS),
-                )
+                ),
+                s3.LifecycleRule(
+                    id="expire-tiles",
+                    prefix=TILES_PREFIX,
+                    expiration=Duration.days(TILES_EXPIRY_DAYS),
+                ),
             ],
         )
 
@@ -85,3 +97,8 @@ class Storage(Construct):
     def output_url(self) -> str:
         """``s3://<outputs bucket>/outputs``: where committed outputs go."""
         return f"s3://{self.outputs_bucket.bucket_name}/{OUTPUT_PREFIX}"
+
+    @property
+    def tile_store_url(self) -> str:
+        """``s3://<outputs bucket>/tiles``: the raster API's shared tile store."""
+        return f"s3://{self.outputs_bucket.bucket_name}/{TILES_PREFIX.rstrip('/')}"

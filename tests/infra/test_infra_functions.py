@@ -211,6 +211,13 @@ def test_root_paths(functions: dict[str, Any]) -> None:
     }
 
 
+def test_only_the_raster_api_has_a_tile_store(functions: dict[str, Any], stack: StacubeStack) -> None:
+    outputs = {"Ref": logical_id(stack.storage.outputs_bucket)}
+    stores = {name: env(functions, name).get("STACUBE_TILE_STORE") for name in functions}
+    assert stores.pop("raster-api") == {"Fn::Join": ["", ["s3://", outputs, "/tiles"]]}
+    assert set(stores.values()) == {None}
+
+
 def test_gdal_settings(functions: dict[str, Any]) -> None:
     for name in ("raster-api", "worker", "ingest", "finalize", "reaper"):
         variables = env(functions, name)

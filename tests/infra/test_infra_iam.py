@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -127,7 +128,11 @@ def test_s3_access_per_function(template_json: dict, stack: StacubeStack) -> Non
     assert set(ingest) == {data} and not ingest[data] & S3_WRITE
     raster = s3("raster-api")
     assert set(raster) == {data, outputs}
-    assert not (raster[data] | raster[outputs]) & S3_WRITE
+    assert not raster[data] & S3_WRITE and raster[outputs] & S3_WRITE == {"s3:PutObject", "s3:Abort*"}
+    # it writes its tile store only: objects under tiles/ of the outputs bucket
+    puts = [st["Resource"] for st in role_statements(template_json, logical_id(functions["raster-api"]))
+            if "s3:PutObject" in as_list(st["Action"])]
+    assert len(puts) == 1 and json.dumps(puts[0]).endswith('"/tiles/*"]]}'), puts
     for name in ("finalize", "planner", "reaper"):  # the job's documents, cube, COGs, report
         written = s3(name)
         assert set(written) == {outputs} and S3_WRITE <= written[outputs], name

@@ -145,6 +145,8 @@ def test_outputs_bucket_expires_tmp_after_seven_days(
     assert {"ExpirationInDays": 7, "Id": "expire-tmp", "Prefix": "tmp/", "Status": "Enabled"} in (
         rules
     )
+    # the raster API's stored tiles: a cache, entries of old catalog versions never read again
+    assert {"ExpirationInDays": 30, "Id": "expire-tiles", "Prefix": "tiles/", "Status": "Enabled"} in rules
     data_props = template.to_json()["Resources"][logical_id(stack.storage.data_bucket)]
     assert all(
         "tmp/" != r.get("Prefix")

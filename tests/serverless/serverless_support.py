@@ -62,7 +62,7 @@ def bootstrap_properties(aws: Aws, **overrides) -> dict:
 #: Environment of each function beyond the shared one (as infra/stacube_infra/stack.py sets it).
 FUNCTION_ENV = {
     "stac_api": lambda aws: {"STACUBE_ROOT_PATH": "/stac"},
-    "raster_api": lambda aws: {"STACUBE_ROOT_PATH": "/raster"},
+    "raster_api": lambda aws: {"STACUBE_ROOT_PATH": "/raster", "STACUBE_TILE_STORE": f"s3://{OUTPUT_BUCKET}/tiles"},
     "jobs_api": lambda aws: {"STACUBE_ROOT_PATH": "/jobs", "STACUBE_PLAN_QUEUE_URL": aws.queues["plan"]},
     "planner": lambda aws: {"STACUBE_TILE_QUEUE_URL": aws.queues["tile"]},
     "worker": lambda aws: {"STACUBE_FINALIZE_QUEUE_URL": aws.queues["finalize"]},
@@ -76,7 +76,7 @@ def load_handler(name: str, aws: Aws | None = None):
     with the function's own environment."""
     extra = FUNCTION_ENV.get(name, lambda aws: {})(aws) if aws else {}
     keys = ("STACUBE_ROOT_PATH", "STACUBE_PLAN_QUEUE_URL", "STACUBE_TILE_QUEUE_URL",
-            "STACUBE_FINALIZE_QUEUE_URL")
+            "STACUBE_FINALIZE_QUEUE_URL", "STACUBE_TILE_STORE")
     saved = env_set(**{k: extra.get(k) for k in keys})
     try:
         module = importlib.import_module(f"lambdas.{name}.handler")

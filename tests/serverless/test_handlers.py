@@ -189,14 +189,15 @@ def test_a_tile_failing_on_its_last_attempt_fails_the_job(aws, handlers, app_set
     assert metric[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "stacube"
 
 
-def _in_function_process(script: str, function: str, root_path: str):
+def _in_function_process(script: str, function: str, root_path: str, **extra_env: str):
     """Run ``script`` in a Python process of its own as Lambda function ``function`` (its
-    ``STACUBE_ROOT_PATH``), from the repository root; the finished process, asserted to succeed."""
+    ``STACUBE_ROOT_PATH``, and ``extra_env``), from the repository root; the finished process,
+    asserted to succeed."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": function, "STACUBE_ROOT_PATH": root_path}
+    env = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": function, "STACUBE_ROOT_PATH": root_path, **extra_env}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -219,6 +220,32 @@ def test_raster_function_process_runs_without_xarray(samples):
     out = _in_function_process(script, "stacube-raster", "/raster")
     status, size = out.stdout.split()[-2:]
     assert status == "200" and int(size) > 1000
+
+
+def test_raster_function_instances_share_low_zoom_tiles_on_s3(samples, s3_server):
+    """Two instances of the raster function (two processes, as the stack sets them up: a tile
+    store under tiles/ of the outputs bucket): the second answers the first's z8 tile from S3."""
+    import boto3
+    import morecantile
+
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="instances-outputs")
+    tile = morecantile.tms.get("WebMercatorQuad").tile(14.556, 45.87, 8)
+    script = (
+        "import hashlib, lambdas.raster_api.handler as h\n"
+        "from lambdas.local_events import http_event, response_body\n"
+        "event = http_event('GET', '/raster/collections/sentinel-2-l1c-eolearn-sample/tiles/"
+        f"WebMercatorQuad/8/{tile.x}/{tile.y}.png', query={{'assets': 'B04', 'rescale': '0,3000'}})\n"
+        "r = h.handler(event, None)\n"
+        "print(r['statusCode'], r['headers'].get('x-tile-cache'), hashlib.sha256(response_body(r)).hexdigest())\n"
+    )
+    env = {"STACUBE_TILE_STORE": "s3://instances-outputs/tiles", "STACUBE_S3_ENDPOINT": s3_server,
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    first = _in_function_process(script, "stacube-raster", "/raster", **env).stdout.split()[-3:]
+    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_server).list_objects_v2(
+        Bucket="instances-outputs").get("Contents", [])]
+    second = _in_function_process(script, "stacube-raster", "/raster", **env).stdout.split()[-3:]
+    assert first[:2] == ["200", "miss"] and second[:2] == ["200", "hit"] and first[2] == second[2]
+    assert len(keys) == 1 and keys[0].startswith("tiles/8/")
 
 
 def test_stac_function_process_imports_no_array_stack(database):
