@@ -7,12 +7,15 @@ p50 and p95 are printed with their ratio to the plain mosaic tile.
 
 Low zoom against high zoom (``--zooms``, also run by default): Landsat 8 mosaic tiles of the New
 York sample (19 scenes of 3 WRS-2 path/rows) at z7-8, where a tile meets most scenes, and at
-z12-13, where one scene fills a tile; p50 of each and their ratio, on two servers side by side:
-with the tile cache (``STACUBE_TILE_CACHE_SIZE=128MB``) and without it (``0``, every tile
-rendered, local files read in the request's thread: ``stacube_services.local_reads``). Each tile
-is requested again and again, as by the people viewing one map, in a random order; the server
-with the cache renders it once (the warm-up) and then answers from memory. The first (rendered)
-answers are reported too.
+z12-13, where one scene fills a tile; p50 of each and their ratio, on three servers side by
+side: with the tile cache (``STACUBE_TILE_CACHE_SIZE=128MB``), without it (``0``, every tile
+rendered, local files read in the request's thread: ``stacube_services.local_reads``), and
+without it on a tile store (``STACUBE_TILE_STORE``) that ``stacube tiles seed`` filled with
+z7-8 before the server started (run as a process and timed): that server has rendered none of
+the low tiles, as a new process or function instance. Each tile is requested again and again,
+as by the people viewing one map, in a random order; the server with the cache renders it once
+(the warm-up) and then answers from memory. The first answers are reported too (rendered, but
+from the store on the seeded server).
 
 Run: ``.venv/bin/python benchmarks/tile_latency.py [--requests 60] [--zooms-only]``
 """
@@ -20,8 +23,14 @@ Run: ``.venv/bin/python benchmarks/tile_latency.py [--requests 60] [--zooms-only
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -75,6 +84,28 @@ def zoom_tiles(catalog) -> dict[str, list[tuple[int, int, int, int]]]:
             "high": best(12, deepest, 1) + best(13, deepest, 2)}
 
 
+def seed_low_zooms(settings, store: Path, low: list[tuple[int, int, int, int]]) -> str:
+    """``stacube tiles seed`` (a process, as a user runs it) of zooms 7-8 over the low tiles into
+    ``store``; its summary line and wall time."""
+    import morecantile
+
+    tms = morecantile.tms.get("WebMercatorQuad")
+    boxes = [tms.bounds(morecantile.Tile(x, y, z)) for z, x, y, _ in low]
+    bbox = (min(b.left for b in boxes), min(b.bottom for b in boxes), max(b.right for b in boxes),
+            max(b.top for b in boxes))
+    inset = 1e-6  # the tiles themselves, not their neighbours across the edges
+    bbox = (bbox[0] + inset, bbox[1] + inset, bbox[2] - inset, bbox[3] - inset)
+    env = {**os.environ, "STACUBE_DB_NAME": settings.db_name, "STACUBE_DB_PORT": str(settings.db_port),
+           "STACUBE_TILE_STORE": str(store)}
+    env.pop("STACUBE_API_KEY", None)
+    template = f"/raster/collections/{L8}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{L8_RGB}"
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "stacube.cli.main", "tiles", "seed", template, "--min-zoom", "7",
+                          "--max-zoom", "8", "--bbox", ",".join(map(str, bbox))],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return f"{out.stdout.strip()} in {time.perf_counter() - t0:.1f} s"
+
+
 def zoom_ratio(settings, requests: int) -> None:
     """Low against high zoom, with and without the tile cache (see the module docstring)."""
     from stacube.catalog.pgstac import Catalog
@@ -86,10 +117,13 @@ def zoom_ratio(settings, requests: int) -> None:
     tiles = zoom_tiles(catalog)
     first: dict[tuple[str, str], list[float]] = {}
     times: dict[tuple[str, str], list[float]] = {}
+    store = Path(tempfile.mkdtemp(prefix="stacube-tile-store-"))
+    seeded = seed_low_zooms(settings, store, tiles["low"])
     with served(settings, env={"STACUBE_TILE_CACHE_SIZE": TILE_CACHE}) as (cached, _), \
             served(settings, env={"STACUBE_TILE_CACHE_SIZE": "0"}) as (uncached, _), \
+            served(settings, env={"STACUBE_TILE_CACHE_SIZE": "0", "STACUBE_TILE_STORE": str(store)}) as (stored, _), \
             httpx.Client(timeout=60) as client:
-        servers = {"with the tile cache": cached, "without": uncached}
+        servers = {"with the tile cache": cached, "without": uncached, "seeded tile store": stored}
         urls = {(server, zoom): [f"{root}/raster/collections/{L8}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?{L8_RGB}"
                                  for z, x, y, _ in tiles[zoom]]
                 for server, root in servers.items() for zoom in tiles}
@@ -99,6 +133,8 @@ def zoom_ratio(settings, requests: int) -> None:
                 r = client.get(url)
                 first.setdefault(key, []).append(time.perf_counter() - t0)
                 assert r.status_code == 200, (url, r.text)
+                if key == ("seeded tile store", "low"):  # a new process: from the store, not rendered
+                    assert r.headers["x-tile-cache"] == "hit", url
         rng = random.Random(0)
         for i in range(requests):
             # a new order each time: a rendering's background reads (a mosaic stops waiting for
@@ -109,7 +145,9 @@ def zoom_ratio(settings, requests: int) -> None:
                 r = client.get(url)
                 times.setdefault(key, []).append(time.perf_counter() - t0)
                 assert r.status_code == 200 and len(r.content) > 100
+    shutil.rmtree(store, ignore_errors=True)
     print(f"\nL8 New York mosaic (19 scenes), {requests} requests per server and zoom class, interleaved")
+    print(f"seeded tile store: `stacube tiles seed` of z7-8 over the low tiles, as a process: {seeded}")
     for zoom in tiles:
         print(f"  {zoom} zoom tiles (z/x/y: scenes met): "
               + ", ".join(f"{z}/{x}/{y}: {n}" for z, x, y, n in tiles[zoom]))
