@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from stacube.catalog.pgstac import Catalog
 from stacube.core.bbox import BBox, check_lonlat, parse_bbox
-from stacube.errors import InvalidInput, StacubeError
+from stacube.errors import InvalidInput, NotFound, StacubeError
 from stacube.settings import Settings
 from stacube_services.raster import create_raster_app
 from stacube_services.tms import SUPPORTED_TMS
@@ -48,6 +49,11 @@ class Template:
     collection: str | None = None
     item: str | None = None
     search: str | None = None
+
+    @property
+    def base(self) -> str:
+        """The mosaic's (or item's) route: ``collections/{id}``, ``searches/{id}``, ``.../items/{id}``."""
+        return re.split(r"/(?:masked/)?tiles/", self.route, maxsplit=1)[0]
 
     def path(self, z: int, x: int, y: int) -> str:
         tail = f"/{self.route}".replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(y))
@@ -128,15 +134,21 @@ class Seeded:
 def seed(settings: Settings, template: Template, tiles: list[tuple[int, int, int]], *, concurrency: int = 2,
          on_tile: Callable[[], None] | None = None) -> Seeded:
     """Request every tile of ``tiles`` from the raster API in this process (see the module
-    docstring), ``concurrency`` at once; the first failure (not a 200 or 404) stops the rest.
+    docstring), ``concurrency`` at once, once the mosaic answered its ``/info`` (an item: its ``/assets``); a
+    tile answered 204 or 404 is empty (no item meets it); the first other failure stops the rest.
 
     Raises:
         InvalidInput: ``STACUBE_TILE_STORE`` is not set.
+        NotFound: no such collection, search or item.
         StacubeError: a tile failed (the message is the raster API's reason).
     """
     if not settings.tile_store:
         raise InvalidInput(NO_STORE)
-    return asyncio.run(_seed(settings, template, tiles, concurrency, on_tile or (lambda: None)))
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():  # a rendering's warnings are a server log's, not a command's output
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return asyncio.run(_seed(settings, template, tiles, concurrency, on_tile or (lambda: None)))
 
 
 async def _seed(settings, template, tiles, concurrency, on_tile) -> Seeded:
@@ -166,15 +178,26 @@ async def _seed(settings, template, tiles, concurrency, on_tile) -> Seeded:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://stacube-seed", timeout=None) as client:
+            # the mosaic, search or item exists (then a 404 of a tile means: no item meets it)
+            info = await client.get(f"/{template.base}/{'assets' if template.item else 'info'}", headers=headers)
+            if info.status_code != 200:
+                raise (NotFound if info.status_code == 404 else StacubeError)(
+                    f"{template.base}: {info.status_code} {_reason(info)}")
             await asyncio.gather(*(worker(client) for _ in range(max(1, concurrency))))
     if done.failures:
         raise StacubeError(f"seeding stopped: {done.failures[0]} ({done.rendered + done.stored} tiles seeded before)")
     return done
 
 
+#: what the raster API's 404s say when no item meets a tile (titiler-pgstac's mosaics, the
+#: masked mosaics, rio-tiler's item readers); any other 404 (an asset name the items do not
+#: have...) stops the seeding with its reason
+EMPTY_TILE = re.compile(r"no assets found|no item of the mosaic|is outside", re.IGNORECASE)
+
+
 def _no_items(answer) -> bool:
-    """Whether a 404 says that no item meets the tile (not: no such collection or search)."""
-    return any(word in _reason(answer).lower() for word in ("no assets found", "outside"))
+    """Whether a 404 says that no item meets the tile."""
+    return EMPTY_TILE.search(_reason(answer)) is not None
 
 
 def _reason(answer) -> str:
