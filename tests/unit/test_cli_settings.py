@@ -34,3 +34,22 @@ def test_the_command_turns_numpys_huge_pages_off_unless_asked(preset, expected):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-1500:]
     assert done.stdout.split()[-1] == expected
+
+
+def test_a_command_collects_less_often_and_leaves_its_heap_to_the_exit():
+    """The command raises the collector's thresholds for its batch work and freezes its heap
+    when it returns (no full pass at shutdown), also when it fails; a server it runs goes back
+    to CPython's defaults."""
+    import subprocess
+    import sys
+
+    code = ("import gc\nfrom stacube.cli.main import BATCH_GC_THRESHOLDS, run\n"
+            "from stacube.cli.common import server_collections\n"
+            "for argv in (['--version'], ['no-such-command']):\n"
+            "    gc.unfreeze()\n"
+            "    try:\n        run(argv)\n    except SystemExit:\n        pass\n"
+            "    print(gc.get_threshold() == BATCH_GC_THRESHOLDS, gc.get_freeze_count() > 1000)\n"
+            "server_collections()\nprint(gc.get_threshold())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.strip().splitlines()[-3:] == ["True True", "True True", "(700, 10, 10)"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from rich.console import Console
@@ -46,3 +47,9 @@ def int_list(value: str | None, what: str) -> list[int] | None:
 def when(value) -> str:
     """A timestamp to the second, or empty."""
     return str(value)[:19] if value else ""
+
+
+def server_collections() -> None:
+    """CPython's default thresholds of the garbage collector for a server the command runs
+    (the command raised them for batch work: :func:`stacube.cli.main.fewer_collections`)."""
+    gc.set_threshold(700, 10, 10)

@@ -14,6 +14,7 @@ second.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -89,8 +90,50 @@ def _fail(message: str, code: int) -> None:
 
 def run(argv: list[str] | None = None) -> None:
     """Run the CLI, turning errors into one line on stderr and a non-zero exit."""
+    try:
+        _run(argv)
+    finally:
+        leave_the_heap_to_the_exit()
+
+
+def leave_the_heap_to_the_exit() -> None:
+    """Spare the interpreter's shutdown a full pass of the garbage collector over everything
+    the command imported and built (``gc.freeze``: those objects are never scanned again).
+
+    At shutdown CPython collects all generations, and a job's process holds ~200,000 tracked
+    objects (numba, pydantic, GDAL bindings, zarr...): that pass took 0.3 s after a composite
+    job of one 1000 px tile had finished its work (2.3 s), measured with the collector's
+    callbacks and py-spy (``gc_collect_main`` alone on the main thread). The process ends
+    right after, and the operating system takes its memory back whatever is frozen (cyclic
+    garbage made before this point is no longer collected: call :func:`run` last in a process).
+    """
+    gc.freeze()
+
+
+def fewer_collections() -> None:
+    """Run the garbage collector's passes less often in a command (``gc.set_threshold``:
+    :data:`BATCH_GC_THRESHOLDS`; the servers, ``stacube up`` and ``stacube process serve``,
+    go back to CPython's defaults).
+
+    A command's imports create ~200,000 objects that live to its end, and CPython's default
+    thresholds (700, 10, 10) rescan them in full passes again and again while they are made
+    (0.2 s of a composite job of one 1000 px tile, in 314 collections). Arrays, the memory of a
+    job, are freed by reference counting, not by the collector; peak memory of a job of nine
+    1024 px tiles was the same (1,554-1,579 MB) with these thresholds and the defaults, and the
+    job of one tile took 2.08-2.20 s instead of 2.33-2.55 s. mypy's command raises them too.
+    """
+    gc.set_threshold(*BATCH_GC_THRESHOLDS)
+
+
+#: the collector's thresholds in a command: young objects every 50,000 allocations (700 by
+#: default), older generations after 20 passes of the younger one (10)
+BATCH_GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def _run(argv: list[str] | None) -> None:
     debug = os.environ.get("STACUBE_DEBUG", "") not in ("", "0")
     small_pages_for_numpy()
+    fewer_collections()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="stacube", standalone_mode=False)

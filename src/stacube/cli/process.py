@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from stacube.cli.common import console, settings_from
+from stacube.cli.common import console, server_collections, settings_from
 from stacube.cli.composite import print_summary, run_with_progress
 
 app = typer.Typer(help="Processes (Python functions run tile by tile): list, validate, run, serve.",
@@ -123,4 +123,5 @@ def serve(
     configure_gdal(settings)
     app = create_preview_app(settings, spec)
     console.print(f"previewing process {process.name} at http://{host}:{port}/ (Ctrl-C stops)")
+    server_collections()
     uvicorn.run(app, host=host, port=port, log_level="warning")

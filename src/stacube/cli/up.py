@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from stacube.cli.common import console, settings_from
+from stacube.cli.common import console, server_collections, settings_from
 
 
 def up(
@@ -31,5 +31,6 @@ def up(
     console.print(f"stacube serving {base}  (STAC {base}/stac, raster {base}/raster; Ctrl-C stops)")
     os.environ.setdefault("STACUBE_HOST", settings.host)
     os.environ.setdefault("STACUBE_PORT", str(settings.port))
+    server_collections()
     uvicorn.run("stacube_services.app:create_app", factory=True, host=settings.host,
                 port=settings.port, workers=workers, log_level="warning", proxy_headers=True)
