@@ -78,12 +78,12 @@ def test_a_local_store_leaves_its_disk_room(tmp_path, monkeypatch):
 
 
 def test_s3_entries(s3_server):
-    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="tiles")
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="tile-store-entries")
     settings = Settings(s3_endpoint=s3_server)
-    store = open_tile_store("s3://tiles/raster/cache", settings)
+    store = open_tile_store("s3://tile-store-entries/raster/cache", settings)
     assert isinstance(store, S3TileStore)
     roundtrip(store)
-    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_server).list_objects_v2(Bucket="tiles")["Contents"]]
+    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_server).list_objects_v2(Bucket="tile-store-entries")["Contents"]]
     assert keys == [f"raster/cache/7/01/{KEY}"]
     with pytest.raises(StorageError, match="cannot read the tile store s3://missing-bucket"):
         open_tile_store("s3://missing-bucket", settings).get(KEY, 1)
