@@ -12,14 +12,17 @@ Handler: ``lambdas.jobs_api.handler.handler`` (event: API Gateway HTTP API, payl
 
 from __future__ import annotations
 
-from stacube.jobs.queue import QueueLauncher
-from stacube.settings import Settings
-from stacube_services.jobs import create_jobs_app
+from lambdas import init_phase  # first: the collector is off while the app is built
 
-from lambdas.runtime import http_handler
+with init_phase():
+    from stacube.jobs.queue import QueueLauncher
+    from stacube.settings import Settings
+    from stacube_services.jobs import create_jobs_app
 
-settings = Settings()
-handler = http_handler(
-    create_jobs_app(settings, launcher=QueueLauncher(settings), mount=settings.root_path or "/jobs"),
-    settings.root_path,
-)
+    from lambdas.runtime import http_handler
+
+    settings = Settings()
+    handler = http_handler(
+        create_jobs_app(settings, launcher=QueueLauncher(settings), mount=settings.root_path or "/jobs"),
+        settings.root_path,
+    )

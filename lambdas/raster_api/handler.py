@@ -24,12 +24,15 @@ if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
     for _optional in ("rioxarray", "xarray"):
         sys.modules.setdefault(_optional, None)  # type: ignore[arg-type]
 
-from stacube.settings import Settings  # noqa: E402
-from stacube.storage.objects import configure_gdal  # noqa: E402
-from stacube_services.raster import create_raster_app  # noqa: E402
+from lambdas import init_phase  # noqa: E402 - first: the collector is off while the app is built
 
-from lambdas.runtime import http_handler  # noqa: E402
+with init_phase():
+    from stacube.settings import Settings  # noqa: E402
+    from stacube.storage.objects import configure_gdal  # noqa: E402
+    from stacube_services.raster import create_raster_app  # noqa: E402
 
-settings = Settings()
-configure_gdal(settings)
-handler = http_handler(create_raster_app(settings), settings.root_path)
+    from lambdas.runtime import http_handler  # noqa: E402
+
+    settings = Settings()
+    configure_gdal(settings)
+    handler = http_handler(create_raster_app(settings), settings.root_path)

@@ -12,10 +12,13 @@ Handler: ``lambdas.stac_api.handler.handler`` (event: API Gateway HTTP API, payl
 
 from __future__ import annotations
 
-from stacube.settings import Settings
-from stacube_services.stac import create_stac_api
+from lambdas import init_phase  # first: the collector is off while the app is built
 
-from lambdas.runtime import http_handler
+with init_phase():
+    from stacube.settings import Settings
+    from stacube_services.stac import create_stac_api
 
-settings = Settings()
-handler = http_handler(create_stac_api(settings).app, settings.root_path)
+    from lambdas.runtime import http_handler
+
+    settings = Settings()
+    handler = http_handler(create_stac_api(settings).app, settings.root_path)

@@ -248,6 +248,19 @@ def test_raster_function_instances_share_low_zoom_tiles_on_s3(samples, s3_server
     assert len(keys) == 1 and keys[0].startswith("tiles/8/")
 
 
+@pytest.mark.parametrize("function, root", [("stac_api", "/stac"), ("raster_api", "/raster"), ("jobs_api", "/jobs")])
+def test_an_http_function_leaves_its_init_phase_with_the_collector_on(database, function, root):
+    """The collector is off while a handler module builds its app (cold start), then on again,
+    with what the init phase built frozen."""
+    script = (
+        "import gc\n"
+        f"import lambdas.{function}.handler as h\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 50000, callable(h.handler))\n"
+    )
+    out = _in_function_process(script, f"stacube-{function}", root)
+    assert out.stdout.split()[-3:] == ["True", "True", "True"]
+
+
 def test_stac_function_process_imports_no_array_stack(database):
     """In its own Lambda process the STAC function imports neither the array stack nor the
     ingest code (cold start: the read prefixes and the sharing routes do not need them) and
