@@ -181,8 +181,11 @@ async def _seed(settings, template, tiles, concurrency, on_tile) -> Seeded:
             # the mosaic, search or item exists (then a 404 of a tile means: no item meets it)
             info = await client.get(f"/{template.base}/{'assets' if template.item else 'info'}", headers=headers)
             if info.status_code != 200:
+                hint = ("" if settings.api_key or info.status_code != 404 else
+                        " (or not readable anonymously: with access control on, seed with the catalog's "
+                        "admin key in STACUBE_API_KEY)")
                 raise (NotFound if info.status_code == 404 else StacubeError)(
-                    f"{template.base}: {info.status_code} {_reason(info)}")
+                    f"{template.base}: {info.status_code} {_reason(info)}{hint}")
             await asyncio.gather(*(worker(client) for _ in range(max(1, concurrency))))
     if done.failures:
         raise StacubeError(f"seeding stopped: {done.failures[0]} ({done.rendered + done.stored} tiles seeded before)")

@@ -111,3 +111,25 @@ def test_a_failing_store_leaves_tiles_rendered(world, tmp_path, caplog):
         again = second.get(url, headers=world.headers["owner"])
     assert again.status_code == 200 and again.headers["x-tile-cache"] == "miss"
     assert again.content == answers[0].content
+
+
+def test_seeding_a_private_collection_takes_the_admin_key(world, tmp_path):
+    """Seeding renders as the catalog's administrator (its key in the settings); without it a
+    private collection is one line that says how, and nothing is stored."""
+    from stacube.errors import NotFound
+    from stacube_services.tile_seed import parse_template, seed
+
+    store = tmp_path / "tiles"
+    template = parse_template(URL.format(c=PRIVATE).replace("0,3000", "0,2995").replace(TILE, "WebMercatorQuad/{z}/{x}/{y}"))
+    x, y = (int(v) for v in TILE.split("/")[2:])
+    settings = world.settings.model_copy(update={"tile_store": str(store), "tile_store_max_zoom": Z})
+    done = seed(settings, template, [(Z, x, y)])
+    assert (done.rendered, done.stored, done.empty) == (1, 0, 0) and len(entries(store)) == 1
+    anonymous = settings.model_copy(update={"api_key": None})
+    with pytest.raises(NotFound, match="seed with the catalog's admin key in STACUBE_API_KEY"):
+        seed(anonymous, template, [(Z, x, y)])
+    # the entry is the one a reader's request finds
+    with app_client(world, store) as client:
+        answer = client.get(template.path(Z, x, y).replace("/collections", "/raster/collections", 1),
+                            headers=world.headers["owner"])
+    assert answer.status_code == 200 and answer.headers["x-tile-cache"] == "hit"
