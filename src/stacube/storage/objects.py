@@ -418,14 +418,28 @@ def zarr_store_at(uri: str, settings: Settings, *, read_only: bool = False):
     Raises:
         InvalidInput: an unsupported scheme.
     """
+    where = location(uri, repr(uri))
+    if isinstance(where, Path):
+        return str(where)
+    return _s3_zarr_store(*where, settings, read_only=read_only)
+
+
+def location(uri: str, what: str) -> Path | tuple[str, str]:
+    """Where a storage URI points: the local path of a path or ``file://`` URI, or the
+    ``(bucket, prefix)`` of an ``s3://`` one.
+
+    Raises:
+        InvalidInput: an ``s3://`` without a bucket or another scheme (the message starts
+            with ``what``).
+    """
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         if not parsed.netloc:
-            raise InvalidInput(f"{uri!r}: no bucket")
-        return _s3_zarr_store(parsed.netloc, parsed.path, settings, read_only=read_only)
+            raise InvalidInput(f"{what}: no bucket")
+        return parsed.netloc, parsed.path
     if parsed.scheme in ("", "file"):
-        return str(Path(parsed.path if parsed.scheme == "file" else uri).expanduser())
-    raise InvalidInput(f"{uri!r}: unsupported scheme {parsed.scheme!r} (use a path, file:// or s3://)")
+        return Path(parsed.path if parsed.scheme == "file" else uri).expanduser()
+    raise InvalidInput(f"{what}: unsupported scheme {parsed.scheme!r} (use a path, file:// or s3://)")
 
 
 def read_document(uri: str, settings: Settings) -> dict:
@@ -489,15 +503,8 @@ def open_store(uri: str, settings: Settings) -> OutputStore:
     Raises:
         InvalidInput: an unsupported scheme.
     """
-    parsed = urlparse(uri)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise InvalidInput(f"output {uri!r}: no bucket")
-        return S3Store(parsed.netloc, parsed.path, settings)
-    if parsed.scheme in ("", "file"):
-        path = Path(parsed.path if parsed.scheme == "file" else uri).expanduser()
-        return LocalStore(path)
-    raise InvalidInput(f"output {uri!r}: unsupported scheme {parsed.scheme!r} (use a path, file:// or s3://)")
+    where = location(uri, f"output {uri!r}")
+    return LocalStore(where) if isinstance(where, Path) else S3Store(*where, settings)
 
 
 def configure_gdal(settings: Settings) -> None:

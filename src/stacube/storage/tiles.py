@@ -23,11 +23,10 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from urllib.parse import urlparse
 
-from stacube.errors import InvalidInput, StorageError
+from stacube.errors import StorageError
 from stacube.settings import Settings
-from stacube.storage.objects import s3_client, storage_error
+from stacube.storage.objects import location, s3_client, storage_error
 
 #: S3 requests of the store are on a tile request's path: fail fast (the tile is rendered then)
 S3_RETRIES = {"retries": {"mode": "standard", "max_attempts": 2}, "connect_timeout": 2, "read_timeout": 5}
@@ -192,11 +191,5 @@ def open_tile_store(uri: str | None, settings: Settings) -> TileStore | None:
     """
     if not uri:
         return None
-    parsed = urlparse(uri)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise InvalidInput(f"tile store {uri!r}: no bucket")
-        return S3TileStore(parsed.netloc, parsed.path, settings)
-    if parsed.scheme in ("", "file"):
-        return LocalTileStore(Path(parsed.path if parsed.scheme == "file" else uri).expanduser())
-    raise InvalidInput(f"tile store {uri!r}: unsupported scheme {parsed.scheme!r} (use a path, file:// or s3://)")
+    where = location(uri, f"tile store {uri!r}")
+    return LocalTileStore(where) if isinstance(where, Path) else S3TileStore(*where, settings)
