@@ -122,7 +122,7 @@ class TileCache:
         path = path[len(root):] if root and path.startswith(root) else path
         route = TILE_ROUTE.match(path)
         service = getattr(scope["app"].state, "stacube_access", None) if route else None
-        if route is None or service is None:
+        if route is None or service is None or (self.size <= 0 and not self._in_store_zooms(int(route["z"]))):
             await self.app(scope, receive, send)
             return
         try:
@@ -170,9 +170,13 @@ class TileCache:
             del self.pending[key]
             event.set()
 
+    def _in_store_zooms(self, z: int) -> bool:
+        """Whether tiles of zoom ``z`` are kept in the store (when it works)."""
+        return self.store is not None and z <= self.store_max_zoom
+
     def _stores(self, z: int) -> bool:
         """Whether tiles of zoom ``z`` go through the store now."""
-        return self.store is not None and z <= self.store_max_zoom and time.monotonic() >= self.store_off_until
+        return self._in_store_zooms(z) and time.monotonic() >= self.store_off_until
 
     def _keep(self, key: str, entry: tuple[list, bytes]) -> None:
         """Keep an entry in this process's memory (when it is small enough)."""

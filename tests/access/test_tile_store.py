@@ -133,3 +133,16 @@ def test_seeding_a_private_collection_takes_the_admin_key(world, tmp_path):
         answer = client.get(template.path(Z, x, y).replace("/collections", "/raster/collections", 1),
                             headers=world.headers["owner"])
     assert answer.status_code == 200 and answer.headers["x-tile-cache"] == "hit"
+
+
+def test_without_a_memory_cache_higher_zooms_pass_through(world, tmp_path):
+    """Store on, memory off: tiles above the store's zooms are rendered as without any cache
+    (no lookup: the answer's ETag is its body's), those within it go through the store."""
+    store = tmp_path / "tiles"
+    url = URL.format(c=PUBLIC).replace("0,3000", "0,2996")
+    with app_client(world, store, tile_cache_size=0, tile_store_max_zoom=Z - 1) as above, \
+            app_client(world, store, tile_cache_size=0) as within:
+        passed = above.get(url, headers=world.headers["owner"])
+        stored = [within.get(url, headers=world.headers["owner"]) for _ in range(2)]
+    assert passed.status_code == 200 and "x-tile-cache" not in passed.headers
+    assert [a.headers["x-tile-cache"] for a in stored] == ["miss", "hit"] and len(entries(store)) == 1
