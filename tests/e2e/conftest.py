@@ -14,10 +14,8 @@ import subprocess
 
 import pytest
 
-from console_helpers import CHROMIUM, CHROMIUM_ARGS, console_page, sample_catalog, serving
+from console_helpers import CHROMIUM, CHROMIUM_ARGS, E2E_DATABASE, console_page, sample_catalog, serving
 from stacube_testing import ROOT, process_site
-
-E2E_DATABASE = "stacube_e2e"
 
 #: A registered process of the console's tests (``e2e-band-mean``): its parameters use every
 #: kind of field the process form generates (enum, number, integer, boolean, string, list of

@@ -24,6 +24,8 @@ CHROMIUM_ARGS = [
     "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
 ]
 VIEWPORT = {"width": 1400, "height": 900}
+#: the database of the console's tests (a copy of the session's sample catalog)
+E2E_DATABASE = "stacube_e2e"
 
 
 def http_get(url: str, timeout: float = 30) -> tuple[int, bytes, dict]:
