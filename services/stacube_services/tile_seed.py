@@ -123,7 +123,7 @@ def count_tiles(template: Template, bbox: BBox, zooms: range, limit: int) -> int
 @dataclass
 class Seeded:
     """What a seeding did: tiles rendered into the store, found there already, and empty (no
-    item meets the tile, or no pixel of one: a 204 or titiler's 404, nothing stored)."""
+    item meets the tile, or no pixel of one: a 204 or a "no item here" 404, nothing stored)."""
 
     rendered: int = 0
     stored: int = 0
@@ -134,8 +134,9 @@ class Seeded:
 def seed(settings: Settings, template: Template, tiles: list[tuple[int, int, int]], *, concurrency: int = 2,
          on_tile: Callable[[], None] | None = None) -> Seeded:
     """Request every tile of ``tiles`` from the raster API in this process (see the module
-    docstring), ``concurrency`` at once, once the mosaic answered its ``/info`` (an item: its ``/assets``); a
-    tile answered 204 or 404 is empty (no item meets it); the first other failure stops the rest.
+    docstring), ``concurrency`` at once, once the mosaic answered its ``/info`` (an item: its
+    ``/assets``); a tile answered 204, or 404 saying that no item meets it (:data:`EMPTY_TILE`),
+    is empty; the first other failure stops the rest.
 
     Raises:
         InvalidInput: ``STACUBE_TILE_STORE`` is not set.
