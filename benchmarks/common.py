@@ -88,14 +88,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def command_env(settings, **extra: str) -> dict:
+    """The environment of a ``stacube`` process on the database of ``settings`` (no admin key:
+    access control off), with ``extra`` variables."""
+    environ = {**os.environ, "STACUBE_DB_NAME": settings.db_name, "STACUBE_DB_PORT": str(settings.db_port), **extra}
+    environ.pop("STACUBE_API_KEY", None)
+    return environ
+
+
 @contextmanager
 def served(settings, *args: str, env: dict | None = None):
     """``stacube up`` (extra CLI ``args``) on a free loopback port, on the database of
     ``settings``; yields ``(base URL, server process)`` once ``/stac/`` answers, stops it after."""
     port = free_port()
-    environ = {**os.environ, "STACUBE_DB_NAME": settings.db_name, "STACUBE_DB_PORT": str(settings.db_port),
-               "STACUBE_PORT": str(port), **(env or {})}
-    environ.pop("STACUBE_API_KEY", None)
+    environ = command_env(settings, STACUBE_PORT=str(port), **(env or {}))
     base = f"http://127.0.0.1:{port}"
     with running([sys.executable, "-m", "stacube.cli.main", "up", "--port", str(port), *args], environ,
                  f"{base}/stac/") as server:

@@ -23,7 +23,6 @@ Run: ``.venv/bin/python benchmarks/tile_latency.py [--requests 60] [--zooms-only
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import subprocess
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from common import ROOT, TILE_CACHE, benchmark_settings, machine, percentile, served
+from common import ROOT, TILE_CACHE, benchmark_settings, command_env, machine, percentile, served
 
 S2 = "sentinel-2-l1c-eolearn-sample"
 L8 = "landsat-8-c1-l1tp-gdalcubes-sample"
@@ -95,9 +94,7 @@ def seed_low_zooms(settings, store: Path, low: list[tuple[int, int, int, int]]) 
             max(b.top for b in boxes))
     inset = 1e-6  # the tiles themselves, not their neighbours across the edges
     bbox = (bbox[0] + inset, bbox[1] + inset, bbox[2] - inset, bbox[3] - inset)
-    env = {**os.environ, "STACUBE_DB_NAME": settings.db_name, "STACUBE_DB_PORT": str(settings.db_port),
-           "STACUBE_TILE_STORE": str(store)}
-    env.pop("STACUBE_API_KEY", None)
+    env = command_env(settings, STACUBE_TILE_STORE=str(store))
     template = f"/raster/collections/{L8}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{L8_RGB}"
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "stacube.cli.main", "tiles", "seed", template, "--min-zoom", "7",

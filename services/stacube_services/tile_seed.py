@@ -110,16 +110,6 @@ def tiles_of(template: Template, bbox: BBox, zooms: range) -> Iterator[tuple[int
             yield tile.z, tile.x, tile.y
 
 
-def count_tiles(template: Template, bbox: BBox, zooms: range, limit: int) -> int:
-    """How many tiles :func:`tiles_of` gives (counted up to ``limit + 1``)."""
-    n = 0
-    for _ in tiles_of(template, bbox, zooms):
-        n += 1
-        if n > limit:
-            break
-    return n
-
-
 @dataclass
 class Seeded:
     """What a seeding did: tiles rendered into the store, found there already, and empty (no

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from itertools import islice
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -36,7 +37,7 @@ def seed(
     an item or the collection changes. Tiles no item meets are skipped.
     """
     from stacube.core.bbox import check_lonlat, parse_bbox  # lazy: start-up
-    from stacube_services.tile_seed import NO_STORE, count_tiles, extent_of, parse_template, tiles_of  # lazy: start-up
+    from stacube_services.tile_seed import NO_STORE, extent_of, parse_template, tiles_of  # lazy: start-up
     from stacube_services.tile_seed import seed as seed_tiles  # lazy: start-up
 
     settings = settings_from()
@@ -51,14 +52,14 @@ def seed(
     parsed = parse_template(template)
     box = check_lonlat(parse_bbox(bbox)) if bbox else extent_of(parsed, settings)
     zooms = range(min_zoom, top + 1)
-    total = count_tiles(parsed, box, zooms, limit)
-    if total > limit:
+    tiles = list(islice(tiles_of(parsed, box, zooms), limit + 1))
+    if len(tiles) > limit:
         raise InvalidInput(f"more than {limit} tiles at zooms {min_zoom}-{top} over {list(box)}: "
                            "lower --max-zoom, give a smaller --bbox or raise --limit")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
-        task = bar.add_task(f"seeding zooms {min_zoom}-{top}", total=total)
-        done = seed_tiles(settings, parsed, list(tiles_of(parsed, box, zooms)),
+        task = bar.add_task(f"seeding zooms {min_zoom}-{top}", total=len(tiles))
+        done = seed_tiles(settings, parsed, tiles,
                           concurrency=concurrency or os.cpu_count() or 1, on_tile=lambda: bar.advance(task))
     console.print(f"{done.rendered + done.stored} tiles of zooms {min_zoom}-{top} in {settings.tile_store} "
                   f"({done.rendered} rendered, {done.stored} there already; {done.empty} without items skipped)")
