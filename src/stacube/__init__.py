@@ -7,7 +7,11 @@ as STAC Items again.
 
 from __future__ import annotations
 
+from stacube.core.imports import install as _install_import_hooks
+
 __version__ = "0.1.0"
+
+_install_import_hooks()  # odc-geo without dask's import (stacube.core.imports)
 
 __all__ = ["Datacube", "open_cube", "__version__"]
 

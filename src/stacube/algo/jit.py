@@ -240,9 +240,3 @@ def decode(mask, table, low, reference, use_reference, observed, clear, p0, p1):
                 seen[p] = (codes[p] & 1) != 0
                 ok[p] = (codes[p] & 3) == 3
 
-
-@njit(nogil=True, cache=True)
-def warm_up(x):
-    """A trivial function: its first call loads numba's code generator (a few tenths of a
-    second once per process), which :func:`stacube.algo.reduce.warm_up` overlaps with reading."""
-    return x + 1

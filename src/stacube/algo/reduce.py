@@ -64,6 +64,10 @@ def comparators(n: int, top: int | None = None) -> np.ndarray:
     return np.array(kept[::-1], dtype=np.int32).reshape(-1, 2)
 
 
+_JIT = None
+_LOAD_LOCK = threading.Lock()  # tiles on threads: numba's set-up once per process
+
+
 def compiled():
     """The compiled loops (:mod:`stacube.algo.jit`), imported and compiled on first use.
 
@@ -72,7 +76,11 @@ def compiled():
     temporary directory).
     """
     global _JIT
-    if _JIT is None:
+    if _JIT is not None:
+        return _JIT
+    with _LOAD_LOCK:
+        if _JIT is not None:  # loaded by another thread meanwhile
+            return _JIT
         here = os.path.dirname(os.path.abspath(__file__))
         cache = os.path.join(here, "__pycache__")
         if "NUMBA_CACHE_DIR" not in os.environ and not os.access(cache if os.path.isdir(cache) else here, os.W_OK):
@@ -81,7 +89,7 @@ def compiled():
 
         _load_numba_array_registry()
         _JIT = jit
-    return _JIT
+        return _JIT
 
 
 class _NoScipyLinalg:
@@ -118,25 +126,6 @@ def _load_numba_array_registry() -> None:
         sys.meta_path.remove(finder)
     if not arraymath._HAVE_BLAS and importlib.util.find_spec("scipy") is not None:
         arraymath._HAVE_BLAS = True
-
-
-_JIT = None
-_WARM_LOCK = threading.Lock()
-_WARMING = False  # a warm-up thread was started in this process
-
-
-def warm_up() -> threading.Thread | None:
-    """Import the compiled loops and load numba's code generator on a background thread, so
-    that it overlaps with reading the stack (the loops' machine code then loads in
-    milliseconds)."""
-    global _WARMING
-    with _WARM_LOCK:  # tiles on threads: one warm-up per process
-        if _JIT is not None or _WARMING:  # loaded, or being loaded, in this process
-            return None
-        _WARMING = True
-    thread = threading.Thread(target=lambda: compiled().warm_up(1), name="stacube-jit-warm-up", daemon=True)
-    thread.start()
-    return thread
 
 
 #: Bytes of one block of work values (``t`` values per pixel): it stays in the second-level

@@ -20,7 +20,6 @@ from stacube.algo.blocks import PROVENANCE_NODATA
 from stacube.algo.composite import composite
 from stacube.algo.load import Source, Stack, load_stack
 from stacube.algo.masking import cleanup_clear, halo
-from stacube.algo.reduce import warm_up
 from stacube.core.indices import get_index, required_bands
 from stacube.core.methods import output_variables
 
@@ -122,7 +121,6 @@ def load_tile(inputs: CompositeInputs, geobox: GeoBox, bands: list[str], only: s
               pool: int | None = None) -> Stack:
     """The stack of the items that meet ``geobox``; with ``mask_cleanup``, loaded with a halo,
     cleaned, then cropped to ``geobox``."""
-    warm_up()
     margin = halo(inputs.mask_cleanup)
     padded = geobox.pad(margin) if margin else geobox
     stack = load_stack(_tile_sources(inputs.sources, padded, only=only), padded, bands, pool=pool)
