@@ -187,19 +187,22 @@ def select_stack(
     chosen = np.empty(ny * nx, dtype=np.int16)
     block = SELECTION_BLOCK
     share = task_size(ny * nx, block, threads)  # each call walks its share block by block
-    run_blocks(lambda p0, p1: jit.choose(seen, ok, order, method == "best-pixel", chosen, p0, p1, block),
-               ny * nx, share, threads)
-    out = {}
+    gathers = []
     for name, stack in bands.items():
-        fill = np.nan if stack.dtype.kind == "f" else nodata.get(name, 0)
-        values = flat(stack)
         result = np.empty(ny * nx, dtype=stack.dtype)
-        run_blocks(lambda p0, p1: jit.gather(values, chosen, result.dtype.type(fill), result, p0, p1),
-                   ny * nx, share, threads)
-        out[name] = result.reshape(ny, nx)
+        fill = np.nan if stack.dtype.kind == "f" else nodata.get(name, 0)
+        gathers.append((flat(stack), result.dtype.type(fill), result))
     provenance = np.append(day_of_year(times), np.int16(PROVENANCE_NODATA)).astype(np.int16)
     doy = np.empty(ny * nx, dtype=np.int16)  # chosen -1 -> the last entry
-    run_blocks(lambda p0, p1: jit.take(provenance, chosen, doy, p0, p1), ny * nx, share, threads)
+
+    def task(p0: int, p1: int) -> None:  # one pass per share: its choices stay in the cache
+        jit.choose(seen, ok, order, method == "best-pixel", chosen, p0, p1, block)
+        for values, fill, result in gathers:
+            jit.gather(values, chosen, fill, result, p0, p1)
+        jit.take(provenance, chosen, doy, p0, p1)
+
+    run_blocks(task, ny * nx, share, threads)
+    out = {name: result.reshape(ny, nx) for name, (_, _, result) in zip(bands, gathers)}
     out["provenance"] = doy.reshape(ny, nx)
     return out
 

@@ -205,26 +205,35 @@ def reduce_stack(
     jit = compiled()
     t, ny, nx = clear.shape
     ok = flat(clear)
-    out = {}
-    for name, stack in bands.items():
-        values, nd, use, sentinel = kernel_input(stack, nodata.get(name))
-        result = np.empty(ny * nx, dtype=np.float32)
-        block = block_pixels(t, values.dtype.itemsize, block_bytes)
-        # each call works through several blocks with one work buffer: few allocations, few calls
-        span = task_size(ny * nx, block, threads, per_thread=8)
-        if t == 0:
+    results = {name: np.empty(ny * nx, dtype=np.float32) for name in bands}
+    if not bands:
+        return {}
+    if t == 0:
+        for result in results.values():
             result[:] = np.nan
-        elif method == "mean":
+        return {name: result.reshape(ny, nx) for name, result in results.items()}
+    pairs = comparators(t, min(t - 1, math.floor((t - 1) * q / 100.0) + 1)) if method != "mean" else None
+
+    def band(stack: np.ndarray, band_nodata, result: np.ndarray):
+        """The compiled call of one band over pixels ``p0:p1``."""
+        values, nd, use, sentinel = kernel_input(stack, band_nodata)
+        block = block_pixels(t, values.dtype.itemsize, block_bytes)
+        if method == "mean":
             acc = sum_dtype(values.dtype, t)
-            run_blocks(lambda p0, p1: jit.mean(values, ok, nd, use, np.empty(block, dtype=acc), result, p0, p1,
-                                               block), ny * nx, span, threads)
-        else:
-            pairs = comparators(t, min(t - 1, math.floor((t - 1) * q / 100.0) + 1))
-            run_blocks(lambda p0, p1: jit.order_statistic(values, ok, nd, use, sentinel, pairs, q, result,
-                                                          p0, p1, block),
-                       ny * nx, span, threads)
-        out[name] = result.reshape(ny, nx)
-    return out
+            return lambda p0, p1: jit.mean(values, ok, nd, use, np.empty(block, dtype=acc), result, p0, p1, block)
+        return lambda p0, p1: jit.order_statistic(values, ok, nd, use, sentinel, pairs, q, result, p0, p1, block)
+
+    calls = [band(stack, nodata.get(name), results[name]) for name, stack in bands.items()]
+
+    def task(p0: int, p1: int) -> None:
+        for call in calls:
+            call(p0, p1)
+
+    # one dispatch for every band: each task works through several blocks of each band with one
+    # work buffer (few allocations, few calls), and the threads wait for each other once
+    block = block_pixels(t, max(np.dtype(s.dtype).itemsize for s in bands.values()), block_bytes)
+    run_blocks(task, ny * nx, task_size(ny * nx, block, threads, per_thread=8), threads)
+    return {name: result.reshape(ny, nx) for name, result in results.items()}
 
 
 def sum_dtype(dtype: np.dtype, t: int) -> np.dtype:
