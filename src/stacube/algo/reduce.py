@@ -205,9 +205,9 @@ def reduce_stack(
     jit = compiled()
     t, ny, nx = clear.shape
     ok = flat(clear)
-    results = {name: np.empty(ny * nx, dtype=np.float32) for name in bands}
     if not bands:
         return {}
+    results = {name: np.empty(ny * nx, dtype=np.float32) for name in bands}
     if t == 0:
         for result in results.values():
             result[:] = np.nan
