@@ -49,7 +49,13 @@ def when(value) -> str:
     return str(value)[:19] if value else ""
 
 
+#: the garbage collector's thresholds as the interpreter set them (CPython's defaults,
+#: ``(700, 10, 10)``), before the command raised them for batch work
+#: (:func:`stacube.cli.main.fewer_collections`)
+INTERPRETER_GC_THRESHOLDS = gc.get_threshold()
+
+
 def server_collections() -> None:
-    """CPython's default thresholds of the garbage collector for a server the command runs
-    (the command raised them for batch work: :func:`stacube.cli.main.fewer_collections`)."""
-    gc.set_threshold(700, 10, 10)
+    """The interpreter's thresholds of the garbage collector again, for a server the command
+    runs (:data:`INTERPRETER_GC_THRESHOLDS`)."""
+    gc.set_threshold(*INTERPRETER_GC_THRESHOLDS)
