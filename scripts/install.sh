@@ -19,6 +19,10 @@ $pg_ok || need_apt+=(postgresql-15 postgresql-15-postgis-3)
 # PgBouncer: the transaction pooler of the serverless scale benchmark and its test
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || need_apt+=(python3-venv)
+# a C compiler and Python's headers: the compositing loops are compiled ahead of time (numba.pycc)
+command -v cc >/dev/null || need_apt+=(gcc)
+"$PYTHON" -c "import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))" \
+  2>/dev/null || need_apt+=(python3-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "stacube needs: ${need_apt[*]} (run as root, or: sudo apt-get install -y ${need_apt[*]})" >&2
@@ -39,9 +43,13 @@ fi
 stamp="$VENV/.stacube-installed"
 inputs=$(ls pyproject.toml constraints.txt infra/package-lock.json 2>/dev/null || true)
 want=$(cat $inputs | sha1sum | cut -c1-16)-$EXTRAS
+# the compositing loops, compiled ahead of time for this source and CPU (a no-op when current;
+# without them numba's JIT runs the same loops after ~0.35 s of set-up per process)
+build_loops() { "$VENV/bin/python" -m stacube.algo.aot >/dev/null || true; }
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/stacube" ]; then
   # the console rebuilds itself when its sources changed (a no-op otherwise)
   if [ -x scripts/build-console.sh ]; then scripts/build-console.sh; fi
+  build_loops
   exit 0
 fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
@@ -51,6 +59,8 @@ echo "installing Python dependencies into $VENV (pinned by constraints.txt; log 
 "$VENV/bin/python" -m pip install -c constraints.txt -e ".[$EXTRAS]" >> "$log" 2>&1 \
   || { tail -40 "$log"; echo "pip install failed (full log: $log)" >&2; exit 1; }
 "$VENV/bin/python" -c "import stacube, stacube_services"
+echo "compiling the compositing loops ahead of time (numba.pycc, ~15 s)"
+build_loops
 # the AWS CDK command line (infra/), pinned by infra/package-lock.json
 if command -v npm >/dev/null; then
   npm ci --prefix infra --no-audit --no-fund --loglevel=error >/dev/null

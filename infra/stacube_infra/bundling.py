@@ -22,7 +22,9 @@ from aws_cdk import DockerImage, ILocalBundling
 SOURCE_PACKAGES: tuple[str, ...] = ("src/stacube", "services/stacube_services")
 #: The handlers' tree, copied whole (small Python modules).
 LAMBDAS_DIR = "lambdas"
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "Dockerfile*", ".dockerignore")
+#: Caches, and the loops compiled ahead of time for the build machine's CPU and Python
+#: (``stacube.algo.aot``): the function runs numba's JIT, cached in ``$NUMBA_CACHE_DIR``.
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "_aot_*", "Dockerfile*", ".dockerignore")
 
 
 class BundlingError(RuntimeError):

@@ -25,6 +25,8 @@ def make_repo(root: Path, *, dockerfiles: bool = True) -> Path:
     (root / "src/stacube/__init__.py").write_text("")
     (root / "src/stacube/__pycache__").mkdir()
     (root / "src/stacube/__pycache__/x.cpython-311.pyc").write_text("")
+    (root / "src/stacube/algo").mkdir()
+    (root / "src/stacube/algo/_aot_0123456789abcdef.cpython-311-x86_64-linux-gnu.so").write_text("")
     (root / "services/stacube_services").mkdir(parents=True)
     (root / "services/stacube_services/__init__.py").write_text("")
     for name in ("stac_api", "db_bootstrap", "worker", "raster_api"):
@@ -89,6 +91,7 @@ def test_bundle_copies_sources_without_caches(tmp_path: Path) -> None:
     assert (out / "stacube_services/__init__.py").is_file()
     assert (out / "lambdas/stac_api/handler.py").is_file()
     assert not (out / "stacube/__pycache__").exists()
+    assert (out / "stacube/algo").is_dir() and not list((out / "stacube/algo").glob("_aot_*"))
     assert not (out / "lambdas/worker/Dockerfile").exists()
     # the package metadata an install writes: importlib.metadata finds its entry points in the zip
     from importlib.metadata import distributions

@@ -245,7 +245,7 @@ try:
 except ImportError:
     pass
 import numpy as np
-jit = reduce.compiled()
+jit = reduce.jit_loops()
 jit.take(np.zeros(2, np.int16), np.zeros(4, np.int16), np.zeros(4, np.int16), 0, 4)  # a cached loop loads
 assert "scipy.linalg" not in sys.modules, "scipy.linalg imported by the kernels' loading"
 from numba.np import arraymath

@@ -14,6 +14,9 @@ import numpy as np
 
 #: ``provenance`` where no observation was chosen.
 PROVENANCE_NODATA = -1
+#: Pixels the compiled loops sort side by side (a multiple of the widest SIMD register in 16-bit
+#: lanes); blocks of pixels are multiples of it.
+LANES = 64
 
 
 def gather(stack: np.ndarray, chosen: np.ndarray, fill) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Compiled loops of the compositing kernels (numba, ``nogil``), over ``(time, pixels)`` arrays.
 
 Imported on first use by :mod:`stacube.algo.reduce` and :mod:`stacube.algo.composite` (the
-compiled code is cached on disk, see :func:`stacube.algo.reduce.compiled`). Every function
+compiled code is cached on disk, see :func:`stacube.algo.reduce.jit_loops`), unless the loops
+were compiled ahead of time (:mod:`stacube.algo.aot`: the same code, no numba). Every function
 works on the pixel range ``p0:p1`` of C-contiguous ``(t, npix)`` arrays and writes only its
 own part of the outputs, so row blocks run on several threads at once.
 
@@ -19,8 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-#: Pixels sorted side by side (a multiple of the widest SIMD register in 16-bit lanes).
-LANES = 64
+from stacube.algo.blocks import LANES
 
 
 @njit(nogil=True, cache=True)

@@ -18,7 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from stacube.algo.blocks import run_blocks, task_size
+from stacube.algo import aot
+from stacube.algo.blocks import LANES, run_blocks, task_size
 
 
 @lru_cache(maxsize=None)
@@ -65,31 +66,45 @@ def comparators(n: int, top: int | None = None) -> np.ndarray:
 
 
 _JIT = None
-_LOAD_LOCK = threading.Lock()  # tiles on threads: numba's set-up once per process
+_NUMBA = None
+_LOAD_LOCK = threading.RLock()  # tiles on threads: numba's set-up once per process
 
 
 def compiled():
-    """The compiled loops (:mod:`stacube.algo.jit`), imported and compiled on first use.
+    """The compiled loops, loaded on first use: those compiled ahead of time for the current
+    source and CPU (:mod:`stacube.algo.aot`, no numba in the process) when built, else
+    :func:`jit_loops`. Both have the functions of :mod:`stacube.algo.jit` and ``LANES``."""
+    global _JIT
+    if _JIT is not None:
+        return _JIT
+    with _LOAD_LOCK:
+        if _JIT is None:
+            _JIT = aot.load(jit_loops) or jit_loops()
+        return _JIT
+
+
+def jit_loops():
+    """:mod:`stacube.algo.jit`, imported (numba's set-up, ~0.35 s) on first use.
 
     numba caches the machine code next to the module, or, where that folder is read-only (a
     Lambda image), under ``$NUMBA_CACHE_DIR`` (default: a ``stacube-numba`` folder in the
     temporary directory).
     """
-    global _JIT
-    if _JIT is not None:
-        return _JIT
+    global _NUMBA
+    if _NUMBA is not None:
+        return _NUMBA
     with _LOAD_LOCK:
-        if _JIT is not None:  # loaded by another thread meanwhile
-            return _JIT
+        if _NUMBA is not None:  # loaded by another thread meanwhile
+            return _NUMBA
         here = os.path.dirname(os.path.abspath(__file__))
         cache = os.path.join(here, "__pycache__")
         if "NUMBA_CACHE_DIR" not in os.environ and not os.access(cache if os.path.isdir(cache) else here, os.W_OK):
             os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), "stacube-numba")
-        from stacube.algo import jit  # lazy: numba's import (0.3 s) only when a kernel runs
+        from stacube.algo import jit  # lazy: numba's import only when a loop runs through it
 
         _load_numba_array_registry()
-        _JIT = jit
-        return _JIT
+        _NUMBA = jit
+        return _NUMBA
 
 
 class _NoScipyLinalg:
@@ -140,7 +155,7 @@ def flat(stack: np.ndarray) -> np.ndarray:
 
 def block_pixels(t: int, itemsize: int, block_bytes: int = BLOCK_BYTES) -> int:
     """Pixels per block: ``block_bytes`` of ``t`` values each, a multiple of the SIMD lanes."""
-    lanes = compiled().LANES
+    lanes = LANES
     return max(lanes, block_bytes // max(1, t * itemsize) // lanes * lanes)
 
 

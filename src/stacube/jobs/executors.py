@@ -104,8 +104,8 @@ class ThreadExecutor(_PoolExecutor):
 
     A tile's reads (GDAL) and kernels (numpy, the compiled loops) release the GIL, so tiles
     run side by side as in a process pool, without a start-up per worker (each worker process
-    imports the stack and loads numba's code generator again: ~2 s of CPU on the machine of
-    README's figures). The local default (``STACUBE_EXECUTOR=threads``).
+    imports the stack again, and numba's code generator where the loops were not compiled ahead
+    of time: ~2 s of CPU on the machine of README's figures). The local default (``STACUBE_EXECUTOR=threads``).
     """
 
     def _new_pool(self) -> ThreadPoolExecutor:
