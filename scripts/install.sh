@@ -19,8 +19,10 @@ $pg_ok || need_apt+=(postgresql-15 postgresql-15-postgis-3)
 # PgBouncer: the transaction pooler of the serverless scale benchmark and its test
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || need_apt+=(python3-venv)
-# a C compiler and Python's headers: the compositing loops are compiled ahead of time (numba.pycc)
+# C and C++ compilers and Python's headers: the compositing loops are compiled ahead of time
+# (numba.pycc builds numba's C helpers and its C++ reference counting runtime beside them)
 command -v cc >/dev/null || need_apt+=(gcc)
+command -v c++ >/dev/null || need_apt+=(g++)
 "$PYTHON" -c "import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))" \
   2>/dev/null || need_apt+=(python3-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
