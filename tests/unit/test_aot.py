@@ -1,7 +1,6 @@
 """The loops compiled ahead of time (stacube.algo.aot): the same results as numba's JIT for every
 dtype the readers produce, the JIT for any other call, no numba in a compositing process."""
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from stacube.algo.load import decode_quality
 from stacube.algo.reduce import reduce_stack
 from stacube.catalog.quality import QualityRule
 
-BUILT = importlib.util.find_spec(f"stacube.algo.{aot.module_name()}") is not None
+BUILT = aot.built()
 needs_build = pytest.mark.skipif(not BUILT, reason="loops not compiled ahead of time (python -m stacube.algo.aot)")
 
 

@@ -39,7 +39,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from stacube.algo.blocks import LANES
+from stacube.algo.blocks import LANES, sum_dtype
 
 HERE = Path(__file__).resolve().parent
 #: File name prefix of the built modules (``_aot_<digest><EXT_SUFFIX>``).
@@ -47,7 +47,6 @@ PREFIX = "_aot_"
 
 _DATA = ("u1", "u2", "i2", "i4", "f4", "f8")  # band stacks: what the readers produce
 _MASKS = ("u1", "u2", "i1", "i2")  # quality stacks decoded through a lookup table
-_SUMS = {"u1": ("u4", "f8"), "u2": ("u4", "f8"), "i2": ("i4", "f8"), "i4": ("f8",), "f4": ("f8",), "f8": ("f8",)}
 _I = "i8"  # p0, p1, block (Python ints)
 
 
@@ -58,13 +57,19 @@ def signatures() -> dict[str, list[tuple[str, ...]]]:
     intp = np.dtype(np.intp).str[1:]
     return {
         "order_statistic": [(f"{d}[2]", "b1[2]", d, "b1", d, "i4[2]", "f8", "f4[1]", _I, _I, _I) for d in _DATA],
-        "mean": [(f"{d}[2]", "b1[2]", d, "b1", f"{a}[1]", "f4[1]", _I, _I, _I) for d in _DATA for a in _SUMS[d]],
+        "mean": [(f"{d}[2]", "b1[2]", d, "b1", f"{a}[1]", "f4[1]", _I, _I, _I) for d in _DATA for a in _sums(d)],
         "choose": [("b1[2]", "b1[2]", f"{intp}[1]", "b1", "i2[1]", _I, _I, _I)],
         "gather": [(f"{d}[2]", "i2[1]", d, f"{d}[1]", _I, _I) for d in _DATA],
         "take": [("i2[1]", "i2[1]", "i2[1]", _I, _I)],
         "count": [("b1[2]", "b1[2]", "u2[1]", "u2[1]", _I, _I, _I)],
         "decode": [(f"{m}[2]", "u1[1]", "i8", "f4[2]", "b1", "b1[2]", "b1[2]", _I, _I) for m in _MASKS],
     }
+
+
+def _sums(code: str) -> list[str]:
+    """The dtypes :func:`~stacube.algo.blocks.sum_dtype` sums a ``code`` stack in: short and long
+    series (2**40 values overflow every integer sum)."""
+    return list(dict.fromkeys(sum_dtype(np.dtype(code), t).str[1:] for t in (1, 1 << 40)))
 
 
 def signature_key(types: tuple[str, ...]) -> tuple[str, ...]:
@@ -234,13 +239,18 @@ def build(directory: Path = HERE) -> Path:
     return target
 
 
+def built() -> bool:
+    """True when the module for the current source and CPU is there."""
+    return importlib.util.find_spec(f"stacube.algo.{module_name()}") is not None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m stacube.algo.aot``: build the module unless the current one exists."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
         print("usage: python -m stacube.algo.aot   (compile stacube's loops ahead of time)")
         return 0
-    if importlib.util.find_spec(f"stacube.algo.{module_name()}") is not None:
+    if built():
         print("compiled loops: up to date")
         return 0
     t0 = time.perf_counter()

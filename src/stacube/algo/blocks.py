@@ -1,5 +1,6 @@
 """Row-block helpers of the compositing kernels: run a function over row blocks on threads,
-validity of observations, gathering the chosen slice, days of year.
+validity of observations, gathering the chosen slice, days of year, the
+mean's sum dtype.
 
 Pure numpy; the kernels of :mod:`stacube.algo.composite`, :mod:`stacube.algo.reduce` and
 :mod:`stacube.algo.methods` share them.
@@ -17,6 +18,16 @@ PROVENANCE_NODATA = -1
 #: Pixels the compiled loops sort side by side (a multiple of the widest SIMD register in 16-bit
 #: lanes); blocks of pixels are multiples of it.
 LANES = 64
+
+
+def sum_dtype(dtype: np.dtype, t: int) -> np.dtype:
+    """The dtype the mean kernel sums ``t`` values of ``dtype`` in: uint32 / int32 for 8 and 16-bit
+    integers while ``t`` values cannot overflow it (exact), else float64."""
+    if dtype.kind in "ui" and dtype.itemsize <= 2:
+        acc = np.dtype(np.uint32 if dtype.kind == "u" else np.int32)
+        if t * max(abs(int(np.iinfo(dtype).min)), int(np.iinfo(dtype).max)) <= np.iinfo(acc).max:
+            return acc
+    return np.dtype(np.float64)
 
 
 def gather(stack: np.ndarray, chosen: np.ndarray, fill) -> np.ndarray:

@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from stacube.algo import aot
-from stacube.algo.blocks import LANES, run_blocks, task_size
+from stacube.algo.blocks import LANES, run_blocks, sum_dtype, task_size
 
 
 @lru_cache(maxsize=None)
@@ -249,16 +249,6 @@ def reduce_stack(
     block = block_pixels(t, max(np.dtype(s.dtype).itemsize for s in bands.values()), block_bytes)
     run_blocks(task, ny * nx, task_size(ny * nx, block, threads, per_thread=8), threads)
     return {name: result.reshape(ny, nx) for name, result in results.items()}
-
-
-def sum_dtype(dtype: np.dtype, t: int) -> np.dtype:
-    """The dtype the mean kernel sums ``t`` values of ``dtype`` in: uint32 / int32 for 8 and 16-bit
-    integers while ``t`` values cannot overflow it (exact), else float64."""
-    if dtype.kind in "ui" and dtype.itemsize <= 2:
-        acc = np.dtype(np.uint32 if dtype.kind == "u" else np.int32)
-        if t * max(abs(int(np.iinfo(dtype).min)), int(np.iinfo(dtype).max)) <= np.iinfo(acc).max:
-            return acc
-    return np.dtype(np.float64)
 
 
 def median(stack: np.ndarray, clear: np.ndarray, *, nodata=None, **kw) -> np.ndarray:
